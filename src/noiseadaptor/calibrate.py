@@ -1,0 +1,107 @@
+"""Scale initialisation (paper §5.1): layer by layer, pick each quantizer's s to minimise the L2 gap
+between the full-precision activation and the quantized one, each layer seeing the already-quantized
+layers before it."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .preparation import quantizers
+from .quantizer import QuantReLU
+
+
+class _StopForward(Exception):
+    """Raised from a hook once the layer being calibrated has seen its input: the rest is not needed."""
+
+
+@torch.no_grad()
+def init_scales(qmodel: nn.Module, batch: Tensor | tuple, max_elements: int = 1 << 17, grid: int = 128,
+                seed: int = 0) -> dict[str, float]:
+    """Initialise every quantizer scale of a prepared model from one calibration batch.
+
+    Targets are the activations of the same network with all quantizers off (plain ReLU, avg-pooling
+    already in place: the float network QAT starts from). For layer l, layers < l quantize (noise off)
+    and l's pre-activation is fitted to its target by a grid search over s refined once around the
+    best point. At most `max_elements` randomly chosen positions per layer are used (same positions
+    for input and target). Returns {layer name: scale}.
+    """
+    x = batch[0] if isinstance(batch, (tuple, list)) else batch
+    layers = quantizers(qmodel)
+    if not layers:
+        raise ValueError("init_scales() expects a model returned by prepare(); this one has no QuantReLU")
+    device = next(qmodel.parameters()).device
+    x = x.to(device)
+    was_training = qmodel.training
+    qmodel.eval()
+    generator = torch.Generator().manual_seed(seed)
+    positions: dict[int, Tensor] = {}
+
+    def sample(i: int, v: Tensor) -> Tensor:
+        flat = v.detach().flatten()
+        if i not in positions:
+            positions[i] = (torch.randperm(flat.numel(), generator=generator)[:max_elements].to(flat.device)
+                            if flat.numel() > max_elements else None)
+        return flat if positions[i] is None else flat[positions[i]]
+
+    for _, q in layers:
+        q.enabled = False
+    targets: list[Tensor] = [None] * len(layers)  # type: ignore[list-item]
+    hooks = [q.register_forward_pre_hook(_store(targets, i, sample)) for i, (_, q) in enumerate(layers)]
+    try:
+        qmodel(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    targets = [t.clamp(min=0) for t in targets]
+
+    scales = {}
+    try:
+        for i, (name, q) in enumerate(layers):
+            inputs: list[Tensor] = [None]  # type: ignore[list-item]
+            hook = q.register_forward_pre_hook(_store(inputs, 0, lambda _, v, i=i: sample(i, v), stop=True))
+            try:
+                qmodel(x)
+            except _StopForward:
+                pass
+            finally:
+                hook.remove()
+            q.scale.fill_(fit_scale(inputs[0], targets[i], q.p, grid))
+            q.enabled = True
+            scales[name] = q.scale.item()
+    finally:
+        for _, q in layers:
+            q.enabled = True
+        qmodel.train(was_training)
+    return scales
+
+
+def _store(out: list, i: int, sample, stop: bool = False):
+    def hook(module: QuantReLU, args):
+        out[i] = sample(i, args[0])
+        if stop:
+            raise _StopForward
+    return hook
+
+
+def fit_scale(v: Tensor, target: Tensor, p: int, grid: int = 128) -> float:
+    """argmin_s || s*clip(round(v/s), 0, p) - target ||^2 by a grid search over s in (0, max/p], then a
+    second grid around the best point."""
+    v, target = v.float(), target.float()
+    hi = float(torch.maximum(v.max(), target.max())) / p
+    if hi <= 0:  # a dead layer: any scale quantizes it to zero
+        return 1.0
+    lo_s, hi_s = hi / grid, hi
+    for _ in range(2):
+        candidates = torch.linspace(lo_s, hi_s, grid, device=v.device)
+        errors = torch.cat([_quant_error(v, target, c, p) for c in candidates.split(32)])
+        best = int(errors.argmin())
+        step = float(candidates[1] - candidates[0])
+        lo_s, hi_s = max(float(candidates[best]) - step, step / grid), float(candidates[best]) + step
+    return float(candidates[best])
+
+
+def _quant_error(v: Tensor, target: Tensor, scales: Tensor, p: int) -> Tensor:
+    s = scales[:, None]
+    q = torch.floor(v[None] / s + 0.5).clamp_(0, p) * s
+    return (q - target[None]).pow_(2).sum(1)

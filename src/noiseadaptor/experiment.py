@@ -1,0 +1,57 @@
+"""The paper's comparison as one function: the same float network through prepare -> init_scales ->
+QAT -> convert -> simulate once per quantization method."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .calibrate import init_scales
+from .conversion import convert
+from .preparation import prepare, quantizers
+from .quantizer import QuantConfig
+from .simulation import simulate, time_steps
+from .train import evaluate, fit
+
+METHODS = ("na", "no-noise", "qcfs")
+
+
+def compare_methods(float_model: nn.Module, train_data: DataLoader, test_data: DataLoader,
+                    methods: Sequence[str] = METHODS, p: int = 2, epochs: int = 30, lr: float = 0.05,
+                    weight_decay: float = 5e-4, T: int | Sequence[int] = 256, seed: int = 0,
+                    device: torch.device | str | None = None, progress: bool = True,
+                    log=print) -> tuple[dict[str, dict], dict[str, nn.Module]]:
+    """Returns ({method: {"ann_accuracy", "snn_accuracy", "firing_rate", "spikes_per_sample", "history",
+    "scales"}}, {method: trained quantized model}). Every method starts from `float_model` with the same
+    seed, calibration batch and data order."""
+    configs = {m: QuantConfig.from_method(m, p) for m in methods}  # fail on a bad name before any work
+    steps = time_steps(T)
+    calibration_batch = next(iter(train_data))
+    rows, models = {}, {}
+    for method, config in configs.items():
+        torch.manual_seed(seed)
+        qmodel = prepare(copy.deepcopy(float_model), config)
+        if device is not None:
+            qmodel.to(device)
+        init_scales(qmodel, calibration_batch)
+        log(f"[{method}] quantization-aware training, p={p}, {epochs} epochs")
+        history = fit(qmodel, train_data, epochs, lr=lr, weight_decay=weight_decay, device=device,
+                      progress=progress, desc=f"QAT {method}")
+        ann = evaluate(qmodel, test_data, device)
+        result = simulate(convert(qmodel), test_data, T=steps, device=device, progress=progress)
+        log(f"[{method}] ANN {100 * ann:.2f}%  SNN T={steps[-1]} {100 * result.accuracy[steps[-1]]:.2f}%")
+        rows[method] = {
+            "ann_accuracy": ann,
+            "snn_accuracy": result.accuracy,
+            "firing_rate": result.firing_rate[steps[-1]],
+            "spikes_per_sample": result.spikes_per_sample,
+            "scales": {name: q.scale.item() for name, q in quantizers(qmodel)},
+            "history": history,
+        }
+        models[method] = qmodel
+    return rows, models
+

@@ -1,0 +1,116 @@
+"""Model registry: ``create_model(name, num_classes=...)`` by the names users say."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    _REGISTRY[fn.__name__.replace("_", "-")] = fn
+    return fn
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, num_classes: int, in_channels: int = 3, **kwargs) -> nn.Module:
+    key = name.lower().replace("_", "-")
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    return _REGISTRY[key](num_classes=num_classes, in_channels=in_channels, **kwargs)
+
+
+def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+@register_model
+def small_cnn(num_classes: int = 10, in_channels: int = 1, width: int = 32) -> nn.Module:
+    """Three conv-BN-ReLU stages with max-pooling, for 8x8 to 32x32 inputs (the embedded default task).
+    It keeps max-pooling on purpose: prepare() turns it into average-pooling as the paper does."""
+    return nn.Sequential(
+        *_conv_bn_relu(in_channels, width),
+        *_conv_bn_relu(width, 2 * width),
+        nn.MaxPool2d(2),
+        *_conv_bn_relu(2 * width, 4 * width),
+        nn.MaxPool2d(2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4 * width, num_classes),
+    )
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers and a shortcut (1x1 conv-BN where the shape changes); the residual add
+    comes before the last ReLU, so it lands before the spiking neuron after conversion."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+        self.relu2 = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        out = self.relu1(self.bn1(self.conv1(x)))
+        return self.relu2(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """ResNet for 32x32 inputs: a 3x3 stem with no max-pool, then stages of BasicBlocks."""
+
+    def __init__(self, blocks: list[int], widths: list[int], num_classes: int, in_channels: int = 3):
+        super().__init__()
+        self.stem = nn.Sequential(*_conv_bn_relu(in_channels, widths[0]))
+        stages, c_in = [], widths[0]
+        for i, (n, width) in enumerate(zip(blocks, widths)):
+            for j in range(n):
+                stages.append(BasicBlock(c_in, width, stride=2 if i > 0 and j == 0 else 1))
+                c_in = width
+        self.layers = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(c_in, num_classes)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.layers(self.stem(x))), 1))
+
+
+@register_model
+def cifar_resnet20(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+    """He et al. 2016's CIFAR ResNet-20: 3 stages x 3 blocks, 16-32-64 channels."""
+    return CifarResNet([3, 3, 3], [16, 32, 64], num_classes, in_channels)
+
+
+@register_model
+def cifar_resnet18(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+    """ResNet-18 with a 3x3 stem and no max-pool (the CIFAR variant the paper's Table 1 uses)."""
+    return CifarResNet([2, 2, 2, 2], [64, 128, 256, 512], num_classes, in_channels)
+
+
+@register_model
+def cifar_resnet34(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+    return CifarResNet([3, 4, 6, 3], [64, 128, 256, 512], num_classes, in_channels)
+
+
+@register_model
+def cifar_vgg16(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+    """VGG-16 with BatchNorm for 32x32 inputs; max-pooling (prepare() makes it average-pooling)."""
+    layers, c_in = [], in_channels
+    for c in [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]:
+        if c == "M":
+            layers.append(nn.MaxPool2d(2))
+        else:
+            layers += _conv_bn_relu(c_in, c)
+            c_in = c
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, num_classes))

@@ -1,0 +1,201 @@
+"""prepare(model, config): a float network -> a quantization-aware copy of it.
+
+The model is traced with torch.fx so that every *call* of a ReLU gets its own quantizer: torchvision's
+ResNet blocks reuse one ``nn.ReLU`` module two or three times, and other models call ``F.relu``;
+replacing modules by name would share one learned scale between different layers or miss the call.
+Max-pooling becomes average-pooling of the same geometry (spiking neurons can only sum), and any
+layer whose meaning in a spiking network is unknown is refused up front, naming it.
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from .quantizer import QuantConfig, QuantReLU
+
+_RELU_FUNCTIONS = {F.relu, torch.relu, torch.relu_, F.relu_}
+_RELU_METHODS = {"relu", "relu_"}
+_MAX_POOL_FUNCTIONS = {F.max_pool1d: nn.AvgPool1d, F.max_pool2d: nn.AvgPool2d, F.max_pool3d: nn.AvgPool3d}
+_MAX_POOL_MODULES = {nn.MaxPool1d: nn.AvgPool1d, nn.MaxPool2d: nn.AvgPool2d, nn.MaxPool3d: nn.AvgPool3d}
+
+# Layers that act on each time step of a spiking network as they do on the ANN's activations:
+# linear maps (the SNN feeds them spikes * threshold) and shape plumbing.
+LINEAR_MODULES = (
+    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,
+    nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d, nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
+    nn.Dropout3d, QuantReLU,
+)
+_LINEAR_FUNCTIONS = {
+    operator.add, operator.iadd, operator.sub, operator.neg, torch.add, torch.sub, torch.cat, torch.flatten,
+    torch.mean, operator.getitem, getattr, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
+    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.dropout, F.linear, F.conv2d,
+}
+_SCALAR_FUNCTIONS = {operator.mul, operator.truediv, torch.mul}  # linear when one side is a constant
+_LINEAR_METHODS = {
+    "view", "reshape", "flatten", "size", "contiguous", "mean", "permute", "transpose", "squeeze",
+    "unsqueeze", "add", "add_", "dim", "chunk", "split", "expand", "expand_as", "view_as", "flip",
+}
+
+
+def prepare(model: nn.Module, config: QuantConfig | None = None) -> fx.GraphModule:
+    """Return a copy of `model` with each ReLU call replaced by its own `QuantReLU` and each max-pool by
+    an average-pool of the same geometry. The input model is left untouched.
+
+    Scales start at 1.0: call `init_scales` next (or load a checkpoint).
+
+    Raises TypeError naming the layer when the model holds one with no spiking equivalent (GELU,
+    sigmoid, a custom leaf module, ...) or when torch.fx cannot trace its forward.
+    """
+    config = QuantConfig() if config is None else config
+    if not isinstance(config, QuantConfig):
+        raise TypeError(f"config must be a noiseadaptor.QuantConfig, got {type(config).__name__}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"prepare() expects a torch.nn.Module, got {type(model).__name__}")
+    if any(isinstance(m, QuantReLU) for m in model.modules()):
+        raise ValueError("this model is already prepared (it contains QuantReLU layers); prepare the float model")
+
+    graph_module = _trace(copy.deepcopy(model))
+    taken: set[str] = set()
+    # Classify every node before changing any: a reused ReLU module must be seen as a ReLU at each call.
+    roles = [(node, _role(graph_module, node)) for node in graph_module.graph.nodes]
+    for node, role in roles:
+        if role == "relu":
+            _replace_with_module(graph_module, node, QuantReLU(config), _input_of(node), taken)
+        elif role == "max_pool":
+            _replace_with_module(graph_module, node, _average_pool_like(graph_module, node), _input_of(node), taken)
+    if not any(isinstance(m, QuantReLU) for m in graph_module.modules()):
+        raise ValueError("the model has no ReLU to quantize: Noise Adaptor converts ReLU networks")
+    graph_module.graph.lint()
+    graph_module.delete_all_unused_submodules()
+    graph_module.recompile()
+    return graph_module.train(model.training)
+
+
+def quantizers(model: nn.Module) -> list[tuple[str, QuantReLU]]:
+    """The (name, QuantReLU) pairs of a prepared model, in execution order."""
+    if isinstance(model, fx.GraphModule):
+        found = [(n.target, model.get_submodule(n.target)) for n in model.graph.nodes if n.op == "call_module"]
+        return [(name, m) for name, m in found if isinstance(m, QuantReLU)]
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, QuantReLU)]
+
+
+def _trace(model: nn.Module) -> fx.GraphModule:
+    try:
+        return fx.symbolic_trace(model)
+    except Exception as err:  # fx raises many kinds; all mean the same to the user
+        raise TypeError(
+            f"cannot trace {type(model).__name__} with torch.fx ({type(err).__name__}: {err}). prepare() needs "
+            "a forward without data-dependent Python control flow (no `if x.sum() > 0`, no loops over "
+            "tensor values); move such logic out of forward or into a leaf module."
+        ) from err
+
+
+def _role(gm: fx.GraphModule, node: fx.Node) -> str:
+    """'relu', 'max_pool' or 'linear'; raises TypeError for anything a spiking network cannot run."""
+    if node.op in ("placeholder", "output", "get_attr"):
+        return "linear"
+    if node.op == "call_module":
+        module = gm.get_submodule(node.target)
+        if isinstance(module, nn.ReLU):
+            return "relu"
+        if type(module) in _MAX_POOL_MODULES:
+            if module.return_indices or _not_one(module.dilation):
+                raise TypeError(f"cannot convert module '{node.target}' ({module}): only max-pooling without "
+                                "dilation or return_indices can become average-pooling")
+            return "max_pool"
+        if isinstance(module, LINEAR_MODULES):
+            return "linear"
+        raise TypeError(
+            f"cannot convert module '{node.target}' ({type(module).__name__}): {_why_unsupported(type(module).__name__)}")
+    if node.op == "call_function":
+        if node.target in _RELU_FUNCTIONS:
+            return "relu"
+        if node.target in _MAX_POOL_FUNCTIONS:
+            return "max_pool"
+        if node.target in _LINEAR_FUNCTIONS:
+            return "linear"
+        if node.target in _SCALAR_FUNCTIONS and sum(isinstance(a, fx.Node) for a in node.args) <= 1:
+            return "linear"
+        name = getattr(node.target, "__name__", str(node.target))
+        raise TypeError(f"cannot convert call of {name}() at '{_where(node)}': {_why_unsupported(name)}")
+    if node.target in _RELU_METHODS:
+        return "relu"
+    if node.target in _LINEAR_METHODS:
+        return "linear"
+    raise TypeError(f"cannot convert tensor method .{node.target}() at '{_where(node)}': "
+                    f"{_why_unsupported(node.target)}")
+
+
+def _why_unsupported(name: str) -> str:
+    return (f"{name} has no integrate-and-fire equivalent. A convertible network uses only ReLU as "
+            "nonlinearity, max- or average-pooling, and linear layers (conv, linear, batch norm, add, "
+            "flatten); replace it (e.g. GELU/SiLU/LeakyReLU -> nn.ReLU, softmax at the output -> nothing) "
+            "and fine-tune the float model before prepare().")
+
+
+def _not_one(value) -> bool:
+    return any(v != 1 for v in (value if isinstance(value, (tuple, list)) else (value,)))
+
+
+def _where(node: fx.Node) -> str:
+    stack = node.meta.get("nn_module_stack")
+    return f"{next(reversed(stack))}:{node.name}" if stack else node.name
+
+
+def _input_of(node: fx.Node) -> fx.Node:
+    return node.args[0] if node.args else node.kwargs["input"]
+
+
+def _average_pool_like(gm: fx.GraphModule, node: fx.Node) -> nn.Module:
+    if node.op == "call_module":
+        pool = gm.get_submodule(node.target)
+        avg_class = _MAX_POOL_MODULES[type(pool)]
+        kernel, stride, padding, ceil = pool.kernel_size, pool.stride, pool.padding, pool.ceil_mode
+    else:
+        avg_class = _MAX_POOL_FUNCTIONS[node.target]
+        args = node.normalized_arguments(gm, normalize_to_only_use_kwargs=True).kwargs
+        if args.get("return_indices") or _not_one(args.get("dilation", 1)):
+            raise TypeError(f"cannot convert max-pooling at '{_where(node)}': only max-pooling without "
+                            "dilation or return_indices can become average-pooling")
+        kernel, stride, padding, ceil = (args["kernel_size"], args.get("stride") or args["kernel_size"],
+                                         args.get("padding", 0), args.get("ceil_mode", False))
+    # count_include_pad=True keeps the pool a plain convolution with constant weights (exportable as a
+    # sum-pool and a scale); padded zeros are exactly what a silent neuron contributes.
+    return avg_class(kernel, stride, padding, ceil_mode=ceil, count_include_pad=True)
+
+
+def _replace_with_module(gm: fx.GraphModule, node: fx.Node, module: nn.Module, source: fx.Node,
+                         taken: set[str]) -> None:
+    """Route `node` through a new submodule named after where it was (``layer1.0.relu``, then
+    ``layer1.0.relu_1`` for the second call of a reused module)."""
+    if node.op == "call_module":
+        base = node.target
+    else:
+        stack = node.meta.get("nn_module_stack")
+        owner = next(reversed(stack)) if stack else ""
+        own = node.name.replace("max_pool", "avg_pool")  # name the module for what it now is
+        base = f"{owner}.{own}" if owner else own
+    name, k = base, 0
+    while name in taken or (name != node.target and _exists(gm, name)):
+        k += 1
+        name = f"{base}_{k}"
+    taken.add(name)
+    gm.add_submodule(name, module)
+    with gm.graph.inserting_after(node):
+        replacement = gm.graph.call_module(name, args=(source,))
+    node.replace_all_uses_with(replacement)
+    gm.graph.erase_node(node)
+
+
+def _exists(gm: nn.Module, name: str) -> bool:
+    try:
+        gm.get_submodule(name)
+        return True
+    except AttributeError:
+        return False

@@ -1,0 +1,99 @@
+import math
+
+import pytest
+import torch
+
+from noiseadaptor import QuantConfig, QuantReLU, quantize
+
+
+@pytest.mark.parametrize("v", [-0.7, -0.01, 0.0, 0.13, 0.5, 0.74, 1.0, 1.26, 1.99, 2.0, 2.3, 5.0])
+def test_theorem1_noisy_mean_is_clipped_relu(v):
+    """E[s*round(clip(v/s + eps, 0, p))] = clip(v, 0, s*p) for eps ~ U(-0.5, 0.5) (supplementary Thm. 1)."""
+    torch.manual_seed(0)
+    q = QuantReLU(QuantConfig(p=3), scale=0.7).train()
+    x = torch.full((400_000,), v)
+    mean = q(x).mean().item()
+    assert mean == pytest.approx(min(max(v, 0.0), 0.7 * 3), abs=0.004)
+
+
+def test_gradients_match_eq7_eq8_by_hand():
+    s, p = torch.tensor(0.5, requires_grad=True), 2
+    v = torch.tensor([-0.3, 0.1, 0.37, 0.9, 1.2], requires_grad=True)
+    eps = torch.tensor([0.2, 0.1, -0.2, 0.3, -0.4])
+    # z = v/s + eps = [-0.4, 0.3, 0.54, 2.1, 2.0]
+    out = quantize(v, s, p, eps)
+    assert out.tolist() == pytest.approx([0.0, 0.0, 0.5, 1.0, 1.0])
+    upstream = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+    out.backward(upstream)
+    # Eq. 7: 1 strictly inside (0, p), 0 at or beyond the bounds.
+    assert v.grad.tolist() == [0.0, 2.0, 3.0, 0.0, 0.0]
+    # Eq. 8: 0 below; round(z) - z inside; p at or above: 2*(0 - 0.3) + 3*(1 - 0.54) + 4*2 + 5*2
+    assert s.grad.item() == pytest.approx(18.78, abs=1e-5)
+
+
+def test_algorithm1_scale_gradient_normalisation():
+    torch.manual_seed(0)
+    v = torch.randn(4, 8)
+    q = QuantReLU(QuantConfig(p=2, noise="none"), scale=0.5)
+    q(v).sum().backward()
+    raw = torch.tensor(0.5, requires_grad=True)
+    quantize(v, raw, 2).sum().backward()
+    assert q.scale.grad.item() == pytest.approx(raw.grad.item() / math.sqrt(v.numel() * 2), rel=1e-6)
+
+
+def test_qcfs_scale_gradient_equals_learning_the_threshold():
+    """QCFS learns lam = p*s through lam*clip(floor(x*p/lam + 1/2)/p, 0, 1) with a straight-through floor.
+    An SGD step on lam equals one on s with gradient d/ds / p**2, which is what scale_grad='qcfs' gives."""
+    torch.manual_seed(0)
+    p, s = 4, 0.3
+    x = torch.randn(1000) * 1.5
+    lam = torch.tensor(p * s, requires_grad=True)
+    z = torch.clamp(x / lam, 0, 1) * p + 0.5
+    qcfs = lam * (z + (torch.floor(z) - z).detach()) / p
+    qcfs.sum().backward()
+    ours = QuantReLU(QuantConfig.qcfs(p=p), scale=s).train()
+    out = ours(x)
+    out.sum().backward()
+    assert torch.allclose(out, qcfs.detach(), atol=1e-6)
+    lr = 0.1
+    assert (s - lr * ours.scale.grad.item()) * p == pytest.approx(p * s - lr * lam.grad.item(), rel=1e-5)
+
+
+def test_noise_only_in_training():
+    torch.manual_seed(0)
+    q = QuantReLU(QuantConfig(p=2), scale=1.0)
+    x = torch.linspace(-1, 3, 1000)
+    q.eval()
+    assert torch.equal(q(x), q(x))
+    assert torch.equal(q(x), torch.floor(x + 0.5).clamp(0, 2))
+    q.train()
+    assert not torch.equal(q(x), q(x))
+
+
+def test_noise_kinds_and_amplitude():
+    torch.manual_seed(0)
+    x = torch.zeros(200_000)
+    for kind, amplitude in [("uniform", 1.0), ("uniform", 2.0), ("gaussian", 1.0), ("gaussian", 0.5)]:
+        eps = QuantReLU(QuantConfig(p=2, noise=kind, noise_amplitude=amplitude)).train().sample_noise(x)
+        assert eps.var().item() == pytest.approx(amplitude**2 / 12, rel=0.02)
+    assert QuantReLU(QuantConfig.no_noise()).train().sample_noise(x) is None
+
+
+def test_ties_round_half_up_like_the_spiking_neuron():
+    q = QuantReLU(QuantConfig(p=3, noise="none"), scale=1.0).eval()
+    assert q(torch.tensor([0.5, 1.5, 2.5])).tolist() == [1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_bad_p_is_a_clear_value_error(bad):
+    with pytest.raises(ValueError, match="positive integer"):
+        QuantConfig(p=bad)
+
+
+def test_bad_options_are_clear():
+    with pytest.raises(ValueError, match="noise"):
+        QuantConfig(noise="laplace")
+    with pytest.raises(ValueError, match="noise_amplitude"):
+        QuantConfig(noise_amplitude=-1)
+    with pytest.raises(ValueError, match="unknown method"):
+        QuantConfig.from_method("lsq")

@@ -1,0 +1,118 @@
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from noiseadaptor import (IFNeuron, QuantConfig, SpikingNetwork, convert, evaluate, fit, init_scales, prepare,
+                          quantizers, simulate)
+from noiseadaptor.data import digits
+from noiseadaptor.models import create_model
+
+
+@pytest.mark.parametrize("p", [1, 2, 3, 5])
+def test_one_layer_snn_equals_quantized_ann_at_T_equal_p(p):
+    """Constant input, no noise: spike count * threshold / T after T = p steps equals the quantized
+    ANN output. Ties (v/s exactly k + 1/2) go up in both (u >= threshold fires; round-half-up); the
+    inputs are kept 1e-3 away from them so float rounding cannot flip one."""
+    torch.manual_seed(p)
+    layer = nn.Linear(6, 50)
+    q = prepare(nn.Sequential(layer, nn.ReLU()), QuantConfig(p=p, noise="none")).eval()
+    quantizers(q)[0][1].scale.data.fill_(0.37)
+    x = torch.randn(20, 6)
+    v = layer(x) / 0.37
+    keep = ((v - torch.floor(v) - 0.5).abs() > 1e-3).all(1)
+    x = x[keep]
+    snn = convert(q)
+    snn.reset()
+    total = sum(snn(x) for _ in range(p))
+    neuron = snn.neurons()[0][1]
+    assert torch.allclose(total / p, q(x), atol=1e-5)
+    assert neuron.spike_count.item() == pytest.approx((q(x) / 0.37).sum().item(), abs=1e-3)
+
+
+def test_if_neuron_dynamics():
+    n = IFNeuron(threshold=1.0)
+    outs = [n(torch.tensor([0.3, 1.0, -0.2, 2.5])) for _ in range(4)]
+    counts = torch.stack(outs).sum(0)
+    # membrane starts at 0.5: 0.3/step gives 0.8, 1.1 (fires) -> 0.1, 0.4, 0.7: one spike; 1.0/step and
+    # 2.5/step fire every step (at most one spike per step); negative input never fires
+    assert counts.tolist() == [1.0, 4.0, 0.0, 4.0]
+    assert n.steps == 4 and n.spike_count.item() == 9
+    n.reset()
+    assert n.membrane is None and n.spike_count == 0
+    with pytest.raises(ValueError, match="positive"):
+        IFNeuron(threshold=0.0)
+
+
+@pytest.fixture(scope="module")
+def trained_digits():
+    torch.manual_seed(0)
+    splits = digits()
+    train, test = splits.loaders(64, eval_batch_size=512)
+    model = create_model("small-cnn", num_classes=10, in_channels=1, width=16)
+    fit(model, train, 4, progress=False)
+    q = prepare(model, QuantConfig(p=2))
+    init_scales(q, next(iter(train)))
+    fit(q, train, 3, progress=False)
+    return q, test
+
+
+def test_converted_network_reproduces_quantized_ann_at_large_T(trained_digits):
+    q, test = trained_digits
+    ann = evaluate(q, test)
+    result = simulate(convert(q), test, T=[1, 4, 64, 128], progress=False)
+    assert result.accuracy[128] == pytest.approx(ann, abs=0.03)
+    assert result.accuracy[128] >= result.accuracy[1]
+    x, _ = next(iter(test))
+    snn = convert(q)
+    snn.reset()
+    total = sum(snn(x) for _ in range(128))
+    agreement = (total.argmax(1) == q.eval()(x).argmax(1)).float().mean().item()
+    assert agreement >= 0.95
+    rates = result.firing_rate[128]
+    assert set(rates) == {name for name, _ in snn.neurons()}
+    assert all(0 < r <= 1 for r in rates.values())
+
+
+def test_batchnorm_folding_is_exact(trained_digits):
+    q, test = trained_digits
+    x, _ = next(iter(test))
+    folded, kept = convert(q), convert(q, fold_batchnorm=False)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in kept.modules())
+    with torch.no_grad():
+        a = sum(folded(x) for _ in range(16))
+        b = sum(kept(x) for _ in range(16))
+    assert (a.argmax(1) == b.argmax(1)).float().mean() > 0.99
+    assert torch.allclose(a, b, atol=1e-2 * a.abs().max().item())
+
+
+def test_simulate_reports_every_T_and_resets_between_batches():
+    torch.manual_seed(0)
+    q = prepare(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)), QuantConfig(p=2)).eval()
+    x = torch.randn(10, 4)
+    y = torch.randint(0, 3, (10,))
+    snn = convert(q)
+    one = simulate(snn, [(x, y)], T=16, progress=False)
+    assert sorted(one.accuracy) == list(range(1, 17))
+    split = simulate(snn, DataLoader(TensorDataset(x, y), batch_size=3), T=16, progress=False)
+    assert split.accuracy == one.accuracy
+    assert split.spikes_per_sample[16] == pytest.approx(one.spikes_per_sample[16])
+
+
+@pytest.mark.parametrize("bad", [0, -3, [], [0, 2], [1.5], "8", True])
+def test_bad_T_is_a_clear_value_error(bad):
+    snn = convert(prepare(nn.Sequential(nn.Linear(2, 2), nn.ReLU())))
+    with pytest.raises(ValueError, match="T must be"):
+        simulate(snn, [(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long))], T=bad)
+
+
+def test_wrong_objects_are_refused():
+    with pytest.raises(TypeError, match="prepare"):
+        convert(nn.Sequential(nn.Linear(2, 2), nn.ReLU()))
+    with pytest.raises(TypeError, match="SpikingNetwork"):
+        simulate(nn.Linear(2, 2), [], T=4)
+    snn = convert(prepare(nn.Sequential(nn.Linear(2, 2), nn.ReLU())))
+    with pytest.raises(TypeError, match="inputs, labels"):
+        simulate(snn, [torch.zeros(1, 2)], T=4)
+    assert isinstance(snn, SpikingNetwork)

@@ -1,4 +1,5 @@
-"""Command line: ``noiseadaptor run`` does the whole job on the embedded data set."""
+"""Command line. ``run`` does the whole job on the embedded data set; ``train`` and ``evaluate`` run the
+paper's recipes on real data (one YAML per table row in recipes/, any flag overrides it)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from pathlib import Path
 
 import torch
 
-from .data import DATASETS, get_dataset
+from .checkpoint import export_weights, load_checkpoint, restore
+from .data import DATASETS, default_data_dir, get_dataset
+from .distributed import init_from_env, is_main
 from .experiment import METHODS, compare_methods
 from .models import create_model, list_models
 from .report import accuracy_table, plot_accuracy, write_json
-from .simulation import time_steps
+from .simulation import simulate, time_steps
 from .train import evaluate, fit
 
 DESCRIPTION = """\
@@ -23,7 +26,8 @@ integrate-and-fire neurons (threshold p*s), and measure SNN accuracy at every ti
 
 RUN_EPILOG = """\
 what it does:
-  1. trains a float network (default: CIFAR-style ResNet-20) on the data set (no download: 'digits' ships with scikit-learn)
+  1. trains a float network (default: CIFAR-style ResNet-20) on the data set
+     (no download: 'digits' ships with scikit-learn)
   2. for each method: prepare (ReLU -> quantizer, max-pool -> avg-pool), initialise the scales
      layer by layer, quantization-aware training from the float weights
        na        Noise Adaptor: uniform noise U(-0.5, 0.5) added before rounding in training
@@ -37,41 +41,143 @@ example:
   noiseadaptor run --p 3 --methods na,no-noise --T 64 --out runs/p3
 """
 
+TRAIN_EPILOG = """\
+examples:
+  noiseadaptor train --recipe recipes/cifar10-resnet18-float.yaml
+  noiseadaptor train --recipe recipes/table1-cifar10-resnet18-na.yaml --epochs 50
+  noiseadaptor train --dataset imagenet --data-dir /data/imagenet --model resnet34 --weights DEFAULT \\
+      --method na --p 3 --weight-decay 2.5e-5 --out runs/r34-na
+  torchrun --nproc-per-node 8 -m noiseadaptor.cli train --recipe recipes/table2-imagenet-resnet50-na.yaml
+
+A killed run continues with the same command plus --resume (at most one epoch is lost). Writes
+--out/checkpoint.pt (+ .json), log.csv, model.safetensors and results.json.
+"""
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="noiseadaptor", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    fmt = argparse.RawDescriptionHelpFormatter
+
     run = commands.add_parser("run", help="train, quantize, convert and simulate on the embedded data set",
-                              description=DESCRIPTION, epilog=RUN_EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=DESCRIPTION, epilog=RUN_EPILOG, formatter_class=fmt)
     run.add_argument("--dataset", default="digits", choices=DATASETS, help="data set (default: %(default)s)")
-    run.add_argument("--model", default="cifar-resnet20", help=f"network, one of {', '.join(list_models())} "
-                     "(default: %(default)s)")
+    _model_args(run, default="cifar-resnet20")
     run.add_argument("--methods", default=",".join(METHODS),
                      help="comma-separated quantization methods to compare (default: %(default)s)")
     run.add_argument("--p", type=int, default=2, help="quantization upper bound p; SNN threshold = p*s "
                      "(default: %(default)s)")
     run.add_argument("--float-epochs", type=int, default=30, help="float pre-training epochs (default: %(default)s)")
-    run.add_argument("--epochs", type=int, default=30, help="quantization-aware training epochs per method "
-                     "(default: %(default)s)")
-    run.add_argument("--lr", type=float, default=0.05, help="SGD learning rate, cosine schedule (default: %(default)s)")
-    run.add_argument("--weight-decay", type=float, default=5e-4, help="(default: %(default)s)")
-    run.add_argument("--batch-size", type=int, default=64, help="(default: %(default)s)")
-    run.add_argument("--T", type=int, default=256, help="simulate T = 1..this many steps (default: %(default)s)")
-    run.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
-    run.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    run.add_argument("--out", type=Path, default=Path("noiseadaptor-run"),
-                     help="folder for results.json and accuracy_vs_T.png (default: %(default)s)")
-    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _optim_args(run, epochs=30, lr=0.05, weight_decay=5e-4, batch_size=64)
+    _simulation_args(run)
+    _common_args(run, out="noiseadaptor-run")
+
+    train = commands.add_parser("train", help="float pre-training or quantization-aware training on real data",
+                                description="Train a float network (--method float) or a quantized one "
+                                "from float weights (--init or --weights), with checkpoints and resume.",
+                                epilog=TRAIN_EPILOG, formatter_class=fmt)
+    train.add_argument("--recipe", type=Path, help="YAML file of flag values (keys as the long flags, "
+                       "with _ for -); flags given on the command line win")
+    _data_args(train)
+    _model_args(train, default="cifar-resnet18")
+    train.add_argument("--weights", help="torchvision pre-trained weights for torchvision models "
+                       "(DEFAULT, IMAGENET1K_V1, ...)")
+    train.add_argument("--init", type=Path, help="start from this float checkpoint (a train --method float run)")
+    train.add_argument("--method", default="na", choices=("float", *METHODS),
+                       help="float, or the quantizer: na, no-noise, qcfs (default: %(default)s)")
+    train.add_argument("--p", type=int, default=2, help="quantization upper bound (default: %(default)s)")
+    _optim_args(train, epochs=400, lr=0.05, weight_decay=5e-4, batch_size=128)
+    train.add_argument("--amp", action="store_true", help="bfloat16 autocast")
+    train.add_argument("--compile", action="store_true", help="torch.compile the model")
+    train.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
+    _common_args(train, out="runs/train")
+
+    ev = commands.add_parser("evaluate", help="ANN accuracy of a checkpoint and, if quantized, SNN accuracy per T",
+                             description="Rebuild the model of a train checkpoint, measure its ANN accuracy, "
+                             "convert it and simulate T = 1..--T.", formatter_class=fmt)
+    ev.add_argument("checkpoint", type=Path, help="a checkpoint.pt written by train")
+    ev.add_argument("--data-dir", type=Path, help="override the data folder recorded in the checkpoint")
+    ev.add_argument("--batch-size", type=int, default=256, help="(default: %(default)s)")
+    ev.add_argument("--workers", type=int, default=0, help="data loader processes (default: %(default)s)")
+    _simulation_args(ev)
+    _common_args(ev, out=None)
+
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
     try:
-        return _run(args)
+        if args.command == "train" and args.recipe is not None:
+            args = _apply_recipe(train, args.recipe, argv[1:])
+            args.command = "train"
+        return {"run": _run, "train": _train, "evaluate": _evaluate}[args.command](args)
     except ValueError as err:  # bad input found by the library, before any heavy work
-        parser.exit(2, f"noiseadaptor: error: {err}\n")
+        parser.exit(2, f"noiseadaptor {args.command}: error: {err}\n")
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="cifar10", choices=DATASETS, help="(default: %(default)s)")
+    p.add_argument("--data-dir", type=Path, help=f"data folder (default: $NOISEADAPTOR_DATA or {default_data_dir()})")
+    p.add_argument("--download", action="store_true", help="let torchvision download the data set (needs internet)")
+    p.add_argument("--augment", default="standard", choices=("standard", "autoaugment", "none"),
+                   help="training augmentation for 32x32 data (default: %(default)s)")
+    p.add_argument("--cutout", type=int, default=0, help="Cutout square side in pixels, 0 = off (default: 0)")
+    p.add_argument("--workers", type=int, default=4, help="data loader processes (default: %(default)s)")
+
+
+def _model_args(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--model", default=default, help=f"one of {', '.join(list_models())} (default: %(default)s)")
+
+
+def _optim_args(p: argparse.ArgumentParser, epochs: int, lr: float, weight_decay: float, batch_size: int) -> None:
+    p.add_argument("--epochs", type=int, default=epochs, help="training epochs (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=lr, help="SGD learning rate, cosine schedule (default: %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=weight_decay, help="(default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=batch_size, help="per process (default: %(default)s)")
+
+
+def _simulation_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--T", type=int, default=256, help="simulate T = 1..this many steps (default: %(default)s)")
+
+
+def _common_args(p: argparse.ArgumentParser, out: str | None) -> None:
+    p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    p.add_argument("--out", type=Path, default=Path(out) if out else None,
+                   help="output folder" + (" (default: %(default)s)" if out else " (default: beside the checkpoint)"))
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _apply_recipe(parser: argparse.ArgumentParser, recipe: Path, argv: list[str]) -> argparse.Namespace:
+    import yaml
+
+    if not recipe.is_file():
+        raise ValueError(f"recipe {recipe} not found")
+    values = yaml.safe_load(recipe.read_text()) or {}
+    known = {a.dest for a in parser._actions}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"recipe {recipe}: unknown keys {unknown}; keys are the train flags, e.g. "
+                         f"{', '.join(sorted(known - {'help', 'recipe'})[:6])}, ...")
+    for key in ("data_dir", "init", "out"):
+        if values.get(key) is not None:
+            values[key] = Path(values[key])
+    parser.set_defaults(**values)
+    return parser.parse_args(argv)
+
+
+def _check_positive(args: argparse.Namespace, *flags: str, allow_zero: tuple[str, ...] = ()) -> None:
+    for flag in flags:
+        value = getattr(args, flag)
+        if value < (0 if flag in allow_zero else 1):
+            kind = "a non-negative" if flag in allow_zero else "a positive"
+            raise ValueError(f"--{flag.replace('_', '-')} must be {kind} integer, got {value}")
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not args.no_progress and sys.stderr.isatty()
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -79,15 +185,9 @@ def _run(args: argparse.Namespace) -> int:
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ValueError(f"--methods: unknown {unknown or 'empty list'}; choose from {', '.join(METHODS)}")
-    for flag in ("p", "T", "batch_size"):
-        if getattr(args, flag) < 1:
-            raise ValueError(f"--{flag.replace('_', '-')} must be a positive integer, got {getattr(args, flag)}")
-    for flag in ("float_epochs", "epochs"):
-        if getattr(args, flag) < 0:
-            raise ValueError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    progress = not args.no_progress and sys.stderr.isatty()
-    start = time.time()
+    _check_positive(args, "p", "T", "batch_size", "float_epochs", "epochs", allow_zero=("float_epochs", "epochs"))
+    device = init_from_env(args.device)
+    progress, start = _progress(args), time.time()
 
     torch.manual_seed(args.seed)
     splits = get_dataset(args.dataset)
@@ -107,14 +207,95 @@ def _run(args: argparse.Namespace) -> int:
     print()
     print(f"Top-1 accuracy (%) on {args.dataset} test, {args.model}, p={args.p}, seed {args.seed}")
     print(accuracy_table(rows))
-    write_json({"config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                "device": str(device), "torch": torch.__version__, "seconds": round(time.time() - start, 1),
-                "results": rows}, args.out / "results.json")
-    plot_accuracy({m: r for m, r in rows.items() if m != "float"}, args.out / "accuracy_vs_T.png",
-                  title=f"{args.model} on {args.dataset}, p={args.p}")
-    print(f"\nwrote {args.out / 'results.json'} and {args.out / 'accuracy_vs_T.png'} "
-          f"({time.time() - start:.0f} s)")
+    _write_results(args, rows, device, start, title=f"{args.model} on {args.dataset}, p={args.p}")
     return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .calibrate import init_scales
+    from .preparation import prepare
+    from .quantizer import QuantConfig
+
+    _check_positive(args, "p", "batch_size", "epochs", allow_zero=("epochs",))
+    if args.init is not None and args.weights is not None:
+        raise ValueError("give --init (our float checkpoint) or --weights (torchvision's), not both")
+    if args.init is not None and not args.init.is_file():
+        raise ValueError(f"--init {args.init}: no such checkpoint")
+    checkpoint = args.out / "checkpoint.pt"
+    if checkpoint.exists() and not args.resume:
+        raise ValueError(f"{checkpoint} exists: add --resume to continue it, or choose another --out")
+    device = init_from_env(args.device)
+    torch.manual_seed(args.seed)
+    splits = get_dataset(args.dataset, args.data_dir, args.download, args.augment, args.cutout)
+    train_data, test_data = splits.loaders(args.batch_size, seed=args.seed, num_workers=args.workers)
+    extra = {"weights": args.weights} if args.weights else {}
+    model = create_model(args.model, splits.num_classes, splits.in_channels, **extra)
+    if args.init is not None:
+        restore(load_checkpoint(args.init), model, rng=False)
+    config = {"dataset": args.dataset, "data_dir": str(args.data_dir) if args.data_dir else None,
+              "model": args.model, "num_classes": splits.num_classes, "in_channels": splits.in_channels,
+              "method": args.method, "p": args.p, "seed": args.seed, "batch_size": args.batch_size}
+    if args.method != "float":
+        model = prepare(model, QuantConfig.from_method(args.method, args.p)).to(device)
+        if not checkpoint.exists():  # a resumed run loads its trained scales from the checkpoint
+            init_scales(model, next(iter(train_data)))
+    trained = torch.compile(model) if args.compile else model
+    if is_main():
+        print(f"[train] {args.model} on {args.dataset}, method {args.method}"
+              + (f", p={args.p}" if args.method != "float" else "") + f", {args.epochs} epochs, device {device}")
+    history = fit(trained, train_data, args.epochs, lr=args.lr, weight_decay=args.weight_decay, device=device,
+                  progress=_progress(args), desc=args.method, checkpoint=checkpoint, resume=args.resume,
+                  config=config, amp=args.amp, log_csv=args.out / "log.csv")
+    accuracy = evaluate(model, test_data, device)
+    if is_main():
+        export_weights(model, args.out / "model.safetensors", config)
+        write_json({"config": config, "ann_accuracy": accuracy, "history": history}, args.out / "results.json")
+        print(f"[train] test accuracy {100 * accuracy:.2f}%; wrote {checkpoint} and {args.out / 'model.safetensors'}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .conversion import convert
+    from .preparation import prepare
+    from .quantizer import QuantConfig
+
+    _check_positive(args, "T", "batch_size")
+    state = load_checkpoint(args.checkpoint)
+    cfg = state["config"]
+    device = init_from_env(args.device)
+    splits = get_dataset(cfg["dataset"], args.data_dir or cfg.get("data_dir"))
+    _, test_data = splits.loaders(args.batch_size, num_workers=args.workers)
+    model = create_model(cfg["model"], cfg["num_classes"], cfg["in_channels"])
+    quantized = cfg["method"] != "float"
+    if quantized:
+        model = prepare(model, QuantConfig.from_method(cfg["method"], cfg["p"]))
+    restore(state, model, rng=False)
+    start = time.time()
+    name = cfg["method"]
+    rows = {name: {"ann_accuracy": evaluate(model.to(device), test_data, device)}}
+    if quantized:
+        result = simulate(convert(model), test_data, T=args.T, device=device, progress=_progress(args))
+        rows[name].update(snn_accuracy=result.accuracy, firing_rate=result.firing_rate[args.T],
+                          spikes_per_sample=result.spikes_per_sample)
+    args.out = args.out or args.checkpoint.parent
+    if is_main():
+        print(f"Top-1 accuracy (%) on {cfg['dataset']} test, {cfg['model']}" + (f", p={cfg['p']}" if quantized else ""))
+        print(accuracy_table(rows))
+        _write_results(args, rows, device, start, title=f"{cfg['model']} on {cfg['dataset']}",
+                       extra={"checkpoint": str(args.checkpoint), "checkpoint_config": cfg}, name="evaluation")
+    return 0
+
+
+def _write_results(args, rows: dict, device, start: float, title: str, extra: dict | None = None,
+                   name: str = "results") -> None:
+    json_path, png_path = args.out / f"{name}.json", args.out / "accuracy_vs_T.png"
+    write_json({"config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                **(extra or {}), "device": str(device), "torch": torch.__version__,
+                "seconds": round(time.time() - start, 1), "results": rows}, json_path)
+    curves = {m: r for m, r in rows.items() if "snn_accuracy" in r}
+    if curves:
+        plot_accuracy(curves, png_path, title=title)
+    print(f"\nwrote {json_path}" + (f" and {png_path}" if curves else "") + f" ({time.time() - start:.0f} s)")
 
 
 if __name__ == "__main__":

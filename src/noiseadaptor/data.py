@@ -1,12 +1,30 @@
-"""Data sets by name. ``digits`` is embedded (it ships inside scikit-learn): the default task needs no
-download and runs anywhere."""
+"""Data sets by name, loaded with torchvision's own classes.
+
+==============  ==========================================================================
+digits          embedded (ships inside scikit-learn): the default task, no download
+mnist           torchvision ``MNIST``: DIR/MNIST/raw/*-ubyte(.gz)
+fashion-mnist   torchvision ``FashionMNIST``: DIR/FashionMNIST/raw/*-ubyte(.gz)
+cifar10         torchvision ``CIFAR10`` (DIR/cifar-10-batches-py) or an image-folder tree
+cifar100        torchvision ``CIFAR100`` (DIR/cifar-100-python) or an image-folder tree
+imagenet        ``ImageFolder``: DIR/train/<class>/*.JPEG and DIR/val/<class>/*.JPEG
+==============  ==========================================================================
+
+An image-folder tree is DIR/train/<class>/<image> and DIR/test/<class>/<image> (or val/). Training
+augmentation is the standard one: random crop with 4-pixel padding and horizontal flip for 32x32
+images (``augment="autoaugment"`` adds AutoAugment's CIFAR-10 policy, ``cutout`` > 0 erases a square of
+that side), random-resized crop and flip for ImageNet.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
+
+from .distributed import ShardedEvalSampler, is_distributed
 
 
 @dataclass
@@ -19,20 +37,129 @@ class DataSplits:
 
     def loaders(self, batch_size: int, eval_batch_size: int | None = None, seed: int = 0,
                 num_workers: int = 0) -> tuple[DataLoader, DataLoader]:
-        generator = torch.Generator().manual_seed(seed)
-        train = DataLoader(self.train, batch_size=batch_size, shuffle=True, generator=generator,
-                           num_workers=num_workers, drop_last=len(self.train) > batch_size)
-        test = DataLoader(self.test, batch_size=eval_batch_size or batch_size, num_workers=num_workers)
+        """Shuffled training batches and ordered test batches.
+
+        The training order is a function of (seed, epoch) alone (`fit` calls ``sampler.set_epoch``), so a
+        resumed run sees the same batches as an uninterrupted one. Under torch.distributed each process
+        gets its share: training through DistributedSampler, test through a sampler that never pads (so
+        no sample is counted twice in accuracy)."""
+        common = dict(num_workers=num_workers, pin_memory=torch.cuda.is_available(),
+                      persistent_workers=num_workers > 0)
+        shard = {} if is_distributed() else {"num_replicas": 1, "rank": 0}
+        train_sampler = DistributedSampler(self.train, shuffle=True, seed=seed, drop_last=True, **shard)
+        train = DataLoader(self.train, batch_size=batch_size, sampler=train_sampler,
+                           drop_last=len(self.train) > batch_size, **common)
+        test = DataLoader(self.test, batch_size=eval_batch_size or batch_size,
+                          sampler=ShardedEvalSampler(self.test), **common)
         return train, test
 
 
-DATASETS = ("digits",)
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "imagenet")
+_STATS = {  # per-channel mean and std of the training images
+    "mnist": ((0.1307,), (0.3081,)),
+    "fashion-mnist": ((0.2860,), (0.3530,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
 
 
-def get_dataset(name: str) -> DataSplits:
+def default_data_dir() -> Path:
+    return Path(os.environ.get("NOISEADAPTOR_DATA", Path.home() / ".cache" / "noiseadaptor" / "data"))
+
+
+def get_dataset(name: str, data_dir: str | Path | None = None, download: bool = False,
+                augment: str = "standard", cutout: int = 0) -> DataSplits:
+    """Load a data set by name (see the module docstring for the layouts). Raises ValueError with the
+    expected layout when the files are not there."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; available: {', '.join(DATASETS)}")
+    if augment not in ("standard", "autoaugment", "none"):
+        raise ValueError(f"augment must be 'standard', 'autoaugment' or 'none', got {augment!r}")
     if name == "digits":
         return digits()
-    raise ValueError(f"unknown data set {name!r}; available: {', '.join(DATASETS)}")
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    if name in ("mnist", "fashion-mnist"):
+        return _mnist(name, root, download)
+    if name in ("cifar10", "cifar100"):
+        return _cifar(name, root, download, augment, cutout)
+    return _imagenet(root)
+
+
+def _transforms(name: str, train: bool, augment: str = "standard", cutout: int = 0):
+    from torchvision import transforms as T
+
+    mean, std = _STATS[name]
+    normalize = [T.ToTensor(), T.Normalize(mean, std)]
+    if name == "imagenet":
+        crop = [T.RandomResizedCrop(224), T.RandomHorizontalFlip()] if train else [T.Resize(256), T.CenterCrop(224)]
+        return T.Compose(crop + normalize)
+    if not train or augment == "none" or name in ("mnist", "fashion-mnist"):
+        return T.Compose(normalize)
+    steps = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()]
+    if augment == "autoaugment":
+        steps.append(T.AutoAugment(T.AutoAugmentPolicy.CIFAR10))
+    steps += normalize
+    if cutout > 0:  # Cutout (DeVries & Taylor 2017): one square of side `cutout`, erased to zero
+        area = cutout * cutout / (32 * 32)
+        steps.append(T.RandomErasing(p=1.0, scale=(area, area), ratio=(1.0, 1.0), value=0))
+    return T.Compose(steps)
+
+
+def _mnist(name: str, root: Path, download: bool) -> DataSplits:
+    from torchvision import datasets
+
+    cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
+    try:
+        splits = [cls(str(root), train=t, download=download, transform=_transforms(name, t)) for t in (True, False)]
+    except RuntimeError as err:
+        raise ValueError(f"{name}: not found under {root} ({err}). Expected torchvision's layout "
+                         f"{root}/{cls.__name__}/raw/*-ubyte(.gz); pass --download (needs internet) or "
+                         "--data-dir pointing at the folder that contains it") from err
+    return DataSplits(*splits, num_classes=10, in_channels=1, image_size=28)
+
+
+def _cifar(name: str, root: Path, download: bool, augment: str, cutout: int) -> DataSplits:
+    from torchvision import datasets
+
+    cls, num_classes = (datasets.CIFAR10, 10) if name == "cifar10" else (datasets.CIFAR100, 100)
+    train_tf, test_tf = _transforms(name, True, augment, cutout), _transforms(name, False)
+    if (root / "train").is_dir():
+        train, test = _image_folders(root, ("test", "val"), train_tf, test_tf)
+    else:
+        try:
+            train = cls(str(root), train=True, download=download, transform=train_tf)
+            test = cls(str(root), train=False, download=False, transform=test_tf)
+        except RuntimeError as err:
+            raise ValueError(
+                f"{name}: not found under {root}. Expected torchvision's layout ({root}/{cls.base_folder}) "
+                f"or an image-folder tree ({root}/train/<class>/*.png and {root}/test/<class>/*.png); "
+                "pass --download (needs internet) or --data-dir") from err
+    if len(train.classes) != num_classes:
+        raise ValueError(f"{name}: {root} has {len(train.classes)} classes, expected {num_classes}")
+    return DataSplits(train, test, num_classes=num_classes, in_channels=3, image_size=32)
+
+
+def _imagenet(root: Path) -> DataSplits:
+    train, test = _image_folders(root, ("val",), _transforms("imagenet", True), _transforms("imagenet", False))
+    return DataSplits(train, test, num_classes=len(train.classes), in_channels=3, image_size=224)
+
+
+def _image_folders(root: Path, test_names: tuple[str, ...], train_tf, test_tf):
+    from torchvision.datasets import ImageFolder
+
+    test_dir = next((root / n for n in test_names if (root / n).is_dir()), None)
+    layout = (f"{root}/train/<class>/<image> and {root}/{test_names[0]}/<class>/<image> "
+              "(one sub-folder per class, the same classes in both)")
+    if not (root / "train").is_dir() or test_dir is None:
+        raise ValueError(f"no image-folder tree at {root}: expected {layout}")
+    try:
+        train, test = ImageFolder(str(root / "train"), train_tf), ImageFolder(str(test_dir), test_tf)
+    except (FileNotFoundError, RuntimeError) as err:
+        raise ValueError(f"malformed image-folder tree at {root} ({err}); expected {layout}") from err
+    if train.classes != test.classes:
+        raise ValueError(f"{root}: train and {test_dir.name} have different class folders; expected {layout}")
+    return train, test
 
 
 def digits(test_fraction: float = 0.2, split_seed: int = 0) -> DataSplits:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -24,10 +25,12 @@ def compare_methods(float_model: nn.Module, train_data: DataLoader, test_data: D
                     methods: Sequence[str] = METHODS, p: int = 2, epochs: int = 30, lr: float = 0.05,
                     weight_decay: float = 5e-4, T: int | Sequence[int] = 256, seed: int = 0,
                     device: torch.device | str | None = None, progress: bool = True,
+                    checkpoint_dir: str | Path | None = None,
                     log=print) -> tuple[dict[str, dict], dict[str, nn.Module]]:
     """Returns ({method: {"ann_accuracy", "snn_accuracy", "firing_rate", "spikes_per_sample", "history",
     "scales"}}, {method: trained quantized model}). Every method starts from `float_model` with the same
-    seed, calibration batch and data order."""
+    seed, calibration batch and data order. With `checkpoint_dir`, each method's training writes
+    `<dir>/<method>-seed<seed>.pt` every epoch and a rerun resumes from it."""
     configs = {m: QuantConfig.from_method(m, p) for m in methods}  # fail on a bad name before any work
     steps = time_steps(T)
     calibration_batch = next(iter(train_data))
@@ -39,8 +42,10 @@ def compare_methods(float_model: nn.Module, train_data: DataLoader, test_data: D
             qmodel.to(device)
         init_scales(qmodel, calibration_batch)
         log(f"[{method}] quantization-aware training, p={p}, {epochs} epochs")
+        checkpoint = Path(checkpoint_dir) / f"{method}-seed{seed}.pt" if checkpoint_dir is not None else None
         history = fit(qmodel, train_data, epochs, lr=lr, weight_decay=weight_decay, device=device,
-                      progress=progress, desc=f"QAT {method}")
+                      progress=progress, desc=f"QAT {method}", checkpoint=checkpoint, resume=True,
+                      config={"method": method, "p": p, "seed": seed})
         ann = evaluate(qmodel, test_data, device)
         result = simulate(convert(qmodel), test_data, T=steps, device=device, progress=progress)
         log(f"[{method}] ANN {100 * ann:.2f}%  SNN T={steps[-1]} {100 * result.accuracy[steps[-1]]:.2f}%")

@@ -10,8 +10,8 @@ from torch import nn
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 
-def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    _REGISTRY[fn.__name__.replace("_", "-")] = fn
+def register_model(fn: Callable[..., nn.Module], name: str | None = None) -> Callable[..., nn.Module]:
+    _REGISTRY[name or fn.__name__.replace("_", "-")] = fn
     return fn
 
 
@@ -20,10 +20,38 @@ def list_models() -> list[str]:
 
 
 def create_model(name: str, num_classes: int, in_channels: int = 3, **kwargs) -> nn.Module:
+    """Build a registered model. torchvision models (resnet18 ... resnet152, vgg16, vgg16-bn) take
+    ``weights=`` as torchvision does ("DEFAULT", "IMAGENET1K_V1", ...; None for random init)."""
     key = name.lower().replace("_", "-")
     if key not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
     return _REGISTRY[key](num_classes=num_classes, in_channels=in_channels, **kwargs)
+
+
+def _torchvision_model(arch: str) -> Callable[..., nn.Module]:
+    def build(num_classes: int = 1000, in_channels: int = 3, weights: str | None = None) -> nn.Module:
+        """torchvision's ImageNet architecture through get_model(); pre-trained weights by name."""
+        import torchvision
+
+        if in_channels != 3:
+            raise ValueError(f"{arch} takes 3-channel images, got in_channels={in_channels}")
+        try:
+            model = torchvision.models.get_model(arch, weights=weights)
+        except (OSError, RuntimeError) as err:  # no network, no cached file, or a bad file
+            raise ValueError(f"could not load {arch} weights {weights!r} ({err}). torchvision downloads them to "
+                             "$TORCH_HOME/hub/checkpoints on first use; without internet, place the file there") from err
+        if num_classes != 1000:  # a new head for another label set; the backbone keeps its weights
+            head_owner, attr = (model, "fc") if hasattr(model, "fc") else (model.classifier, "6")
+            old = getattr(head_owner, attr)
+            setattr(head_owner, attr, nn.Linear(old.in_features, num_classes))
+        return model
+
+    build.__doc__ = f"torchvision {arch} (ImageNet layout: 7x7 stem and max-pool for ResNets)."
+    return build
+
+
+for _arch in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg16", "vgg16_bn"):
+    register_model(_torchvision_model(_arch), name=_arch.replace("_", "-"))
 
 
 def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:

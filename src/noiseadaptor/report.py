@@ -46,17 +46,17 @@ def plot_accuracy(rows: dict[str, dict], path: str | Path, title: str = "SNN acc
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
 
 
 def write_json(obj, path: str | Path) -> None:
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(obj, indent=2, sort_keys=False))
 
 
-class _atomic_path:
+class atomic_path:
     """Write to a temporary file beside `path`, then rename: a killed run never leaves half a file."""
 
     def __init__(self, path: str | Path):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from .distributed import all_reduce_sum
 from .neurons import SpikingNetwork
 
 DEFAULT_T = 256
@@ -79,10 +80,11 @@ def simulate(snn: SpikingNetwork, data: Iterable, T: int | Sequence[int] = DEFAU
                 spikes[i] += torch.stack([torch.as_tensor(n.spike_count, device=device) for _, n in neurons])
         num_samples += y.numel()
         sizes = {name: n.neurons_per_sample() for name, n in neurons}
+    counts = all_reduce_sum(torch.tensor([num_samples], device=device))
+    num_samples = int(counts.item())
     if num_samples == 0:
         raise ValueError("simulate() got no data: the loader yielded no batches")
-
-    correct, spikes = correct.tolist(), spikes.cpu()
+    correct, spikes = all_reduce_sum(correct).tolist(), all_reduce_sum(spikes).cpu()
     firing_rate = {t: {name: float(spikes[i, j]) / (max(sizes[name], 1) * t * num_samples)
                        for j, (name, _) in enumerate(neurons)} for t, i in report_at.items()}
     return SimulationResult(

@@ -1,22 +1,35 @@
 """The training loop (float pre-training and quantization-aware training share it) and ANN evaluation.
 
 The paper's recipe: SGD with momentum 0.9, cross-entropy, cosine learning-rate schedule, lr 0.05.
+Under torchrun the model is wrapped in DistributedDataParallel; only process 0 writes files.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
 from collections.abc import Iterable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .checkpoint import load_checkpoint, restore, save_checkpoint
+from .distributed import all_reduce_sum, barrier, is_distributed, is_main
+
 
 def fit(model: nn.Module, train_data: Iterable, epochs: int, lr: float = 0.05, weight_decay: float = 5e-4,
         momentum: float = 0.9, val_data: Iterable | None = None, device: torch.device | str | None = None,
-        progress: bool = True, desc: str = "train") -> list[dict]:
-    """Train `model` in place; returns one dict of metrics per epoch."""
+        progress: bool = True, desc: str = "train", checkpoint: str | Path | None = None,
+        resume: bool = False, config: dict | None = None, amp: bool = False,
+        log_csv: str | Path | None = None) -> list[dict]:
+    """Train `model` in place for `epochs` epochs; returns one dict of metrics per epoch.
+
+    checkpoint: file written (atomically) after every epoch. resume: continue from it when it exists,
+    refusing one made with a different `config`. amp: bfloat16 autocast (CUDA and CPU).
+    """
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
     if lr <= 0:
@@ -25,21 +38,34 @@ def fit(model: nn.Module, train_data: Iterable, epochs: int, lr: float = 0.05, w
     model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
-    history = []
-    bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=False)
+    config = {**(config or {}), "epochs": epochs, "lr": lr, "weight_decay": weight_decay}
+    start, history = 0, []
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        state = load_checkpoint(checkpoint)
+        start = restore(state, model, optimizer, schedule, config)
+        history = state["metrics"].get("history", [])
+    net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
+        if is_distributed() else model
+
+    bar = tqdm(range(start, epochs), desc=desc, disable=not (progress and is_main()), leave=False,
+               initial=start, total=epochs)
     for epoch in bar:
-        model.train()
-        loss_sum, correct, seen = 0.0, 0, 0
+        net.train()
+        sampler = getattr(train_data, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen
         for x, y in train_data:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            with _autocast(device, amp):
+                logits = net(x)
+                loss = F.cross_entropy(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum += loss.item() * y.numel()
-            correct += (logits.argmax(1) == y).sum().item()
-            seen += y.numel()
+            totals += torch.stack([loss.detach() * y.numel(), (logits.argmax(1) == y).sum(),
+                                   torch.tensor(y.numel(), device=device)]).double()
+        loss_sum, correct, seen = all_reduce_sum(totals).tolist()
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / max(seen, 1),
                "train_acc": correct / max(seen, 1)}
         schedule.step()
@@ -47,21 +73,47 @@ def fit(model: nn.Module, train_data: Iterable, epochs: int, lr: float = 0.05, w
             row["val_acc"] = evaluate(model, val_data, device)
         history.append(row)
         bar.set_postfix({k: round(v, 4) for k, v in row.items() if k != "epoch"})
+        if is_main():
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, model, epoch=epoch + 1, config=config, optimizer=optimizer,
+                                scheduler=schedule, metrics={"history": history})
+            if log_csv is not None:
+                _append_csv(log_csv, row)
+        barrier()
     return history
 
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, data: Iterable, device: torch.device | str | None = None) -> float:
-    """Top-1 accuracy (0-1) of an ANN (float or quantized; eval mode, so no quantization noise)."""
+    """Top-1 accuracy (0-1) of an ANN (float or quantized; eval mode, so no quantization noise). Under
+    torchrun, counts are summed over processes (each sample once: see ShardedEvalSampler)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.to(device).eval()
-    correct = seen = 0
+    counts = torch.zeros(2, dtype=torch.long, device=device)  # correct, seen
     for x, y in data:
         x, y = x.to(device), y.to(device)
-        correct += (model(x).argmax(1) == y).sum().item()
-        seen += y.numel()
+        counts[0] += (model(x).argmax(1) == y).sum()
+        counts[1] += y.numel()
     model.train(was_training)
+    correct, seen = all_reduce_sum(counts).tolist()
     if seen == 0:
         raise ValueError("evaluate() got no data: the loader yielded no batches")
     return correct / seen
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def _append_csv(path: str | Path, row: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists() or row["epoch"] == 1
+    with path.open("w" if new else "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)

@@ -1,0 +1,92 @@
+"""Checkpoints: one torch file (weights, optimizer, schedule, RNG states) and a JSON beside it (config,
+epoch, metrics) that a person can read. Both are written to a temporary file and renamed, so a run
+killed while saving leaves the previous checkpoint intact; a run restarted with `resume` loses at most
+the epoch in progress."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .report import atomic_path
+
+FORMAT = "noiseadaptor-checkpoint-v1"
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, *, epoch: int, config: dict,
+                    optimizer: torch.optim.Optimizer | None = None, scheduler=None,
+                    metrics: dict | None = None) -> None:
+    path = Path(path)
+    state = {
+        "format": FORMAT, "epoch": epoch, "config": config, "metrics": metrics or {},
+        "model": _unwrap(model).state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    with atomic_path(path.with_suffix(".json")) as tmp:
+        Path(tmp).write_text(json.dumps({"format": FORMAT, "epoch": epoch, "config": config,
+                                         "metrics": metrics or {}}, indent=2, default=str))
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint; ValueError with what to do when it is missing, corrupt or not ours."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # truncated zip, pickle garbage, ...
+        raise ValueError(f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); it may be truncated. "
+                         "Delete it to start over, or point at another checkpoint") from err
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a noiseadaptor checkpoint (expected format {FORMAT})")
+    return state
+
+
+def restore(state: dict, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
+            scheduler=None, config: dict | None = None, rng: bool = True) -> int:
+    """Load a checkpoint into live objects and return its epoch. With `config`, refuse a checkpoint whose
+    recorded settings differ from it in any key both have (a different model, method or p would be
+    resumed silently otherwise)."""
+    if config is not None:
+        clash = {k: (state["config"][k], v) for k, v in config.items()
+                 if k in state["config"] and state["config"][k] != v}
+        if clash:
+            detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in clash.items())
+            raise ValueError(f"checkpoint was made with other settings ({detail}); use another --out or "
+                             "drop --resume")
+    try:
+        _unwrap(model).load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise ValueError(f"checkpoint does not fit this model: {err}") from err
+    if optimizer is not None and state.get("optimizer") is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state.get("scheduler") is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    if rng:
+        torch.set_rng_state(state["rng"]["torch"])
+        random.setstate(state["rng"]["python"])
+        if state["rng"].get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    return int(state["epoch"])
+
+
+def export_weights(model: nn.Module, path: str | Path, metadata: dict | None = None) -> None:
+    """Weights alone as safetensors, for sharing (no pickled code)."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().contiguous().cpu() for k, v in _unwrap(model).state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, tmp, metadata={k: str(v) for k, v in (metadata or {}).items()})
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model

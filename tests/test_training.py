@@ -1,0 +1,150 @@
+"""Checkpoints, kill-and-resume, the train/evaluate commands, and DDP on CPU (gloo, 2 processes)."""
+
+import json
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from noiseadaptor import QuantConfig, evaluate, fit, prepare
+from noiseadaptor.checkpoint import load_checkpoint, save_checkpoint
+from noiseadaptor.cli import main
+from noiseadaptor.data import digits
+from noiseadaptor.models import create_model
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return create_model("small-cnn", num_classes=10, in_channels=1, width=8)
+
+
+class Killed(Exception):
+    pass
+
+
+class DieAtEpoch:
+    """A loader that raises at the start of epoch `die_at` (as if the process were killed there)."""
+
+    def __init__(self, loader, die_at):
+        self.loader, self.die_at, self.epoch = loader, die_at, 0
+        self.sampler = loader.sampler
+
+    def __iter__(self):
+        self.epoch += 1
+        if self.epoch == self.die_at:
+            raise Killed
+        return iter(self.loader)
+
+    def __len__(self):
+        return len(self.loader)
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path):
+    train, _ = digits().loaders(64, seed=0)
+    straight = prepare(_model(), QuantConfig(p=2))
+    torch.manual_seed(1)
+    fit(straight, train, 3, progress=False)
+
+    ckpt = tmp_path / "ckpt.pt"
+    killed = prepare(_model(), QuantConfig(p=2))
+    torch.manual_seed(1)
+    with pytest.raises(Killed):
+        fit(killed, DieAtEpoch(train, 3), 3, progress=False, checkpoint=ckpt)
+    assert load_checkpoint(ckpt)["epoch"] == 2
+    resumed = prepare(_model(seed=5), QuantConfig(p=2))  # other init: everything must come from the checkpoint
+    history = fit(resumed, train, 3, progress=False, checkpoint=ckpt, resume=True)
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_bad_checkpoints_are_clear(tmp_path):
+    with pytest.raises(ValueError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ValueError, match="unreadable"):
+        load_checkpoint(broken)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": 1}, other)
+    with pytest.raises(ValueError, match="not a noiseadaptor checkpoint"):
+        load_checkpoint(other)
+    ckpt = tmp_path / "ok.pt"
+    save_checkpoint(ckpt, _model(), epoch=1, config={"model": "small-cnn", "p": 2})
+    train, _ = digits().loaders(64)
+    with pytest.raises(ValueError, match="other settings.*p: checkpoint 2 vs now 3"):
+        fit(_model(), train, 2, checkpoint=ckpt, resume=True, config={"p": 3}, progress=False)
+    with pytest.raises(ValueError, match="does not fit this model"):
+        fit(create_model("small-cnn", 10, 1, width=4), train, 2, checkpoint=ckpt, resume=True, progress=False)
+    assert json.loads(ckpt.with_suffix(".json").read_text())["epoch"] == 1
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_train_then_evaluate_commands(tmp_path, capsys):
+    common = ["--dataset", "digits", "--model", "small-cnn", "--workers", "0", "--no-progress", "--batch-size", "64"]
+    assert main(["train", *common, "--method", "float", "--epochs", "2", "--out", str(tmp_path / "f")]) == 0
+    recipe = tmp_path / "na.yaml"
+    recipe.write_text(f"method: na\np: 2\nepochs: 1\ninit: {tmp_path / 'f' / 'checkpoint.pt'}\n")
+    assert main(["train", "--recipe", str(recipe), *common, "--out", str(tmp_path / "q")]) == 0
+    assert (tmp_path / "q" / "model.safetensors").exists() and (tmp_path / "q" / "log.csv").exists()
+    with pytest.raises(SystemExit):  # the same --out again without --resume
+        main(["train", "--recipe", str(recipe), *common, "--out", str(tmp_path / "q")])
+    assert "--resume" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "q" / "checkpoint.pt"), "--T", "8", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "T=8" in printed and (tmp_path / "q" / "accuracy_vs_T.png").exists()
+    result = json.loads((tmp_path / "q" / "evaluation.json").read_text())["results"]["na"]
+    assert set(result["snn_accuracy"]) == {str(t) for t in range(1, 9)}
+
+
+def test_recipe_with_unknown_key_is_refused(tmp_path, capsys):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("learning_rate: 0.1\n")
+    with pytest.raises(SystemExit):
+        main(["train", "--recipe", str(recipe)])
+    assert "unknown keys ['learning_rate']" in capsys.readouterr().err
+
+
+def test_missing_data_folder_is_one_clear_message(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert "cifar-10-batches-py" in err and "train/<class>" in err and "Traceback" not in err
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    from noiseadaptor.distributed import init_from_env
+
+    init_from_env("cpu")
+    splits = digits()
+    train, test = splits.loaders(32, seed=0)
+    model = _model()
+    before = evaluate(model, test)
+    fit(model, train, 2, progress=False)
+    after = evaluate(model, test)
+    if rank == 0:
+        torch.save({"before": before, "after": after}, out)
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_on_cpu_matches_one_process(tmp_path):
+    out = tmp_path / "ddp.pt"
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    ddp = torch.load(out)
+    splits = digits()
+    train, test = splits.loaders(64, seed=0)  # one process, the same global batch
+    model = _model()
+    # evaluation shards without padding: 359 test images, each counted once -> identical accuracy
+    assert ddp["before"] == evaluate(model, test)
+    fit(model, train, 2, progress=False)
+    assert ddp["after"] == pytest.approx(evaluate(model, test), abs=0.05)

@@ -148,3 +148,16 @@ def test_ddp_on_cpu_matches_one_process(tmp_path):
     assert ddp["before"] == evaluate(model, test)
     fit(model, train, 2, progress=False)
     assert ddp["after"] == pytest.approx(evaluate(model, test), abs=0.05)
+
+
+def test_every_recipe_is_valid():
+    from pathlib import Path
+
+    from noiseadaptor.cli import apply_recipe, build_parser
+
+    recipes = sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml"))
+    assert len(recipes) >= 10
+    train = build_parser()[1]["train"]
+    for recipe in recipes:
+        args = apply_recipe(train, recipe, ["--recipe", str(recipe)])
+        assert args.out.name == recipe.stem and args.epochs > 0, recipe

@@ -54,7 +54,8 @@ A killed run continues with the same command plus --resume (at most one epoch is
 """
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The parser and its sub-command parsers by name."""
     parser = argparse.ArgumentParser(prog="noiseadaptor", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -103,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     _simulation_args(ev)
     _common_args(ev, out=None)
 
+    return parser, {"run": run, "train": train, "evaluate": ev}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, commands = build_parser()
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     if args.command is None:
@@ -110,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.command == "train" and args.recipe is not None:
-            args = _apply_recipe(train, args.recipe, argv[1:])
+            args = apply_recipe(commands["train"], args.recipe, argv[1:])
             args.command = "train"
         return {"run": _run, "train": _train, "evaluate": _evaluate}[args.command](args)
     except ValueError as err:  # bad input found by the library, before any heavy work
@@ -150,7 +156,7 @@ def _common_args(p: argparse.ArgumentParser, out: str | None) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def _apply_recipe(parser: argparse.ArgumentParser, recipe: Path, argv: list[str]) -> argparse.Namespace:
+def apply_recipe(parser: argparse.ArgumentParser, recipe: Path, argv: list[str]) -> argparse.Namespace:
     import yaml
 
     if not recipe.is_file():

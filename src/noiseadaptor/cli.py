@@ -146,6 +146,34 @@ def _optim_args(p: argparse.ArgumentParser, epochs: int, lr: float, weight_decay
 
 def _simulation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--T", type=int, default=256, help="simulate T = 1..this many steps (default: %(default)s)")
+    p.add_argument("--negative-spikes", action="store_true",
+                   help="run-time correction: QFFS negative spikes (Li, Ma & Furber 2022)")
+    p.add_argument("--offset-spikes", type=int, default=0, metavar="RHO",
+                   help="run-time correction: COS two-stage offset spikes with RHO pre-simulation steps "
+                        "(not counted in T, as in the COS paper); 0 = off (default)")
+    p.add_argument("--no-synops", action="store_true", help="skip counting synaptic operations and energy")
+
+
+def _simulate_options(args: argparse.Namespace) -> dict:
+    if args.offset_spikes < 0:
+        raise ValueError(f"--offset-spikes must be >= 0, got {args.offset_spikes}")
+    return {"negative_spikes": args.negative_spikes, "offset_spikes": args.offset_spikes,
+            "synops": not args.no_synops}
+
+
+def _print_tables(rows: dict, title: str) -> None:
+    from .report import energy_table
+
+    print(title)
+    print(accuracy_table(rows))
+    energy = energy_table(rows)
+    if energy.count("\n") > 1:
+        print("\nEnergy per image, E_SNN / E_ANN (Horowitz 45 nm: 4.6 pJ/MAC, 0.9 pJ/SOP)")
+        print(energy)
+    corrections = next((r["corrections"] for r in rows.values() if "corrections" in r), {})
+    if corrections.get("offset_spikes_pre_steps"):
+        print(f"\noffset spikes: {corrections['offset_spikes_pre_steps']} pre-simulation steps per image, "
+              "not counted in T (nor in the energy above)")
 
 
 def _common_args(p: argparse.ArgumentParser, out: str | None) -> None:
@@ -192,6 +220,7 @@ def _run(args: argparse.Namespace) -> int:
     if unknown or not methods:
         raise ValueError(f"--methods: unknown {unknown or 'empty list'}; choose from {', '.join(METHODS)}")
     _check_positive(args, "p", "T", "batch_size", "float_epochs", "epochs", allow_zero=("float_epochs", "epochs"))
+    _simulate_options(args)
     device = init_from_env(args.device)
     progress, start = _progress(args), time.time()
 
@@ -208,11 +237,11 @@ def _run(args: argparse.Namespace) -> int:
 
     method_rows, _ = compare_methods(model, train_data, test_data, methods, p=args.p, epochs=args.epochs,
                                      lr=args.lr, weight_decay=args.weight_decay, T=time_steps(args.T),
-                                     seed=args.seed, device=device, progress=progress)
+                                     seed=args.seed, device=device, progress=progress,
+                                     simulate_options=_simulate_options(args))
     rows.update(method_rows)
     print()
-    print(f"Top-1 accuracy (%) on {args.dataset} test, {args.model}, p={args.p}, seed {args.seed}")
-    print(accuracy_table(rows))
+    _print_tables(rows, f"Top-1 accuracy (%) on {args.dataset} test, {args.model}, p={args.p}, seed {args.seed}")
     _write_results(args, rows, device, start, title=f"{args.model} on {args.dataset}, p={args.p}")
     return 0
 
@@ -266,6 +295,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .quantizer import QuantConfig
 
     _check_positive(args, "T", "batch_size")
+    _simulate_options(args)
     state = load_checkpoint(args.checkpoint)
     cfg = state["config"]
     device = init_from_env(args.device)
@@ -280,13 +310,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     name = cfg["method"]
     rows = {name: {"ann_accuracy": evaluate(model.to(device), test_data, device)}}
     if quantized:
-        result = simulate(convert(model), test_data, T=args.T, device=device, progress=_progress(args))
-        rows[name].update(snn_accuracy=result.accuracy, firing_rate=result.firing_rate[args.T],
-                          spikes_per_sample=result.spikes_per_sample)
+        result = simulate(convert(model), test_data, T=args.T, device=device, progress=_progress(args),
+                          **_simulate_options(args))
+        rows[name].update(result.row())
     args.out = args.out or args.checkpoint.parent
     if is_main():
-        print(f"Top-1 accuracy (%) on {cfg['dataset']} test, {cfg['model']}" + (f", p={cfg['p']}" if quantized else ""))
-        print(accuracy_table(rows))
+        _print_tables(rows, f"Top-1 accuracy (%) on {cfg['dataset']} test, {cfg['model']}"
+                      + (f", p={cfg['p']}" if quantized else ""))
         _write_results(args, rows, device, start, title=f"{cfg['model']} on {cfg['dataset']}",
                        extra={"checkpoint": str(args.checkpoint), "checkpoint_config": cfg}, name="evaluation")
     return 0

@@ -25,11 +25,11 @@ def compare_methods(float_model: nn.Module, train_data: DataLoader, test_data: D
                     methods: Sequence[str] = METHODS, p: int = 2, epochs: int = 30, lr: float = 0.05,
                     weight_decay: float = 5e-4, T: int | Sequence[int] = 256, seed: int = 0,
                     device: torch.device | str | None = None, progress: bool = True,
-                    checkpoint_dir: str | Path | None = None,
+                    checkpoint_dir: str | Path | None = None, simulate_options: dict | None = None,
                     log=print) -> tuple[dict[str, dict], dict[str, nn.Module]]:
     """Returns ({method: {"ann_accuracy", "snn_accuracy", "firing_rate", "spikes_per_sample", "history",
     "scales"}}, {method: trained quantized model}). Every method starts from `float_model` with the same
-    seed, calibration batch and data order. With `checkpoint_dir`, each method's training writes
+    seed, calibration batch and data order; `simulate_options` go to simulate(). With `checkpoint_dir`, each method's training writes
     `<dir>/<method>-seed<seed>.pt` every epoch and a rerun resumes from it."""
     configs = {m: QuantConfig.from_method(m, p) for m in methods}  # fail on a bad name before any work
     steps = time_steps(T)
@@ -47,13 +47,12 @@ def compare_methods(float_model: nn.Module, train_data: DataLoader, test_data: D
                       progress=progress, desc=f"QAT {method}", checkpoint=checkpoint, resume=True,
                       config={"method": method, "p": p, "seed": seed})
         ann = evaluate(qmodel, test_data, device)
-        result = simulate(convert(qmodel), test_data, T=steps, device=device, progress=progress)
+        result = simulate(convert(qmodel), test_data, T=steps, device=device, progress=progress,
+                          **(simulate_options or {}))
         log(f"[{method}] ANN {100 * ann:.2f}%  SNN T={steps[-1]} {100 * result.accuracy[steps[-1]]:.2f}%")
         rows[method] = {
             "ann_accuracy": ann,
-            "snn_accuracy": result.accuracy,
-            "firing_rate": result.firing_rate[steps[-1]],
-            "spikes_per_sample": result.spikes_per_sample,
+            **result.row(),
             "scales": {name: q.scale.item() for name, q in quantizers(qmodel)},
             "history": history,
         }

@@ -15,21 +15,28 @@ class IFNeuron(nn.Module):
     ANN's rounding). `initial_membrane` may be a tensor broadcastable to one sample's shape
     (per-channel or per-neuron starts for run-time corrections and calibration).
 
-    State lives between calls (one call = one time step) until `reset()`; `spike_count` is the total
-    number of spikes emitted since then, `steps` the number of steps.
+    Negative spikes (QFFS, Li, Ma & Furber 2022), off by default: a neuron whose membrane falls below
+    0 while its net spike count is positive has over-fired; it emits -threshold and gets threshold back,
+    so its count is corrected downward and never goes below zero.
+
+    State lives between calls (one call = one time step) until `reset()`; `spike_count` is the number
+    of spike events (positive and negative) since then, `steps` the number of steps.
     """
 
-    def __init__(self, threshold: Tensor | float, initial_membrane: Tensor | float = 0.5):
+    def __init__(self, threshold: Tensor | float, initial_membrane: Tensor | float = 0.5,
+                 negative_spikes: bool = False):
         super().__init__()
         threshold = torch.as_tensor(threshold, dtype=torch.float32).detach().clone()
         if (threshold <= 0).any():
             raise ValueError(f"IFNeuron threshold must be positive, got {threshold}")
         self.register_buffer("threshold", threshold)
         self.register_buffer("initial_membrane", torch.as_tensor(initial_membrane, dtype=torch.float32).clone())
+        self.negative_spikes = negative_spikes
         self.reset()
 
     def reset(self) -> None:
         self.membrane: Tensor | None = None
+        self.net_count: Tensor | None = None  # per-neuron positive minus negative spikes (negative_spikes only)
         self.spike_count: Tensor | int = 0
         self.steps = 0
 
@@ -38,9 +45,16 @@ class IFNeuron(nn.Module):
             self.membrane = (self.initial_membrane * self.threshold).to(x.dtype).expand_as(x)
         u = self.membrane + x
         spikes = (u >= self.threshold).to(x.dtype)
+        if self.negative_spikes:
+            if self.net_count is None:
+                self.net_count = torch.zeros_like(x)
+            spikes = spikes - ((u < 0) & (self.net_count > 0)).to(x.dtype)
+            self.net_count = self.net_count + spikes
+            self.spike_count = self.spike_count + spikes.abs().sum()
+        else:
+            self.spike_count = self.spike_count + spikes.sum()
         out = spikes * self.threshold
         self.membrane = u - out
-        self.spike_count = self.spike_count + spikes.sum()
         self.steps += 1
         return out
 

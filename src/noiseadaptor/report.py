@@ -1,4 +1,4 @@
-"""Accuracy-vs-T tables and plots."""
+"""Accuracy-vs-T and energy tables, plots, and atomic file writes."""
 
 from __future__ import annotations
 
@@ -12,15 +12,31 @@ TABLE_T = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 def accuracy_table(rows: dict[str, dict], steps: list[int] | None = None) -> str:
     """rows: {method: {"ann_accuracy": float, "snn_accuracy": {T: float}}} -> a fixed-width text table (%)."""
-    present = sorted({t for r in rows.values() for t in r.get("snn_accuracy", {})})
+    return _per_T_table(rows, "snn_accuracy", steps, first=("ANN", lambda r: f"{100 * r['ann_accuracy']:.2f}"),
+                        cell=lambda v: f"{100 * v:.2f}")
+
+
+def energy_table(rows: dict[str, dict], steps: list[int] | None = None) -> str:
+    """E_SNN / E_ANN per T for rows that carry "energy_pj_per_sample" and "ann_energy_pj_per_sample"."""
+    rows = {m: {**r, "energy_ratio": {t: e / r["ann_energy_pj_per_sample"] for t, e in r["energy_pj_per_sample"].items()}}
+            for m, r in rows.items() if r.get("energy_pj_per_sample")}
+    return _per_T_table(rows, "energy_ratio", steps,
+                        first=("E_ANN uJ", lambda r: f"{r['ann_energy_pj_per_sample'] / 1e6:.3f}"),
+                        cell=lambda v: f"{v:.3f}")
+
+
+def _per_T_table(rows: dict[str, dict], key: str, steps: list[int] | None, first, cell) -> str:
+    present = sorted({t for r in rows.values() for t in r.get(key, {})})
     steps = steps or [t for t in TABLE_T if t in present] or present
     width = max(len("method"), *(len(m) for m in rows))
-    header = f"{'method':<{width}}  {'ANN':>6}" + "".join(f"  {'T=' + str(t):>6}" for t in steps)
+    first_name, first_value = first
+    w0 = max(6, len(first_name))
+    header = f"{'method':<{width}}  {first_name:>{w0}}" + "".join(f"  {'T=' + str(t):>6}" for t in steps)
     lines = [header, "-" * len(header)]
     for method, row in rows.items():
-        snn = row.get("snn_accuracy", {})
-        cells = "".join(f"  {100 * snn[t]:6.2f}" if t in snn else f"  {'':>6}" for t in steps)
-        lines.append(f"{method:<{width}}  {100 * row['ann_accuracy']:6.2f}{cells}")
+        values = row.get(key, {})
+        cells = "".join(f"  {cell(values[t]):>6}" if t in values else f"  {'':>6}" for t in steps)
+        lines.append(f"{method:<{width}}  {first_value(row):>{w0}}{cells}")
     return "\n".join(lines)
 
 

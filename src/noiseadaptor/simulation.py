@@ -2,7 +2,8 @@
 
 The prediction at step t is the argmax of the last layer's output summed over steps 1..t (the same as
 its mean). Neuron state is reset for every batch; nothing is kept per step, so memory does not grow
-with T.
+with T. Run-time corrections (negative spikes, two-stage offset spikes) and synaptic-operation counting
+are options; off, they cost nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from .accounting import EnergyModel, SynapticCounter
+from .corrections import calibrate_offsets
 from .distributed import all_reduce_sum
 from .neurons import SpikingNetwork
 
@@ -21,19 +24,36 @@ DEFAULT_T = 256
 
 @dataclass
 class SimulationResult:
-    """accuracy[T]: top-1 accuracy (0-1) after T steps. firing_rate[T][layer]: spikes per neuron per step
-    over steps 1..T. spikes_per_sample[T]: all spikes of all layers in steps 1..T, per sample."""
+    """Per requested T (steps 1..T of the main run):
+    accuracy: top-1 accuracy (0-1). firing_rate[T][layer]: spike events per neuron per step.
+    spikes_per_sample: spike events of all layers per sample.
+    With synops=True: sops_per_sample, macs_per_sample (the analog-input layer, every step) and
+    energy_pj_per_sample (E_SNN); ann_macs_per_sample and ann_energy_pj_per_sample for the same net as
+    an ANN. `corrections` records the run-time corrections used; offset-spike pre-steps are not
+    counted in T (as in the COS paper and its code)."""
 
     accuracy: dict[int, float]
     firing_rate: dict[int, dict[str, float]]
     spikes_per_sample: dict[int, float]
     num_samples: int
     neurons_per_sample: dict[str, int] = field(default_factory=dict)
+    corrections: dict = field(default_factory=dict)
+    sops_per_sample: dict[int, float] = field(default_factory=dict)
+    macs_per_sample: dict[int, float] = field(default_factory=dict)
+    energy_pj_per_sample: dict[int, float] = field(default_factory=dict)
+    ann_macs_per_sample: int | None = None
+    ann_energy_pj_per_sample: float | None = None
 
-    def to_dict(self) -> dict:
-        return {"accuracy": self.accuracy, "firing_rate": self.firing_rate,
-                "spikes_per_sample": self.spikes_per_sample, "num_samples": self.num_samples,
-                "neurons_per_sample": self.neurons_per_sample}
+    def row(self) -> dict:
+        """What a results row keeps: per-T curves, and firing rates at the largest T."""
+        t_max = max(self.accuracy)
+        keep = {"snn_accuracy": self.accuracy, "firing_rate": self.firing_rate[t_max],
+                "spikes_per_sample": self.spikes_per_sample, "corrections": self.corrections}
+        if self.sops_per_sample:
+            keep.update(sops_per_sample=self.sops_per_sample, macs_per_sample=self.macs_per_sample,
+                        energy_pj_per_sample=self.energy_pj_per_sample, ann_macs_per_sample=self.ann_macs_per_sample,
+                        ann_energy_pj_per_sample=self.ann_energy_pj_per_sample)
+        return keep
 
 
 def time_steps(T: int | Sequence[int]) -> list[int]:
@@ -49,48 +69,88 @@ def time_steps(T: int | Sequence[int]) -> list[int]:
 
 @torch.inference_mode()
 def simulate(snn: SpikingNetwork, data: Iterable, T: int | Sequence[int] = DEFAULT_T,
-             device: torch.device | str | None = None, progress: bool = True) -> SimulationResult:
+             device: torch.device | str | None = None, progress: bool = True, negative_spikes: bool = False,
+             offset_spikes: int = 0, synops: bool = False, energy: EnergyModel = EnergyModel()
+             ) -> SimulationResult:
     """Simulate `snn` on every (inputs, labels) batch of `data` for max(T) steps.
 
     T: an int n (report every step 1..n) or a list of steps to report. The input is analog: the same
     batch enters the first layer at every step.
+    negative_spikes: QFFS negative spikes in every neuron (see IFNeuron).
+    offset_spikes: rho > 0 runs COS's first stage for rho steps on each batch and shifts initial
+        membranes by whole thresholds before the main run (see corrections.calibrate_offsets).
+    synops: count synaptic operations and MACs and estimate energy with `energy`.
     """
     if not isinstance(snn, SpikingNetwork):
         raise TypeError(f"simulate() expects the SpikingNetwork returned by convert(), got {type(snn).__name__}")
     steps = time_steps(T)
+    if isinstance(offset_spikes, bool) or not isinstance(offset_spikes, int) or offset_spikes < 0:
+        raise ValueError(f"offset_spikes must be a number of pre-simulation steps >= 0, got {offset_spikes!r}")
     t_max, report_at = steps[-1], {t: i for i, t in enumerate(steps)}
     device = torch.device(device) if device is not None else next(snn.buffers()).device
     snn.to(device).eval()
     neurons = snn.neurons()
+    saved = [(n.negative_spikes, n.initial_membrane) for _, n in neurons]
+    for _, n in neurons:
+        n.negative_spikes = negative_spikes
+    counter = SynapticCounter(snn.net) if synops else None
+
     correct = torch.zeros(len(steps), dtype=torch.long, device=device)
     spikes = torch.zeros(len(steps), len(neurons), dtype=torch.float64, device=device)
-    num_samples = 0
-    sizes: dict[str, int] = {}
-    for batch in tqdm(data, desc=f"simulate T={t_max}", disable=not progress, leave=False):
-        if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
-            raise TypeError("simulate() needs batches of (inputs, labels), as a DataLoader of a labelled data set gives")
-        x, y = batch[0].to(device), batch[1].to(device)
-        snn.reset()
-        total = 0
-        for t in range(1, t_max + 1):
-            total = total + snn(x)
-            i = report_at.get(t)
-            if i is not None:
-                correct[i] += (total.argmax(1) == y).sum()
-                spikes[i] += torch.stack([torch.as_tensor(n.spike_count, device=device) for _, n in neurons])
-        num_samples += y.numel()
-        sizes = {name: n.neurons_per_sample() for name, n in neurons}
-    counts = all_reduce_sum(torch.tensor([num_samples], device=device))
-    num_samples = int(counts.item())
+    ops = torch.zeros(len(steps), 2, dtype=torch.float64, device=device)  # SOPs, MACs
+    num_samples, sizes = 0, {}
+    try:
+        for batch in tqdm(data, desc=f"simulate T={t_max}", disable=not progress, leave=False):
+            if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
+                raise TypeError("simulate() needs batches of (inputs, labels), as a DataLoader of a labelled "
+                                "data set gives")
+            x, y = batch[0].to(device), batch[1].to(device)
+            if offset_spikes:
+                for (_, n), (_, start) in zip(neurons, saved):
+                    n.initial_membrane = start
+                calibrate_offsets(snn, x, offset_spikes)
+            snn.reset()
+            if counter is not None:
+                counter.reset()
+                counter.analog_input = x
+            total = 0
+            for t in range(1, t_max + 1):
+                total = total + snn(x)
+                i = report_at.get(t)
+                if i is not None:
+                    correct[i] += (total.argmax(1) == y).sum()
+                    spikes[i] += torch.stack([torch.as_tensor(n.spike_count, device=device) for _, n in neurons])
+                    if counter is not None:
+                        ops[i] += torch.stack([torch.as_tensor(counter.sops, device=device),
+                                               torch.as_tensor(counter.macs, device=device)]).double()
+            num_samples += y.numel()
+            sizes = {name: n.neurons_per_sample() for name, n in neurons}
+    finally:
+        for (_, n), (negative, start) in zip(neurons, saved):
+            n.negative_spikes, n.initial_membrane = negative, start
+            n.reset()
+        if counter is not None:
+            counter.remove()
+
+    num_samples = int(all_reduce_sum(torch.tensor([num_samples], device=device)).item())
     if num_samples == 0:
         raise ValueError("simulate() got no data: the loader yielded no batches")
-    correct, spikes = all_reduce_sum(correct).tolist(), all_reduce_sum(spikes).cpu()
-    firing_rate = {t: {name: float(spikes[i, j]) / (max(sizes[name], 1) * t * num_samples)
-                       for j, (name, _) in enumerate(neurons)} for t, i in report_at.items()}
-    return SimulationResult(
+    correct, spikes, ops = all_reduce_sum(correct).tolist(), all_reduce_sum(spikes).cpu(), all_reduce_sum(ops).cpu()
+    result = SimulationResult(
         accuracy={t: correct[i] / num_samples for t, i in report_at.items()},
-        firing_rate=firing_rate,
+        firing_rate={t: {name: float(spikes[i, j]) / (max(sizes[name], 1) * t * num_samples)
+                         for j, (name, _) in enumerate(neurons)} for t, i in report_at.items()},
         spikes_per_sample={t: float(spikes[i].sum()) / num_samples for t, i in report_at.items()},
         num_samples=num_samples,
         neurons_per_sample=sizes,
+        corrections={"negative_spikes": negative_spikes, "offset_spikes_pre_steps": offset_spikes,
+                     "pre_steps_counted_in_T": False},
     )
+    if counter is not None:
+        result.sops_per_sample = {t: float(ops[i, 0]) / num_samples for t, i in report_at.items()}
+        result.macs_per_sample = {t: float(ops[i, 1]) / num_samples for t, i in report_at.items()}
+        result.energy_pj_per_sample = {t: energy.snn(result.macs_per_sample[t], result.sops_per_sample[t])
+                                       for t in report_at}
+        result.ann_macs_per_sample = sum(counter.dense_macs.values())
+        result.ann_energy_pj_per_sample = energy.ann(result.ann_macs_per_sample)
+    return result

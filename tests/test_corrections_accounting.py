@@ -1,0 +1,88 @@
+import pytest
+import torch
+from torch import nn
+
+from noiseadaptor import IFNeuron, QuantConfig, convert, prepare, quantizers, simulate
+from noiseadaptor.accounting import EnergyModel, SynapticCounter, fan_out
+
+
+def test_negative_spike_fixes_over_firing_and_never_goes_below_zero():
+    # Input 1.2 then -1.0 then 0: the ideal count is round(0.2 + ...) -> the neuron fires at step 1
+    # (0.5 + 1.2 = 1.7), then its membrane drops to 0.7 - 1.0 = -0.3 < 0: it over-fired.
+    inputs = [1.2, -1.0, 0.0]
+    plain, corrected = IFNeuron(1.0), IFNeuron(1.0, negative_spikes=True)
+    net_plain = sum(plain(torch.tensor([v])) for v in inputs)
+    net_corrected = sum(corrected(torch.tensor([v])) for v in inputs)
+    assert net_plain.item() == 1.0
+    assert net_corrected.item() == 0.0  # round(0.2) = 0: corrected
+    assert corrected.spike_count.item() == 2  # one positive and one negative event
+    # a neuron that never fired cannot go negative however negative its input
+    silent = IFNeuron(1.0, negative_spikes=True)
+    assert sum(silent(torch.tensor([-3.0])) for _ in range(5)).item() == 0.0
+    torch.manual_seed(0)
+    n = IFNeuron(0.5, negative_spikes=True)
+    for _ in range(50):
+        n(torch.randn(100))
+        assert (n.net_count >= 0).all()
+
+
+def test_negative_spikes_option_of_simulate_is_restored_after():
+    torch.manual_seed(0)
+    q = prepare(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))).eval()
+    snn = convert(q)
+    data = [(torch.randn(16, 4), torch.randint(0, 3, (16,)))]
+    plain = simulate(snn, data, T=8, progress=False)
+    corrected = simulate(snn, data, T=8, negative_spikes=True, progress=False)
+    assert corrected.corrections["negative_spikes"] and not plain.corrections["negative_spikes"]
+    assert not any(n.negative_spikes for _, n in snn.neurons())
+    assert simulate(snn, data, T=8, progress=False).accuracy == plain.accuracy
+
+
+def _brute_force_sops(x, conv):
+    """Count (nonzero input, weight) pairs that contribute to some output, position by position."""
+    c_in, h, w = x.shape
+    kh, kw = conv.kernel_size
+    (sh, sw), (ph, pw), (dh, dw), g = conv.stride, conv.padding, conv.dilation, conv.groups
+    h_out = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    w_out = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    per_group_out = conv.out_channels // g
+    count = 0
+    for oy in range(h_out):
+        for ox in range(w_out):
+            for ky in range(kh):
+                for kx in range(kw):
+                    iy, ix = oy * sh - ph + ky * dh, ox * sw - pw + kx * dw
+                    if 0 <= iy < h and 0 <= ix < w:
+                        count += int((x[:, iy, ix] != 0).sum()) * per_group_out
+    return count
+
+
+@pytest.mark.parametrize("kwargs", [dict(kernel_size=3, padding=1), dict(kernel_size=3, stride=2, padding=1),
+                                    dict(kernel_size=(3, 2), stride=(2, 1), padding=(0, 1), dilation=(1, 2)),
+                                    dict(kernel_size=3, padding=1, groups=2)])
+def test_conv_sops_equal_a_brute_force_count(kwargs):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 6, **kwargs)
+    x = (torch.rand(4, 7, 6) < 0.3).float()
+    net = nn.Sequential(nn.Identity(), conv)
+    counter = SynapticCounter(net)
+    counter.analog_input = torch.empty(0)  # not the input: count SOPs
+    net(x[None])
+    assert counter.sops.item() == _brute_force_sops(x, conv)
+    assert fan_out(conv, (4, 7, 6)).sum().item() == _brute_force_sops(torch.ones(4, 7, 6), conv)
+
+
+def test_energy_accounting_in_simulate():
+    torch.manual_seed(0)
+    q = prepare(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64, 3))).eval()
+    snn = convert(q)
+    x = torch.randn(5, 1, 4, 4)
+    r = simulate(snn, [(x, torch.zeros(5, dtype=torch.long))], T=[1, 4], synops=True, progress=False,
+                 energy=EnergyModel(e_mac_pj=4.6, e_ac_pj=0.9))
+    conv_macs = 4 * 16 * 9  # 4 output channels x 16 positions x 9 inputs each (padded ones included)
+    assert r.macs_per_sample == {1: conv_macs, 4: 4 * conv_macs}
+    assert r.ann_macs_per_sample == conv_macs + 64 * 3
+    # SOPs of the linear layer: each spike of the 64 neurons reaches 3 synapses
+    assert r.sops_per_sample[4] == pytest.approx(3 * r.spikes_per_sample[4])
+    assert r.energy_pj_per_sample[4] == pytest.approx(4 * conv_macs * 4.6 + r.sops_per_sample[4] * 0.9)
+    assert r.ann_energy_pj_per_sample == pytest.approx((conv_macs + 192) * 4.6)

@@ -86,3 +86,44 @@ def test_energy_accounting_in_simulate():
     assert r.sops_per_sample[4] == pytest.approx(3 * r.spikes_per_sample[4])
     assert r.energy_pj_per_sample[4] == pytest.approx(4 * conv_macs * 4.6 + r.sops_per_sample[4] * 0.9)
     assert r.ann_energy_pj_per_sample == pytest.approx((conv_macs + 192) * 4.6)
+
+
+def _two_neuron_net(w2, b2):
+    """x=1 -> A (input 0.25/step: fires at steps 2, 6, ...) -> B (input w2*spike_A + b2). Thresholds 1."""
+    net = nn.Sequential(nn.Linear(1, 1), nn.ReLU(), nn.Linear(1, 1), nn.ReLU())
+    with torch.no_grad():
+        net[0].weight.fill_(0.25), net[0].bias.zero_(), net[2].weight.fill_(w2), net[2].bias.fill_(b2)
+    q = prepare(net, QuantConfig(p=1)).eval()
+    for _, layer in quantizers(q):
+        layer.scale.data.fill_(1.0)
+    return convert(q)
+
+
+def _count(snn, steps):
+    snn.reset()
+    return sum(snn(torch.ones(1, 1)) for _ in range(steps)).item()
+
+
+@pytest.mark.parametrize("w2, b2, ideal", [(-1.2, 0.6, 0.0),   # B fires at step 1, then gets -1.2: one too many
+                                           (2.0, 0.0, 2.0)])   # B gets 2 at step 2 but can fire once: one too few
+def test_offset_spikes_fix_hand_built_over_and_under_firing(w2, b2, ideal):
+    from noiseadaptor.corrections import calibrate_offsets
+
+    snn = _two_neuron_net(w2, b2)
+    # over two steps B's ideal count is round(0.5 + total input) clipped to [0, 2]
+    assert _count(snn, 2) == ideal + (1 if ideal == 0 else -1)
+    calibrate_offsets(snn, torch.ones(1, 1), pre_steps=2)
+    assert _count(snn, 2) == ideal
+    a, b = (n for _, n in snn.neurons())
+    assert a.initial_membrane.item() == 0.5  # A has no offset: left alone
+
+
+def test_offset_spikes_in_simulate_do_not_leak_between_runs():
+    snn = _two_neuron_net(-1.2, 0.6)
+    data = [(torch.ones(1, 1), torch.zeros(1, dtype=torch.long))]
+    r = simulate(snn, data, T=2, offset_spikes=2, progress=False)
+    assert r.corrections == {"negative_spikes": False, "offset_spikes_pre_steps": 2, "pre_steps_counted_in_T": False}
+    assert r.spikes_per_sample[2] == 1  # A's one spike; B silent after calibration
+    assert all(n.initial_membrane.numel() == 1 and n.initial_membrane.item() == 0.5 for _, n in snn.neurons())
+    with pytest.raises(ValueError, match="offset_spikes"):
+        simulate(snn, data, T=2, offset_spikes=-1)

@@ -1,9 +1,15 @@
-"""Two-stage offset-spike calibration (COS, Hao et al. 2023, arXiv 2302.10685).
+"""Two-stage offset-spike calibration (COS, Hao et al. 2023, arXiv 2302.10685), as its released code
+(hzc1208/ANN2SNN_COS) does it.
 
-Stage one runs the network for rho steps on the actual input. A neuron whose residual membrane ends
-outside [0, threshold) has an offset: it fired fewer spikes (residual >= threshold) or more (residual
-< 0) than its input warrants. Its initial membrane is shifted by that many whole thresholds, the
-network is reset, and stage two (the reported simulation) runs from the shifted start.
+Layer by layer, from the input: run the network for rho steps on the actual input (the layers before
+already calibrated), and read each neuron of this layer at the end:
+- residual membrane < 0 after at least one spike: one spike too many. Lower the initial membrane by
+  one threshold, or by enough to remove the spike fired at the lowest potential if that is more.
+- residual >= threshold (a saturated neuron): one spike too few. Raise the initial membrane by one
+  threshold, or by enough to make the highest non-firing step fire if that is more.
+Then reset and run the reported simulation. Per sample, per neuron; the rho steps are not counted in
+T, as in the paper and its code. SRP (arXiv 2302.02091) silences neurons instead of shifting them and
+is not implemented here.
 """
 
 from __future__ import annotations
@@ -11,20 +17,60 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .neurons import SpikingNetwork
+from .neurons import IFNeuron, SpikingNetwork
+
+
+class _StopForward(Exception):
+    """Raised once the layer being calibrated has run: later layers are not needed."""
 
 
 @torch.inference_mode()
-def calibrate_offsets(snn: SpikingNetwork, x: Tensor, pre_steps: int, max_shift: int | None = 1) -> None:
-    """Shift each neuron's initial membrane (per sample, per neuron) by the offset its residual shows
-    after `pre_steps` steps on `x`. `max_shift` bounds the shift in thresholds (1: COS's lightweight
-    variant; None: the full offset)."""
-    snn.reset()
-    for _ in range(pre_steps):
-        snn(x)
+def calibrate_offsets(snn: SpikingNetwork, x: Tensor, pre_steps: int) -> None:
+    """Shift every neuron's initial membrane by its offset on input batch `x` (see the module doc)."""
     for _, neuron in snn.neurons():
-        offset = torch.floor(neuron.membrane / neuron.threshold)
-        if max_shift is not None:
-            offset = offset.clamp(-max_shift, max_shift)
-        neuron.initial_membrane = neuron.initial_membrane + offset
+        trace = _Trace(neuron)
+        handles = [neuron.register_forward_pre_hook(trace.before), neuron.register_forward_hook(trace.after)]
+        try:
+            snn.reset()
+            for _ in range(pre_steps):
+                try:
+                    snn(x)
+                except _StopForward:
+                    pass
+        finally:
+            for h in handles:
+                h.remove()
+        neuron.initial_membrane = neuron.initial_membrane + trace.shift()
     snn.reset()
+
+
+class _Trace:
+    """Per-neuron record over the pre-simulation, in thresholds: the lowest potential at which it fired,
+    the highest potential at which it did not, its spike count and its final residual."""
+
+    def __init__(self, neuron: IFNeuron):
+        self.neuron = neuron
+        self.lowest_fired = self.highest_silent = self.count = self.potential = None
+
+    def before(self, neuron: IFNeuron, args) -> None:
+        start = neuron.membrane if neuron.membrane is not None else neuron.initial_membrane * neuron.threshold
+        self.potential = (start + args[0]) / neuron.threshold  # pre-reset potential this step
+
+    def after(self, neuron: IFNeuron, args, output: Tensor) -> None:
+        fired = self.potential >= 1
+        inf = torch.full_like(self.potential, float("inf"))
+        if self.count is None:
+            self.count = torch.zeros_like(self.potential)
+            self.lowest_fired, self.highest_silent = inf.clone(), -inf
+        self.count += fired
+        self.lowest_fired = torch.minimum(self.lowest_fired, torch.where(fired, self.potential, inf))
+        self.highest_silent = torch.maximum(self.highest_silent, torch.where(fired, -inf, self.potential))
+        raise _StopForward
+
+    def shift(self) -> Tensor:
+        residual = self.neuron.membrane / self.neuron.threshold
+        over = (residual < 0) & (self.count > 0)
+        under = residual >= 1
+        down = torch.clamp(self.lowest_fired - 0.999, min=1.0)
+        up = torch.clamp(1.001 - self.highest_silent, min=1.0)
+        return torch.where(under, up, torch.where(over, -down, torch.zeros_like(residual)))

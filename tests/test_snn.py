@@ -116,3 +116,23 @@ def test_wrong_objects_are_refused():
     with pytest.raises(TypeError, match="inputs, labels"):
         simulate(snn, [torch.zeros(1, 2)], T=4)
     assert isinstance(snn, SpikingNetwork)
+
+
+def test_torchvision_bottleneck_resnet_converts_with_residual_adds_before_neurons():
+    import operator
+
+    import torchvision
+
+    torch.manual_seed(0)
+    q = prepare(torchvision.models.resnet50(weights=None, num_classes=5).eval(), QuantConfig(p=3))
+    x = torch.randn(2, 3, 32, 32)
+    init_scales(q, x)
+    snn = convert(q)
+    graph = snn.net.graph
+    neuron_inputs = {n.target: n.args[0] for n in graph.nodes if n.op == "call_module"
+                     and isinstance(snn.net.get_submodule(n.target), IFNeuron)}
+    block_outputs = [t for t in neuron_inputs if t.endswith("relu_2")]
+    assert len(block_outputs) == 16  # one per bottleneck block, downsample blocks included
+    assert all(neuron_inputs[t].target in (operator.add, operator.iadd) for t in block_outputs)
+    result = simulate(snn, [(x, torch.tensor([0, 1]))], T=4, progress=False)
+    assert set(result.firing_rate[4]) == {name for name, _ in snn.neurons()}

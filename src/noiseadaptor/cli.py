@@ -280,7 +280,7 @@ def _train(args: argparse.Namespace) -> int:
               + (f", p={args.p}" if args.method != "float" else "") + f", {args.epochs} epochs, device {device}")
     history = fit(trained, train_data, args.epochs, lr=args.lr, weight_decay=args.weight_decay, device=device,
                   progress=_progress(args), desc=args.method, checkpoint=checkpoint, resume=args.resume,
-                  config=config, amp=args.amp, log_csv=args.out / "log.csv")
+                  config=config, amp=args.amp, log_dir=args.out)
     accuracy = evaluate(model, test_data, device)
     if is_main():
         export_weights(model, args.out / "model.safetensors", config)

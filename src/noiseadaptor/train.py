@@ -24,11 +24,12 @@ def fit(model: nn.Module, train_data: Iterable, epochs: int, lr: float = 0.05, w
         momentum: float = 0.9, val_data: Iterable | None = None, device: torch.device | str | None = None,
         progress: bool = True, desc: str = "train", checkpoint: str | Path | None = None,
         resume: bool = False, config: dict | None = None, amp: bool = False,
-        log_csv: str | Path | None = None) -> list[dict]:
+        log_dir: str | Path | None = None) -> list[dict]:
     """Train `model` in place for `epochs` epochs; returns one dict of metrics per epoch.
 
     checkpoint: file written (atomically) after every epoch. resume: continue from it when it exists,
     refusing one made with a different `config`. amp: bfloat16 autocast (CUDA and CPU).
+    log_dir: per-epoch metrics go to log_dir/log.csv, and to TensorBoard there when it is installed.
     """
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
@@ -47,6 +48,7 @@ def fit(model: nn.Module, train_data: Iterable, epochs: int, lr: float = 0.05, w
     net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
         if is_distributed() else model
 
+    logger = _EpochLogger(log_dir) if log_dir is not None and is_main() else None
     bar = tqdm(range(start, epochs), desc=desc, disable=not (progress and is_main()), leave=False,
                initial=start, total=epochs)
     for epoch in bar:
@@ -77,8 +79,8 @@ def fit(model: nn.Module, train_data: Iterable, epochs: int, lr: float = 0.05, w
             if checkpoint is not None:
                 save_checkpoint(checkpoint, model, epoch=epoch + 1, config=config, optimizer=optimizer,
                                 scheduler=schedule, metrics={"history": history})
-            if log_csv is not None:
-                _append_csv(log_csv, row)
+            if logger is not None:
+                logger.log(row)
         barrier()
     return history
 
@@ -108,12 +110,29 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def _append_csv(path: str | Path, row: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists() or row["epoch"] == 1
-    with path.open("w" if new else "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+class _EpochLogger:
+    """log.csv (appended, so a resumed run continues it) and TensorBoard scalars if tensorboard is there."""
+
+    def __init__(self, log_dir: str | Path):
+        self.dir = Path(log_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(str(self.dir))
+        except ImportError:  # optional
+            self.tensorboard = None
+
+    def log(self, row: dict) -> None:
+        path = self.dir / "log.csv"
+        new = not path.exists() or row["epoch"] == 1
+        with path.open("w" if new else "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        if self.tensorboard is not None:
+            for key, value in row.items():
+                if key != "epoch":
+                    self.tensorboard.add_scalar(key, value, row["epoch"])
+            self.tensorboard.flush()

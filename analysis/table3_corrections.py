@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Paper 000 Table 3 at CPU scale: Noise Adaptor alone vs with negative spikes vs with two-stage offset
+spikes (COS), on the same converted network.
+
+Either trains the network here (CIFAR-style ResNet-20 on the embedded digits: float, then NA QAT), or
+takes a QAT checkpoint written by fit() (e.g. by benchmarks/cifar10_noise_adaptor.py):
+
+    python analysis/table3_corrections.py                                  # digits, a few minutes
+    python analysis/table3_corrections.py --dataset cifar10 --checkpoint runs/cifar10-benchmark/na-seed0.pt \
+        --data-dir ~/.cache/noiseadaptor/cifar10-jpeg --test-images 2000 --T 64
+
+Offset-spike pre-simulation steps (--rho) are not counted in T, as in the COS paper; the table says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from noiseadaptor import QuantConfig, convert, evaluate, fit, init_scales, prepare, simulate
+from noiseadaptor.checkpoint import load_checkpoint, restore
+from noiseadaptor.data import get_dataset
+from noiseadaptor.models import create_model
+from noiseadaptor.report import accuracy_table, energy_table, write_json
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", default="digits")
+    ap.add_argument("--data-dir", type=Path)
+    ap.add_argument("--model", default="cifar-resnet20")
+    ap.add_argument("--checkpoint", type=Path, help="a QAT checkpoint (method and p are read from it)")
+    ap.add_argument("--p", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=30, help="float and QAT epochs when training here")
+    ap.add_argument("--test-images", type=int)
+    ap.add_argument("--T", type=int, default=256)
+    ap.add_argument("--rho", type=int, default=4, help="offset-spike pre-simulation steps")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=Path("runs/table3-corrections.json"))
+    args = ap.parse_args()
+
+    torch.manual_seed(args.seed)
+    splits = get_dataset(args.dataset, args.data_dir)
+    train, test = splits.loaders(64, eval_batch_size=500, seed=args.seed)
+    if args.test_images:
+        test = DataLoader(Subset(splits.test, range(args.test_images)), batch_size=500)
+    model = create_model(args.model, splits.num_classes, splits.in_channels)
+    if args.checkpoint:
+        state = load_checkpoint(args.checkpoint)
+        method, p = state["config"].get("method", "na"), state["config"].get("p", args.p)
+        qmodel = prepare(model, QuantConfig.from_method(method, p))
+        restore(state, qmodel, rng=False)
+    else:
+        method, p = "na", args.p
+        fit(model, train, args.epochs, progress=False)
+        qmodel = prepare(model, QuantConfig(p=p))
+        init_scales(qmodel, next(iter(train)))
+        fit(qmodel, train, args.epochs, progress=False)
+    snn = convert(qmodel)
+    ann = evaluate(qmodel, test)
+    variants = {"none": {}, "negative spikes": {"negative_spikes": True},
+                f"offset spikes (rho={args.rho})": {"offset_spikes": args.rho},
+                "negative + offset": {"negative_spikes": True, "offset_spikes": args.rho}}
+    rows = {}
+    for name, options in variants.items():
+        result = simulate(snn, test, T=args.T, synops=True, progress=False, **options)
+        rows[name] = {"ann_accuracy": ann, **result.row()}
+        print(f"{name}: T=1 {100 * result.accuracy[1]:.2f}%  T={args.T} {100 * result.accuracy[args.T]:.2f}%")
+    steps = [t for t in (1, 2, 4, 8, 16, 32, 64, 256) if t <= args.T]
+    print(f"\n{args.dataset}, {args.model}, {method} p={p}, {rows['none']['snn_accuracy'] and len(test.dataset)} "
+          f"test images, seed {args.seed}; offset-spike pre-steps not counted in T\n")
+    print(accuracy_table(rows, steps))
+    print("\nE_SNN / E_ANN per image (pre-steps excluded)")
+    print(energy_table(rows, steps))
+    write_json({"args": {k: str(v) for k, v in vars(args).items()}, "results": rows}, args.out)
+
+
+if __name__ == "__main__":
+    main()

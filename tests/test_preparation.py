@@ -88,7 +88,7 @@ def test_untraceable_model_explains_why():
 def test_bad_arguments():
     with pytest.raises(TypeError, match="QuantConfig"):
         prepare(nn.Sequential(nn.ReLU()), {"p": 2})
-    with pytest.raises(TypeError, match="nn.Module"):
+    with pytest.raises(TypeError, match="torch.nn.Module"):
         prepare("resnet18")
     with pytest.raises(ValueError, match="no ReLU"):
         prepare(nn.Sequential(nn.Linear(2, 2)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import operator
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -55,22 +56,30 @@ def prepare(model: nn.Module, config: QuantConfig | None = None) -> fx.GraphModu
     config = QuantConfig() if config is None else config
     if not isinstance(config, QuantConfig):
         raise TypeError(f"config must be a noiseadaptor.QuantConfig, got {type(config).__name__}")
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"prepare() expects a torch.nn.Module, got {type(model).__name__}")
-    if any(isinstance(m, QuantReLU) for m in model.modules()):
-        raise ValueError("this model is already prepared (it contains QuantReLU layers); prepare the float model")
+    return replace_activations(model, lambda: QuantReLU(config))
 
+
+def replace_activations(model: nn.Module, make_activation: Callable[[], nn.Module]) -> fx.GraphModule:
+    """The rewrite behind prepare() and direct-training conversion: a traced copy of `model` in which
+    every ReLU call is routed through its own ``make_activation()`` and every max-pool becomes an
+    average-pool; anything with no spiking equivalent is refused, named."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    kind = type(make_activation())
+    if any(isinstance(m, kind) for m in model.modules()):
+        raise ValueError(f"this model is already prepared (it contains {kind.__name__} layers); "
+                         "start from the float model")
     graph_module = _trace(copy.deepcopy(model))
     taken: set[str] = set()
     # Classify every node before changing any: a reused ReLU module must be seen as a ReLU at each call.
     roles = [(node, _role(graph_module, node)) for node in graph_module.graph.nodes]
     for node, role in roles:
         if role == "relu":
-            _replace_with_module(graph_module, node, QuantReLU(config), _input_of(node), taken)
+            _replace_with_module(graph_module, node, make_activation(), _input_of(node), taken)
         elif role == "max_pool":
             _replace_with_module(graph_module, node, _average_pool_like(graph_module, node), _input_of(node), taken)
-    if not any(isinstance(m, QuantReLU) for m in graph_module.modules()):
-        raise ValueError("the model has no ReLU to quantize: Noise Adaptor converts ReLU networks")
+    if not any(isinstance(m, kind) for m in graph_module.modules()):
+        raise ValueError("the model has no ReLU to replace: these methods convert ReLU networks")
     graph_module.graph.lint()
     graph_module.delete_all_unused_submodules()
     graph_module.recompile()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
@@ -24,12 +24,15 @@ def fit(model: nn.Module, train_data: Iterable, epochs: int, lr: float = 0.05, w
         momentum: float = 0.9, val_data: Iterable | None = None, device: torch.device | str | None = None,
         progress: bool = True, desc: str = "train", checkpoint: str | Path | None = None,
         resume: bool = False, config: dict | None = None, amp: bool = False,
-        log_dir: str | Path | None = None) -> list[dict]:
+        log_dir: str | Path | None = None, on_epoch_start: Callable[[int], None] | None = None,
+        on_epoch_end: Callable[[int, dict], None] | None = None) -> list[dict]:
     """Train `model` in place for `epochs` epochs; returns one dict of metrics per epoch.
 
     checkpoint: file written (atomically) after every epoch. resume: continue from it when it exists,
     refusing one made with a different `config`. amp: bfloat16 autocast (CUDA and CPU).
     log_dir: per-epoch metrics go to log_dir/log.csv, and to TensorBoard there when it is installed.
+    on_epoch_start(epoch) runs before each epoch (e.g. a noise schedule); on_epoch_end(epoch, row) after
+    it, and may add entries to the epoch's metrics row.
     """
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
@@ -56,6 +59,8 @@ def fit(model: nn.Module, train_data: Iterable, epochs: int, lr: float = 0.05, w
         sampler = getattr(train_data, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
+        if on_epoch_start is not None:
+            on_epoch_start(epoch)
         totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen
         for x, y in train_data:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -73,6 +78,8 @@ def fit(model: nn.Module, train_data: Iterable, epochs: int, lr: float = 0.05, w
         schedule.step()
         if val_data is not None:
             row["val_acc"] = evaluate(model, val_data, device)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row)
         history.append(row)
         bar.set_postfix({k: round(v, 4) for k, v in row.items() if k != "epoch"})
         if is_main():

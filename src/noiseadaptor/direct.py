@@ -1,0 +1,153 @@
+"""Direct SNN training with LIF neurons: ASGL (adaptive smoothing gradient learning, seed paper 004) and
+plain surrogate-gradient (SG) training as its baseline, by one mechanism.
+
+ASGL's spike function (Eq. 8-10, Algorithm 1), on x = u - threshold:
+
+    H_a(x) = clip(x/a + 1/2, 0, 1)              the antiderivative of the rectangular surrogate
+    s      = H_a(x) + m * detach(Theta(x) - H_a(x)),   m ~ Bernoulli(p) per element and step
+
+Gradients flow only through H_a (the spike part is detached), the width a is learned per layer
+(dH/da = -x/a^2 inside, Eq. 11, by autograd), and evaluation uses the pure Heaviside Theta. With p = 1
+the forward is exactly the spiking network and the backward is the rectangular surrogate gradient:
+that, with a fixed width, is the SG baseline.
+
+Time is folded into the batch: stateless layers (conv, BN, pooling, linear) see [T*B, ...]; each LIF
+neuron unfolds it to [T, B, ...] and steps through time. The readout is the mean over T of the last
+layer's output (Eq. 5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from .preparation import replace_activations
+
+
+@dataclass(frozen=True)
+class DirectConfig:
+    """T: time steps. tau: membrane time constant, leak gamma = 1 - 1/tau. threshold: firing threshold.
+    reset: "hard" (to zero, the paper's Eq. 1) or "soft" (subtract the threshold).
+    surrogate: "rectangular" (H = clip(x/a + 1/2, 0, 1)) or "sigmoid" (H = (1 + tanh(2x/a))/2, the
+        paper's tanh variant with its steepness written as a width: steepness = 2/width).
+    alpha: initial width a. learn_alpha: learn a per layer (ASGL) or keep it fixed (SG).
+    noise_p: probability that an element carries the true spike in training (1.0: SG's forward)."""
+
+    T: int = 4
+    tau: float = 2.0
+    threshold: float = 1.0
+    reset: Literal["hard", "soft"] = "hard"
+    surrogate: Literal["rectangular", "sigmoid"] = "rectangular"
+    alpha: float = 1.0
+    learn_alpha: bool = True
+    noise_p: float = 0.5
+
+    def __post_init__(self) -> None:
+        if isinstance(self.T, bool) or not isinstance(self.T, int) or self.T < 1:
+            raise ValueError(f"DirectConfig.T must be a positive integer, got {self.T!r}")
+        if self.tau < 1:
+            raise ValueError(f"DirectConfig.tau must be >= 1 (leak 1 - 1/tau in [0, 1)), got {self.tau!r}")
+        if self.reset not in ("hard", "soft"):
+            raise ValueError(f"DirectConfig.reset must be 'hard' or 'soft', got {self.reset!r}")
+        if self.surrogate not in ("rectangular", "sigmoid"):
+            raise ValueError(f"DirectConfig.surrogate must be 'rectangular' or 'sigmoid', got {self.surrogate!r}")
+        if not self.alpha > 0:
+            raise ValueError(f"DirectConfig.alpha (surrogate width) must be positive, got {self.alpha!r}")
+        if not 0 <= self.noise_p <= 1:
+            raise ValueError(f"DirectConfig.noise_p must be a probability in [0, 1], got {self.noise_p!r}")
+
+    @classmethod
+    def asgl(cls, **kwargs) -> "DirectConfig":
+        return cls(**kwargs)
+
+    @classmethod
+    def surrogate_gradient(cls, **kwargs) -> "DirectConfig":
+        return cls(**{**kwargs, "learn_alpha": False, "noise_p": 1.0})
+
+
+class LIFNeuron(nn.Module):
+    """Leaky integrate-and-fire over T steps folded into the batch (Eq. 1-3), with the ASGL spike."""
+
+    def __init__(self, config: DirectConfig):
+        super().__init__()
+        self.config = config
+        self.T = config.T
+        self.gamma = 1.0 - 1.0 / config.tau
+        self.noise_p = config.noise_p  # may be scheduled during training
+        self.alpha = nn.Parameter(torch.tensor(float(config.alpha)), requires_grad=config.learn_alpha)
+
+    def smooth(self, x: Tensor) -> Tensor:
+        """H_a(x): the analog activation whose derivative is the surrogate gradient."""
+        width = self.alpha.clamp(min=1e-3)
+        if self.config.surrogate == "rectangular":
+            return torch.clamp(x / width + 0.5, 0.0, 1.0)
+        return 0.5 + 0.5 * torch.tanh(2.0 * x / width)
+
+    def spike(self, x: Tensor) -> Tensor:
+        heaviside = (x >= 0).to(x.dtype)
+        if not self.training:
+            return heaviside
+        smooth = self.smooth(x)
+        if self.noise_p >= 1.0:
+            return smooth + (heaviside - smooth).detach()
+        mask = torch.bernoulli(torch.full_like(x, self.noise_p))
+        return smooth + mask * (heaviside - smooth).detach()
+
+    def forward(self, current: Tensor) -> Tensor:
+        steps = current.reshape(self.T, -1, *current.shape[1:])
+        u = torch.zeros_like(steps[0])
+        s = torch.zeros_like(steps[0])
+        out = []
+        for t in range(self.T):
+            if self.config.reset == "hard":
+                u = self.gamma * u * (1 - s) + steps[t]
+            else:
+                u = self.gamma * (u - s * self.config.threshold) + steps[t]
+            s = self.spike(u - self.config.threshold)
+            out.append(s)
+        return torch.stack(out).reshape(current.shape)
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (f"T={c.T}, tau={c.tau}, threshold={c.threshold}, reset={c.reset}, {c.surrogate} "
+                f"width={self.alpha.item():.3g}{' (learned)' if c.learn_alpha else ''}, p={self.noise_p}")
+
+
+class MultiStepNetwork(nn.Module):
+    """Runs `net` on T copies of the (static) input folded into the batch and returns the mean over T of
+    its output. With static_input=False the input is event frames [B, T, ...], one frame per step."""
+
+    def __init__(self, net: nn.Module, T: int, static_input: bool = True):
+        super().__init__()
+        self.net, self.T, self.static_input = net, T, static_input
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.static_input:
+            folded = x.unsqueeze(0).expand(self.T, *x.shape).reshape(self.T * x.shape[0], *x.shape[1:])
+        else:  # [B, T, ...] event frames
+            if x.shape[1] != self.T:
+                raise ValueError(f"event input has {x.shape[1]} time bins, the network was built for T={self.T}")
+            folded = x.transpose(0, 1).reshape(self.T * x.shape[0], *x.shape[2:])
+        out = self.net(folded)
+        return out.reshape(self.T, -1, *out.shape[1:]).mean(0)
+
+    def neurons(self) -> list[tuple[str, LIFNeuron]]:
+        return [(name, m) for name, m in self.net.named_modules() if isinstance(m, LIFNeuron)]
+
+    def set_noise_probability(self, p: float) -> None:
+        """Change ASGL's noise probability (e.g. from a schedule between epochs)."""
+        for _, neuron in self.neurons():
+            neuron.noise_p = p
+
+
+def to_direct_snn(model: nn.Module, config: DirectConfig | None = None, static_input: bool = True
+                  ) -> MultiStepNetwork:
+    """A copy of a ReLU network with every ReLU call replaced by its own LIF neuron (and max-pooling by
+    average pooling), wrapped to run T steps: train it with `fit` like any classifier."""
+    config = DirectConfig() if config is None else config
+    if not isinstance(config, DirectConfig):
+        raise TypeError(f"config must be a noiseadaptor.direct.DirectConfig, got {type(config).__name__}")
+    return MultiStepNetwork(replace_activations(model, lambda: LIFNeuron(config)), config.T, static_input)

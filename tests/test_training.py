@@ -161,3 +161,14 @@ def test_every_recipe_is_valid():
     for recipe in recipes:
         args = apply_recipe(train, recipe, ["--recipe", str(recipe)])
         assert args.out.name == recipe.stem and args.epochs > 0, recipe
+
+
+def test_direct_training_through_the_cli(tmp_path, capsys):
+    out = tmp_path / "asgl"
+    assert main(["train", "--dataset", "digits", "--model", "small-cnn", "--workers", "0", "--no-progress",
+                 "--method", "asgl", "--time-steps", "2", "--alpha", "2.5", "--epochs", "1",
+                 "--out", str(out)]) == 0
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["config"]["T"] == 2 and state["config"]["alpha"] == 2.5
+    assert main(["evaluate", str(out / "checkpoint.pt"), "--no-progress"]) == 0
+    assert "asgl" in capsys.readouterr().out

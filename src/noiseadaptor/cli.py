@@ -13,7 +13,7 @@ import torch
 from .checkpoint import export_weights, load_checkpoint, restore
 from .data import DATASETS, default_data_dir, get_dataset
 from .distributed import init_from_env, is_main
-from .experiment import METHODS, compare_methods
+from .experiment import DIRECT_METHODS, METHODS, build_for_method, compare_methods
 from .models import create_model, list_models
 from .report import accuracy_table, plot_accuracy, write_json
 from .simulation import simulate, time_steps
@@ -85,9 +85,18 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     train.add_argument("--weights", help="torchvision pre-trained weights for torchvision models "
                        "(DEFAULT, IMAGENET1K_V1, ...)")
     train.add_argument("--init", type=Path, help="start from this float checkpoint (a train --method float run)")
-    train.add_argument("--method", default="na", choices=("float", *METHODS),
-                       help="float, or the quantizer: na, no-noise, qcfs (default: %(default)s)")
+    train.add_argument("--method", default="na", choices=("float", *METHODS, *DIRECT_METHODS),
+                       help="float; a quantizer for conversion: na, no-noise, qcfs; or direct SNN training: "
+                            "asgl, sg (default: %(default)s)")
     train.add_argument("--p", type=int, default=2, help="quantization upper bound (default: %(default)s)")
+    direct = train.add_argument_group("direct training (--method asgl or sg)")
+    direct.add_argument("--time-steps", type=int, default=4, help="T of the trained SNN (default: %(default)s)")
+    direct.add_argument("--tau", type=float, default=2.0, help="LIF time constant, leak 1-1/tau (default: %(default)s)")
+    direct.add_argument("--alpha", type=float, default=1.0, help="initial surrogate width (default: %(default)s)")
+    direct.add_argument("--noise-p", type=float, default=0.5, help="ASGL spike-noise probability (default: %(default)s)")
+    direct.add_argument("--reset", default="hard", choices=("hard", "soft"), help="(default: %(default)s)")
+    direct.add_argument("--surrogate", default="rectangular", choices=("rectangular", "sigmoid"),
+                        help="(default: %(default)s)")
     _optim_args(train, epochs=400, lr=0.05, weight_decay=5e-4, batch_size=128)
     train.add_argument("--amp", action="store_true", help="bfloat16 autocast")
     train.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -167,7 +176,7 @@ def _print_tables(rows: dict, title: str) -> None:
     print(title)
     print(accuracy_table(rows))
     energy = energy_table(rows)
-    if energy.count("\n") > 1:
+    if energy:
         print("\nEnergy per image, E_SNN / E_ANN (Horowitz 45 nm: 4.6 pJ/MAC, 0.9 pJ/SOP)")
         print(energy)
     corrections = next((r["corrections"] for r in rows.values() if "corrections" in r), {})
@@ -248,10 +257,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from .calibrate import init_scales
-    from .preparation import prepare
-    from .quantizer import QuantConfig
 
-    _check_positive(args, "p", "batch_size", "epochs", allow_zero=("epochs",))
+    _check_positive(args, "p", "batch_size", "epochs", "time_steps", allow_zero=("epochs",))
     if args.init is not None and args.weights is not None:
         raise ValueError("give --init (our float checkpoint) or --weights (torchvision's), not both")
     if args.init is not None and not args.init.is_file():
@@ -270,14 +277,17 @@ def _train(args: argparse.Namespace) -> int:
     config = {"dataset": args.dataset, "data_dir": str(args.data_dir) if args.data_dir else None,
               "model": args.model, "num_classes": splits.num_classes, "in_channels": splits.in_channels,
               "method": args.method, "p": args.p, "seed": args.seed, "batch_size": args.batch_size}
-    if args.method != "float":
-        model = prepare(model, QuantConfig.from_method(args.method, args.p)).to(device)
-        if not checkpoint.exists():  # a resumed run loads its trained scales from the checkpoint
-            init_scales(model, next(iter(train_data)))
+    if args.method in DIRECT_METHODS:
+        config.update(T=args.time_steps, tau=args.tau, alpha=args.alpha, noise_p=args.noise_p, reset=args.reset,
+                      surrogate=args.surrogate)
+    model = build_for_method(model, config).to(device)
+    if args.method in METHODS and not checkpoint.exists():  # a resumed run loads its trained scales
+        init_scales(model, next(iter(train_data)))
     trained = torch.compile(model) if args.compile else model
     if is_main():
-        print(f"[train] {args.model} on {args.dataset}, method {args.method}"
-              + (f", p={args.p}" if args.method != "float" else "") + f", {args.epochs} epochs, device {device}")
+        detail = {**{m: f", p={args.p}" for m in METHODS}, **{m: f", T={args.time_steps}" for m in DIRECT_METHODS}}
+        print(f"[train] {args.model} on {args.dataset}, method {args.method}{detail.get(args.method, '')}, "
+              f"{args.epochs} epochs, device {device}")
     history = fit(trained, train_data, args.epochs, lr=args.lr, weight_decay=args.weight_decay, device=device,
                   progress=_progress(args), desc=args.method, checkpoint=checkpoint, resume=args.resume,
                   config=config, amp=args.amp, log_dir=args.out)
@@ -291,8 +301,6 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .conversion import convert
-    from .preparation import prepare
-    from .quantizer import QuantConfig
 
     _check_positive(args, "T", "batch_size")
     _simulate_options(args)
@@ -301,10 +309,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     device = init_from_env(args.device)
     splits = get_dataset(cfg["dataset"], args.data_dir or cfg.get("data_dir"))
     _, test_data = splits.loaders(args.batch_size, num_workers=args.workers)
-    model = create_model(cfg["model"], cfg["num_classes"], cfg["in_channels"])
-    quantized = cfg["method"] != "float"
-    if quantized:
-        model = prepare(model, QuantConfig.from_method(cfg["method"], cfg["p"]))
+    model = build_for_method(create_model(cfg["model"], cfg["num_classes"], cfg["in_channels"]), cfg)
+    quantized = cfg["method"] in METHODS  # converted and simulated; float and direct SNNs are evaluated as trained
     restore(state, model, rng=False)
     start = time.time()
     name = cfg["method"]

@@ -19,6 +19,26 @@ from .simulation import simulate, time_steps
 from .train import evaluate, fit
 
 METHODS = ("na", "no-noise", "qcfs")
+DIRECT_METHODS = ("asgl", "sg")
+
+
+def build_for_method(model: nn.Module, config: dict) -> nn.Module:
+    """The trainable network a train config describes: the float model ("float"), its quantized copy
+    ("na", "no-noise", "qcfs"; config["p"]) or its directly trained SNN ("asgl", "sg"; config["T"],
+    "tau", "alpha", "noise_p", "reset", "surrogate"). Used to train and to rebuild from checkpoints."""
+    method = config["method"]
+    if method == "float":
+        return model
+    if method in METHODS:
+        return prepare(model, QuantConfig.from_method(method, config["p"]))
+    if method in DIRECT_METHODS:
+        from .direct import DirectConfig, to_direct_snn
+
+        keys = ("T", "tau", "alpha", "noise_p", "reset", "surrogate")
+        options = {k: config[k] for k in keys if config.get(k) is not None}
+        direct = DirectConfig.asgl(**options) if method == "asgl" else DirectConfig.surrogate_gradient(**options)
+        return to_direct_snn(model, direct)
+    raise ValueError(f"unknown method {method!r}; choose from float, {', '.join(METHODS + DIRECT_METHODS)}")
 
 
 def compare_methods(float_model: nn.Module, train_data: DataLoader, test_data: DataLoader,

@@ -26,6 +26,8 @@ def energy_table(rows: dict[str, dict], steps: list[int] | None = None) -> str:
 
 
 def _per_T_table(rows: dict[str, dict], key: str, steps: list[int] | None, first, cell) -> str:
+    if not rows:
+        return ""
     present = sorted({t for r in rows.values() for t in r.get(key, {})})
     steps = steps or [t for t in TABLE_T if t in present] or present
     width = max(len("method"), *(len(m) for m in rows))

@@ -136,3 +136,41 @@ def test_torchvision_bottleneck_resnet_converts_with_residual_adds_before_neuron
     assert all(neuron_inputs[t].target in (operator.add, operator.iadd) for t in block_outputs)
     result = simulate(snn, [(x, torch.tensor([0, 1]))], T=4, progress=False)
     assert set(result.firing_rate[4]) == {name for name, _ in snn.neurons()}
+
+
+@pytest.mark.parametrize("negative_spikes", [False, True])
+def test_steps_per_call_changes_speed_not_results(trained_digits, negative_spikes):
+    """Running K steps layer by layer in one pass (the first layer once for all K) is the same
+    simulation as K single steps: identical accuracy, spike counts and synaptic operations at every T."""
+    q, test = trained_digits
+    x, y = next(iter(test))
+    data = [(x[:100], y[:100]), (x[100:150], y[100:150])]
+    snn = convert(q)
+    runs = [simulate(snn, data, T=11, steps_per_call=k, synops=True, negative_spikes=negative_spikes,
+                     progress=False) for k in (1, 4, 11, 32)]
+    for r in runs[1:]:
+        assert r.accuracy == runs[0].accuracy
+        for t in range(1, 12):
+            assert r.spikes_per_sample[t] == pytest.approx(runs[0].spikes_per_sample[t])
+            assert r.sops_per_sample[t] == pytest.approx(runs[0].sops_per_sample[t])
+            assert r.macs_per_sample[t] == runs[0].macs_per_sample[t]
+    snn.reset()
+    single = torch.stack([snn(x[:5]) for _ in range(6)])
+    snn.reset()
+    assert torch.allclose(snn.run(x[:5], 4), single[:4]) and torch.allclose(snn.run(x[:5], 2), single[4:])
+    with pytest.raises(ValueError, match="steps_per_call"):
+        simulate(snn, data, T=4, steps_per_call=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused neuron kernel runs on CUDA")
+def test_fused_cuda_neuron_kernel_is_bit_identical_to_the_eager_loop(monkeypatch):
+    torch.manual_seed(0)
+    q = prepare(create_model("cifar-resnet20", num_classes=10).cuda(), QuantConfig(p=2, noise="none")).eval()
+    x = torch.randn(32, 3, 32, 32, device="cuda")
+    y = torch.randint(0, 10, (32,), device="cuda")
+    init_scales(q, x)
+    snn = convert(q)
+    fused = simulate(snn, [(x, y)], T=16, steps_per_call=8, progress=False)
+    monkeypatch.setenv("NOISEADAPTOR_TRITON", "0")
+    eager = simulate(snn, [(x, y)], T=16, steps_per_call=8, progress=False)
+    assert fused.accuracy == eager.accuracy and fused.spikes_per_sample == eager.spikes_per_sample

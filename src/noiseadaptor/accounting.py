@@ -62,35 +62,42 @@ def _padding(layer: nn.Module):
 
 
 class SynapticCounter:
-    """Forward hooks on every conv/linear layer of a network, summing SOPs and MACs over steps.
+    """Forward hooks on every conv/linear layer of a network, summing SOPs and MACs per time step.
 
-    Set `analog_input` to the tensor fed to the network each step: a layer that reads it counts MACs.
-    `sops` and `macs` are running totals over the batch (`reset()` zeros them); `dense_macs` holds each
-    layer's MACs per sample in the equivalent ANN.
+    `start(x, steps)` before each call of the network: `x` is the analog input (a layer that reads it
+    counts MACs, at every step) and `steps` the time steps the call runs (`SpikingNetwork.run`).
+    `sops` and `macs` then hold the call's totals over the batch, one entry per step; `dense_macs`
+    holds each layer's MACs per sample in the equivalent ANN.
     """
 
     def __init__(self, net: nn.Module):
         self.fan_outs: dict[str, Tensor] = {}
         self.dense_macs: dict[str, int] = {}
         self.analog_input: Tensor | None = None
-        self.sops = self.macs = 0
+        self.sops = self.macs = torch.zeros(1, dtype=torch.float64)
         self._handles = [m.register_forward_hook(self._hook(name)) for name, m in net.named_modules()
                          if isinstance(m, _SYNAPTIC)]
 
+    def start(self, x: Tensor, steps: int) -> None:
+        self.analog_input = x
+        self.sops = torch.zeros(steps, dtype=torch.float64, device=x.device)
+        self.macs = torch.zeros(steps, dtype=torch.float64, device=x.device)
+
     def _hook(self, name: str):
         def hook(module: nn.Module, args, output: Tensor) -> None:
-            x = args[0]
+            x, steps = args[0], len(self.sops)
             if name not in self.dense_macs:
                 self.dense_macs[name] = macs_per_sample(module, tuple(output.shape[1:]))
                 self.fan_outs[name] = fan_out(module, tuple(x.shape[1:])).to(x.device, x.dtype)
             if x is self.analog_input:
-                self.macs = self.macs + self.dense_macs[name] * x.shape[0]
-            else:
-                self.sops = self.sops + ((x != 0).to(x.dtype) * self.fan_outs[name]).sum()
+                self.macs += self.dense_macs[name] * x.shape[0]
+                return
+            sops = (x != 0).to(x.dtype) * self.fan_outs[name]
+            if x.shape[0] == steps * self.analog_input.shape[0]:  # steps stacked time-major
+                self.sops += sops.view(steps, -1).sum(1)
+            else:  # computed once for all steps (before the first neuron)
+                self.sops += sops.sum()
         return hook
-
-    def reset(self) -> None:
-        self.sops = self.macs = 0
 
     def remove(self) -> None:
         for h in self._handles:

@@ -12,6 +12,8 @@ import torch
 
 from .checkpoint import export_weights, load_checkpoint, restore
 from .data import DATASETS, default_data_dir, get_dataset
+from .events import EVENT_DATASETS, event_dataset
+from .export import add_export_arguments, export_main
 from .distributed import init_from_env, is_main
 from .experiment import DIRECT_METHODS, METHODS, build_for_method, compare_methods
 from .models import create_model, list_models
@@ -113,7 +115,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     _simulation_args(ev)
     _common_args(ev, out=None)
 
-    return parser, {"run": run, "train": train, "evaluate": ev}
+    ex = commands.add_parser("export", help="write a quantized checkpoint as NIR (the SNN) or ONNX (the ANN)",
+                             description="Rebuild a quantized train checkpoint, convert it and write the SNN "
+                             "as a NIR graph (pip install noiseadaptor[nir]), or the quantized ANN as ONNX. "
+                             "Read the semantics note in the README before running the file elsewhere.",
+                             formatter_class=fmt)
+    add_export_arguments(ex)
+
+    return parser, {"run": run, "train": train, "evaluate": ev, "export": ex}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,13 +136,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train" and args.recipe is not None:
             args = apply_recipe(commands["train"], args.recipe, argv[1:])
             args.command = "train"
-        return {"run": _run, "train": _train, "evaluate": _evaluate}[args.command](args)
+        return {"run": _run, "train": _train, "evaluate": _evaluate, "export": export_main}[args.command](args)
     except ValueError as err:  # bad input found by the library, before any heavy work
         parser.exit(2, f"noiseadaptor {args.command}: error: {err}\n")
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="cifar10", choices=DATASETS, help="(default: %(default)s)")
+    p.add_argument("--dataset", default="cifar10", choices=DATASETS + EVENT_DATASETS, help="(default: %(default)s)")
     p.add_argument("--data-dir", type=Path, help=f"data folder (default: $NOISEADAPTOR_DATA or {default_data_dir()})")
     p.add_argument("--download", action="store_true", help="let torchvision download the data set (needs internet)")
     p.add_argument("--augment", default="standard", choices=("standard", "autoaugment", "none"),
@@ -268,7 +277,12 @@ def _train(args: argparse.Namespace) -> int:
         raise ValueError(f"{checkpoint} exists: add --resume to continue it, or choose another --out")
     device = init_from_env(args.device)
     torch.manual_seed(args.seed)
-    splits = get_dataset(args.dataset, args.data_dir, args.download, args.augment, args.cutout)
+    events = args.dataset in EVENT_DATASETS
+    if events and args.method not in DIRECT_METHODS:
+        raise ValueError(f"{args.dataset} is event data (frames over T steps): train it with a direct method "
+                         f"({', '.join(DIRECT_METHODS)})")
+    splits = (event_dataset(args.dataset, args.data_dir, args.time_steps, args.download) if events else
+              get_dataset(args.dataset, args.data_dir, args.download, args.augment, args.cutout))
     train_data, test_data = splits.loaders(args.batch_size, seed=args.seed, num_workers=args.workers)
     extra = {"weights": args.weights} if args.weights else {}
     model = create_model(args.model, splits.num_classes, splits.in_channels, **extra)
@@ -276,7 +290,7 @@ def _train(args: argparse.Namespace) -> int:
         restore(load_checkpoint(args.init), model, rng=False)
     config = {"dataset": args.dataset, "data_dir": str(args.data_dir) if args.data_dir else None,
               "model": args.model, "num_classes": splits.num_classes, "in_channels": splits.in_channels,
-              "method": args.method, "p": args.p, "seed": args.seed, "batch_size": args.batch_size}
+              "image_size": splits.image_size, "event_input": events, "method": args.method, "p": args.p, "seed": args.seed, "batch_size": args.batch_size}
     if args.method in DIRECT_METHODS:
         config.update(T=args.time_steps, tau=args.tau, alpha=args.alpha, noise_p=args.noise_p, reset=args.reset,
                       surrogate=args.surrogate)
@@ -307,7 +321,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     state = load_checkpoint(args.checkpoint)
     cfg = state["config"]
     device = init_from_env(args.device)
-    splits = get_dataset(cfg["dataset"], args.data_dir or cfg.get("data_dir"))
+    data_dir = args.data_dir or cfg.get("data_dir")
+    splits = (event_dataset(cfg["dataset"], data_dir, cfg["T"]) if cfg.get("event_input") else
+              get_dataset(cfg["dataset"], data_dir))
     _, test_data = splits.loaders(args.batch_size, num_workers=args.workers)
     model = build_for_method(create_model(cfg["model"], cfg["num_classes"], cfg["in_channels"]), cfg)
     quantized = cfg["method"] in METHODS  # converted and simulated; float and direct SNNs are evaluated as trained

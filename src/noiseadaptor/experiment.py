@@ -25,7 +25,8 @@ DIRECT_METHODS = ("asgl", "sg")
 def build_for_method(model: nn.Module, config: dict) -> nn.Module:
     """The trainable network a train config describes: the float model ("float"), its quantized copy
     ("na", "no-noise", "qcfs"; config["p"]) or its directly trained SNN ("asgl", "sg"; config["T"],
-    "tau", "alpha", "noise_p", "reset", "surrogate"). Used to train and to rebuild from checkpoints."""
+    "tau", "alpha", "noise_p", "reset", "surrogate"; config["event_input"] for inputs that are frames over
+    time rather than one static image). Used to train and to rebuild from checkpoints."""
     method = config["method"]
     if method == "float":
         return model
@@ -37,7 +38,7 @@ def build_for_method(model: nn.Module, config: dict) -> nn.Module:
         keys = ("T", "tau", "alpha", "noise_p", "reset", "surrogate")
         options = {k: config[k] for k in keys if config.get(k) is not None}
         direct = DirectConfig.asgl(**options) if method == "asgl" else DirectConfig.surrogate_gradient(**options)
-        return to_direct_snn(model, direct)
+        return to_direct_snn(model, direct, static_input=not config.get("event_input", False))
     raise ValueError(f"unknown method {method!r}; choose from float, {', '.join(METHODS + DIRECT_METHODS)}")
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from . import kernels
+
 
 class IFNeuron(nn.Module):
     """Integrate-and-fire neuron with reset by subtraction (paper Eq. 1-2).
@@ -19,8 +21,14 @@ class IFNeuron(nn.Module):
     0 while its net spike count is positive has over-fired; it emits -threshold and gets threshold back,
     so its count is corrected downward and never goes below zero.
 
-    State lives between calls (one call = one time step) until `reset()`; `spike_count` is the number
-    of spike events (positive and negative) since then, `steps` the number of steps.
+    One call advances `steps_per_call` steps (set by `SpikingNetwork.run`; 1 by default). With K > 1
+    the input is K steps stacked time-major, ``[K*B, ...]``, or ``[B, ...]`` for an input that is the
+    same at every step (the analog input after the first layer): stateless layers then run once on all
+    K steps (or once for all of them), and only the neuron loops over time. The membrane is updated in
+    place, so the state is one tensor the size of one step's input, whatever K and T.
+
+    State lives between calls until `reset()`: `spike_count` is the number of spike events (positive
+    and negative) since then, `step_counts` those of each step of the last call, `steps` the steps run.
     """
 
     def __init__(self, threshold: Tensor | float, initial_membrane: Tensor | float = 0.5,
@@ -32,31 +40,57 @@ class IFNeuron(nn.Module):
         self.register_buffer("threshold", threshold)
         self.register_buffer("initial_membrane", torch.as_tensor(initial_membrane, dtype=torch.float32).clone())
         self.negative_spikes = negative_spikes
+        self.steps_per_call, self.batch_size = 1, None  # set by SpikingNetwork.run
         self.reset()
 
     def reset(self) -> None:
         self.membrane: Tensor | None = None
         self.net_count: Tensor | None = None  # per-neuron positive minus negative spikes (negative_spikes only)
         self.spike_count: Tensor | int = 0
+        self.step_counts: Tensor | None = None
         self.steps = 0
+        self._fused_threshold: float | None = None  # set when the fused CUDA kernel can run this batch
 
+    @torch.no_grad()  # a spike has no gradient; surrogate-gradient training uses direct.LIFNeuron
     def forward(self, x: Tensor) -> Tensor:
+        K = self.steps_per_call
         if self.membrane is None:
-            self.membrane = (self.initial_membrane * self.threshold).to(x.dtype).expand_as(x)
-        u = self.membrane + x
-        spikes = (u >= self.threshold).to(x.dtype)
-        if self.negative_spikes:
-            if self.net_count is None:
-                self.net_count = torch.zeros_like(x)
-            spikes = spikes - ((u < 0) & (self.net_count > 0)).to(x.dtype)
-            self.net_count = self.net_count + spikes
-            self.spike_count = self.spike_count + spikes.abs().sum()
+            batch = x.shape[0] if K == 1 else self.batch_size
+            start = (self.initial_membrane * self.threshold).to(x.dtype)
+            self.membrane = start.expand(batch, *x.shape[1:]).clone()  # own memory: updated in place
+            # read once per batch: .item() waits for the GPU
+            self._fused_threshold = (self.threshold.item() if not self.negative_spikes
+                                     and kernels.fused_available(x, self.threshold) else None)
+        m = self.membrane
+        constant = x.shape[0] == m.shape[0]  # K == 1, or the same input at every step
+        if self._fused_threshold is not None and x.is_contiguous():
+            out, counts = kernels.integrate_and_fire(m, x, self._fused_threshold, K)
+            self.step_counts = counts.double()
+            self.spike_count = self.spike_count + self.step_counts.sum()
+            self.steps += K
+            return out.view(K * m.shape[0], *m.shape[1:])
+        xs = x.view(K, *m.shape) if not constant else None
+        out = torch.empty((K, *m.shape), dtype=x.dtype, device=x.device)
+        if self.negative_spikes and self.net_count is None:
+            self.net_count = torch.zeros_like(m)
+        zero = self.threshold.new_zeros(())
+        for k in range(K):
+            m.add_(x if constant else xs[k])
+            if self.negative_spikes:
+                over = (m < 0) & (self.net_count > 0)
+                torch.where(m >= self.threshold, self.threshold, torch.where(over, -self.threshold, zero), out=out[k])
+                self.net_count.add_(out[k].sign())
+            else:
+                torch.where(m >= self.threshold, self.threshold, zero, out=out[k])
+            m.sub_(out[k])
+        if self.threshold.numel() == 1:  # events = sum |out| / threshold, without a pass to count them
+            total = (out.abs() if self.negative_spikes else out).view(K, -1).sum(1, dtype=torch.float64)
+            self.step_counts = (total / self.threshold.double()).round()
         else:
-            self.spike_count = self.spike_count + spikes.sum()
-        out = spikes * self.threshold
-        self.membrane = u - out
-        self.steps += 1
-        return out
+            self.step_counts = out.view(K, -1).count_nonzero(1).double()
+        self.spike_count = self.spike_count + self.step_counts.sum()
+        self.steps += K
+        return out.view(K * m.shape[0], *m.shape[1:])
 
     def neurons_per_sample(self) -> int:
         return 0 if self.membrane is None else self.membrane[0].numel()
@@ -67,7 +101,8 @@ class IFNeuron(nn.Module):
 
 
 class SpikingNetwork(nn.Module):
-    """A converted network: each call advances every neuron by one time step on input `x`."""
+    """A converted network. `snn(x)` advances every neuron by one time step on input `x`;
+    `snn.run(x, K)` advances K steps in one pass and returns the K outputs, ``[K, B, ...]``."""
 
     def __init__(self, net: nn.Module):
         super().__init__()
@@ -80,6 +115,21 @@ class SpikingNetwork(nn.Module):
         """Return every neuron to its initial membrane, with zero spikes counted."""
         for _, neuron in self.neurons():
             neuron.reset()
+
+    def run(self, x: Tensor, steps: int) -> Tensor:
+        """`steps` time steps of the same analog input `x`, layer by layer over all steps at once
+        (memory grows with `steps`, not with the total T; see IFNeuron)."""
+        neurons = self.neurons()
+        for _, n in neurons:
+            n.steps_per_call, n.batch_size = steps, x.shape[0]
+        try:
+            out = self.net(x)
+        finally:
+            for _, n in neurons:
+                n.steps_per_call, n.batch_size = 1, None
+        if out.shape[0] == x.shape[0] * steps:
+            return out.view(steps, x.shape[0], *out.shape[1:])
+        return out.expand(steps, *out.shape)  # no neuron on the way: the same every step
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)

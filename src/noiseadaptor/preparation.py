@@ -10,6 +10,7 @@ layer whose meaning in a spiking network is unknown is refused up front, naming 
 from __future__ import annotations
 
 import copy
+import itertools
 import operator
 from collections.abc import Callable
 
@@ -83,6 +84,9 @@ def replace_activations(model: nn.Module, make_activation: Callable[[], nn.Modul
     graph_module.graph.lint()
     graph_module.delete_all_unused_submodules()
     graph_module.recompile()
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    if tensor is not None:  # new layers join the model's device (a CUDA model gets CUDA scales)
+        graph_module.to(tensor.device)
     return graph_module.train(model.training)
 
 

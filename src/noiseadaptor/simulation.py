@@ -8,6 +8,7 @@ are options; off, they cost nothing.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from .distributed import all_reduce_sum
 from .neurons import SpikingNetwork
 
 DEFAULT_T = 256
+STEPS_GPU, STEPS_CPU = 8, 4
 
 
 @dataclass
@@ -67,11 +69,17 @@ def time_steps(T: int | Sequence[int]) -> list[int]:
     return sorted(set(steps))
 
 
+def default_steps_per_call(device: torch.device | str) -> int:
+    """Measured by benchmarks/speed.py (docs/PERFORMANCE.md): on a GPU, batching time steps through each
+    layer pays up to about 8 steps; on a CPU STEPS_CPU."""
+    return STEPS_GPU if torch.device(device).type == "cuda" else STEPS_CPU
+
+
 @torch.inference_mode()
 def simulate(snn: SpikingNetwork, data: Iterable, T: int | Sequence[int] = DEFAULT_T,
              device: torch.device | str | None = None, progress: bool = True, negative_spikes: bool = False,
-             offset_spikes: int = 0, synops: bool = False, energy: EnergyModel = EnergyModel()
-             ) -> SimulationResult:
+             offset_spikes: int = 0, synops: bool = False, energy: EnergyModel = EnergyModel(),
+             steps_per_call: int | None = None) -> SimulationResult:
     """Simulate `snn` on every (inputs, labels) batch of `data` for max(T) steps.
 
     T: an int n (report every step 1..n) or a list of steps to report. The input is analog: the same
@@ -80,6 +88,9 @@ def simulate(snn: SpikingNetwork, data: Iterable, T: int | Sequence[int] = DEFAU
     offset_spikes: rho > 0 runs COS's first stage for rho steps on each batch and shifts initial
         membranes by whole thresholds before the main run (see corrections.calibrate_offsets).
     synops: count synaptic operations and MACs and estimate energy with `energy`.
+    steps_per_call: time steps run layer by layer in one pass (`SpikingNetwork.run`). Larger is faster
+        (bigger batched convolutions, the first layer computed once per pass) and costs memory in
+        proportion; the total T does not change memory. Default: `default_steps_per_call(device)`.
     """
     if not isinstance(snn, SpikingNetwork):
         raise TypeError(f"simulate() expects the SpikingNetwork returned by convert(), got {type(snn).__name__}")
@@ -87,7 +98,10 @@ def simulate(snn: SpikingNetwork, data: Iterable, T: int | Sequence[int] = DEFAU
     if isinstance(offset_spikes, bool) or not isinstance(offset_spikes, int) or offset_spikes < 0:
         raise ValueError(f"offset_spikes must be a number of pre-simulation steps >= 0, got {offset_spikes!r}")
     t_max, report_at = steps[-1], {t: i for i, t in enumerate(steps)}
-    device = torch.device(device) if device is not None else next(snn.buffers()).device
+    device = torch.device(device) if device is not None else next(itertools.chain(snn.parameters(), snn.buffers())).device
+    steps_per_call = default_steps_per_call(device) if steps_per_call is None else steps_per_call
+    if isinstance(steps_per_call, bool) or not isinstance(steps_per_call, int) or steps_per_call < 1:
+        raise ValueError(f"steps_per_call must be a positive integer, got {steps_per_call!r}")
     snn.to(device).eval()
     neurons = snn.neurons()
     saved = [(n.negative_spikes, n.initial_membrane) for _, n in neurons]
@@ -95,9 +109,9 @@ def simulate(snn: SpikingNetwork, data: Iterable, T: int | Sequence[int] = DEFAU
         n.negative_spikes = negative_spikes
     counter = SynapticCounter(snn.net) if synops else None
 
-    correct = torch.zeros(len(steps), dtype=torch.long, device=device)
-    spikes = torch.zeros(len(steps), len(neurons), dtype=torch.float64, device=device)
-    ops = torch.zeros(len(steps), 2, dtype=torch.float64, device=device)  # SOPs, MACs
+    hits = torch.zeros(t_max, dtype=torch.long, device=device)  # per step: correct predictions
+    step_spikes = torch.zeros(t_max, len(neurons), dtype=torch.float64, device=device)  # events per step
+    step_ops = torch.zeros(t_max, 2, dtype=torch.float64, device=device)  # SOPs, MACs per step
     num_samples, sizes = 0, {}
     try:
         for batch in tqdm(data, desc=f"simulate T={t_max}", disable=not progress, leave=False):
@@ -110,19 +124,17 @@ def simulate(snn: SpikingNetwork, data: Iterable, T: int | Sequence[int] = DEFAU
                     n.initial_membrane = start
                 calibrate_offsets(snn, x, offset_spikes)
             snn.reset()
-            if counter is not None:
-                counter.reset()
-                counter.analog_input = x
             total = 0
-            for t in range(1, t_max + 1):
-                total = total + snn(x)
-                i = report_at.get(t)
-                if i is not None:
-                    correct[i] += (total.argmax(1) == y).sum()
-                    spikes[i] += torch.stack([torch.as_tensor(n.spike_count, device=device) for _, n in neurons])
-                    if counter is not None:
-                        ops[i] += torch.stack([torch.as_tensor(counter.sops, device=device),
-                                               torch.as_tensor(counter.macs, device=device)]).double()
+            for t0 in range(0, t_max, steps_per_call):
+                k = min(steps_per_call, t_max - t0)
+                if counter is not None:
+                    counter.start(x, k)
+                cumulative = total + snn.run(x, k).cumsum(0)  # [k, B, classes]: summed output up to each step
+                total = cumulative[-1]
+                hits[t0:t0 + k] += (cumulative.argmax(-1) == y).sum(1)
+                step_spikes[t0:t0 + k] += torch.stack([n.step_counts for _, n in neurons], 1)
+                if counter is not None:
+                    step_ops[t0:t0 + k] += torch.stack([counter.sops, counter.macs], 1)
             num_samples += y.numel()
             sizes = {name: n.neurons_per_sample() for name, n in neurons}
     finally:
@@ -135,7 +147,11 @@ def simulate(snn: SpikingNetwork, data: Iterable, T: int | Sequence[int] = DEFAU
     num_samples = int(all_reduce_sum(torch.tensor([num_samples], device=device)).item())
     if num_samples == 0:
         raise ValueError("simulate() got no data: the loader yielded no batches")
-    correct, spikes, ops = all_reduce_sum(correct).tolist(), all_reduce_sum(spikes).cpu(), all_reduce_sum(ops).cpu()
+    # cumulative over steps, read at the reported ones
+    at = torch.tensor(steps, device=device) - 1
+    correct = all_reduce_sum(hits)[at].tolist()
+    spikes = all_reduce_sum(step_spikes).cumsum(0)[at].cpu()
+    ops = all_reduce_sum(step_ops).cumsum(0)[at].cpu()
     result = SimulationResult(
         accuracy={t: correct[i] / num_samples for t, i in report_at.items()},
         firing_rate={t: {name: float(spikes[i, j]) / (max(sizes[name], 1) * t * num_samples)

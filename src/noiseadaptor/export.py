@@ -1,0 +1,341 @@
+"""Export to other tools: a converted spiking network to NIR, a quantized ANN to ONNX.
+
+``export_nir(snn, sample_input, path)`` writes the Neuromorphic Intermediate Representation
+(https://neuroir.org, ``pip install noiseadaptor[nir]``) of a `SpikingNetwork` made by `convert`:
+
+=============================================  ===================================================
+ours (the FX graph of ``snn.net``)              NIR
+=============================================  ===================================================
+input / output                                 Input / Output (shapes without the batch dimension)
+Conv2d (BatchNorm folded)                      Conv2d (with input_shape)
+Linear                                         Affine, or Linear without bias
+AvgPool2d (count_include_pad, no ceil_mode)    AvgPool2d
+AdaptiveAvgPool2d (input divisible by output)  AvgPool2d with kernel = stride = input / output
+Flatten, torch.flatten, x.flatten (not batch)  Flatten (dims counted without the batch dimension)
+residual ``a + b``                             both edges into the consumer (NIR sums incoming edges)
+Identity, Dropout (eval)                       nothing (the edge passes through)
+IFNeuron (scalar threshold)                    IF with r = 1 (dt = 1), v_threshold, v_reset = 0
+=============================================  ===================================================
+
+Anything else raises TypeError naming the node. AvgPool2d rather than SumPool2d + Scale: SpikingJelly's
+importer reads AvgPool2d but neither SumPool2d nor Scale, and NIRTorch maps both pools.
+
+What changes on the way, and why the numbers still agree:
+
+- Spikes. Our neuron outputs ``spike * threshold`` so the next layer keeps the ANN's weights; a NIR IF
+  emits 1. The threshold is folded into the weights of the next Conv/Linear. Where a residual add sums
+  a spike train with no weighted layer on its path (an identity shortcut), the other inputs of the add
+  are scaled to match and the neuron after it gets threshold and membrane divided by the same factor
+  (an IF neuron is unchanged when input, threshold and membrane are all scaled alike). Two unweighted
+  spike trains of different thresholds into one add cannot be matched without a Scale node, which
+  SpikingJelly cannot read: that raises ValueError. A network ending in a neuron outputs spikes; its
+  scale is the graph metadata ``output_scale``.
+- Neuron semantics. NIR's IF (nir >= 1.0.6) resets to v_reset and starts at 0. Ours resets by
+  subtraction, starts at ``initial_membrane * threshold`` (0.5 by default: the pre-charge that makes
+  the SNN round as the ANN does) and fires on ``v >= threshold``; the input is the analog image, the
+  same at every step. Each IF node's metadata says so (``reset``, ``initial_membrane`` in the node's
+  units, ``fire``), and so does the graph's. A tool that follows the spec only (Lava, SpiNNaker2,
+  Xylo read IF as hard reset from zero) simulates a different, less accurate network unless it honours
+  the metadata; export warns. SpikingJelly 2.0: ``import_from_nir(graph, dt=1.0)``, then set each
+  IFNode's ``v_reset = None`` (soft reset) and its membrane to the node's ``initial_membrane``; it then
+  matches `simulate` step for step (tests/test_export.py).
+
+``export_onnx(qmodel, sample_input, path)`` writes the quantized ANN (eval mode: the quantizer is a
+round and a clip) with ``torch.onnx.export``; it needs ``onnx`` and ``onnxscript``.
+
+Command line: ``noiseadaptor export CHECKPOINT --format nir|onnx [--out FILE]`` (see `export_main`).
+"""
+
+from __future__ import annotations
+
+import operator
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, fx, nn
+
+from .neurons import IFNeuron, SpikingNetwork
+
+SUPPORTED = ("Conv2d, Linear, AvgPool2d, AdaptiveAvgPool2d, Flatten/torch.flatten, residual add, "
+             "Identity, Dropout, IFNeuron")
+_ADDS = {operator.add, operator.iadd, torch.add}
+_ENDS = {"placeholder": "input", "output": "output"}
+_PASS_THROUGH = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d)
+SEMANTICS = ("IF nodes reset by subtraction (not to v_reset), start at metadata 'initial_membrane' (not 0) "
+             "and fire on v >= v_threshold; the input is analog and the same at every step")
+
+
+def export_nir(snn: SpikingNetwork, sample_input: Tensor, path: str | Path | None = None):
+    """The NIR graph of `snn` (a `convert` result), written to `path` with ``nir.write`` when given.
+
+    `sample_input` is one batch of input as `snn` takes it (``[B, C, H, W]``); it fixes the shapes.
+    Raises TypeError for a layer NIR cannot express, ValueError for a neuron it cannot; warns that
+    spec-only consumers read the IF nodes as hard reset from zero (module docstring)."""
+    import nir
+
+    if not isinstance(snn, SpikingNetwork):
+        raise TypeError(f"export_nir expects a SpikingNetwork from noiseadaptor.convert(), got {type(snn).__name__}")
+    gm = snn.net if isinstance(snn.net, fx.GraphModule) else fx.GraphModule(snn.net, _Tracer().trace(snn.net))
+    shapes = _shapes(gm, sample_input)
+    gains = _Gains()
+    gain: dict[fx.Node, float | str] = {}      # ours = gain * NIR's, per value (see _Gains)
+    sources: dict[fx.Node, list[str]] = {}     # the NIR nodes whose summed outputs are this value
+    builders, edges = {}, []                   # NIR nodes are built once every gain is known
+
+    def emit(node: fx.Node, make, source: fx.Node | None) -> None:
+        # named after the module (IF nodes as snn.neurons() names them), unique, without dots
+        name = _unique(node.target if node.op == "call_module" else _ENDS.get(node.op, node.name), builders)
+        builders[name] = make
+        edges.extend((s, name) for s in (sources[source] if source is not None else []))
+        sources[node] = [name]
+
+    for node in gm.graph.nodes:
+        x = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
+        module = gm.get_submodule(node.target) if node.op == "call_module" else None
+        if node.op == "placeholder":
+            if builders:
+                raise TypeError(f"cannot export a second input '{node.name}': NIR graphs here have one input")
+            shape = shapes[node]
+            emit(node, lambda s=shape: nir.Input(np.array(s)), None)
+            gain[node] = 1.0
+        elif node.op == "output":
+            if not isinstance(x, fx.Node):
+                raise TypeError(f"cannot export output {node.args[0]!r}: the network must return one tensor")
+            if gains.value(gain[x]) is None:
+                gains.unify([gain[x], 1.0], node.name)  # a weighted last layer gives our output exactly
+            emit(node, lambda s=shapes[x]: nir.Output(np.array(s)), x)
+            out_value = x
+        elif isinstance(module, IFNeuron):
+            _check_neuron(node, module)
+            emit(node, lambda n=node, m=module, x=x: _if_node(nir, m, shapes[n], gains.resolve(gain[x])), x)
+            gain[node] = float(module.threshold)
+        elif isinstance(module, (nn.Conv2d, nn.Linear)):
+            _check_weighted(node, module)
+            emit(node, lambda m=module, n=node, x=x: _weighted(nir, m, shapes[x], gains.resolve(gain[x]),
+                                                               gains.resolve(gain[n])), x)
+            gain[node] = gains.free(node.name)
+        elif isinstance(module, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
+            kernel, stride, padding = _pool_geometry(node, module, shapes[x], shapes[node])
+            emit(node, lambda k=kernel, s=stride, p=padding: nir.AvgPool2d(np.array(k), np.array(s), np.array(p)), x)
+            gain[node] = gain[x]
+        elif isinstance(module, nn.Flatten) or (module is None and node.target in (torch.flatten, "flatten")):
+            start = _arg(node, module, "start_dim", 1, 1 if module is not None else 0)
+            end = _arg(node, module, "end_dim", 2, -1)
+            start, end = (d % (len(shapes[x]) + 1) for d in (start, end))  # non-negative, batch = 0
+            if start == 0:
+                raise TypeError(f"cannot export flatten at node '{node.name}': it flattens the batch dimension")
+            dims = [start - 1, end - 1]  # NIR counts dims without the batch
+            emit(node, lambda s=shapes[x], d=dims: nir.Flatten({"input": np.array(s)}, *d), x)
+            gain[node] = gain[x]
+        elif isinstance(module, _PASS_THROUGH):
+            sources[node], gain[node] = sources[x], gain[x]
+        elif node.op == "call_function" and node.target in _ADDS:
+            terms = list(node.args)
+            if len(terms) != 2 or node.kwargs or not all(isinstance(t, fx.Node) for t in terms):
+                raise TypeError(f"cannot export add at node '{node.name}': only the sum of two tensors "
+                                "(no constants, no alpha) maps to NIR edges")
+            sources[node] = sources[terms[0]] + sources[terms[1]]
+            if len(set(sources[node])) < len(sources[node]):  # edges are a set: x + x would count once
+                raise TypeError(f"cannot export add at node '{node.name}': it sums one value with itself")
+            gain[node] = gains.unify([gain[t] for t in terms], node.name)
+        else:
+            what = f"module {type(module).__name__}" if module is not None else f"{node.op} {_name(node.target)}"
+            hint = " (convert with fold_batchnorm=True to fold it into the layer before)" * ("BatchNorm" in what)
+            raise TypeError(f"cannot export {what} at node '{node.name}' to NIR{hint}; supported: {SUPPORTED}")
+
+    nodes = {name: make() for name, make in builders.items()}
+    graph = nir.NIRGraph(nodes, edges, metadata={
+        "producer": "noiseadaptor", "semantics": SEMANTICS, "neuron_reset": "subtract",
+        "input_encoding": "analog, same every step", "dt": 1.0, "output_scale": gains.resolve(gain[out_value]),
+        "note": "outputs are per step; the prediction is the argmax of their sum over steps"})
+    warnings.warn("NIR export: " + SEMANTICS + ". Tools that follow the NIR spec only (hard reset to v_reset, "
+                  "membrane from 0: Lava, SpiNNaker2, Xylo) will read a different network unless they honour "
+                  "each IF node's metadata; SpikingJelly does after setting v_reset=None and the membrane.",
+                  UserWarning, stacklevel=2)
+    if path is not None:
+        nir.write(str(path), graph)
+    return graph
+
+
+class _Gains:
+    """The factor between our values and the exported ones, per value: a spike train of threshold t has
+    gain t (NIR spikes are 1, ours are t); a Conv/Linear output may take any gain (its weights are
+    rescaled), named by its node and decided when a residual add ties it to the other summand."""
+
+    def __init__(self):
+        self.parent: dict[str, str] = {}
+        self.fixed: dict[str, float] = {}
+
+    def free(self, name: str) -> str:
+        self.parent[name] = name
+        return name
+
+    def _root(self, g: str) -> str:
+        while self.parent[g] != g:
+            g = self.parent[g]
+        return g
+
+    def value(self, g: float | str) -> float | None:
+        return g if isinstance(g, float) else self.fixed.get(self._root(g))
+
+    def resolve(self, g: float | str) -> float:
+        v = self.value(g)
+        return 1.0 if v is None else v
+
+    def unify(self, gs: list[float | str], where: str) -> float | str:
+        """All of `gs` share one gain from now on (they are summed); returns it."""
+        known = sorted({v for v in map(self.value, gs) if v is not None})
+        if known and not np.isclose(known[0], known[-1], rtol=1e-6):
+            raise ValueError(f"cannot export add at node '{where}': it sums spike trains of different thresholds "
+                             f"{known} with no Conv/Linear on their way to rescale them")
+        roots = {self._root(g) for g in gs if isinstance(g, str)}
+        for r in roots:
+            self.parent[r] = min(roots)
+            if known:
+                self.fixed[r] = known[0]
+        return min(roots) if roots else known[0]
+
+
+class _Tracer(fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, name: str) -> bool:
+        return isinstance(m, IFNeuron) or super().is_leaf_module(m, name)
+
+
+def _shapes(gm: fx.GraphModule, sample: Tensor) -> dict[fx.Node, tuple[int, ...]]:
+    """Per-sample shape of every tensor node, from one sample; the neurons are skipped (identity for
+    shapes) so their state is left as it was."""
+    shapes = {}
+
+    class Recorder(fx.Interpreter):
+        def run_node(self, n):
+            out = super().run_node(n)
+            if isinstance(out, Tensor):
+                shapes[n] = tuple(out.shape[1:])
+            return out
+
+        def call_module(self, target, args, kwargs):
+            m = self.fetch_attr(target)
+            return args[0] if isinstance(m, IFNeuron) else super().call_module(target, args, kwargs)
+
+    with torch.no_grad():
+        Recorder(gm).run(sample[:1])
+    return shapes
+
+
+def _check_neuron(node: fx.Node, neuron: IFNeuron) -> None:
+    if neuron.threshold.numel() != 1 or neuron.negative_spikes:
+        raise ValueError(f"cannot export IFNeuron at node '{node.name}': per-neuron thresholds and negative "
+                         "spikes have no NIR IF equivalent (SpikingJelly also needs one threshold per layer)")
+
+
+def _if_node(nir, neuron: IFNeuron, shape: tuple, gain_in: float):
+    threshold = float(neuron.threshold) / gain_in  # in the units of the exported input
+    start = (neuron.initial_membrane.detach().cpu() * threshold).expand(shape).numpy().astype(np.float32)
+    ones = np.ones(shape, np.float32)
+    return nir.IF(r=ones, v_threshold=ones * threshold, v_reset=np.zeros(shape, np.float32), metadata={
+        "reset": "subtract", "initial_membrane": start, "fire": "v >= v_threshold",
+        "input": "analog, same every step", "threshold": float(neuron.threshold), "input_gain": gain_in})
+
+
+def _check_weighted(node: fx.Node, m: nn.Module) -> None:
+    if isinstance(m, nn.Conv2d) and (isinstance(m.padding, str) or m.padding_mode != "zeros"):
+        raise TypeError(f"cannot export Conv2d at node '{node.name}': only numeric zero padding maps to NIR")
+
+
+def _weighted(nir, m: nn.Module, in_shape: tuple, gain_in: float, gain_out: float):
+    """Conv2d/Linear with the input's gain folded into the weights and the output's divided out."""
+    w = (m.weight.detach().cpu() * (gain_in / gain_out)).numpy().astype(np.float32)
+    b = None if m.bias is None else (m.bias.detach().cpu() / gain_out).numpy().astype(np.float32)
+    if isinstance(m, nn.Linear):
+        return nir.Linear(w) if b is None else nir.Affine(w, b)
+    return nir.Conv2d(tuple(in_shape[-2:]), w, m.stride, m.padding, m.dilation, m.groups,
+                      np.zeros(w.shape[0], np.float32) if b is None else b)
+
+
+def _pool_geometry(node: fx.Node, m: nn.Module, in_shape: tuple, out_shape: tuple):
+    if isinstance(m, nn.AdaptiveAvgPool2d):  # a fixed pool where the input tiles evenly
+        (hi, wi), (ho, wo) = in_shape[-2:], out_shape[-2:]
+        if hi % ho or wi % wo:
+            raise TypeError(f"cannot export AdaptiveAvgPool2d at node '{node.name}': input {hi}x{wi} does not "
+                            f"divide into {ho}x{wo}, so it is no fixed AvgPool2d")
+        return (hi // ho, wi // wo), (hi // ho, wi // wo), (0, 0)
+    pair = nn.modules.utils._pair
+    padding = pair(m.padding)
+    if m.ceil_mode or m.divisor_override or (any(padding) and not m.count_include_pad):
+        raise TypeError(f"cannot export AvgPool2d at node '{node.name}': NIR's AvgPool2d has no ceil_mode, "
+                        "divisor_override or count_include_pad=False")
+    return pair(m.kernel_size), pair(m.stride if m.stride is not None else m.kernel_size), padding
+
+
+def _arg(node: fx.Node, module: nn.Module | None, name: str, position: int, default: int) -> int:
+    if module is not None:
+        return getattr(module, name)
+    return node.kwargs.get(name, node.args[position] if len(node.args) > position else default)
+
+
+def _unique(name: str, taken) -> str:
+    name, k = name.replace(".", "_"), 0  # NIRTorch makes module names of node names: no dots
+    while (name if not k else f"{name}_{k}") in taken:
+        k += 1
+    return name if not k else f"{name}_{k}"
+
+
+def _name(target) -> str:
+    return getattr(target, "__name__", str(target))
+
+
+def export_onnx(qmodel: nn.Module, sample_input: Tensor, path: str | Path) -> None:
+    """Write the quantized ANN (a `prepare` result; exported in eval mode, where the quantizer is a round
+    and a clip, then restored) to ONNX with torch.onnx.export; needs onnx and onnxscript. The batch size
+    is the sample's: the quantizer's gradient scale reads the tensor size, which fixes the shape."""
+    was_training = qmodel.training
+    try:
+        with torch.no_grad():
+            torch.onnx.export(qmodel.eval(), (sample_input,), str(path), input_names=["input"],
+                              output_names=["output"], verbose=False)
+    finally:
+        qmodel.train(was_training)
+
+
+# Command line: `noiseadaptor export CHECKPOINT --format nir|onnx` (cli.py adds the parser and dispatches).
+
+
+def add_export_arguments(p) -> None:
+    """The flags of `noiseadaptor export` on an argparse (sub)parser."""
+    p.add_argument("checkpoint", type=Path, help="a checkpoint.pt of a quantized train run (method na, no-noise, qcfs)")
+    p.add_argument("--format", default="nir", choices=("nir", "onnx"),
+                   help="nir: the converted SNN (IF neurons); onnx: the quantized ANN (default: %(default)s)")
+    p.add_argument("--input-shape", help="C,H,W of one input (default: from the checkpoint's data set)")
+    p.add_argument("--out", type=Path, help="output file (default: model.nir or model.onnx beside the checkpoint)")
+
+
+def export_main(args) -> int:
+    """`noiseadaptor export`: rebuild the checkpoint's quantized model and write it as NIR or ONNX."""
+    from .checkpoint import load_checkpoint, restore
+    from .conversion import convert
+    from .experiment import METHODS, build_for_method
+    from .models import create_model
+
+    state = load_checkpoint(args.checkpoint)
+    cfg = state["config"]
+    if cfg["method"] not in METHODS:
+        raise ValueError(f"{args.checkpoint} is a '{cfg['method']}' run; export needs a quantized one "
+                         f"({', '.join(METHODS)}) to convert")
+    if args.input_shape:
+        shape = tuple(int(d) for d in args.input_shape.split(","))
+    elif cfg.get("image_size"):
+        shape = (cfg["in_channels"], cfg["image_size"], cfg["image_size"])
+    else:  # checkpoints written before train recorded the image size
+        raise ValueError(f"{args.checkpoint} does not record its input size: give --input-shape C,H,W")
+    model = build_for_method(create_model(cfg["model"], cfg["num_classes"], cfg["in_channels"]), cfg)
+    restore(state, model, rng=False)
+    sample = torch.zeros(1, *shape)  # shapes only
+    out = args.out or args.checkpoint.parent / f"model.{args.format}"
+    if args.format == "nir":
+        export_nir(convert(model.eval()), sample, out)
+    else:
+        export_onnx(model, sample, out)
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,209 @@
+import argparse
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from noiseadaptor import QuantConfig, convert, init_scales, prepare, quantizers
+from noiseadaptor.models import CifarResNet
+
+nir = pytest.importorskip("nir")
+from noiseadaptor.export import export_nir  # noqa: E402  (after the skip: it needs nir)
+
+
+def spiking(model: nn.Module, x: torch.Tensor, seed: int = 0):
+    """A converted `model` whose neurons fire at varied rates: calibrated scales, each then scaled by a
+    random factor, and non-trivial BatchNorm statistics (folded by convert)."""
+    torch.manual_seed(seed)
+    q = prepare(model, QuantConfig(p=2, noise="none")).eval()
+    init_scales(q, x)
+    for _, m in quantizers(q):
+        m.scale.data *= 0.5 + torch.rand(())
+    for m in q.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    return convert(q)
+
+
+def conv_net():
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(64, 3))
+
+
+def residual_net():  # identity and 1x1-conv shortcuts, AdaptiveAvgPool2d, torch.flatten
+    return CifarResNet([1, 1], [4, 8], num_classes=3, in_channels=1)
+
+
+def export(snn, x, path=None):
+    with pytest.warns(UserWarning, match="hard reset"):
+        return export_nir(snn, x, path)
+
+
+def test_round_trip_keeps_nodes_thresholds_and_semantics(tmp_path):
+    x = torch.randn(4, 1, 8, 8)
+    snn = spiking(residual_net(), x)
+    graph = export(snn, x, tmp_path / "net.nir")
+    back = nir.read(tmp_path / "net.nir")
+    assert {k: type(v) for k, v in back.nodes.items()} == {k: type(v) for k, v in graph.nodes.items()}
+    assert sorted(back.edges) == sorted(graph.edges)
+    kinds = [type(n).__name__ for n in graph.nodes.values()]
+    assert kinds.count("IF") == len(snn.neurons()) == 5 and {"Conv2d", "AvgPool2d", "Flatten", "Affine"} < set(kinds)
+    assert sorted(src for src, dst in graph.edges if dst == "layers_0_relu2") == ["layers_0_conv2", "stem_2"]
+    for name, neuron in snn.neurons():
+        node, read = graph.nodes[name.replace(".", "_")], back.nodes[name.replace(".", "_")]
+        gain = node.metadata["input_gain"]
+        np.testing.assert_allclose(read.v_threshold, neuron.threshold.item() / gain, rtol=1e-6)
+        np.testing.assert_allclose(read.metadata["initial_membrane"], 0.5 * read.v_threshold, rtol=1e-6)
+        assert read.metadata["reset"] in ("subtract", b"subtract") and (read.r == 1).all()
+    # the identity shortcut carries the stem's spikes unweighted, so that block's add is in their units
+    stem = snn.net.get_submodule("stem.2").threshold.item()
+    assert stem != pytest.approx(1) and graph.nodes["layers_0_relu2"].metadata["input_gain"] == pytest.approx(stem)
+    assert graph.nodes["layers_1_relu2"].metadata["input_gain"] == 1.0  # 1x1-conv shortcut: rescaled weights
+    assert back.metadata["neuron_reset"] in ("subtract", b"subtract")
+    assert tuple(back.nodes["output"].output_type["output"]) == (3,)
+
+
+def test_unsupported_layer_is_named():
+    x = torch.randn(2, 4)
+    snn = convert(prepare(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))))
+    snn.net.add_submodule("act", nn.Tanh())  # a layer no NIR node expresses, put after the last layer
+    out = next(n for n in snn.net.graph.nodes if n.op == "output")
+    with snn.net.graph.inserting_before(out):
+        tanh = snn.net.graph.call_module("act", (out.args[0],))
+    out.args = (tanh,)
+    snn.net.recompile()
+    with pytest.raises(TypeError, match="Tanh at node 'act'.*supported: Conv2d, Linear"):
+        export_nir(snn, x)
+
+
+class TwoBranches(nn.Module):
+    """Two spike trains summed with no weighted layer after either: equal thresholds export, unequal
+    ones cannot (NIR would need a per-edge Scale that SpikingJelly does not read)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.head = nn.Linear(4, 6), nn.Linear(4, 6), nn.Linear(6, 2)
+        self.relu_a, self.relu_b, self.drop = nn.ReLU(), nn.ReLU(), nn.Dropout(0.1)
+
+    def forward(self, x):
+        return self.head(self.drop(self.relu_a(self.a(x)) + self.relu_b(self.b(x))).flatten(1))
+
+
+def test_adds_of_unweighted_spike_trains():
+    x = torch.randn(2, 4)
+    snn = convert(prepare(TwoBranches()))
+    graph = export(snn, x)  # both thresholds 2.0 (scales 1.0): one unit, folded into head's weights
+    assert sorted(src for src, dst in graph.edges if dst == "flatten") == ["relu_a", "relu_b"]  # Dropout: gone
+    np.testing.assert_allclose(graph.nodes["head"].weight, 2.0 * snn.net.head.weight.detach().numpy(), rtol=1e-6)
+    snn.net.get_submodule("relu_b").threshold.fill_(3.0)
+    with pytest.raises(ValueError, match="different thresholds"):
+        export_nir(snn, x)
+
+
+def test_wrong_object_is_refused():
+    with pytest.raises(TypeError, match="SpikingNetwork"):
+        export_nir(nn.Linear(2, 2), torch.zeros(1, 2))
+
+
+@pytest.mark.parametrize("make", [conv_net, residual_net])
+def test_spikingjelly_reads_the_same_network(make, tmp_path):
+    """SpikingJelly 2.0 imports the file; with soft reset and the exported initial membrane it runs the
+    same spikes and outputs as our simulation, step by step."""
+    pytest.importorskip("spikingjelly")
+    from spikingjelly.activation_based import neuron
+    from spikingjelly.activation_based.nir_exchange import import_from_nir
+
+    x = torch.randn(4, 1, 8, 8)
+    snn = spiking(make(), x)
+    graph = export(snn, x, tmp_path / "net.nir")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SpikingJelly's own deprecation chatter
+        sj = import_from_nir(tmp_path / "net.nir", dt=1.0)
+    theirs_spikes, ours_spikes = {}, {}
+    for name, m in sj.named_modules():
+        if isinstance(m, neuron.IFNode):
+            node = graph.nodes[name.split(".")[0]]
+            m.v_reset = None  # reset by subtraction, as the metadata says
+            m.v = torch.from_numpy(node.metadata["initial_membrane"]).expand(len(x), *node.v_threshold.shape).clone()
+            sj.get_submodule(name.split(".")[0]).register_forward_hook(
+                lambda mod, i, out, key=name.split(".")[0]: theirs_spikes.setdefault(key, []).append(out[0]))
+    for name, m in snn.neurons():
+        m.register_forward_hook(lambda mod, i, out, key=name.replace(".", "_"): ours_spikes.setdefault(key, [])
+                                .append(out / mod.threshold))
+    assert len(theirs_spikes) == 0 and len(snn.neurons()) > 0
+    snn.reset()
+    state = None
+    with torch.no_grad():
+        for _ in range(12):
+            ours = snn(x)
+            theirs, state = sj(x, state)
+            assert torch.allclose(ours, theirs, atol=1e-5)
+    assert set(theirs_spikes) == set(ours_spikes)
+    fired = 0
+    for key in ours_spikes:
+        a, b = torch.stack(ours_spikes[key]), torch.stack(theirs_spikes[key])
+        assert torch.equal(a, b), key
+        fired += 0 < a.mean() < 1
+    assert fired == len(ours_spikes)  # every layer fires, but not always: the test sees thresholds at work
+
+
+def test_export_command_writes_nir_and_refuses_float_runs(tmp_path, capsys):
+    from noiseadaptor.checkpoint import save_checkpoint
+    from noiseadaptor.experiment import build_for_method
+    from noiseadaptor.cli import main
+    from noiseadaptor.export import add_export_arguments, export_main
+    from noiseadaptor.models import create_model
+
+    cfg = {"dataset": "digits", "model": "small-cnn", "num_classes": 10, "in_channels": 1, "image_size": 8,
+           "method": "na", "p": 2}
+    model = build_for_method(create_model("small-cnn", 10, 1), cfg)
+    save_checkpoint(tmp_path / "checkpoint.pt", model, epoch=1, config=cfg)
+    parser = argparse.ArgumentParser()
+    add_export_arguments(parser)
+    with pytest.warns(UserWarning, match="hard reset"):
+        assert main(["export", str(tmp_path / "checkpoint.pt")]) == 0
+    graph = nir.read(tmp_path / "model.nir")
+    assert tuple(graph.nodes["output"].output_type["output"]) == (10,)
+    assert f"wrote {tmp_path / 'model.nir'}" in capsys.readouterr().out
+    save_checkpoint(tmp_path / "float.pt", create_model("small-cnn", 10, 1), epoch=1, config={**cfg, "method": "float"})
+    with pytest.raises(ValueError, match="quantized"):
+        export_main(parser.parse_args([str(tmp_path / "float.pt")]))
+    del cfg["image_size"]  # an older checkpoint: the size must be given
+    save_checkpoint(tmp_path / "old.pt", model, epoch=1, config=cfg)
+    with pytest.raises(ValueError, match="--input-shape"):
+        export_main(parser.parse_args([str(tmp_path / "old.pt")]))
+    with pytest.warns(UserWarning):
+        assert export_main(parser.parse_args([str(tmp_path / "old.pt"), "--input-shape", "1,8,8"])) == 0
+
+
+def test_onnx_export_of_the_quantized_ann(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    from onnx.reference import ReferenceEvaluator
+
+    from noiseadaptor.export import export_onnx
+
+    torch.manual_seed(0)
+    q = prepare(conv_net(), QuantConfig(p=2))
+    x = torch.randn(2, 1, 8, 8)
+    init_scales(q, x)
+    export_onnx(q, x, tmp_path / "q.onnx")
+    assert q.training  # restored
+    model = onnx.load(tmp_path / "q.onnx")
+    assert {"Floor", "Clip"} <= {n.op_type for n in model.graph.node}
+    (out,) = ReferenceEvaluator(model).run(None, {model.graph.input[0].name: x.numpy()})
+    np.testing.assert_allclose(out, q.eval()(x).detach().numpy(), atol=1e-5)
+
+
+def test_if_neuron_fields_are_what_consumers_read():
+    """NIR's IF per spec: r, v_threshold, v_reset; SpikingJelly needs one threshold per layer and r = 1/dt."""
+    x = torch.randn(3, 4)
+    snn = convert(prepare(nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 2))))
+    (name, neuron), = snn.neurons()
+    neuron.threshold.fill_(0.7)
+    node = export(snn, x).nodes[name]
+    assert isinstance(node, nir.IF) and node.v_threshold.shape == (5,)
+    assert (node.v_reset == 0).all() and np.unique(node.v_threshold).size == 1

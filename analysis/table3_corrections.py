@@ -18,11 +18,11 @@ import argparse
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 from noiseadaptor import QuantConfig, convert, evaluate, fit, init_scales, prepare, simulate
 from noiseadaptor.checkpoint import load_checkpoint, restore
-from noiseadaptor.data import get_dataset
+from noiseadaptor.data import get_dataset, spread_subset
 from noiseadaptor.models import create_model
 from noiseadaptor.report import accuracy_table, energy_table, write_json
 
@@ -46,7 +46,7 @@ def main() -> None:
     splits = get_dataset(args.dataset, args.data_dir)
     train, test = splits.loaders(64, eval_batch_size=500, seed=args.seed)
     if args.test_images:
-        test = DataLoader(Subset(splits.test, range(args.test_images)), batch_size=500)
+        test = DataLoader(spread_subset(splits.test, args.test_images), batch_size=500)
     model = create_model(args.model, splits.num_classes, splits.in_channels)
     if args.checkpoint:
         state = load_checkpoint(args.checkpoint)

@@ -2,8 +2,9 @@
 """Noise Adaptor vs the same quantizer without noise on CIFAR-10, at the scale of a 2-core CPU.
 
 Trains one float network, then QAT with and without NA (p=2) from that same float network for each
-seed, converts both and simulates T = 1..--T on the first --test-images test images (the SNN is the
-expensive part). Prints a markdown table of ANN accuracy and SNN accuracy per T.
+seed, converts both and simulates T = 1..--T on --test-images test images spread evenly over the test
+set (the SNN is the expensive part; the image-folder copy is sorted by class, so the first N would hold
+only the first classes). Prints a markdown table of ANN accuracy and SNN accuracy per T.
 
 Data: --data-dir with CIFAR-10 in torchvision's layout or as an image-folder tree. Without it, the
 JPEG copy in ../shared/datasets/cifar10-jpeg is unpacked once into ~/.cache/noiseadaptor/cifar10-jpeg.
@@ -22,10 +23,10 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 from noiseadaptor import evaluate, fit
-from noiseadaptor.data import get_dataset
+from noiseadaptor.data import get_dataset, spread_subset
 from noiseadaptor.experiment import compare_methods
 from noiseadaptor.models import create_model
 from noiseadaptor.report import TABLE_T, accuracy_table, plot_accuracy, write_json
@@ -64,7 +65,7 @@ def main() -> None:
     splits = get_dataset("cifar10", args.data_dir or shared_cifar10())
     torch.manual_seed(0)
     train_data, full_test = splits.loaders(args.batch_size, eval_batch_size=500, seed=0)
-    test_data = DataLoader(Subset(splits.test, range(min(args.test_images, len(splits.test)))), batch_size=500)
+    test_data = DataLoader(spread_subset(splits.test, args.test_images), batch_size=500)
     model = create_model(args.model, num_classes=10)
     print(f"float {args.model}: {args.float_epochs} epochs, lr {args.float_lr}")
     fit(model, train_data, args.float_epochs, lr=args.float_lr, checkpoint=args.out / "float.pt", resume=True,
@@ -83,7 +84,7 @@ def main() -> None:
 
     steps = [t for t in TABLE_T if t <= args.T]
     print(f"\nCIFAR-10 (JPEG copy), {args.model}, p={args.p}, float {args.float_epochs} ep, QAT {args.epochs} ep, "
-          f"first {len(test_data.dataset)} test images; {time.time() - start:.0f} s\n")
+          f"{len(test_data.dataset)} test images spread over the test set; {time.time() - start:.0f} s\n")
     print(accuracy_table(rows, steps))
     write_json({"args": {k: str(v) for k, v in vars(args).items()}, "seconds": time.time() - start,
                 "torch": torch.__version__, "results": rows}, args.out / "results.json")

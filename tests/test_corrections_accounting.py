@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from noiseadaptor import IFNeuron, QuantConfig, convert, prepare, quantizers, simulate
+from noiseadaptor import IFNeuron, QuantConfig, convert, init_scales, prepare, quantizers, simulate
 from noiseadaptor.accounting import EnergyModel, SynapticCounter, fan_out
 
 
@@ -127,3 +127,16 @@ def test_offset_spikes_in_simulate_do_not_leak_between_runs():
     assert all(n.initial_membrane.numel() == 1 and n.initial_membrane.item() == 0.5 for _, n in snn.neurons())
     with pytest.raises(ValueError, match="offset_spikes"):
         simulate(snn, data, T=2, offset_spikes=-1)
+
+
+def test_offset_spike_pre_steps_are_not_counted_as_synaptic_operations():
+    torch.manual_seed(0)
+    q = prepare(nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3)),
+                QuantConfig(p=2)).eval()
+    x = torch.randn(20, 6)
+    init_scales(q, x)
+    data = [(x, torch.zeros(20, dtype=torch.long))] * 2
+    plain = simulate(convert(q), data, T=4, synops=True, progress=False)
+    offset = simulate(convert(q), data, T=4, synops=True, offset_spikes=3, progress=False)
+    assert offset.macs_per_sample == plain.macs_per_sample  # 4 steps of the analog layer, not 4 + 3
+    assert offset.sops_per_sample[4] > 0

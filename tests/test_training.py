@@ -172,3 +172,15 @@ def test_direct_training_through_the_cli(tmp_path, capsys):
     assert state["config"]["T"] == 2 and state["config"]["alpha"] == 2.5
     assert main(["evaluate", str(out / "checkpoint.pt"), "--no-progress"]) == 0
     assert "asgl" in capsys.readouterr().out
+
+
+def test_spread_subset_keeps_every_class_of_a_class_sorted_set():
+    from torch.utils.data import TensorDataset
+
+    from noiseadaptor.data import spread_subset
+
+    labels = torch.arange(10).repeat_interleave(100)  # sorted by class, as an image-folder tree is
+    subset = spread_subset(TensorDataset(torch.zeros(1000, 1), labels), 50)
+    assert len(subset) == 50 and set(labels[subset.indices].tolist()) == set(range(10))
+    with pytest.raises(ValueError, match="at least one"):
+        spread_subset(TensorDataset(torch.zeros(3, 1)), 0)

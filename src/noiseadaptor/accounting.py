@@ -64,7 +64,7 @@ def _padding(layer: nn.Module):
 class SynapticCounter:
     """Forward hooks on every conv/linear layer of a network, summing SOPs and MACs per time step.
 
-    `start(x, steps)` before each call of the network: `x` is the analog input (a layer that reads it
+    `start(x, steps)` before each counted call of the network (and `stop()` after): `x` is the analog input (a layer that reads it
     counts MACs, at every step) and `steps` the time steps the call runs (`SpikingNetwork.run`).
     `sops` and `macs` then hold the call's totals over the batch, one entry per step; `dense_macs`
     holds each layer's MACs per sample in the equivalent ANN.
@@ -85,6 +85,8 @@ class SynapticCounter:
 
     def _hook(self, name: str):
         def hook(module: nn.Module, args, output: Tensor) -> None:
+            if self.analog_input is None:  # between start() and stop() only: not offset-spike pre-steps
+                return
             x, steps = args[0], len(self.sops)
             if name not in self.dense_macs:
                 self.dense_macs[name] = macs_per_sample(module, tuple(output.shape[1:]))
@@ -98,6 +100,9 @@ class SynapticCounter:
             else:  # computed once for all steps (before the first neuron)
                 self.sops += sops.sum()
         return hook
+
+    def stop(self) -> None:
+        self.analog_input = None
 
     def remove(self) -> None:
         for h in self._handles:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
 
 from .distributed import ShardedEvalSampler, is_distributed
 
@@ -178,3 +178,13 @@ def digits(test_fraction: float = 0.2, split_seed: int = 0) -> DataSplits:
     return DataSplits(train=TensorDataset(images[train_idx], labels[train_idx]),
                       test=TensorDataset(images[test_idx], labels[test_idx]),
                       num_classes=10, in_channels=1, image_size=8)
+
+
+def spread_subset(dataset: Dataset, n: int | None) -> Dataset:
+    """`n` samples spread evenly over `dataset` (every len/n-th one): a quick evaluation set that keeps
+    every class, where the first n samples of a class-sorted folder tree would hold only the first few."""
+    if n is None or n >= len(dataset):
+        return dataset
+    if n < 1:
+        raise ValueError(f"a subset needs at least one sample, got {n}")
+    return Subset(dataset, torch.linspace(0, len(dataset) - 1, n).round().long().tolist())

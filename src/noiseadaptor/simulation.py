@@ -21,7 +21,7 @@ from .distributed import all_reduce_sum
 from .neurons import SpikingNetwork
 
 DEFAULT_T = 256
-STEPS_GPU, STEPS_CPU = 8, 4
+STEPS_GPU, STEPS_CPU = 8, 1
 
 
 @dataclass
@@ -71,7 +71,8 @@ def time_steps(T: int | Sequence[int]) -> list[int]:
 
 def default_steps_per_call(device: torch.device | str) -> int:
     """Measured by benchmarks/speed.py (docs/PERFORMANCE.md): on a GPU, batching time steps through each
-    layer pays up to about 8 steps; on a CPU STEPS_CPU."""
+    layer pays up to about 8 steps (more costs memory for little); on a CPU, larger batches only fall
+    out of cache, so one step per call."""
     return STEPS_GPU if torch.device(device).type == "cuda" else STEPS_CPU
 
 
@@ -135,6 +136,7 @@ def simulate(snn: SpikingNetwork, data: Iterable, T: int | Sequence[int] = DEFAU
                 step_spikes[t0:t0 + k] += torch.stack([n.step_counts for _, n in neurons], 1)
                 if counter is not None:
                     step_ops[t0:t0 + k] += torch.stack([counter.sops, counter.macs], 1)
+                    counter.stop()
             num_samples += y.numel()
             sizes = {name: n.neurons_per_sample() for name, n in neurons}
     finally:

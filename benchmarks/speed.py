@@ -9,6 +9,8 @@ sj     the same network with SpikingJelly's IFNode (soft reset, half-threshold s
        time ratio to ours, and whether predictions agree at every T. Needs `pip install spikingjelly`.
 train  one SGD step (forward, backward, update) of the Noise Adaptor network against the same network
        with plain ReLU: eager with the quantizer unfused and fused, and (--compile) under torch.compile.
+data   seconds per training batch from a DataLoader with PIL augmentation in --workers processes and
+       from DeviceLoader (data and augmentation on the device), against one training step.
 
 Networks are freshly initialised (speed does not depend on the weights); scales are initialised on
 the benchmark batch so the neurons fire at realistic rates.
@@ -231,15 +233,74 @@ def bench_train(args, device) -> list[dict]:
     return rows
 
 
+class _InMemoryCIFAR(torch.utils.data.Dataset):
+    """What torchvision's CIFAR10 does per item (uint8 HWC array -> PIL image -> transforms), on random
+    images, so the data section needs no download."""
+
+    def __init__(self, n: int, transform):
+        self.data = torch.randint(0, 256, (n, 32, 32, 3), dtype=torch.uint8).numpy()
+        self.targets = torch.randint(0, 10, (n,)).tolist()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.data[i])), self.targets[i]
+
+
+def bench_data(args, device) -> list[dict]:
+    """Seconds per training batch from the usual DataLoader (PIL crop + flip + normalise in worker
+    processes) and from DeviceLoader, against one Noise Adaptor training step on the same batch."""
+    from noiseadaptor.data import DeviceLoader, _transforms
+
+    dataset = _InMemoryCIFAR(args.batch * 40, _transforms("cifar10", train=True))
+    rows, batches = [], 30
+
+    def per_batch(loader) -> float:
+        def go():
+            for i, (x, y) in enumerate(loader):
+                x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                if i + 1 == batches:
+                    break
+        return timed(go, device, 1) / batches
+
+    q, x, y = build("cifar-resnet20", args.batch, device)
+    noisy = q.train()
+    opt = torch.optim.SGD(noisy.parameters(), lr=0.01, momentum=0.9)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(noisy(x), y).backward()
+        opt.step()
+
+    step_seconds = timed(step, device, args.repeats)
+    print(f"\ndata for cifar-resnet20, batch {args.batch} on {device}: one Noise Adaptor step {step_seconds * 1e3:.2f} ms")
+    loaders = {f"DataLoader, {w} workers": torch.utils.data.DataLoader(
+        dataset, batch_size=args.batch, shuffle=True, num_workers=w, persistent_workers=w > 0,
+        pin_memory=device.type == "cuda") for w in args.workers}
+    loaders["DeviceLoader"] = DeviceLoader.from_dataset(dataset, args.batch, "cifar10", device)
+    for label, loader in loaders.items():
+        seconds = per_batch(loader)
+        rows.append(dict(device=str(device), batch=args.batch, loader=label, seconds_per_batch=seconds,
+                         step_seconds=step_seconds, fraction_of_step=seconds / step_seconds))
+        print(f"  {label:24s} {seconds * 1e3:8.2f} ms per batch   {seconds / step_seconds:6.2f}x a training step")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--sections", nargs="+", default=["sim", "sj", "train"], choices=["sim", "sj", "train"])
+    ap.add_argument("--sections", nargs="+", default=["sim", "sj", "train", "data"],
+                    choices=["sim", "sj", "train", "data"])
     ap.add_argument("--models", nargs="+", default=["cifar-resnet20", "cifar-vgg16"])
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--T", type=int, default=32)
     ap.add_argument("--steps-per-call", type=int, nargs="+", default=[1, 4, 8, 32])
     ap.add_argument("--compile", action="store_true", help="train section: also torch.compile(model)")
+    ap.add_argument("--workers", type=int, nargs="+", default=[0, 4], help="data section: DataLoader processes")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json", help="write all measurements here")
     args = ap.parse_args()
@@ -248,7 +309,7 @@ def main() -> None:
                 device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor())
     print(f"torch {info['torch']}, {info['device_name'] or 'cpu'}, {info['threads']} CPU threads")
     results = {"info": info}
-    for section, bench in (("sim", bench_sim), ("sj", bench_spikingjelly), ("train", bench_train)):
+    for section, bench in (("sim", bench_sim), ("sj", bench_spikingjelly), ("train", bench_train), ("data", bench_data)):
         if section in args.sections:
             results[section] = bench(args, device)
     if args.json:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import export_weights, load_checkpoint, restore
-from .data import DATASETS, default_data_dir, get_dataset
+from .data import DATASETS, DeviceLoader, default_data_dir, get_dataset
 from .events import EVENT_DATASETS, event_dataset
 from .export import add_export_arguments, export_main
 from .distributed import init_from_env, is_main
@@ -148,6 +148,8 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--augment", default="standard", choices=("standard", "autoaugment", "none"),
                    help="training augmentation for 32x32 data (default: %(default)s)")
     p.add_argument("--cutout", type=int, default=0, help="Cutout square side in pixels, 0 = off (default: 0)")
+    p.add_argument("--data-on-device", action="store_true",
+                   help="hold CIFAR/MNIST whole on the GPU and augment there (fast small-image training)")
     p.add_argument("--workers", type=int, default=4, help="data loader processes (default: %(default)s)")
 
 
@@ -283,7 +285,16 @@ def _train(args: argparse.Namespace) -> int:
                          f"({', '.join(DIRECT_METHODS)})")
     splits = (event_dataset(args.dataset, args.data_dir, args.time_steps, args.download) if events else
               get_dataset(args.dataset, args.data_dir, args.download, args.augment, args.cutout))
-    train_data, test_data = splits.loaders(args.batch_size, seed=args.seed, num_workers=args.workers)
+    if args.data_on_device:
+        if args.dataset not in ("cifar10", "cifar100", "mnist", "fashion-mnist") or args.augment != "standard" \
+                or args.cutout:
+            raise ValueError("--data-on-device holds CIFAR-10/100 or (Fashion-)MNIST on the device with the standard "
+                             "augmentation; drop it for other data sets, --augment or --cutout")
+        train_data, test_data = (DeviceLoader.from_dataset(d, args.batch_size, args.dataset, device, train=t,
+                                                           seed=args.seed)
+                                 for d, t in ((splits.train, True), (splits.test, False)))
+    else:
+        train_data, test_data = splits.loaders(args.batch_size, seed=args.seed, num_workers=args.workers)
     extra = {"weights": args.weights} if args.weights else {}
     model = create_model(args.model, splits.num_classes, splits.in_channels, **extra)
     if args.init is not None:

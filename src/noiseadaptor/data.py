@@ -188,3 +188,96 @@ def spread_subset(dataset: Dataset, n: int | None) -> Dataset:
     if n < 1:
         raise ValueError(f"a subset needs at least one sample, got {n}")
     return Subset(dataset, torch.linspace(0, len(dataset) - 1, n).round().long().tolist())
+
+
+class DeviceLoader:
+    """A small image data set held whole on the device as uint8 and batched there, with the standard
+    CIFAR augmentation (random crop from a zero-padded image, horizontal flip) and normalisation done
+    on the device: per-image PIL transforms in worker processes cannot feed a GPU at CIFAR sizes
+    (docs/PERFORMANCE.md). The batches of (seed, epoch) are fixed, as with `DataSplits.loaders`;
+    under torch.distributed each process takes every world-size-th sample of the epoch's permutation.
+
+    images: uint8 [N, C, H, W] (or [N, H, W, C] with channels_last_input=True); labels: [N].
+    train=False gives ordered, unaugmented batches of every sample (sharded without padding).
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, mean, std,
+                 device: torch.device | str, train: bool = True, seed: int = 0, padding: int = 4,
+                 flip: bool = True, channels_last_input: bool = False):
+        from .distributed import rank, world_size
+
+        images = torch.as_tensor(images)
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"DeviceLoader needs uint8 images [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
+        if channels_last_input:
+            images = images.permute(0, 3, 1, 2)
+        self.device = torch.device(device)
+        self.images = images.contiguous().to(self.device)
+        self.labels = torch.as_tensor(labels, dtype=torch.long).to(self.device)
+        self.mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1) * 255
+        self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1) * 255
+        self.batch_size, self.train, self.seed, self.epoch = batch_size, train, seed, 0
+        self.padding, self.flip = (padding, flip) if train else (0, False)
+        self.rank, self.world = rank(), world_size()
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset, batch_size: int, name: str, device, train: bool = True, seed: int = 0):
+        """From torchvision's CIFAR10/100 or MNIST classes (images in memory) or an ImageFolder of
+        equal-sized images (decoded once), normalised with the statistics of data set `name`."""
+        import numpy as np
+
+        if hasattr(dataset, "data") and hasattr(dataset, "targets"):
+            images, targets = torch.as_tensor(dataset.data), dataset.targets
+        elif hasattr(dataset, "samples") and hasattr(dataset, "loader"):
+            images = torch.from_numpy(np.stack([np.asarray(dataset.loader(path)) for path, _ in dataset.samples]))
+            targets = [label for _, label in dataset.samples]
+        else:
+            raise ValueError(f"DeviceLoader cannot read the images of a {type(dataset).__name__}: it takes "
+                             "torchvision's CIFAR10/100 and MNIST classes or an ImageFolder")
+        images = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)
+        padding = 4 if images.shape[-1] == 32 else 0  # the standard crop is a CIFAR augmentation
+        return cls(images, torch.as_tensor(targets), batch_size, *_STATS[name], device, train=train,
+                   seed=seed, padding=padding, flip=padding > 0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _order(self) -> torch.Tensor:
+        n = len(self.labels)
+        if not self.train:
+            return torch.arange(self.rank, n, self.world, device=self.device)
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(n, generator=generator)[: n - n % self.world][self.rank::self.world]
+        return order.to(self.device)
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        if self.train:
+            return (n - n % self.world) // self.world // self.batch_size
+        return -(-len(range(self.rank, n, self.world)) // self.batch_size)
+
+    def __iter__(self):
+        order = self._order()
+        generator = torch.Generator(self.device).manual_seed(self.seed * 100_003 + self.epoch + 1)
+        for i in range(len(self)):
+            index = order[i * self.batch_size:(i + 1) * self.batch_size]
+            x = self.images[index]
+            if self.padding or self.flip:
+                x = self._augment(x, generator)
+            yield (x.float() - self.mean) / self.std, self.labels[index]
+
+    def _augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Random crop of the zero-padded image and a random horizontal flip, as one gather."""
+        b, c, h, w = x.shape
+        pad = self.padding
+        x = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+        dy, dx = (torch.randint(0, 2 * pad + 1, (2, b), generator=generator, device=self.device)
+                  if pad else torch.zeros(2, b, dtype=torch.long, device=self.device))
+        rows = dy[:, None] + torch.arange(h, device=self.device)
+        cols = dx[:, None] + torch.arange(w, device=self.device)
+        if self.flip:
+            flipped = torch.rand(b, generator=generator, device=self.device) < 0.5
+            cols = torch.where(flipped[:, None], cols.flip(1), cols)
+        batch = torch.arange(b, device=self.device)[:, None, None, None]
+        channel = torch.arange(c, device=self.device)[None, :, None, None]
+        return x[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]

@@ -56,9 +56,9 @@ def fit(model: nn.Module, train_data: Iterable, epochs: int, lr: float = 0.05, w
                initial=start, total=epochs)
     for epoch in bar:
         net.train()
-        sampler = getattr(train_data, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
+        epoch_aware = train_data if hasattr(train_data, "set_epoch") else getattr(train_data, "sampler", None)
+        if hasattr(epoch_aware, "set_epoch"):
+            epoch_aware.set_epoch(epoch)
         if on_epoch_start is not None:
             on_epoch_start(epoch)
         totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen

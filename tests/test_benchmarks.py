@@ -1,0 +1,18 @@
+"""Smoke test: the speed benchmark runs end to end at a toy size (its numbers are not checked here)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_speed_benchmark_runs(tmp_path):
+    out = tmp_path / "speed.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "speed.py"), "--device", "cpu", "--models", "cifar-resnet20",
+                    "--batch", "4", "--T", "2", "--steps-per-call", "1", "2", "--workers", "0", "--repeats", "1",
+                    "--json", str(out)], check=True, capture_output=True, timeout=300)
+    results = json.loads(out.read_text())
+    assert {"sim", "train", "data"} <= set(results)
+    assert all(row["ratio_to_limit"] > 0 for row in results["sim"])

@@ -100,3 +100,17 @@ def test_bad_arguments():
 def test_max_pool_with_dilation_is_refused():
     with pytest.raises(TypeError, match="dilation"):
         prepare(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2, dilation=2)))
+
+
+@pytest.mark.parametrize("name", ["cifar-resnet18", "cifar-resnet19", "cifar-resnet20", "cifar-resnet34",
+                                  "cifar-vgg16", "small-cnn"])
+def test_registered_cifar_models_prepare_and_convert(name):
+    from noiseadaptor import convert, simulate
+    from noiseadaptor.models import create_model, list_models
+
+    assert name in list_models()
+    model = create_model(name, num_classes=7, in_channels=3)
+    x = torch.randn(2, 3, 32, 32)
+    assert model(x).shape == (2, 7)
+    snn = convert(prepare(model, QuantConfig(p=2)))
+    assert simulate(snn, [(x, torch.zeros(2, dtype=torch.long))], T=2, progress=False).num_samples == 2

@@ -98,7 +98,8 @@ class BasicBlock(nn.Module):
 class CifarResNet(nn.Module):
     """ResNet for 32x32 inputs: a 3x3 stem with no max-pool, then stages of BasicBlocks."""
 
-    def __init__(self, blocks: list[int], widths: list[int], num_classes: int, in_channels: int = 3):
+    def __init__(self, blocks: list[int], widths: list[int], num_classes: int, in_channels: int = 3,
+                 hidden: int | None = None):
         super().__init__()
         self.stem = nn.Sequential(*_conv_bn_relu(in_channels, widths[0]))
         stages, c_in = [], widths[0]
@@ -108,7 +109,8 @@ class CifarResNet(nn.Module):
                 c_in = width
         self.layers = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(c_in, num_classes)
+        self.fc = (nn.Linear(c_in, num_classes) if hidden is None else  # hidden: a two-layer classifier
+                   nn.Sequential(nn.Linear(c_in, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, num_classes)))
 
     def forward(self, x):
         return self.fc(torch.flatten(self.pool(self.layers(self.stem(x))), 1))
@@ -124,6 +126,13 @@ def cifar_resnet20(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
 def cifar_resnet18(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
     """ResNet-18 with a 3x3 stem and no max-pool (the CIFAR variant the paper's Table 1 uses)."""
     return CifarResNet([2, 2, 2, 2], [64, 128, 256, 512], num_classes, in_channels)
+
+
+@register_model
+def cifar_resnet19(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+    """ResNet-19 of the direct-training literature (Zheng et al. 2021, used by ASGL): a 128-channel 3x3
+    stem, 3-3-2 blocks of 128-256-512 channels and a 256-unit hidden layer before the classifier."""
+    return CifarResNet([3, 3, 2], [128, 256, 512], num_classes, in_channels, hidden=256)
 
 
 @register_model

@@ -15,7 +15,7 @@ from .data import DATASETS, DeviceLoader, default_data_dir, get_dataset
 from .events import EVENT_DATASETS, event_dataset
 from .export import add_export_arguments, export_main
 from .distributed import init_from_env, is_main
-from .experiment import DIRECT_METHODS, METHODS, build_for_method, compare_methods
+from .experiment import DIRECT_METHODS, METHODS, NA_COMPARISON, build_for_method, compare_methods
 from .models import create_model, list_models
 from .report import accuracy_table, plot_accuracy, write_json
 from .simulation import simulate, time_steps
@@ -67,7 +67,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                               description=DESCRIPTION, epilog=RUN_EPILOG, formatter_class=fmt)
     run.add_argument("--dataset", default="digits", choices=DATASETS, help="data set (default: %(default)s)")
     _model_args(run, default="cifar-resnet20")
-    run.add_argument("--methods", default=",".join(METHODS),
+    run.add_argument("--methods", default=",".join(NA_COMPARISON),
                      help="comma-separated quantization methods to compare (default: %(default)s)")
     run.add_argument("--p", type=int, default=2, help="quantization upper bound p; SNN threshold = p*s "
                      "(default: %(default)s)")
@@ -88,14 +88,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                        "(DEFAULT, IMAGENET1K_V1, ...)")
     train.add_argument("--init", type=Path, help="start from this float checkpoint (a train --method float run)")
     train.add_argument("--method", default="na", choices=("float", *METHODS, *DIRECT_METHODS),
-                       help="float; a quantizer for conversion: na, no-noise, qcfs; or direct SNN training: "
-                            "asgl, sg (default: %(default)s)")
+                       help="float; a quantizer for conversion: na, no-noise, qcfs, dual-phase (Phase I: "
+                            "QC-ANN with Bernoulli Quant-Noise, p = its T); or direct SNN training: asgl, sg "
+                            "(default: %(default)s)")
     train.add_argument("--p", type=int, default=2, help="quantization upper bound (default: %(default)s)")
+    train.add_argument("--noise-p", type=float, default=None,
+                       help="noise probability: ASGL's spike-noise mask (default 0.5), dual-phase's Quant-Noise "
+                            "pass-through (default 0.1)")
     direct = train.add_argument_group("direct training (--method asgl or sg)")
     direct.add_argument("--time-steps", type=int, default=4, help="T of the trained SNN (default: %(default)s)")
     direct.add_argument("--tau", type=float, default=2.0, help="LIF time constant, leak 1-1/tau (default: %(default)s)")
     direct.add_argument("--alpha", type=float, default=1.0, help="initial surrogate width (default: %(default)s)")
-    direct.add_argument("--noise-p", type=float, default=0.5, help="ASGL spike-noise probability (default: %(default)s)")
     direct.add_argument("--reset", default="hard", choices=("hard", "soft"), help="(default: %(default)s)")
     direct.add_argument("--surrogate", default="rectangular", choices=("rectangular", "sigmoid"),
                         help="(default: %(default)s)")
@@ -113,6 +116,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     ev.add_argument("--batch-size", type=int, default=256, help="(default: %(default)s)")
     ev.add_argument("--workers", type=int, default=0, help="data loader processes (default: %(default)s)")
     _simulation_args(ev)
+    phase2 = ev.add_argument_group("dual-phase Phase II: calibrate the SNN against its quantized ANN before "
+                                   "simulating, layer by layer, on unlabelled training images")
+    phase2.add_argument("--calibrate", default="none", choices=("none", "coarse", "fine", "both"),
+                        help="coarse: initial membrane in closed form (Eq. 16); fine: weights and initial "
+                             "membrane by BPTT (Eq. 17-19); both: coarse then fine (default: %(default)s)")
+    phase2.add_argument("--calibration-samples", type=int, default=256, help="(default: %(default)s)")
+    phase2.add_argument("--calibration-T", type=int, default=None,
+                        help="the T the calibration optimises for (default: --T; the paper calibrates at the "
+                             "T it reports, the p of a dual-phase checkpoint)")
+    phase2.add_argument("--calibration-epochs", type=int, default=30,
+                        help="fine calibration passes over the samples per layer (default: %(default)s)")
     _common_args(ev, out=None)
 
     ex = commands.add_parser("export", help="write a quantized checkpoint as NIR (the SNN) or ONNX (the ANN)",
@@ -272,6 +286,8 @@ def _train(args: argparse.Namespace) -> int:
     _check_positive(args, "p", "batch_size", "epochs", "time_steps", allow_zero=("epochs",))
     if args.init is not None and args.weights is not None:
         raise ValueError("give --init (our float checkpoint) or --weights (torchvision's), not both")
+    if args.noise_p is not None and args.method not in ("asgl", "dual-phase"):
+        raise ValueError(f"--noise-p is the noise probability of asgl and dual-phase; method {args.method} has none")
     if args.init is not None and not args.init.is_file():
         raise ValueError(f"--init {args.init}: no such checkpoint")
     checkpoint = args.out / "checkpoint.pt"
@@ -302,6 +318,8 @@ def _train(args: argparse.Namespace) -> int:
     config = {"dataset": args.dataset, "data_dir": str(args.data_dir) if args.data_dir else None,
               "model": args.model, "num_classes": splits.num_classes, "in_channels": splits.in_channels,
               "image_size": splits.image_size, "event_input": events, "method": args.method, "p": args.p, "seed": args.seed, "batch_size": args.batch_size}
+    if args.method == "dual-phase":
+        config["noise_p"] = args.noise_p
     if args.method in DIRECT_METHODS:
         config.update(T=args.time_steps, tau=args.tau, alpha=args.alpha, noise_p=args.noise_p, reset=args.reset,
                       surrogate=args.surrogate)
@@ -327,7 +345,10 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .conversion import convert
 
-    _check_positive(args, "T", "batch_size")
+    _check_positive(args, "T", "batch_size", "calibration_samples", "calibration_epochs",
+                    allow_zero=("calibration_epochs",))
+    if args.calibration_T is not None:
+        _check_positive(args, "calibration_T")
     _simulate_options(args)
     state = load_checkpoint(args.checkpoint)
     cfg = state["config"]
@@ -335,15 +356,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     data_dir = args.data_dir or cfg.get("data_dir")
     splits = (event_dataset(cfg["dataset"], data_dir, cfg["T"]) if cfg.get("event_input") else
               get_dataset(cfg["dataset"], data_dir))
-    _, test_data = splits.loaders(args.batch_size, num_workers=args.workers)
+    train_data, test_data = splits.loaders(args.batch_size, seed=args.seed, num_workers=args.workers)
     model = build_for_method(create_model(cfg["model"], cfg["num_classes"], cfg["in_channels"]), cfg)
     quantized = cfg["method"] in METHODS  # converted and simulated; float and direct SNNs are evaluated as trained
     restore(state, model, rng=False)
     start = time.time()
     name = cfg["method"]
+    if args.calibrate != "none" and not quantized:
+        raise ValueError(f"--calibrate needs a quantized checkpoint ({', '.join(METHODS)}); this one is {name}")
     rows = {name: {"ann_accuracy": evaluate(model.to(device), test_data, device)}}
     if quantized:
-        result = simulate(convert(model), test_data, T=args.T, device=device, progress=_progress(args),
+        snn = convert(model)
+        if args.calibrate != "none":
+            rows[name]["calibration"] = _phase2(args, snn, model, train_data)
+        result = simulate(snn, test_data, T=args.T, device=device, progress=_progress(args),
                           **_simulate_options(args))
         rows[name].update(result.row())
     args.out = args.out or args.checkpoint.parent
@@ -353,6 +379,19 @@ def _evaluate(args: argparse.Namespace) -> int:
         _write_results(args, rows, device, start, title=f"{cfg['model']} on {cfg['dataset']}",
                        extra={"checkpoint": str(args.checkpoint), "checkpoint_config": cfg}, name="evaluation")
     return 0
+
+
+def _phase2(args: argparse.Namespace, snn, qmodel, train_data) -> dict:
+    from .dual_phase import dual_phase_calibrate
+
+    T = args.calibration_T or args.T
+    print(f"[phase II] {args.calibrate} calibration at T={T} on {args.calibration_samples} training images")
+    report = dual_phase_calibrate(snn, qmodel, train_data, T=T, coarse=args.calibrate in ("coarse", "both"),
+                                  fine=args.calibrate in ("fine", "both"), num_samples=args.calibration_samples,
+                                  epochs=args.calibration_epochs, seed=args.seed)
+    for layer, r in report.get("fine", {}).items():
+        print(f"  {layer}: held-out KL {r['loss_before']:.3g} -> {r['loss_after']:.3g}")
+    return {"T": T, "mode": args.calibrate, "samples": args.calibration_samples, **report}
 
 
 def _write_results(args, rows: dict, device, start: float, title: str, extra: dict | None = None,

@@ -18,18 +18,22 @@ from .quantizer import QuantConfig
 from .simulation import simulate, time_steps
 from .train import evaluate, fit
 
-METHODS = ("na", "no-noise", "qcfs")
+METHODS = ("na", "no-noise", "qcfs", "dual-phase")  # quantized ANNs that convert() turns into SNNs
+NA_COMPARISON = ("na", "no-noise", "qcfs")  # the Noise Adaptor paper's comparison, `run`'s default
 DIRECT_METHODS = ("asgl", "sg")
 
 
 def build_for_method(model: nn.Module, config: dict) -> nn.Module:
     """The trainable network a train config describes: the float model ("float"), its quantized copy
-    ("na", "no-noise", "qcfs"; config["p"]) or its directly trained SNN ("asgl", "sg"; config["T"],
+    ("na", "no-noise", "qcfs", "dual-phase"; config["p"], and for dual-phase config["noise_p"], the
+    Quant-Noise pass-through probability, default 0.1) or its directly trained SNN ("asgl", "sg"; config["T"],
     "tau", "alpha", "noise_p", "reset", "surrogate"; config["event_input"] for inputs that are frames over
     time rather than one static image). Used to train and to rebuild from checkpoints."""
     method = config["method"]
     if method == "float":
         return model
+    if method == "dual-phase" and config.get("noise_p") is not None:
+        return prepare(model, QuantConfig.dual_phase(config["p"], config["noise_p"]))
     if method in METHODS:
         return prepare(model, QuantConfig.from_method(method, config["p"]))
     if method in DIRECT_METHODS:
@@ -43,7 +47,7 @@ def build_for_method(model: nn.Module, config: dict) -> nn.Module:
 
 
 def compare_methods(float_model: nn.Module, train_data: DataLoader, test_data: DataLoader,
-                    methods: Sequence[str] = METHODS, p: int = 2, epochs: int = 30, lr: float = 0.05,
+                    methods: Sequence[str] = NA_COMPARISON, p: int = 2, epochs: int = 30, lr: float = 0.05,
                     weight_decay: float = 5e-4, T: int | Sequence[int] = 256, seed: int = 0,
                     device: torch.device | str | None = None, progress: bool = True,
                     checkpoint_dir: str | Path | None = None, simulate_options: dict | None = None,

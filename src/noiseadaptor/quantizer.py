@@ -11,6 +11,12 @@ One quantizer serves every method of the paper's comparisons::
   by plain autograd equals training ``s`` with the scale gradient multiplied by ``1/p**2``
   (d/dlam = d/ds / p and an SGD step on lam moves s by lr*grad_lam/p), so QCFS is this quantizer
   with ``scale_grad="qcfs"``.
+- Dual-phase Phase I (Wang et al. 2023, paper 002 Eq. 11-13): the QC-ANN activation
+  ``theta * g_{theta,T}(x) = theta * clip(round(x*T/theta)/T, 0, 1)`` is this quantizer with p = T levels
+  and threshold theta = p*s (``s * clip(round(x/s), 0, p)``), its trainable theta the ``"qcfs"`` scale
+  gradient. Its Quant-Noise fine-tuning, ``Q^(x) = x + (Q(x) - x) * M``, is ``noise="bernoulli"``: in
+  training, each element is quantized where M = 1 and passes through clipped but unrounded,
+  ``s * clip(v/s, 0, p)``, where M = 0, with P(M = 0) = ``noise_probability`` (see QuantConfig).
 
 Rounding is round-half-up, ``floor(z + 1/2)``, because the spiking neuron it is converted to fires on
 ``u >= threshold`` from a half-threshold start: ties go up in both, so a one-layer ANN and SNN agree
@@ -27,7 +33,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-NoiseKind = Literal["uniform", "gaussian", "none"]
+NoiseKind = Literal["uniform", "gaussian", "bernoulli", "none"]
 ScaleGrad = Literal["algorithm1", "qcfs", "none"]
 
 
@@ -36,9 +42,18 @@ class QuantConfig:
     """How `prepare` quantizes each ReLU.
 
     p: quantization upper bound (positive integer); the SNN threshold is p*s.
-    noise: training-time noise added to v/s before rounding. "uniform" is the paper's U(-a/2, a/2);
-        "gaussian" is N(0, a^2/12), the same variance; "none" gives the plain quantizer.
-    noise_amplitude: a above (1.0 = the paper's U(-0.5, 0.5)).
+    noise: training-time noise. "uniform" adds the paper's U(-a/2, a/2) to v/s before rounding;
+        "gaussian" adds N(0, a^2/12), the same variance; "bernoulli" is the dual-phase method's
+        Quant-Noise (Wang et al. 2023, Eq. 13): a random fraction `noise_probability` of the elements
+        skips the rounding (output s*clip(v/s, 0, p), the clipped identity), the rest are quantized;
+        "none" gives the plain quantizer. Evaluation is always the plain quantizer.
+    noise_amplitude: a above (1.0 = the paper's U(-0.5, 0.5)); unused by "bernoulli".
+    noise_probability: for "bernoulli", the probability that an element passes through UNquantized in a
+        training forward, i.e. P(M = 0) in Eq. 13's ``x + (Q(x) - x) * M``. This is the convention of
+        the paper's experiments ("the probability of quantization noise p is set as 0.1 ... otherwise,
+        no noise") and of the authors' code (Windere/snn-cvt-dual-phase, ``NoisyQC``: mask =
+        bernoulli(1 - noise_prob), ``noise_prob`` = 0.1): 0 is the plain quantizer, 1 the clip alone.
+        (Eq. 13 itself writes M ~ Bernoulli(p), which read literally is the opposite convention.)
     scale_grad: factor on the gradient of the learnable scale s.
         "algorithm1": 1/sqrt(numel(v)*p), the paper's Algorithm 1 line 14 (LSQ-style); numel counts the
         whole activation tensor of the batch, as the issue of this library fixes it.
@@ -50,15 +65,21 @@ class QuantConfig:
     noise: NoiseKind = "uniform"
     noise_amplitude: float = 1.0
     scale_grad: ScaleGrad = "algorithm1"
+    noise_probability: float = 0.1
 
     def __post_init__(self) -> None:
         if isinstance(self.p, bool) or not isinstance(self.p, int) or self.p <= 0:
             raise ValueError(f"QuantConfig.p must be a positive integer (the number of quantization levels "
                              f"above zero, e.g. 2 for CIFAR, 3 for ImageNet); got {self.p!r}")
-        if self.noise not in ("uniform", "gaussian", "none"):
-            raise ValueError(f"QuantConfig.noise must be 'uniform', 'gaussian' or 'none'; got {self.noise!r}")
+        if self.noise not in ("uniform", "gaussian", "bernoulli", "none"):
+            raise ValueError(f"QuantConfig.noise must be 'uniform', 'gaussian', 'bernoulli' or 'none'; "
+                             f"got {self.noise!r}")
         if not (isinstance(self.noise_amplitude, (int, float)) and self.noise_amplitude >= 0):
             raise ValueError(f"QuantConfig.noise_amplitude must be a number >= 0; got {self.noise_amplitude!r}")
+        if (isinstance(self.noise_probability, bool) or not isinstance(self.noise_probability, (int, float))
+                or not 0 <= self.noise_probability <= 1):
+            raise ValueError(f"QuantConfig.noise_probability must be a number in [0, 1] (the probability that an "
+                             f"element passes through unquantized); got {self.noise_probability!r}")
         if self.scale_grad not in ("algorithm1", "qcfs", "none"):
             raise ValueError(f"QuantConfig.scale_grad must be 'algorithm1', 'qcfs' or 'none'; got {self.scale_grad!r}")
 
@@ -76,9 +97,21 @@ class QuantConfig:
         return cls(p=p, noise="none", scale_grad="qcfs")
 
     @classmethod
+    def dual_phase(cls, p: int = 4, probability: float = 0.1) -> "QuantConfig":
+        """Phase I of the dual-phase method (Wang et al. 2023): the QC-ANN ``theta*clip(round(x*T/theta)/T,
+        0, 1)`` with p = T levels (give the simulation length as p) and a trainable threshold theta = p*s
+        (the "qcfs" scale gradient: plain autograd on theta), fine-tuned with Bernoulli Quant-Noise.
+
+        probability: P(an element passes through unquantized) in training; 0.1 is the authors' value for
+        CIFAR-100 and ImageNet at every T (CIFAR-10: 0.1-0.2 for T <= 4, 0 above). Phase II is
+        `noiseadaptor.dual_phase.dual_phase_calibrate` on the converted network."""
+        return cls(p=p, noise="bernoulli", noise_probability=probability, scale_grad="qcfs")
+
+    @classmethod
     def from_method(cls, method: str, p: int = 2) -> "QuantConfig":
-        """`method` as the CLI names it: "na", "no-noise" or "qcfs"."""
-        factories = {"na": cls.noise_adaptor, "no-noise": cls.no_noise, "qcfs": cls.qcfs}
+        """`method` as the CLI names it: "na", "no-noise", "qcfs" or "dual-phase" (Phase I, p = T)."""
+        factories = {"na": cls.noise_adaptor, "no-noise": cls.no_noise, "qcfs": cls.qcfs,
+                     "dual-phase": cls.dual_phase}
         if method not in factories:
             raise ValueError(f"unknown method {method!r}; choose from {', '.join(factories)}")
         return factories[method](p=p)
@@ -90,20 +123,34 @@ def _noise(like: Tensor, kind: str, amplitude: float) -> Tensor:
     return torch.randn_like(like) * (amplitude / math.sqrt(12.0))
 
 
-def _forward(v: Tensor, scale: Tensor, p: int, eps: Tensor | None, noise: str, amplitude: float):
-    """Output and z = v/s + eps (noise drawn here unless `eps` is given)."""
+def _forward(v: Tensor, scale: Tensor, p: int, eps: Tensor | None, noise: str, amplitude: float,
+             mask: Tensor | None = None):
+    """Output, z = v/s + eps (noise drawn here unless `eps` is given), and the mask of quantized elements
+    (None unless some elements pass through: noise "bernoulli", or a given `mask`).
+
+    For "bernoulli", `amplitude` is the pass-through probability and the mask is drawn here unless given;
+    elements where the mask is False skip the rounding: ``s * clip(z, 0, p)``."""
     z = v / scale
     if eps is not None:
         z = z + eps
-    elif noise != "none":
+    elif noise in ("uniform", "gaussian"):
         z = z + _noise(z, noise, amplitude)
-    return torch.floor(z + 0.5).clamp(0, p) * scale, z
+    q = torch.floor(z + 0.5)
+    if mask is None and noise == "bernoulli":
+        mask = torch.rand_like(z) >= amplitude  # P(False) = amplitude
+    if mask is not None:
+        q = torch.where(mask, q, z)
+    return q.clamp(0, p) * scale, z, mask
 
 
-def _backward(grad_out: Tensor, z: Tensor, p: int):
-    """Eq. 7 (pass inside the clip range) and the per-element factor of Eq. 8, summed."""
+def _backward(grad_out: Tensor, z: Tensor, p: int, mask: Tensor | None = None):
+    """Eq. 7 (pass inside the clip range) and the per-element factor of Eq. 8, summed. An element that
+    passed through unrounded (mask False) has out = s*z = v inside the range: d/ds = 0 there."""
     inside = (z > 0) & (z < p)
-    dv_ds = torch.where(inside, torch.floor(z + 0.5) - z, (z >= p).to(z.dtype) * p)  # 0 below, p above
+    error = torch.floor(z + 0.5) - z
+    if mask is not None:
+        error = torch.where(mask, error, torch.zeros_like(error))
+    dv_ds = torch.where(inside, error, (z >= p).to(z.dtype) * p)  # 0 below, p above
     return grad_out * inside, (grad_out * dv_ds).sum()
 
 
@@ -111,8 +158,8 @@ _fused: dict[str, object] = {}
 
 
 def _kernels(v: Tensor):
-    """`_forward`/`_backward` compiled into one elementwise kernel each (noise drawn in the kernel) on
-    CUDA, where the unfused ops cost ~1.5x a ReLU's memory traffic; plain eager elsewhere, or when
+    """`_forward`/`_backward` compiled into one elementwise kernel each (noise or mask drawn in the kernel)
+    on CUDA, where the unfused ops cost ~1.5x a ReLU's memory traffic; plain eager elsewhere, or when
     NOISEADAPTOR_FUSED=0, or inside an outer torch.compile (which fuses them itself)."""
     setting = os.environ.get("NOISEADAPTOR_FUSED", "auto")
     fuse = setting == "1" or (setting == "auto" and v.is_cuda)
@@ -124,31 +171,43 @@ def _kernels(v: Tensor):
 
 
 class _Quantize(torch.autograd.Function):
-    """s * clip(floor(v/s + eps + 1/2), 0, p) with the straight-through gradients of Eq. 7-8.
+    """s * clip(floor(v/s + eps + 1/2), 0, p) with the straight-through gradients of Eq. 7-8; with a mask
+    of quantized elements (Bernoulli Quant-Noise), s * clip(v/s, 0, p) where the mask is False.
 
-    Only z = v/s + eps is saved: both gradients are functions of it (noise included, as Eq. 7-8 say).
+    Saved: z = v/s + eps, since both gradients are functions of it (noise included, as Eq. 7-8 say), and
+    the mask only when there is one (bool, one byte per element).
     """
 
     @staticmethod
     def forward(ctx, v: Tensor, scale: Tensor, eps: Tensor | None, p: int, grad_factor: float,
-                noise: str = "none", amplitude: float = 0.0) -> Tensor:
+                noise: str = "none", amplitude: float = 0.0, mask: Tensor | None = None) -> Tensor:
         forward, backward = _kernels(v)
-        out, z = forward(v, scale, p, eps, noise, amplitude)
-        ctx.save_for_backward(z, scale)
+        out, z, mask = forward(v, scale, p, eps, noise, amplitude, mask)
+        if mask is None:
+            ctx.save_for_backward(z, scale)
+        else:
+            ctx.save_for_backward(z, scale, mask)
         ctx.p, ctx.grad_factor, ctx.backward_kernel = p, grad_factor, backward
         return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        z, scale = ctx.saved_tensors
-        grad_v, grad_s = ctx.backward_kernel(grad_out, z, ctx.p)
+        z, scale, *mask = ctx.saved_tensors
+        grad_v, grad_s = ctx.backward_kernel(grad_out, z, ctx.p, mask[0] if mask else None)
         grad_s = grad_s.reshape(scale.shape) * ctx.grad_factor if ctx.needs_input_grad[1] else None
-        return grad_v if ctx.needs_input_grad[0] else None, grad_s, None, None, None, None, None
+        return grad_v if ctx.needs_input_grad[0] else None, grad_s, None, None, None, None, None, None
 
 
-def quantize(v: Tensor, scale: Tensor, p: int, eps: Tensor | None = None, grad_factor: float = 1.0) -> Tensor:
-    """Functional quantizer: ``scale * clip(round_half_up(v/scale + eps), 0, p)`` with Eq. 7-8 gradients."""
-    return _Quantize.apply(v, scale, eps, p, grad_factor)
+def quantize(v: Tensor, scale: Tensor, p: int, eps: Tensor | None = None, grad_factor: float = 1.0,
+             mask: Tensor | None = None) -> Tensor:
+    """Functional quantizer: ``scale * clip(round_half_up(v/scale + eps), 0, p)`` with Eq. 7-8 gradients.
+
+    mask: Eq. 13's M of Bernoulli Quant-Noise, a bool tensor shaped like `v`: True where the element is
+    quantized, False where it passes through clipped but unrounded, ``scale * clip(v/scale + eps, 0, p)``
+    (gradient 1 to v inside the range and 0 to the scale there)."""
+    if mask is not None:
+        mask = torch.as_tensor(mask, dtype=torch.bool, device=v.device).expand_as(v)
+    return _Quantize.apply(v, scale, eps, p, grad_factor, "none", 0.0, mask)
 
 
 class QuantReLU(nn.Module):
@@ -173,12 +232,26 @@ class QuantReLU(nn.Module):
     def noise_kind(self) -> str:
         """The noise this call adds: the configured one in training, none in eval."""
         cfg = self.config
-        return "none" if not self.training or cfg.noise_amplitude == 0 else cfg.noise
+        strength = cfg.noise_probability if cfg.noise == "bernoulli" else cfg.noise_amplitude
+        return "none" if not self.training or strength == 0 else cfg.noise
+
+    def noise_parameter(self) -> float:
+        """What the kernel's noise takes: the amplitude a, or the pass-through probability for "bernoulli"."""
+        cfg = self.config
+        return cfg.noise_probability if cfg.noise == "bernoulli" else cfg.noise_amplitude
 
     def sample_noise(self, v: Tensor) -> Tensor | None:
-        """One draw of the noise eps that forward adds to v/s (drawn inside the kernel there)."""
+        """One draw of the additive noise eps that forward adds to v/s (drawn inside the kernel there);
+        None when there is none (eval, "none", and "bernoulli", which adds nothing: see `sample_mask`)."""
         kind = self.noise_kind()
-        return None if kind == "none" else _noise(v, kind, self.config.noise_amplitude)
+        return None if kind in ("none", "bernoulli") else _noise(v, kind, self.config.noise_amplitude)
+
+    def sample_mask(self, v: Tensor) -> Tensor | None:
+        """One draw of the Bernoulli Quant-Noise mask (True = quantized) that forward draws in training;
+        None when every element is quantized."""
+        if self.noise_kind() != "bernoulli":
+            return None
+        return torch.rand_like(v) >= self.config.noise_probability
 
     def grad_factor(self, v: Tensor) -> float:
         if self.config.scale_grad == "algorithm1":
@@ -191,9 +264,10 @@ class QuantReLU(nn.Module):
         if not self.enabled:
             return torch.relu(v)
         return _Quantize.apply(v, self.scale, None, self.p, self.grad_factor(v), self.noise_kind(),
-                               self.config.noise_amplitude)
+                               self.noise_parameter())
 
     def extra_repr(self) -> str:
         c = self.config
-        noise = "none" if c.noise == "none" else f"{c.noise}(amplitude={c.noise_amplitude})"
+        noise = ("none" if c.noise == "none" else f"bernoulli(pass_through={c.noise_probability})"
+                 if c.noise == "bernoulli" else f"{c.noise}(amplitude={c.noise_amplitude})")
         return f"p={self.p}, scale={self.scale.item():.4g}, noise={noise}, scale_grad={c.scale_grad}"

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Paper 002 (dual-phase conversion) at CPU scale: the ablation of its Fig. 5, the calibration-sample
+sweep of its Table 3, and Noise Adaptor side by side, all from one float network.
+
+For each T: the float network's copy as a QC-ANN with T levels (prepare + layer-wise scale
+initialisation, no training: "copy weights"), Phase I (that QC-ANN fine-tuned with Bernoulli
+Quant-Noise), and each of them converted and calibrated by Phase II (coarse then fine), plus Phase I
+with coarse calibration only. Every SNN is simulated for exactly the T it was built for. Then, at
+--sweep-T, Phase I + Phase II with 0, 16, 64, 256, 1024 calibration samples. Last, Noise Adaptor (p=2)
+trained from the same float net for the same epochs, simulated at every T.
+
+    python analysis/dual_phase_ablation.py --float-checkpoint runs/cifar10-benchmark/float.pt \\
+        --data-dir ~/.cache/noiseadaptor/cifar10-jpeg            # about an hour on 2 CPU cores
+
+The float checkpoint is benchmarks/cifar10_noise_adaptor.py's (CIFAR ResNet-20, 6 epochs). Without
+one, a float net is trained here (--float-epochs) and checkpointed; Phase I runs checkpoint each epoch,
+so a killed run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from noiseadaptor import QuantConfig, convert, evaluate, fit, init_scales, prepare, simulate
+from noiseadaptor.checkpoint import load_checkpoint, restore
+from noiseadaptor.data import get_dataset, spread_subset
+from noiseadaptor.dual_phase import collect_samples, dual_phase_calibrate
+from noiseadaptor.models import create_model
+from noiseadaptor.report import write_json
+
+
+def quant_noise(T: int) -> float:
+    """The paper's CIFAR-10 setting: pass-through probability 0.1 for T <= 4, no noise above."""
+    return 0.1 if T <= 4 else 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", default="cifar10")
+    ap.add_argument("--data-dir", type=Path)
+    ap.add_argument("--model", default="cifar-resnet20")
+    ap.add_argument("--float-checkpoint", type=Path)
+    ap.add_argument("--float-epochs", type=int, default=6)
+    ap.add_argument("--T", type=int, nargs="+", default=[2, 4, 8, 16, 32])
+    ap.add_argument("--epochs", type=int, default=1, help="Phase I (and NA) QAT epochs")
+    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--samples", type=int, default=256, help="Phase II calibration samples")
+    ap.add_argument("--calibration-epochs", type=int, default=5)
+    ap.add_argument("--sweep-T", type=int, default=4)
+    ap.add_argument("--sweep", type=int, nargs="+", default=[0, 16, 64, 256, 1024])
+    ap.add_argument("--test-images", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=Path("runs/dual-phase-cifar10"))
+    args = ap.parse_args()
+    start = time.time()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    torch.manual_seed(args.seed)
+    splits = get_dataset(args.dataset, args.data_dir)
+    train, _ = splits.loaders(128, seed=args.seed)
+    test = DataLoader(spread_subset(splits.test, args.test_images), batch_size=500)
+    calibration = collect_samples(train, max(args.sweep + [args.samples]))  # unlabelled training images
+    model = create_model(args.model, splits.num_classes, splits.in_channels)
+    if args.float_checkpoint:
+        restore(load_checkpoint(args.float_checkpoint), model, rng=False)
+    else:
+        fit(model, train, args.float_epochs, lr=0.1, checkpoint=args.out / "float.pt", resume=True)
+    results: dict = {"float": evaluate(model, test), "ablation": {}, "sweep": {}, "na": {}}
+    print(f"float ANN {100 * results['float']:.2f}% on {len(test.dataset)} test images")
+
+    def qat(config: QuantConfig, name: str):
+        torch.manual_seed(args.seed)
+        q = prepare(copy.deepcopy(model), config)
+        init_scales(q, next(iter(train)))
+        copied = copy.deepcopy(q)
+        fit(q, train, args.epochs, lr=args.lr, checkpoint=args.out / f"{name}.pt", resume=True,
+            config={"method": name, "p": config.p, "seed": args.seed}, progress=False)
+        return copied.eval(), q.eval()
+
+    def snn_accuracy(q, T: int, phase2: str | None = None, samples: int = args.samples) -> float:
+        snn = convert(q)
+        if phase2 and samples:
+            dual_phase_calibrate(snn, q, calibration[:samples], T=T, coarse=True, fine=phase2 == "both",
+                                 epochs=args.calibration_epochs, seed=args.seed)
+        return simulate(snn, test, T=[T], progress=False, synops=False).accuracy[T]
+
+    for T in args.T:
+        copied, phase1 = qat(QuantConfig.dual_phase(p=T, probability=quant_noise(T)), f"phase1-T{T}")
+        row = {"copy weights": snn_accuracy(copied, T), "Phase I": snn_accuracy(phase1, T),
+               "Phase II": snn_accuracy(copied, T, "both"), "Phase I + CC": snn_accuracy(phase1, T, "coarse"),
+               "Phase I + II": snn_accuracy(phase1, T, "both"),
+               "QC-ANN (copy)": evaluate(copied, test), "QC-ANN (Phase I)": evaluate(phase1, test)}
+        results["ablation"][T] = row
+        print(f"T={T}: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in row.items()) + f" ({time.time() - start:.0f} s)")
+        if T == args.sweep_T:
+            for n in args.sweep:
+                results["sweep"][n] = snn_accuracy(phase1, T, "both", samples=n)
+                print(f"  N={n}: {100 * results['sweep'][n]:.2f}")
+        write_json({"args": {k: str(v) for k, v in vars(args).items()}, **results}, args.out / "results.json")
+
+    _, na = qat(QuantConfig.noise_adaptor(p=2), "na-p2")
+    na_result = simulate(convert(na), test, T=max(args.T), progress=False, synops=False)
+    results["na"] = {"ann": evaluate(na, test), **{T: na_result.accuracy[T] for T in args.T}}
+    results["seconds"] = time.time() - start
+    write_json({"args": {k: str(v) for k, v in vars(args).items()}, **results}, args.out / "results.json")
+    print_tables(results, args)
+
+
+def print_tables(results: dict, args: argparse.Namespace) -> None:
+    Ts = list(results["ablation"])
+    header = "| | " + " | ".join(f"T={T}" for T in Ts) + " |\n|---|" + "---|" * len(Ts)
+    print(f"\nSNN top-1 (%), {args.model} on {args.dataset}, {args.test_images} test images, seed {args.seed}, "
+          f"Phase I {args.epochs} epoch(s), Phase II {args.samples} samples\n" + header)
+    for name in next(iter(results["ablation"].values())):
+        print(f"| {name} | " + " | ".join(f"{100 * results['ablation'][T][name]:.2f}" for T in Ts) + " |")
+    print(f"| Noise Adaptor p=2 (ANN {100 * results['na']['ann']:.2f}) | "
+          + " | ".join(f"{100 * results['na'][T]:.2f}" for T in Ts) + " |")
+    if results["sweep"]:
+        print(f"\nPhase I + II at T={args.sweep_T} by calibration samples N\n| N | "
+              + " | ".join(str(n) for n in results["sweep"]) + " |\n|---|" + "---|" * len(results["sweep"]))
+        print("| SNN top-1 (%) | " + " | ".join(f"{100 * v:.2f}" for v in results["sweep"].values()) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,485 @@
+"""Phase II of the dual-phase conversion (Wang et al. 2023, paper 002): layer-wise calibration of a
+converted network against its quantized ANN, from a few hundred unlabelled samples.
+
+Phase I is a quantizer (``QuantConfig.dual_phase(p=T)``: the QC-ANN with Bernoulli Quant-Noise) trained
+by `fit` like any other; `convert` then gives the SNN. Phase II corrects what the QC-ANN cannot see,
+the residual-membrane representation error: over T steps an IF neuron's rate is
+``r = (v_bar + u[0]/T - u[T]/T) / theta``, not the quantized activation, when the residual u[T] leaves
+[0, theta). Neurons are calibrated one layer at a time, in graph order, each against the QC-ANN's
+activation of the same layer (eval mode: the plain quantizer) while running on the outputs of the
+already-calibrated SNN layers before it.
+
+- Coarse calibration (CC, Eq. 15-16): the closed-form least-squares shift of the initial membrane,
+  ``u[0] += T * mean_N(a_hat - r)`` (in units of the threshold: ``initial_membrane += T * mean_N(a_hat -
+  r) / theta``), per neuron as in the paper (its u[0] is a vector) and the authors' code
+  (``snn_layer.init_mem += (ann_out.mean(0) - snn_out.mean(0)) * T``); per channel or per layer on
+  request. It is an increment from the current start (0.5 threshold after `convert`, which plays the
+  role of the paper's theta/(2T) shift), and treats u[T] as independent of u[0], as Eq. 16 does.
+- Fine calibration (FC, Eq. 17-19): the layer's weights and biases (every parameter between the
+  previous spiking layers and this neuron: conv/linear, unfolded BN, a residual shortcut's conv) and
+  its initial membrane are trained by backpropagation through the T steps of the IF dynamics, with
+  the rectangular surrogate ``dTheta/du = 1/(alpha*theta) * [|u - theta| < alpha*theta/2]`` (Eq. 18;
+  the width is in units of the threshold, alpha = 1 being the authors' ``RectSurrogate.alpha = 1``) and
+  the reset path kept in the graph (Eq. 19's ``1 - theta*h``). The loss (Eq. 17, the authors'
+  ``kl_loss``) is KL(softmax(a_hat) || softmax(r)) over each sample's flattened layer output, averaged
+  over the batch; "mse" is an option. Adam, lr 5e-4, no weight decay, cosine schedule over the epochs;
+  a held-out fifth of the samples picks the best epoch (the authors' early stopping on N/4 extra
+  samples), so the held-out loss never ends above where it started. Only this layer runs with
+  gradients: memory is O(T x one layer's input and output) per batch, as the paper says.
+
+`IFNeuron`'s inference path is untouched: its outputs (run by `SpikingNetwork.run`) give each layer's
+inputs, and the BPTT uses the small differentiable IF step here, which fires, resets and starts
+exactly like it. Calibrated values are written back in place: the SNN's weights, and each neuron's
+``initial_membrane`` buffer (a per-neuron tensor after calibration).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, fx, nn
+
+from .neurons import SpikingNetwork
+from .preparation import quantizers
+from .simulation import default_steps_per_call
+
+Granularity = Literal["neuron", "channel", "layer"]
+LossKind = Literal["kl", "mse"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The differentiable IF step
+
+
+class _RectangularSpike(torch.autograd.Function):
+    """Heaviside(x) forward (x = u - theta, fires at u >= theta like IFNeuron); rectangular surrogate
+    ``1/width * [|x| < width/2]`` backward (Eq. 18)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, width: Tensor) -> Tensor:
+        ctx.save_for_backward(x, width)
+        return (x >= 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, width = ctx.saved_tensors
+        return grad * (x.abs() < width / 2).to(grad.dtype) / width, None
+
+
+def if_rate(current: Tensor, threshold: Tensor, initial_membrane: Tensor, T: int, batch: int,
+            surrogate_width: float = 1.0) -> Tensor:
+    """Mean output over T steps of IF neurons (reset by subtraction, output spike*threshold), with
+    gradients to `current` and `initial_membrane` by BPTT through the rectangular surrogate.
+
+    current: ``[T*batch, ...]`` time-major, or ``[batch, ...]`` for the same input at every step (as
+    `SpikingNetwork.run` passes them). initial_membrane: in units of the threshold, broadcastable to one
+    sample's shape. The forward is the same arithmetic as `IFNeuron` (same spikes, same rate)."""
+    constant = current.shape[0] == batch
+    steps = None if constant else current.reshape(T, batch, *current.shape[1:])
+    width = (surrogate_width * threshold).to(current.dtype)
+    membrane = initial_membrane * threshold
+    total = None
+    for t in range(T):
+        membrane = membrane + (current if constant else steps[t])
+        spike = _RectangularSpike.apply(membrane - threshold, width)
+        total = spike if total is None else total + spike
+        membrane = membrane - spike * threshold
+    return total * threshold / T
+
+
+# ---------------------------------------------------------------------------------------------------
+# Public API
+
+
+@torch.no_grad()
+def calibrate_initial_membrane(snn: SpikingNetwork, qmodel: nn.Module, data, T: int, num_samples: int = 256,
+                               granularity: Granularity = "neuron", batch_size: int = 128,
+                               steps_per_call: int | None = None, layers: Sequence[str] | None = None
+                               ) -> dict[str, float]:
+    """Coarse calibration (Eq. 16): shift every neuron's initial membrane so that the SNN's mean rate over
+    `num_samples` samples and T steps equals the QC-ANN's mean activation, layer by layer.
+
+    data: a tensor of inputs, or an iterable of batches (``(inputs, labels)`` or inputs); the first
+    `num_samples` inputs are used, labels never. granularity: one start per "neuron" (the paper),
+    per "channel" (dim 1) or per "layer". layers: the neuron names to calibrate (default all, in graph
+    order). Returns {layer: mean |shift|, in thresholds}."""
+    cal = _Calibration(snn, qmodel, data, T, num_samples, batch_size, steps_per_call)
+    return {name: cal.coarse(name, granularity) for name in cal.layers(layers)} if cal.n else {}
+
+
+def calibrate_weights(snn: SpikingNetwork, qmodel: nn.Module, data, T: int, num_samples: int = 256,
+                      epochs: int = 30, lr: float = 5e-4, batch_size: int = 32, loss: LossKind = "kl",
+                      surrogate_width: float = 1.0, weights: bool = True, membrane: bool = True,
+                      holdout: float = 0.2, patience: int | None = None, seed: int = 0,
+                      cache_bytes: int = 1 << 30, steps_per_call: int | None = None,
+                      layers: Sequence[str] | None = None) -> dict[str, dict]:
+    """Fine calibration (Eq. 17-19): per layer, in graph order, train the layer's weights and biases
+    (`weights`) and its neurons' initial membrane (`membrane`) by BPTT over T steps with the rectangular
+    surrogate, Adam (`lr`, cosine schedule, `epochs` passes over the calibration samples), to minimise
+    `loss` between the layer's mean output over T and the QC-ANN's activation.
+
+    A `holdout` fraction of the `num_samples` samples is kept out of training and picks the best epoch
+    (initial state included); `patience` stops a layer after that many epochs without improvement.
+    Each layer's inputs (outputs of the SNN layers before it, T steps) are computed once and kept when
+    they fit in `cache_bytes`, else recomputed per batch. Returns {layer: {"loss_before", "loss_after"
+    (held-out), "best_epoch", "parameters" (trained element count)}}."""
+    if loss not in ("kl", "mse"):
+        raise ValueError(f"loss must be 'kl' or 'mse', got {loss!r}")
+    _check_positive(epochs=epochs, batch_size=batch_size, allow_zero=("epochs",))
+    if not 0 <= holdout < 1:
+        raise ValueError(f"holdout must be a fraction in [0, 1), got {holdout!r}")
+    if lr <= 0 or surrogate_width <= 0:
+        raise ValueError(f"lr and surrogate_width must be positive, got {lr!r} and {surrogate_width!r}")
+    cal = _Calibration(snn, qmodel, data, T, num_samples, batch_size, steps_per_call)
+    if not cal.n:
+        return {}
+    options = dict(epochs=epochs, lr=lr, batch_size=batch_size, loss=loss, surrogate_width=surrogate_width,
+                   weights=weights, membrane=membrane, holdout=holdout, patience=patience, seed=seed,
+                   cache_bytes=cache_bytes)
+    return {name: cal.fine(name, **options) for name in cal.layers(layers)}
+
+
+def dual_phase_calibrate(snn: SpikingNetwork, qmodel: nn.Module, data, T: int, coarse: bool = True,
+                         fine: bool = True, num_samples: int = 256, granularity: Granularity = "neuron",
+                         batch_size: int = 32, steps_per_call: int | None = None,
+                         layers: Sequence[str] | None = None, **fine_options) -> dict[str, dict]:
+    """Phase II on a converted network, in place: for each layer in graph order, coarse calibration of
+    the initial membrane (if `coarse`) and then fine calibration of weights and initial membrane (if
+    `fine`), so each layer is calibrated on the outputs of the calibrated layers before it and fine
+    calibration starts from the coarse solution. `fine_options` go to `calibrate_weights` (epochs, lr,
+    loss, surrogate_width, weights, membrane, holdout, patience, seed, cache_bytes).
+
+    Returns {"coarse": {layer: mean |shift|}, "fine": {layer: report}} for the parts that ran."""
+    unknown = set(fine_options) - {"epochs", "lr", "loss", "surrogate_width", "weights", "membrane", "holdout",
+                                   "patience", "seed", "cache_bytes"}
+    if unknown:
+        raise TypeError(f"dual_phase_calibrate() got unexpected options {sorted(unknown)}")
+    options = dict(epochs=30, lr=5e-4, loss="kl", surrogate_width=1.0, weights=True, membrane=True, holdout=0.2,
+                   patience=None, seed=0, cache_bytes=1 << 30)
+    options.update(fine_options)
+    if options["loss"] not in ("kl", "mse"):
+        raise ValueError(f"loss must be 'kl' or 'mse', got {options['loss']!r}")
+    cal = _Calibration(snn, qmodel, data, T, num_samples, batch_size, steps_per_call)
+    report: dict[str, dict] = {}
+    if coarse:
+        report["coarse"] = {}
+    if fine:
+        report["fine"] = {}
+    if not cal.n:
+        return report
+    for name in cal.layers(layers):
+        if coarse:
+            with torch.no_grad():
+                report["coarse"][name] = cal.coarse(name, granularity)
+        if fine:
+            report["fine"][name] = cal.fine(name, batch_size=batch_size, **options)
+    return report
+
+
+# ---------------------------------------------------------------------------------------------------
+# Implementation
+
+
+class _Stop(Exception):
+    """Raised from a hook once the layer of interest has run: later layers are not needed."""
+
+
+def _check_positive(allow_zero: tuple[str, ...] = (), **values) -> None:
+    for name, value in values.items():
+        low = 0 if name in allow_zero else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            kind = "non-negative" if low == 0 else "positive"
+            raise ValueError(f"{name} must be a {kind} integer, got {value!r}")
+
+
+def collect_samples(data, num_samples: int) -> Tensor:
+    """The first `num_samples` inputs of a tensor or of an iterable of batches ((inputs, labels) or
+    inputs); fewer if the data has fewer."""
+    if isinstance(data, Tensor):
+        return data[:num_samples]
+    parts, have = [], 0
+    if num_samples > 0:
+        for batch in data:
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            if not isinstance(x, Tensor):
+                raise TypeError("calibration data must be a tensor or batches of (inputs, labels) or inputs")
+            parts.append(x[:num_samples - have])
+            have += len(parts[-1])
+            if have >= num_samples:
+                break
+    if not parts:
+        if num_samples > 0:
+            raise ValueError("calibration data yielded no samples")
+        return torch.empty(0)
+    return torch.cat(parts)
+
+
+class _Calibration:
+    """The shared state of one Phase II run: the samples, the graph order of the neurons, and how to
+    run the SNN and the QC-ANN up to a layer."""
+
+    def __init__(self, snn: SpikingNetwork, qmodel: nn.Module, data, T: int, num_samples: int,
+                 batch_size: int, steps_per_call: int | None):
+        if not isinstance(snn, SpikingNetwork):
+            raise TypeError(f"expected the SpikingNetwork returned by convert(), got {type(snn).__name__}")
+        if not quantizers(qmodel):
+            raise TypeError("qmodel must be the prepared (quantized) model the SNN was converted from")
+        _check_positive(T=T, batch_size=batch_size)
+        _check_positive(num_samples=num_samples, allow_zero=("num_samples",))
+        self.snn, self.qmodel, self.T, self.batch_size = snn, qmodel, T, batch_size
+        self.device = next(iter([*snn.parameters(), *snn.buffers()])).device
+        self.q_device = next(iter([*qmodel.parameters(), *qmodel.buffers()])).device
+        self.steps_per_call = steps_per_call or default_steps_per_call(self.device)
+        self.x = collect_samples(data, num_samples) if num_samples else torch.empty(0)
+        self.n = len(self.x)
+        self.neurons = dict(snn.neurons())
+        self.quantizers = dict(quantizers(qmodel))
+        missing = [name for name in self.neurons if name not in self.quantizers]
+        if missing:
+            raise ValueError(f"SNN neurons {missing} have no QuantReLU of the same name in qmodel; pass the "
+                             "prepared model this SNN was converted from")
+        self.graph = snn.net if isinstance(snn.net, fx.GraphModule) else None
+        if self.graph is not None:
+            self.order = [n.target for n in self.graph.graph.nodes
+                          if n.op == "call_module" and n.target in self.neurons]
+        else:
+            self.order = list(self.neurons)
+        self.calibrated: set[int] = set()  # ids of parameters already fine-calibrated with an earlier layer
+
+    def layers(self, names: Sequence[str] | None) -> list[str]:
+        if names is None:
+            return list(self.order)
+        unknown = [n for n in names if n not in self.neurons]
+        if unknown:
+            raise ValueError(f"unknown layers {unknown}; the SNN's neurons are {self.order}")
+        return [n for n in self.order if n in set(names)]
+
+    def batches(self, index: Tensor | None = None):
+        index = torch.arange(self.n) if index is None else index
+        for i in range(0, len(index), self.batch_size):
+            yield index[i:i + self.batch_size]
+
+    # -- running the two networks up to a layer ------------------------------------------------------
+
+    @torch.no_grad()
+    def ann_activation(self, name: str, x: Tensor) -> Tensor:
+        """The QC-ANN's activation at quantizer `name` (eval mode: no noise) on inputs x."""
+        out: list[Tensor] = []
+
+        def hook(module, args, output):
+            out.append(output.detach())
+            raise _Stop
+
+        was_training = self.qmodel.training
+        self.qmodel.eval()
+        handle = self.quantizers[name].register_forward_hook(hook)
+        try:
+            self.qmodel(x.to(self.q_device))
+        except _Stop:
+            pass
+        finally:
+            handle.remove()
+            self.qmodel.train(was_training)
+        return out[0].to(self.device)
+
+    @torch.no_grad()
+    def run_snn(self, name: str, x: Tensor, record: Sequence[str] = ()) -> tuple[Tensor, dict[str, Tensor]]:
+        """T steps of the SNN on x, stopping after neuron `name`: its mean output over T ``[B, ...]`` and
+        the outputs of the `record` neurons, time-major ``[T, B, ...]``."""
+        x = x.to(self.device)
+        batch = x.shape[0]
+        total: list[Tensor] = []
+        records: dict[str, list[Tensor]] = {r: [] for r in record}
+
+        def keep(key):
+            def hook(module, args, output):
+                records[key].append(output.view(-1, batch, *output.shape[1:]))
+            return hook
+
+        def last(module, args, output):
+            summed = output.view(-1, batch, *output.shape[1:]).sum(0)
+            total.append(summed if not total else total.pop() + summed)
+            raise _Stop
+
+        handles = [self.neurons[r].register_forward_hook(keep(r)) for r in record]
+        handles.append(self.neurons[name].register_forward_hook(last))
+        self.snn.reset()
+        try:
+            for t0 in range(0, self.T, self.steps_per_call):
+                try:
+                    self.snn.run(x, min(self.steps_per_call, self.T - t0))
+                except _Stop:
+                    pass
+        finally:
+            for h in handles:
+                h.remove()
+            self.snn.reset()
+        return total[0] / self.T, {r: torch.cat(v) for r, v in records.items()}
+
+    # -- coarse calibration ----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def coarse(self, name: str, granularity: Granularity) -> float:
+        if granularity not in ("neuron", "channel", "layer"):
+            raise ValueError(f"granularity must be 'neuron', 'channel' or 'layer', got {granularity!r}")
+        neuron = self.neurons[name]
+        gap = None
+        for index in self.batches():
+            xb = self.x[index]
+            rate, _ = self.run_snn(name, xb)
+            diff = (self.ann_activation(name, xb) - rate).sum(0)
+            gap = diff if gap is None else gap + diff
+        gap = gap / self.n
+        if granularity == "channel" and gap.dim() > 1:
+            gap = gap.mean(dim=tuple(range(1, gap.dim())), keepdim=True)
+        elif granularity == "layer":
+            gap = gap.mean()
+        shift = self.T * gap / neuron.threshold
+        neuron.initial_membrane = (neuron.initial_membrane + shift).detach()
+        return shift.abs().mean().item()
+
+    # -- fine calibration ------------------------------------------------------------------------------
+
+    def layer_graph(self, name: str) -> tuple[fx.GraphModule, list[fx.Node]]:
+        """The part of the SNN graph that computes neuron `name`'s input from the network input and the
+        outputs of earlier neurons (its boundary): a GraphModule sharing the SNN's modules, taking the
+        boundary values in order."""
+        if self.graph is None:
+            raise TypeError("fine calibration needs the fx.GraphModule network convert() builds")
+        nodes = {n.target: n for n in self.graph.graph.nodes if n.op == "call_module"}
+        source = nodes[name].args[0]
+        inside, boundary, stack = set(), [], [source]
+        while stack:
+            node = stack.pop()
+            if node in inside or node in boundary:
+                continue
+            if node.op == "placeholder" or (node.op == "call_module" and node.target in self.neurons):
+                boundary.append(node)
+                continue
+            inside.add(node)
+            stack.extend(node.all_input_nodes)
+        order = {n: i for i, n in enumerate(self.graph.graph.nodes)}
+        boundary.sort(key=order.get)
+        graph = fx.Graph()
+        env = {b: graph.placeholder(f"in_{i}") for i, b in enumerate(boundary)}
+        for node in sorted(inside, key=order.get):
+            env[node] = graph.node_copy(node, lambda n: env[n])
+        graph.output(env[source])
+        return fx.GraphModule(self.graph, graph), boundary
+
+    def fine(self, name: str, epochs: int, lr: float, batch_size: int, loss: str, surrogate_width: float,
+             weights: bool, membrane: bool, holdout: float, patience: int | None, seed: int,
+             cache_bytes: int) -> dict:
+        neuron = self.neurons[name]
+        sub, boundary = self.layer_graph(name)
+        record = [b.target for b in boundary if b.op == "call_module"]
+        placeholders = [b for b in boundary if b.op == "placeholder"]
+        if len(placeholders) > 1:
+            raise TypeError("fine calibration supports networks with one input")
+        params = [p for p in dict.fromkeys(sub.parameters()) if id(p) not in self.calibrated] if weights else []
+        threshold = neuron.threshold.detach()
+        sample_shape = self.ann_activation(name, self.x[:1]).shape[1:]
+        start = neuron.initial_membrane.detach().to(self.device).expand(sample_shape).clone()
+        start.requires_grad_(membrane)
+        trained = params + ([start] if membrane else [])
+
+        generator = torch.Generator().manual_seed(seed)
+        order = torch.randperm(self.n, generator=generator)
+        n_held = int(round(self.n * holdout)) if self.n > 1 else 0
+        held, train = (order[:n_held], order[n_held:]) if n_held else (order, order)
+        targets = torch.cat([self.ann_activation(name, self.x[i]) for i in self.batches()])
+
+        # the layer's inputs over T steps: cached when they fit
+        cache, per_sample = None, 0
+        if record:
+            _, first = self.run_snn(name, self.x[:1], record)
+            per_sample = sum(v.numel() * v.element_size() for v in first.values())  # T steps, one sample
+        if per_sample * self.n <= cache_bytes:
+            cache = {r: [] for r in record}
+            for index in self.batches():
+                _, recorded = self.run_snn(name, self.x[index], record) if record else (None, {})
+                for r in record:
+                    cache[r].append(recorded[r])
+            cache = {r: torch.cat(v, dim=1) for r, v in cache.items()}
+
+        def inputs(index: Tensor) -> list[Tensor]:
+            recorded = ({r: cache[r][:, index.to(cache[r].device)] for r in record} if cache is not None
+                        else self.run_snn(name, self.x[index], record)[1])
+            values = []
+            for b in boundary:
+                if b.op == "placeholder":
+                    values.append(self.x[index].to(self.device))
+                else:
+                    v = recorded[b.target]
+                    values.append(v.reshape(-1, *v.shape[2:]))
+            return values
+
+        criterion = _kl_loss if loss == "kl" else _mse_loss
+
+        def forward(index: Tensor) -> Tensor:
+            current = sub(*inputs(index))
+            return if_rate(current, threshold, start, self.T, len(index), surrogate_width)
+
+        def held_loss() -> float:
+            with torch.no_grad():
+                total = sum(criterion(forward(i), targets[i]).item() * len(i)
+                            for i in _split(held, batch_size))
+            return total / len(held)
+
+        saved_flags = {p: p.requires_grad for p in sub.parameters()}
+        for p in sub.parameters():
+            p.requires_grad_(any(p is q for q in params))
+        best_epoch, before = 0, held_loss()
+        best, best_state = before, [t.detach().clone() for t in trained]
+        try:
+            if trained and epochs > 0:
+                optimizer = torch.optim.Adam(trained, lr=lr, weight_decay=0.0)
+                schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+                since_best = 0
+                for epoch in range(1, epochs + 1):
+                    shuffled = train[torch.randperm(len(train), generator=generator)]
+                    with torch.enable_grad():
+                        for index in _split(shuffled, batch_size):
+                            optimizer.zero_grad(set_to_none=True)
+                            criterion(forward(index), targets[index]).backward()
+                            optimizer.step()
+                    schedule.step()
+                    current = held_loss()
+                    if current < best:
+                        best, best_epoch, since_best = current, epoch, 0
+                        best_state = [t.detach().clone() for t in trained]
+                    else:
+                        since_best += 1
+                        if patience is not None and since_best >= patience:
+                            break
+        finally:
+            with torch.no_grad():
+                for t, value in zip(trained, best_state):
+                    t.copy_(value)
+            for p, flag in saved_flags.items():
+                p.requires_grad_(flag)
+        self.calibrated.update(id(p) for p in params)
+        if membrane:
+            neuron.initial_membrane = start.detach().clone()
+        return {"loss_before": before, "loss_after": best, "best_epoch": best_epoch,
+                "parameters": sum(t.numel() for t in trained)}
+
+
+def _split(index: Tensor, size: int):
+    for i in range(0, len(index), size):
+        yield index[i:i + size]
+
+
+def _kl_loss(output: Tensor, target: Tensor) -> Tensor:
+    """KL(softmax(target) || softmax(output)) over each sample's flattened layer, averaged over samples
+    (Eq. 17 as the authors' kl_loss computes it)."""
+    b = output.shape[0]
+    return F.kl_div(F.log_softmax(output.reshape(b, -1), -1), F.softmax(target.reshape(b, -1), -1),
+                    reduction="batchmean")
+
+
+def _mse_loss(output: Tensor, target: Tensor) -> Tensor:
+    return F.mse_loss(output, target)

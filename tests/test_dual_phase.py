@@ -1,0 +1,139 @@
+"""Dual-phase conversion (paper 002): Bernoulli Quant-Noise in Phase I, coarse and fine calibration in
+Phase II."""
+
+import pytest
+import torch
+from torch import nn
+
+from noiseadaptor import QuantConfig, convert, init_scales, prepare, quantize, quantizers
+from noiseadaptor.dual_phase import (calibrate_initial_membrane, calibrate_weights, dual_phase_calibrate,
+                                     if_rate)
+from noiseadaptor.models import create_model
+
+
+def test_bernoulli_quant_noise_passes_a_fraction_through_unrounded():
+    torch.manual_seed(0)
+    q = prepare(nn.Sequential(nn.ReLU()), QuantConfig.dual_phase(p=4, probability=0.25))
+    v = torch.rand(200_000) * 3.7 + 0.01
+    out = q.train()(v)
+    rounded = torch.floor(v + 0.5).clamp(0, 4)
+    passed = (out != rounded)
+    assert passed.float().mean().item() == pytest.approx(0.25 * (1 - (v == rounded).float().mean().item()), abs=0.01)
+    assert torch.allclose(out[passed], v[passed])       # the pass-through elements are the identity here
+    assert torch.equal(q.eval()(v), rounded)            # evaluation: always quantized
+    with pytest.raises(ValueError, match="noise_probability"):
+        QuantConfig(noise="bernoulli", noise_probability=1.5)
+
+
+def test_bernoulli_mask_gradients():
+    v = torch.tensor([0.3, 0.3, 1.4, 1.4, 5.0], requires_grad=True)
+    s = torch.tensor(1.0, requires_grad=True)
+    mask = torch.tensor([True, False, True, False, False])
+    out = quantize(v, s, p=4, mask=mask)
+    assert torch.allclose(out, torch.tensor([0.0, 0.3, 1.0, 1.4, 4.0]))
+    out.sum().backward()
+    assert torch.equal(v.grad, torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0]))
+    # d/ds: round(z) - z where quantized inside, 0 where passed through inside, p above the range
+    assert s.grad.item() == pytest.approx((0 - 0.3) + 0 + (1 - 1.4) + 0 + 4)
+
+
+def one_layer(p=4, seed=0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    q = prepare(model, QuantConfig.dual_phase(p=p, probability=0.0))
+    x = torch.randn(512, 6)
+    init_scales(q, x[:256])
+    return q.eval(), x
+
+
+def mean_gap(snn, q, x, T):
+    (name, neuron), = snn.neurons()
+    (_, quantizer), = quantizers(q)
+    ann = []
+    quantizer.register_forward_hook(lambda m, a, o: ann.append(o))
+    q(x)
+    rate = if_rate(snn.net.get_submodule("0")(x), neuron.threshold, neuron.initial_membrane, T, len(x))
+    return (ann[0] - rate).mean(0)
+
+
+def test_if_rate_is_the_spiking_network():
+    q, x = one_layer()
+    snn = convert(q)
+    (_, neuron), = snn.neurons()
+    neuron.initial_membrane = torch.rand(5)
+    linear = snn.net.get_submodule("0")
+    snn.reset()
+    T = 3
+    spikes = sum(snn.net.get_submodule("1")(linear(x)) for _ in range(T)) / T
+    assert torch.allclose(if_rate(linear(x), neuron.threshold, neuron.initial_membrane, T, len(x)), spikes)
+
+
+def test_coarse_calibration_moves_the_snn_mean_onto_the_qc_ann():
+    # identity layer, s = 1, p = T = 4, inputs inside the clip range; without the pre-charge the SNN
+    # floors where the QC-ANN rounds: a mean gap of half a level that Eq. 16 removes in one step
+    torch.manual_seed(0)
+    layer = nn.Linear(5, 5)
+    with torch.no_grad():
+        layer.weight.copy_(torch.eye(5))
+        layer.bias.zero_()
+    q = prepare(nn.Sequential(layer, nn.ReLU()), QuantConfig.dual_phase(p=4, probability=0.0)).eval()
+    x = torch.rand(2048, 5) * 3.9 + 0.05
+    snn = convert(q)
+    (name, neuron), = snn.neurons()
+    neuron.initial_membrane = torch.tensor(0.0)
+    before = mean_gap(snn, q, x, T=4)
+    assert torch.allclose(before, torch.full((5,), 0.5), atol=0.05)
+    shifts = calibrate_initial_membrane(snn, q, x, T=4, num_samples=1024)
+    assert list(shifts) == [name] and neuron.initial_membrane.shape == (5,)  # one start per neuron
+    assert mean_gap(snn, q, x, T=4).abs().max() < 0.05  # on all 2048 samples, half of them unseen
+
+
+def test_fine_calibration_lowers_the_held_out_kl():
+    q, x = one_layer(seed=1)
+    T = 4
+    snn = convert(q)
+    snn.neurons()[0][1].initial_membrane = torch.tensor(0.0)  # a representation error to calibrate away
+    weight = snn.net.get_submodule("0").weight.detach().clone()
+    report = calibrate_weights(snn, q, x, T=T, num_samples=512, epochs=15, lr=5e-3, holdout=0.25)
+    (layer, r), = report.items()
+    assert r["loss_after"] < 0.5 * r["loss_before"]  # held-out samples: never seen by the optimizer
+    assert not torch.equal(snn.net.get_submodule("0").weight, weight)
+    assert r["parameters"] == 6 * 5 + 5 + 5  # weight, bias, one initial membrane per neuron
+
+
+def test_dual_phase_calibrate_on_a_residual_network():
+    torch.manual_seed(0)
+    q = prepare(create_model("cifar-resnet20", num_classes=4), QuantConfig.dual_phase(p=4)).eval()
+    x = torch.randn(40, 3, 8, 8)
+    init_scales(q, x[:32])
+    snn = convert(q)
+    report = dual_phase_calibrate(snn, q, x, T=4, num_samples=40, epochs=1, batch_size=20)
+    assert set(report) == {"coarse", "fine"}
+    assert list(report["fine"]) == [name for name, _ in snn.neurons()]
+    assert all(r["loss_after"] <= r["loss_before"] for r in report["fine"].values())
+    with pytest.raises(TypeError, match="unexpected"):
+        dual_phase_calibrate(snn, q, x, T=4, lr_typo=1)
+    with pytest.raises(ValueError, match="T must be a positive"):
+        calibrate_initial_membrane(snn, q, x, T=0)
+
+
+def test_dual_phase_through_the_cli(tmp_path, capsys):
+    import json
+
+    from noiseadaptor.checkpoint import load_checkpoint
+    from noiseadaptor.cli import main
+
+    common = ["--dataset", "digits", "--model", "small-cnn", "--workers", "0", "--no-progress", "--batch-size", "64"]
+    out = tmp_path / "dp"
+    assert main(["train", *common, "--method", "dual-phase", "--p", "4", "--noise-p", "0.2", "--epochs", "1",
+                 "--out", str(out)]) == 0
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["config"]["method"] == "dual-phase" and state["config"]["noise_p"] == 0.2
+    assert main(["evaluate", str(out / "checkpoint.pt"), "--T", "4", "--calibrate", "both", "--calibration-samples",
+                 "32", "--calibration-epochs", "1", "--no-progress", "--no-synops"]) == 0
+    assert "[phase II] both calibration at T=4" in capsys.readouterr().out
+    result = json.loads((out / "evaluation.json").read_text())["results"]["dual-phase"]
+    assert set(result["calibration"]["fine"]) and result["calibration"]["samples"] == 32
+    with pytest.raises(SystemExit):
+        main(["train", *common, "--method", "na", "--noise-p", "0.2", "--out", str(tmp_path / "x")])
+    assert "--noise-p" in capsys.readouterr().err

@@ -125,10 +125,12 @@ def test_dual_phase_through_the_cli(tmp_path, capsys):
 
     common = ["--dataset", "digits", "--model", "small-cnn", "--workers", "0", "--no-progress", "--batch-size", "64"]
     out = tmp_path / "dp"
-    assert main(["train", *common, "--method", "dual-phase", "--p", "4", "--noise-p", "0.2", "--epochs", "1",
+    # --epochs 0 checkpoints the untrained copy: the ablation's "copy weights" / "Phase II only"
+    assert main(["train", *common, "--method", "dual-phase", "--p", "4", "--noise-p", "0.2", "--epochs", "0",
                  "--out", str(out)]) == 0
     state = load_checkpoint(out / "checkpoint.pt")
     assert state["config"]["method"] == "dual-phase" and state["config"]["noise_p"] == 0.2
+    assert state["epoch"] == 0
     assert main(["evaluate", str(out / "checkpoint.pt"), "--T", "4", "--calibrate", "both", "--calibration-samples",
                  "32", "--calibration-epochs", "1", "--no-progress", "--no-synops"]) == 0
     assert "[phase II] both calibration at T=4" in capsys.readouterr().out

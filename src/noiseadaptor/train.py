@@ -89,6 +89,10 @@ def fit(model: nn.Module, train_data: Iterable, epochs: int, lr: float = 0.05, w
             if logger is not None:
                 logger.log(row)
         barrier()
+    if epochs == 0 and checkpoint is not None and not Path(checkpoint).exists() and is_main():
+        # no training asked: the starting point (e.g. a quantized copy with initialised scales) is the result
+        save_checkpoint(checkpoint, model, epoch=0, config=config, optimizer=optimizer, scheduler=schedule,
+                        metrics={"history": history})
     return history
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import time
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from noiseadaptor.checkpoint import load_checkpoint, restore
 from noiseadaptor.data import get_dataset, spread_subset
 from noiseadaptor.dual_phase import collect_samples, dual_phase_calibrate
 from noiseadaptor.models import create_model
-from noiseadaptor.report import write_json
+from noiseadaptor.report import plot_accuracy, write_json
 
 
 def quant_noise(T: int) -> float:
@@ -57,7 +58,11 @@ def main() -> None:
     ap.add_argument("--test-images", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("runs/dual-phase-cifar10"))
+    ap.add_argument("--report", action="store_true", help="only print the tables and plot from --out/results.json")
     args = ap.parse_args()
+    if args.report:
+        report(json.loads((args.out / "results.json").read_text()), args)
+        return
     start = time.time()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -109,22 +114,30 @@ def main() -> None:
     results["na"] = {"ann": evaluate(na, test), **{T: na_result.accuracy[T] for T in args.T}}
     results["seconds"] = time.time() - start
     write_json({"args": {k: str(v) for k, v in vars(args).items()}, **results}, args.out / "results.json")
-    print_tables(results, args)
+    report(json.loads((args.out / "results.json").read_text()), args)
 
 
-def print_tables(results: dict, args: argparse.Namespace) -> None:
-    Ts = list(results["ablation"])
+def report(results: dict, args: argparse.Namespace) -> None:
+    """Markdown tables and accuracy_vs_T.png from results.json (keys are strings there)."""
+    Ts, a = list(results["ablation"]), results["args"]  # the settings of the run that measured them
     header = "| | " + " | ".join(f"T={T}" for T in Ts) + " |\n|---|" + "---|" * len(Ts)
-    print(f"\nSNN top-1 (%), {args.model} on {args.dataset}, {args.test_images} test images, seed {args.seed}, "
-          f"Phase I {args.epochs} epoch(s), Phase II {args.samples} samples\n" + header)
+    print(f"\nSNN top-1 (%), {a['model']} on {a['dataset']}, {a['test_images']} test images, seed {a['seed']}, "
+          f"Phase I {a['epochs']} epoch(s), Phase II {a['samples']} samples\n" + header)
     for name in next(iter(results["ablation"].values())):
         print(f"| {name} | " + " | ".join(f"{100 * results['ablation'][T][name]:.2f}" for T in Ts) + " |")
     print(f"| Noise Adaptor p=2 (ANN {100 * results['na']['ann']:.2f}) | "
           + " | ".join(f"{100 * results['na'][T]:.2f}" for T in Ts) + " |")
     if results["sweep"]:
-        print(f"\nPhase I + II at T={args.sweep_T} by calibration samples N\n| N | "
+        print(f"\nPhase I + II at T={a['sweep_T']} by calibration samples N\n| N | "
               + " | ".join(str(n) for n in results["sweep"]) + " |\n|---|" + "---|" * len(results["sweep"]))
         print("| SNN top-1 (%) | " + " | ".join(f"{100 * v:.2f}" for v in results["sweep"].values()) + " |")
+    variants = [name for name in next(iter(results["ablation"].values())) if not name.startswith("QC-ANN")]
+    curves = {name: {"snn_accuracy": {int(T): results["ablation"][T][name] for T in Ts}} for name in variants}
+    curves["Noise Adaptor p=2"] = {"snn_accuracy": {int(T): results["na"][T] for T in Ts}}
+    curves["float"] = {"ann_accuracy": results["float"]}
+    plot_accuracy(curves, args.out / "accuracy_vs_T.png",
+                  title=f"Dual-phase ablation, {a['model']} on {a['dataset']} (each SNN built for its T)")
+    print(f"wrote {args.out / 'accuracy_vs_T.png'}")
 
 
 if __name__ == "__main__":

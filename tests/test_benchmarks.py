@@ -16,3 +16,14 @@ def test_speed_benchmark_runs(tmp_path):
     results = json.loads(out.read_text())
     assert {"sim", "train", "data"} <= set(results)
     assert all(row["ratio_to_limit"] > 0 for row in results["sim"])
+
+
+def test_dual_phase_ablation_runs(tmp_path):
+    out = tmp_path / "dp"
+    subprocess.run([sys.executable, str(ROOT / "analysis" / "dual_phase_ablation.py"), "--dataset", "digits",
+                    "--model", "small-cnn", "--float-epochs", "1", "--T", "2", "--sweep-T", "2", "--sweep", "0", "8",
+                    "--samples", "16", "--calibration-epochs", "1", "--test-images", "50", "--out", str(out)],
+                   check=True, capture_output=True, timeout=300)
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["ablation"]["2"]) >= {"copy weights", "Phase I", "Phase II", "Phase I + II"}
+    assert set(results["sweep"]) == {"0", "8"} and (out / "accuracy_vs_T.png").exists()

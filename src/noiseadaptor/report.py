@@ -43,7 +43,8 @@ def _per_T_table(rows: dict[str, dict], key: str, steps: list[int] | None, first
 
 
 def plot_accuracy(rows: dict[str, dict], path: str | Path, title: str = "SNN accuracy vs time steps") -> None:
-    """One line per method (SNN accuracy against T, log2 axis) and a dotted line at its ANN accuracy."""
+    """One line per method (SNN accuracy against T, log2 axis) and a dotted line at its ANN accuracy
+    (rows may have either)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,7 +57,8 @@ def plot_accuracy(rows: dict[str, dict], path: str | Path, title: str = "SNN acc
         if snn:
             ts = sorted(snn)
             ax.plot(ts, [100 * snn[t] for t in ts], color=color, label=f"{method} SNN")
-        ax.axhline(100 * row["ann_accuracy"], color=color, linestyle=":", label=f"{method} ANN")
+        if "ann_accuracy" in row:
+            ax.axhline(100 * row["ann_accuracy"], color=color, linestyle=":", label=f"{method} ANN")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("time steps T")
     ax.set_ylabel("top-1 accuracy (%)")

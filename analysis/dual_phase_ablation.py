@@ -76,7 +76,11 @@ def main() -> None:
         restore(load_checkpoint(args.float_checkpoint), model, rng=False)
     else:
         fit(model, train, args.float_epochs, lr=0.1, checkpoint=args.out / "float.pt", resume=True)
-    results: dict = {"float": evaluate(model, test), "ablation": {}, "sweep": {}, "na": {}}
+    settings = {k: str(v) for k, v in vars(args).items() if k != "report"}
+    saved = args.out / "results.json"
+    results = json.loads(saved.read_text()) if saved.exists() else {}
+    if results.get("args") != settings:  # a rerun with the same settings keeps what was measured
+        results = {"args": settings, "float": evaluate(model, test), "ablation": {}, "sweep": {}, "na": {}}
     print(f"float ANN {100 * results['float']:.2f}% on {len(test.dataset)} test images")
 
     def qat(config: QuantConfig, name: str):
@@ -91,30 +95,34 @@ def main() -> None:
     def snn_accuracy(q, T: int, phase2: str | None = None, samples: int = args.samples) -> float:
         snn = convert(q)
         if phase2 and samples:
-            dual_phase_calibrate(snn, q, calibration[:samples], T=T, coarse=True, fine=phase2 == "both",
+            dual_phase_calibrate(snn, q, calibration, T=T, coarse=True, fine=phase2 == "both", num_samples=samples,
                                  epochs=args.calibration_epochs, seed=args.seed)
         return simulate(snn, test, T=[T], progress=False, synops=False).accuracy[T]
 
-    for T in args.T:
+    for T in args.T:  # every T trains (or reloads) in order, so a rerun draws the same batches
         copied, phase1 = qat(QuantConfig.dual_phase(p=T, probability=quant_noise(T)), f"phase1-T{T}")
-        row = {"copy weights": snn_accuracy(copied, T), "Phase I": snn_accuracy(phase1, T),
-               "Phase II": snn_accuracy(copied, T, "both"), "Phase I + CC": snn_accuracy(phase1, T, "coarse"),
-               "Phase I + II": snn_accuracy(phase1, T, "both"),
-               "QC-ANN (copy)": evaluate(copied, test), "QC-ANN (Phase I)": evaluate(phase1, test)}
-        results["ablation"][T] = row
-        print(f"T={T}: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in row.items()) + f" ({time.time() - start:.0f} s)")
+        if str(T) not in results["ablation"]:
+            row = {"copy weights": snn_accuracy(copied, T), "Phase I": snn_accuracy(phase1, T),
+                   "Phase II": snn_accuracy(copied, T, "both"), "Phase I + CC": snn_accuracy(phase1, T, "coarse"),
+                   "Phase I + II": snn_accuracy(phase1, T, "both"),
+                   "QC-ANN (copy)": evaluate(copied, test), "QC-ANN (Phase I)": evaluate(phase1, test)}
+            results["ablation"][str(T)] = row
+            print(f"T={T}: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in row.items())
+                  + f" ({time.time() - start:.0f} s)")
         if T == args.sweep_T:
             for n in args.sweep:
-                results["sweep"][n] = snn_accuracy(phase1, T, "both", samples=n)
-                print(f"  N={n}: {100 * results['sweep'][n]:.2f}")
-        write_json({"args": {k: str(v) for k, v in vars(args).items()}, **results}, args.out / "results.json")
+                if str(n) not in results["sweep"]:
+                    results["sweep"][str(n)] = snn_accuracy(phase1, T, "both", samples=n)
+                    print(f"  N={n}: {100 * results['sweep'][str(n)]:.2f}")
+        write_json(results, saved)
 
     _, na = qat(QuantConfig.noise_adaptor(p=2), "na-p2")
-    na_result = simulate(convert(na), test, T=max(args.T), progress=False, synops=False)
-    results["na"] = {"ann": evaluate(na, test), **{T: na_result.accuracy[T] for T in args.T}}
-    results["seconds"] = time.time() - start
-    write_json({"args": {k: str(v) for k, v in vars(args).items()}, **results}, args.out / "results.json")
-    report(json.loads((args.out / "results.json").read_text()), args)
+    if not results["na"]:
+        na_result = simulate(convert(na), test, T=max(args.T), progress=False, synops=False)
+        results["na"] = {"ann": evaluate(na, test), **{str(T): na_result.accuracy[T] for T in args.T}}
+    results["seconds"] = results.get("seconds", 0) + time.time() - start
+    write_json(results, saved)
+    report(results, args)
 
 
 def report(results: dict, args: argparse.Namespace) -> None:

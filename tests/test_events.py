@@ -196,6 +196,7 @@ def test_shd_through_tonic_on_generated_files(tmp_path):
 
 
 @needs_tonic
+@pytest.mark.skipif(importlib.util.find_spec("aedat") is None, reason="aedat (DVS-CIFAR10's file reader) not installed")
 def test_dvs_cifar10_through_tonic_on_generated_files(tmp_path, monkeypatch):
     import tonic.datasets.cifar10dvs as cifar10dvs
 

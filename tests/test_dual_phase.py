@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from noiseadaptor import QuantConfig, convert, init_scales, prepare, quantize, quantizers
+from noiseadaptor import QuantConfig, convert, init_scales, prepare, quantize, quantizers, requantize
 from noiseadaptor.dual_phase import (calibrate_initial_membrane, calibrate_weights, dual_phase_calibrate,
                                      if_rate)
 from noiseadaptor.models import create_model
@@ -35,6 +35,25 @@ def test_bernoulli_mask_gradients():
     assert torch.equal(v.grad, torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0]))
     # d/ds: round(z) - z where quantized inside, 0 where passed through inside, p above the range
     assert s.grad.item() == pytest.approx((0 - 0.3) + 0 + (1 - 1.4) + 0 + 4)
+
+
+def test_clip_source_ann_and_its_qc_ann_keep_the_threshold():
+    torch.manual_seed(0)
+    q = prepare(nn.Sequential(nn.Linear(4, 4), nn.ReLU()), QuantConfig.clip())
+    x = torch.randn(256, 4)
+    init_scales(q, x)
+    (_, layer), = quantizers(q)
+    theta = layer.threshold.item()
+    pre = q.get_submodule("0")(x)
+    for mode in (q.train(), q.eval()):  # no rounding and no noise in either mode
+        assert torch.allclose(mode(x), pre.clamp(0, theta))
+    v = torch.tensor([-1.0, 0.5 * theta, 2.0 * theta], requires_grad=True)
+    layer(v).sum().backward()
+    assert v.grad.tolist() == [0.0, 1.0, 0.0] and layer.scale.grad.item() == pytest.approx(1.0)  # d/dtheta, p = 1
+    requantize(q, QuantConfig.dual_phase(p=4))
+    assert layer.p == 4 and layer.threshold.item() == pytest.approx(theta) and layer.config.rounding
+    with pytest.raises(ValueError, match="no noise"):
+        QuantConfig(rounding=False, noise="uniform")
 
 
 def one_layer(p=4, seed=0):
@@ -139,3 +158,15 @@ def test_dual_phase_through_the_cli(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", *common, "--method", "na", "--noise-p", "0.2", "--out", str(tmp_path / "x")])
     assert "--noise-p" in capsys.readouterr().err
+    # the paper's chain: a clip source ANN, then its QC-ANN with the learned thresholds
+    assert main(["train", *common, "--method", "clip", "--epochs", "1", "--out", str(tmp_path / "clip")]) == 0
+    source = load_checkpoint(tmp_path / "clip" / "checkpoint.pt")
+    assert main(["train", *common, "--method", "dual-phase", "--p", "4", "--epochs", "0", "--init",
+                 str(tmp_path / "clip" / "checkpoint.pt"), "--out", str(tmp_path / "qc")]) == 0
+    qc = load_checkpoint(tmp_path / "qc" / "checkpoint.pt")
+    scales = [k for k in source["model"] if k.endswith("scale")]
+    assert scales and all(torch.allclose(4 * qc["model"][k], 2 * source["model"][k]) for k in scales)  # p 2 -> 4
+    with pytest.raises(SystemExit):
+        main(["train", *common, "--method", "float", "--init", str(tmp_path / "clip" / "checkpoint.pt"),
+              "--out", str(tmp_path / "y")])
+    assert "is a quantized (clip) network" in capsys.readouterr().err

@@ -12,13 +12,13 @@ The pipeline mirrors torch.ao.quantization::
 from .calibrate import init_scales
 from .conversion import convert
 from .neurons import IFNeuron, SpikingNetwork
-from .preparation import prepare, quantizers
+from .preparation import prepare, quantizers, requantize
 from .quantizer import QuantConfig, QuantReLU, quantize
 from .simulation import SimulationResult, simulate
 from .train import evaluate, fit
 
 __all__ = [
-    "QuantConfig", "QuantReLU", "quantize", "prepare", "quantizers", "init_scales", "convert",
+    "QuantConfig", "QuantReLU", "quantize", "prepare", "quantizers", "requantize", "init_scales", "convert",
     "IFNeuron", "SpikingNetwork", "simulate", "SimulationResult", "fit", "evaluate",
 ]
 __version__ = "0.1.0"

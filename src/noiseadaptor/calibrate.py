@@ -66,7 +66,7 @@ def init_scales(qmodel: nn.Module, batch: Tensor | tuple, max_elements: int = 1 
                 pass
             finally:
                 hook.remove()
-            q.scale.fill_(fit_scale(inputs[0], targets[i], q.p, grid))
+            q.scale.fill_(fit_scale(inputs[0], targets[i], q.p, grid, q.config.rounding))
             q.enabled = True
             scales[name] = q.scale.item()
     finally:
@@ -84,9 +84,9 @@ def _store(out: list, i: int, sample, stop: bool = False):
     return hook
 
 
-def fit_scale(v: Tensor, target: Tensor, p: int, grid: int = 128) -> float:
-    """argmin_s || s*clip(round(v/s), 0, p) - target ||^2 by a grid search over s in (0, max/p], then a
-    second grid around the best point."""
+def fit_scale(v: Tensor, target: Tensor, p: int, grid: int = 128, rounding: bool = True) -> float:
+    """argmin_s || s*clip(round(v/s), 0, p) - target ||^2 (without the round if not `rounding`) by a
+    grid search over s in (0, max/p], then a second grid around the best point."""
     v, target = v.float(), target.float()
     hi = float(torch.maximum(v.max(), target.max())) / p
     if hi <= 0:  # a dead layer: any scale quantizes it to zero
@@ -94,14 +94,15 @@ def fit_scale(v: Tensor, target: Tensor, p: int, grid: int = 128) -> float:
     lo_s, hi_s = hi / grid, hi
     for _ in range(2):
         candidates = torch.linspace(lo_s, hi_s, grid, device=v.device)
-        errors = torch.cat([_quant_error(v, target, c, p) for c in candidates.split(32)])
+        errors = torch.cat([_quant_error(v, target, c, p, rounding) for c in candidates.split(32)])
         best = int(errors.argmin())
         step = float(candidates[1] - candidates[0])
         lo_s, hi_s = max(float(candidates[best]) - step, step / grid), float(candidates[best]) + step
     return float(candidates[best])
 
 
-def _quant_error(v: Tensor, target: Tensor, scales: Tensor, p: int) -> Tensor:
+def _quant_error(v: Tensor, target: Tensor, scales: Tensor, p: int, rounding: bool = True) -> Tensor:
     s = scales[:, None]
-    q = torch.floor(v[None] / s + 0.5).clamp_(0, p) * s
+    z = v[None] / s
+    q = (torch.floor(z + 0.5) if rounding else z).clamp_(0, p) * s
     return (q - target[None]).pow_(2).sum(1)

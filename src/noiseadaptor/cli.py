@@ -15,7 +15,7 @@ from .data import DATASETS, DeviceLoader, default_data_dir, get_dataset
 from .events import EVENT_DATASETS, event_dataset
 from .export import add_export_arguments, export_main
 from .distributed import init_from_env, is_main
-from .experiment import DIRECT_METHODS, METHODS, NA_COMPARISON, build_for_method, compare_methods
+from .experiment import DIRECT_METHODS, METHODS, NA_COMPARISON, build_for_method, compare_methods, quant_config
 from .models import create_model, list_models
 from .report import accuracy_table, plot_accuracy, write_json
 from .simulation import simulate, time_steps
@@ -86,11 +86,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     _model_args(train, default="cifar-resnet18")
     train.add_argument("--weights", help="torchvision pre-trained weights for torchvision models "
                        "(DEFAULT, IMAGENET1K_V1, ...)")
-    train.add_argument("--init", type=Path, help="start from this float checkpoint (a train --method float run)")
+    train.add_argument("--init", type=Path, help="start from this checkpoint: a float one (train --method float), "
+                       "or a quantized one whose thresholds are kept (e.g. dual-phase from its clip source ANN)")
     train.add_argument("--method", default="na", choices=("float", *METHODS, *DIRECT_METHODS),
-                       help="float; a quantizer for conversion: na, no-noise, qcfs, dual-phase (Phase I: "
-                            "QC-ANN with Bernoulli Quant-Noise, p = its T); or direct SNN training: asgl, sg "
-                            "(default: %(default)s)")
+                       help="float; a quantizer for conversion: na, no-noise, qcfs, clip (dual-phase's source "
+                            "ANN, clip(x, 0, theta)), dual-phase (Phase I: QC-ANN with Bernoulli Quant-Noise, p = "
+                            "its T); or direct SNN training: asgl, sg (default: %(default)s)")
     train.add_argument("--p", type=int, default=2, help="quantization upper bound (default: %(default)s)")
     train.add_argument("--noise-p", type=float, default=None,
                        help="noise probability: ASGL's spike-noise mask (default 0.5), dual-phase's Quant-Noise "
@@ -282,6 +283,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from .calibrate import init_scales
+    from .preparation import requantize
 
     _check_positive(args, "p", "batch_size", "epochs", "time_steps", allow_zero=("epochs",))
     if args.init is not None and args.weights is not None:
@@ -290,6 +292,12 @@ def _train(args: argparse.Namespace) -> int:
         raise ValueError(f"--noise-p is the noise probability of asgl and dual-phase; method {args.method} has none")
     if args.init is not None and not args.init.is_file():
         raise ValueError(f"--init {args.init}: no such checkpoint")
+    init_state = load_checkpoint(args.init) if args.init is not None else None
+    start_config = init_state["config"] if init_state is not None else {}
+    quantized_start = start_config.get("method") in METHODS  # e.g. the dual-phase source (clip) ANN
+    if quantized_start and args.method not in METHODS:
+        raise ValueError(f"--init {args.init} is a quantized ({start_config['method']}) network: continue it with a "
+                         f"quantization method ({', '.join(METHODS)}), or start {args.method} from a float one")
     checkpoint = args.out / "checkpoint.pt"
     if checkpoint.exists() and not args.resume:
         raise ValueError(f"{checkpoint} exists: add --resume to continue it, or choose another --out")
@@ -313,8 +321,10 @@ def _train(args: argparse.Namespace) -> int:
         train_data, test_data = splits.loaders(args.batch_size, seed=args.seed, num_workers=args.workers)
     extra = {"weights": args.weights} if args.weights else {}
     model = create_model(args.model, splits.num_classes, splits.in_channels, **extra)
-    if args.init is not None:
-        restore(load_checkpoint(args.init), model, rng=False)
+    if quantized_start:
+        model = build_for_method(model, start_config)
+    if init_state is not None:
+        restore(init_state, model, rng=False)
     config = {"dataset": args.dataset, "data_dir": str(args.data_dir) if args.data_dir else None,
               "model": args.model, "num_classes": splits.num_classes, "in_channels": splits.in_channels,
               "image_size": splits.image_size, "event_input": events, "method": args.method, "p": args.p, "seed": args.seed, "batch_size": args.batch_size}
@@ -323,9 +333,12 @@ def _train(args: argparse.Namespace) -> int:
     if args.method in DIRECT_METHODS:
         config.update(T=args.time_steps, tau=args.tau, alpha=args.alpha, noise_p=args.noise_p, reset=args.reset,
                       surrogate=args.surrogate)
-    model = build_for_method(model, config).to(device)
-    if args.method in METHODS and not checkpoint.exists():  # a resumed run loads its trained scales
-        init_scales(model, next(iter(train_data)))
+    if quantized_start:  # keep the thresholds it learned, now with this method's quantizer
+        model = requantize(model, quant_config(config)).to(device)
+    else:
+        model = build_for_method(model, config).to(device)
+        if args.method in METHODS and not checkpoint.exists():  # a resumed run loads its trained scales
+            init_scales(model, next(iter(train_data)))
     trained = torch.compile(model) if args.compile else model
     if is_main():
         detail = {**{m: f", p={args.p}" for m in METHODS}, **{m: f", T={args.time_steps}" for m in DIRECT_METHODS}}

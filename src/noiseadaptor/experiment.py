@@ -18,24 +18,22 @@ from .quantizer import QuantConfig
 from .simulation import simulate, time_steps
 from .train import evaluate, fit
 
-METHODS = ("na", "no-noise", "qcfs", "dual-phase")  # quantized ANNs that convert() turns into SNNs
+METHODS = ("na", "no-noise", "qcfs", "clip", "dual-phase")  # quantized ANNs that convert() turns into SNNs
 NA_COMPARISON = ("na", "no-noise", "qcfs")  # the Noise Adaptor paper's comparison, `run`'s default
 DIRECT_METHODS = ("asgl", "sg")
 
 
 def build_for_method(model: nn.Module, config: dict) -> nn.Module:
     """The trainable network a train config describes: the float model ("float"), its quantized copy
-    ("na", "no-noise", "qcfs", "dual-phase"; config["p"], and for dual-phase config["noise_p"], the
-    Quant-Noise pass-through probability, default 0.1) or its directly trained SNN ("asgl", "sg"; config["T"],
+    ("na", "no-noise", "qcfs", "clip", "dual-phase"; config["p"], and for dual-phase config["noise_p"],
+    the Quant-Noise pass-through probability, default 0.1) or its directly trained SNN ("asgl", "sg"; config["T"],
     "tau", "alpha", "noise_p", "reset", "surrogate"; config["event_input"] for inputs that are frames over
     time rather than one static image). Used to train and to rebuild from checkpoints."""
     method = config["method"]
     if method == "float":
         return model
-    if method == "dual-phase" and config.get("noise_p") is not None:
-        return prepare(model, QuantConfig.dual_phase(config["p"], config["noise_p"]))
     if method in METHODS:
-        return prepare(model, QuantConfig.from_method(method, config["p"]))
+        return prepare(model, quant_config(config))
     if method in DIRECT_METHODS:
         from .direct import DirectConfig, to_direct_snn
 
@@ -44,6 +42,13 @@ def build_for_method(model: nn.Module, config: dict) -> nn.Module:
         direct = DirectConfig.asgl(**options) if method == "asgl" else DirectConfig.surrogate_gradient(**options)
         return to_direct_snn(model, direct, static_input=not config.get("event_input", False))
     raise ValueError(f"unknown method {method!r}; choose from float, {', '.join(METHODS + DIRECT_METHODS)}")
+
+
+def quant_config(config: dict) -> QuantConfig:
+    """The QuantConfig of a train config's quantization method."""
+    if config["method"] == "dual-phase" and config.get("noise_p") is not None:
+        return QuantConfig.dual_phase(config["p"], config["noise_p"])
+    return QuantConfig.from_method(config["method"], config["p"])
 
 
 def compare_methods(float_model: nn.Module, train_data: DataLoader, test_data: DataLoader,

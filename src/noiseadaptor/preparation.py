@@ -90,6 +90,21 @@ def replace_activations(model: nn.Module, make_activation: Callable[[], nn.Modul
     return graph_module.train(model.training)
 
 
+@torch.no_grad()
+def requantize(qmodel: nn.Module, config: QuantConfig) -> nn.Module:
+    """Give every quantizer of a prepared model a new config, in place, keeping its threshold p*s (the
+    scale becomes threshold / new p): e.g. the dual-phase source ANN (`QuantConfig.clip()`) becomes
+    its QC-ANN (`QuantConfig.dual_phase(p=T)`) with the thresholds it learned. Returns qmodel."""
+    layers = quantizers(qmodel)
+    if not layers:
+        raise ValueError("requantize() expects a model returned by prepare(); this one has no QuantReLU")
+    for _, q in layers:
+        threshold = q.threshold.item()
+        q.config, q.p = config, config.p
+        q.scale.fill_(threshold / config.p)
+    return qmodel
+
+
 def quantizers(model: nn.Module) -> list[tuple[str, QuantReLU]]:
     """The (name, QuantReLU) pairs of a prepared model, in execution order."""
     if isinstance(model, fx.GraphModule):

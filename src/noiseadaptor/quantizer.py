@@ -59,6 +59,8 @@ class QuantConfig:
         whole activation tensor of the batch, as the issue of this library fixes it.
         "qcfs": 1/p**2, which makes training s identical to QCFS training its threshold p*s.
         "none": 1.
+    rounding: False gives the clip activation s*clip(v/s, 0, p) = clip(v, 0, theta), theta = p*s, in
+        training and evaluation: the dual-phase method's source ANN (no rounding, no noise).
     """
 
     p: int = 2
@@ -66,6 +68,7 @@ class QuantConfig:
     noise_amplitude: float = 1.0
     scale_grad: ScaleGrad = "algorithm1"
     noise_probability: float = 0.1
+    rounding: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.p, bool) or not isinstance(self.p, int) or self.p <= 0:
@@ -80,6 +83,9 @@ class QuantConfig:
                 or not 0 <= self.noise_probability <= 1):
             raise ValueError(f"QuantConfig.noise_probability must be a number in [0, 1] (the probability that an "
                              f"element passes through unquantized); got {self.noise_probability!r}")
+        if not self.rounding and self.noise != "none":
+            raise ValueError("QuantConfig.rounding=False is the plain clip activation; it takes no noise "
+                             f"(got noise={self.noise!r})")
         if self.scale_grad not in ("algorithm1", "qcfs", "none"):
             raise ValueError(f"QuantConfig.scale_grad must be 'algorithm1', 'qcfs' or 'none'; got {self.scale_grad!r}")
 
@@ -108,9 +114,17 @@ class QuantConfig:
         return cls(p=p, noise="bernoulli", noise_probability=probability, scale_grad="qcfs")
 
     @classmethod
+    def clip(cls, p: int = 1) -> "QuantConfig":
+        """The dual-phase source ANN (Wang et al. 2023, approach 3 of its Implementation Details): the
+        rescaled clip ``clip(x, 0, theta)`` with a trainable threshold theta = p*s (plain autograd on
+        theta). Its QC-ANN is `requantize(model, QuantConfig.dual_phase(p=T))`, which keeps each theta."""
+        return cls(p=p, noise="none", scale_grad="qcfs", rounding=False)
+
+    @classmethod
     def from_method(cls, method: str, p: int = 2) -> "QuantConfig":
-        """`method` as the CLI names it: "na", "no-noise", "qcfs" or "dual-phase" (Phase I, p = T)."""
-        factories = {"na": cls.noise_adaptor, "no-noise": cls.no_noise, "qcfs": cls.qcfs,
+        """`method` as the CLI names it: "na", "no-noise", "qcfs", "clip" (the dual-phase source ANN) or
+        "dual-phase" (Phase I, p = T)."""
+        factories = {"na": cls.noise_adaptor, "no-noise": cls.no_noise, "qcfs": cls.qcfs, "clip": cls.clip,
                      "dual-phase": cls.dual_phase}
         if method not in factories:
             raise ValueError(f"unknown method {method!r}; choose from {', '.join(factories)}")
@@ -210,6 +224,11 @@ def quantize(v: Tensor, scale: Tensor, p: int, eps: Tensor | None = None, grad_f
     return _Quantize.apply(v, scale, eps, p, grad_factor, "none", 0.0, mask)
 
 
+def _grad_scaled(t: Tensor, factor: float) -> Tensor:
+    """t in the forward pass, its gradient times `factor` in the backward (LSQ's grad_scale)."""
+    return t * factor + (t * (1 - factor)).detach()
+
+
 class QuantReLU(nn.Module):
     """A ReLU replaced by a learnable-scale quantizer. Training mode adds noise; eval mode does not.
 
@@ -263,6 +282,8 @@ class QuantReLU(nn.Module):
     def forward(self, v: Tensor) -> Tensor:
         if not self.enabled:
             return torch.relu(v)
+        if not self.config.rounding:  # clip(v, 0, p*s): gradient 1 to v inside, p to s above, by autograd
+            return torch.minimum(torch.relu(v), _grad_scaled(self.threshold, self.grad_factor(v)))
         return _Quantize.apply(v, self.scale, None, self.p, self.grad_factor(v), self.noise_kind(),
                                self.noise_parameter())
 
@@ -270,4 +291,6 @@ class QuantReLU(nn.Module):
         c = self.config
         noise = ("none" if c.noise == "none" else f"bernoulli(pass_through={c.noise_probability})"
                  if c.noise == "bernoulli" else f"{c.noise}(amplitude={c.noise_amplitude})")
+        if not c.rounding:
+            return f"clip, threshold={self.threshold.item():.4g}, scale_grad={c.scale_grad}"
         return f"p={self.p}, scale={self.scale.item():.4g}, noise={noise}, scale_grad={c.scale_grad}"

@@ -70,27 +70,24 @@ class IFNeuron(nn.Module):
             self.steps += K
             return out.view(K * m.shape[0], *m.shape[1:])
         xs = x.view(K, *m.shape) if not constant else None
-        out = torch.empty((K, *m.shape), dtype=x.dtype, device=x.device)
+        spikes = torch.empty((K, *m.shape), dtype=x.dtype, device=x.device)  # +1 / -1 / 0 per step
         if self.negative_spikes and self.net_count is None:
             self.net_count = torch.zeros_like(m)
-        zero = self.threshold.new_zeros(())
         for k in range(K):
+            # float compares written into the output and one fused update: a CPU ``torch.where`` of a
+            # bool mask costs ~10x these (benchmarks/speed.py, docs/PERFORMANCE.md)
             m.add_(x if constant else xs[k])
-            if self.negative_spikes:
-                over = (m < 0) & (self.net_count > 0)
-                torch.where(m >= self.threshold, self.threshold, torch.where(over, -self.threshold, zero), out=out[k])
-                self.net_count.add_(out[k].sign())
-            else:
-                torch.where(m >= self.threshold, self.threshold, zero, out=out[k])
-            m.sub_(out[k])
-        if self.threshold.numel() == 1:  # events = sum |out| / threshold, without a pass to count them
-            total = (out.abs() if self.negative_spikes else out).view(K, -1).sum(1, dtype=torch.float64)
-            self.step_counts = (total / self.threshold.double()).round()
-        else:
-            self.step_counts = out.view(K, -1).count_nonzero(1).double()
+            fired = torch.ge(m, self.threshold, out=spikes[k])
+            if self.negative_spikes:  # over-fired: below zero with a positive net count
+                fired.sub_(((m < 0) & (self.net_count > 0)).to(fired.dtype))
+                self.net_count.add_(fired)
+            m.addcmul_(fired, self.threshold, value=-1)
+        events = spikes.abs() if self.negative_spikes else spikes
+        # per-sample sums are exact in float32 (< 2**24 neurons a sample); the batch total in float64
+        self.step_counts = events.view(K, m.shape[0], -1).sum(2).double().sum(1)
         self.spike_count = self.spike_count + self.step_counts.sum()
         self.steps += K
-        return out.view(K * m.shape[0], *m.shape[1:])
+        return spikes.mul_(self.threshold).view(K * m.shape[0], *m.shape[1:])
 
     def neurons_per_sample(self) -> int:
         return 0 if self.membrane is None else self.membrane[0].numel()

@@ -133,8 +133,8 @@ class QuantConfig:
 
 def _noise(like: Tensor, kind: str, amplitude: float) -> Tensor:
     if kind == "uniform":
-        return (torch.rand_like(like) - 0.5) * amplitude
-    return torch.randn_like(like) * (amplitude / math.sqrt(12.0))
+        return torch.rand_like(like).sub_(0.5).mul_(amplitude)
+    return torch.randn_like(like).mul_(amplitude / math.sqrt(12.0))
 
 
 def _forward(v: Tensor, scale: Tensor, p: int, eps: Tensor | None, noise: str, amplitude: float,
@@ -144,28 +144,32 @@ def _forward(v: Tensor, scale: Tensor, p: int, eps: Tensor | None, noise: str, a
 
     For "bernoulli", `amplitude` is the pass-through probability and the mask is drawn here unless given;
     elements where the mask is False skip the rounding: ``s * clip(z, 0, p)``."""
-    z = v / scale
     if eps is not None:
-        z = z + eps
+        z = v / scale + eps
     elif noise in ("uniform", "gaussian"):
-        z = z + _noise(z, noise, amplitude)
-    q = torch.floor(z + 0.5)
+        z = _noise(v, noise, amplitude).addcdiv_(v, scale)  # fewer passes over memory than v/s + noise
+    else:
+        z = v / scale
+    q = (z + 0.5).floor_()
     if mask is None and noise == "bernoulli":
         mask = torch.rand_like(z) >= amplitude  # P(False) = amplitude
     if mask is not None:
         q = torch.where(mask, q, z)
-    return q.clamp(0, p) * scale, z, mask
+    return q.clamp_(0, p).mul_(scale), z, mask
 
 
 def _backward(grad_out: Tensor, z: Tensor, p: int, mask: Tensor | None = None):
-    """Eq. 7 (pass inside the clip range) and the per-element factor of Eq. 8, summed. An element that
-    passed through unrounded (mask False) has out = s*z = v inside the range: d/ds = 0 there."""
-    inside = (z > 0) & (z < p)
+    """Eq. 7 (pass inside the clip range) and the per-element factor of Eq. 8, summed: round(z) - z
+    inside, p above, 0 below. An element that passed through unrounded (mask False) has out = s*z = v
+    inside the range: d/ds = 0 there. Masks are float compares (a bool mask costs several times more on
+    a CPU)."""
+    inside = torch.gt(z, 0, out=torch.empty_like(z)).mul_(torch.lt(z, p, out=torch.empty_like(z)))
+    grad_v = grad_out * inside
     error = torch.floor(z + 0.5) - z
     if mask is not None:
-        error = torch.where(mask, error, torch.zeros_like(error))
-    dv_ds = torch.where(inside, error, (z >= p).to(z.dtype) * p)  # 0 below, p above
-    return grad_out * inside, (grad_out * dv_ds).sum()
+        error = error * mask.to(z.dtype)
+    above = torch.ge(z, p, out=inside)  # inside is not needed any more
+    return grad_v, (grad_v * error).sum() + p * (grad_out * above).sum()
 
 
 _fused: dict[str, object] = {}

@@ -7,7 +7,8 @@ initialisation, no training: "copy weights"), Phase I (that QC-ANN fine-tuned wi
 Quant-Noise), and each of them converted and calibrated by Phase II (coarse then fine), plus Phase I
 with coarse calibration only. Every SNN is simulated for exactly the T it was built for. Then, at
 --sweep-T, Phase I + Phase II with 0, 16, 64, 256, 1024 calibration samples. Last, Noise Adaptor (p=2)
-trained from the same float net for the same epochs, simulated at every T.
+trained from the same float net for the same epochs, simulated at every T, and calibrated by Phase II
+for each T.
 
     python analysis/dual_phase_ablation.py --float-checkpoint runs/cifar10-benchmark/float.pt \\
         --data-dir ~/.cache/noiseadaptor/cifar10-jpeg            # about an hour on 2 CPU cores
@@ -120,6 +121,11 @@ def main() -> None:
     if not results["na"]:
         na_result = simulate(convert(na), test, T=max(args.T), progress=False, synops=False)
         results["na"] = {"ann": evaluate(na, test), **{str(T): na_result.accuracy[T] for T in args.T}}
+    for T in args.T:  # Phase II composes with any converted network: Noise Adaptor's too
+        if str(T) not in results.setdefault("na_phase2", {}):
+            results["na_phase2"][str(T)] = snn_accuracy(na, T, "both")
+            print(f"NA + Phase II, T={T}: {100 * results['na_phase2'][str(T)]:.2f}")
+            write_json(results, saved)
     results["seconds"] = results.get("seconds", 0) + time.time() - start
     write_json(results, saved)
     report(results, args)
@@ -135,6 +141,8 @@ def report(results: dict, args: argparse.Namespace) -> None:
         print(f"| {name} | " + " | ".join(f"{100 * results['ablation'][T][name]:.2f}" for T in Ts) + " |")
     print(f"| Noise Adaptor p=2 (ANN {100 * results['na']['ann']:.2f}) | "
           + " | ".join(f"{100 * results['na'][T]:.2f}" for T in Ts) + " |")
+    if results.get("na_phase2"):
+        print("| Noise Adaptor p=2 + Phase II | " + " | ".join(f"{100 * results['na_phase2'][T]:.2f}" for T in Ts) + " |")
     if results["sweep"]:
         print(f"\nPhase I + II at T={a['sweep_T']} by calibration samples N\n| N | "
               + " | ".join(str(n) for n in results["sweep"]) + " |\n|---|" + "---|" * len(results["sweep"]))
@@ -142,6 +150,8 @@ def report(results: dict, args: argparse.Namespace) -> None:
     variants = [name for name in next(iter(results["ablation"].values())) if not name.startswith("QC-ANN")]
     curves = {name: {"snn_accuracy": {int(T): results["ablation"][T][name] for T in Ts}} for name in variants}
     curves["Noise Adaptor p=2"] = {"snn_accuracy": {int(T): results["na"][T] for T in Ts}}
+    if results.get("na_phase2"):
+        curves["Noise Adaptor p=2 + Phase II"] = {"snn_accuracy": {int(T): results["na_phase2"][T] for T in Ts}}
     curves["float"] = {"ann_accuracy": results["float"]}
     plot_accuracy(curves, args.out / "accuracy_vs_T.png",
                   title=f"Dual-phase ablation, {a['model']} on {a['dataset']} (each SNN built for its T)")

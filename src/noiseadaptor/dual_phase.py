@@ -94,7 +94,15 @@ def if_rate(current: Tensor, threshold: Tensor, initial_membrane: Tensor, T: int
 # Public API
 
 
-@torch.no_grad()
+FINE_DEFAULTS = dict(epochs=30, lr=5e-4, loss="kl", surrogate_width=1.0, weights=True, membrane=True, holdout=0.2,
+                     patience=None, seed=0, cache_bytes=1 << 30)
+"""Fine calibration options: `epochs` passes over the samples per layer, Adam `lr` (cosine schedule), `loss`
+"kl" (Eq. 17) or "mse", rectangular `surrogate_width` in thresholds, train the layer's `weights` and biases
+and/or its neurons' initial `membrane`, a `holdout` fraction of the samples kept out to pick the best
+epoch (initial state included), `patience` epochs without improvement before a layer stops, `seed` of
+the shuffling, `cache_bytes` for a layer's inputs over T steps (recomputed per batch above it)."""
+
+
 def calibrate_initial_membrane(snn: SpikingNetwork, qmodel: nn.Module, data, T: int, num_samples: int = 256,
                                granularity: Granularity = "neuron", batch_size: int = 128,
                                steps_per_call: int | None = None, layers: Sequence[str] | None = None
@@ -106,40 +114,20 @@ def calibrate_initial_membrane(snn: SpikingNetwork, qmodel: nn.Module, data, T: 
     `num_samples` inputs are used, labels never. granularity: one start per "neuron" (the paper),
     per "channel" (dim 1) or per "layer". layers: the neuron names to calibrate (default all, in graph
     order). Returns {layer: mean |shift|, in thresholds}."""
-    cal = _Calibration(snn, qmodel, data, T, num_samples, batch_size, steps_per_call)
-    return {name: cal.coarse(name, granularity) for name in cal.layers(layers)} if cal.n else {}
+    return dual_phase_calibrate(snn, qmodel, data, T, fine=False, num_samples=num_samples, granularity=granularity,
+                                batch_size=batch_size, steps_per_call=steps_per_call, layers=layers)["coarse"]
 
 
 def calibrate_weights(snn: SpikingNetwork, qmodel: nn.Module, data, T: int, num_samples: int = 256,
-                      epochs: int = 30, lr: float = 5e-4, batch_size: int = 32, loss: LossKind = "kl",
-                      surrogate_width: float = 1.0, weights: bool = True, membrane: bool = True,
-                      holdout: float = 0.2, patience: int | None = None, seed: int = 0,
-                      cache_bytes: int = 1 << 30, steps_per_call: int | None = None,
-                      layers: Sequence[str] | None = None) -> dict[str, dict]:
-    """Fine calibration (Eq. 17-19): per layer, in graph order, train the layer's weights and biases
-    (`weights`) and its neurons' initial membrane (`membrane`) by BPTT over T steps with the rectangular
-    surrogate, Adam (`lr`, cosine schedule, `epochs` passes over the calibration samples), to minimise
-    `loss` between the layer's mean output over T and the QC-ANN's activation.
-
-    A `holdout` fraction of the `num_samples` samples is kept out of training and picks the best epoch
-    (initial state included); `patience` stops a layer after that many epochs without improvement.
-    Each layer's inputs (outputs of the SNN layers before it, T steps) are computed once and kept when
-    they fit in `cache_bytes`, else recomputed per batch. Returns {layer: {"loss_before", "loss_after"
-    (held-out), "best_epoch", "parameters" (trained element count)}}."""
-    if loss not in ("kl", "mse"):
-        raise ValueError(f"loss must be 'kl' or 'mse', got {loss!r}")
-    _check_positive(epochs=epochs, batch_size=batch_size, allow_zero=("epochs",))
-    if not 0 <= holdout < 1:
-        raise ValueError(f"holdout must be a fraction in [0, 1), got {holdout!r}")
-    if lr <= 0 or surrogate_width <= 0:
-        raise ValueError(f"lr and surrogate_width must be positive, got {lr!r} and {surrogate_width!r}")
-    cal = _Calibration(snn, qmodel, data, T, num_samples, batch_size, steps_per_call)
-    if not cal.n:
-        return {}
-    options = dict(epochs=epochs, lr=lr, batch_size=batch_size, loss=loss, surrogate_width=surrogate_width,
-                   weights=weights, membrane=membrane, holdout=holdout, patience=patience, seed=seed,
-                   cache_bytes=cache_bytes)
-    return {name: cal.fine(name, **options) for name in cal.layers(layers)}
+                      batch_size: int = 32, steps_per_call: int | None = None, layers: Sequence[str] | None = None,
+                      **options) -> dict[str, dict]:
+    """Fine calibration (Eq. 17-19): per layer, in graph order, train the layer's weights and biases and
+    its neurons' initial membrane by BPTT over T steps with the rectangular surrogate, to minimise the
+    loss between the layer's mean output over T and the QC-ANN's activation. `options`: see
+    `FINE_DEFAULTS`. Returns {layer: {"loss_before", "loss_after" (held-out), "best_epoch", "parameters"
+    (trained element count)}}."""
+    return dual_phase_calibrate(snn, qmodel, data, T, coarse=False, num_samples=num_samples, batch_size=batch_size,
+                                steps_per_call=steps_per_call, layers=layers, **options)["fine"]
 
 
 def dual_phase_calibrate(snn: SpikingNetwork, qmodel: nn.Module, data, T: int, coarse: bool = True,
@@ -148,26 +136,15 @@ def dual_phase_calibrate(snn: SpikingNetwork, qmodel: nn.Module, data, T: int, c
                          layers: Sequence[str] | None = None, **fine_options) -> dict[str, dict]:
     """Phase II on a converted network, in place: for each layer in graph order, coarse calibration of
     the initial membrane (if `coarse`) and then fine calibration of weights and initial membrane (if
-    `fine`), so each layer is calibrated on the outputs of the calibrated layers before it and fine
-    calibration starts from the coarse solution. `fine_options` go to `calibrate_weights` (epochs, lr,
-    loss, surrogate_width, weights, membrane, holdout, patience, seed, cache_bytes).
+    `fine`; `fine_options`, see `FINE_DEFAULTS`), so each layer is calibrated on the outputs of the
+    calibrated layers before it and fine calibration starts from the coarse solution.
 
     Returns {"coarse": {layer: mean |shift|}, "fine": {layer: report}} for the parts that ran."""
-    unknown = set(fine_options) - {"epochs", "lr", "loss", "surrogate_width", "weights", "membrane", "holdout",
-                                   "patience", "seed", "cache_bytes"}
-    if unknown:
-        raise TypeError(f"dual_phase_calibrate() got unexpected options {sorted(unknown)}")
-    options = dict(epochs=30, lr=5e-4, loss="kl", surrogate_width=1.0, weights=True, membrane=True, holdout=0.2,
-                   patience=None, seed=0, cache_bytes=1 << 30)
-    options.update(fine_options)
-    if options["loss"] not in ("kl", "mse"):
-        raise ValueError(f"loss must be 'kl' or 'mse', got {options['loss']!r}")
+    options = _fine_options(fine_options)
+    if granularity not in ("neuron", "channel", "layer"):
+        raise ValueError(f"granularity must be 'neuron', 'channel' or 'layer', got {granularity!r}")
     cal = _Calibration(snn, qmodel, data, T, num_samples, batch_size, steps_per_call)
-    report: dict[str, dict] = {}
-    if coarse:
-        report["coarse"] = {}
-    if fine:
-        report["fine"] = {}
+    report: dict[str, dict] = {part: {} for part, on in (("coarse", coarse), ("fine", fine)) if on}
     if not cal.n:
         return report
     for name in cal.layers(layers):
@@ -177,6 +154,22 @@ def dual_phase_calibrate(snn: SpikingNetwork, qmodel: nn.Module, data, T: int, c
         if fine:
             report["fine"][name] = cal.fine(name, batch_size=batch_size, **options)
     return report
+
+
+def _fine_options(given: dict) -> dict:
+    unknown = sorted(set(given) - set(FINE_DEFAULTS))
+    if unknown:
+        raise TypeError(f"unexpected fine-calibration options {unknown}; they are {sorted(FINE_DEFAULTS)}")
+    options = {**FINE_DEFAULTS, **given}
+    if options["loss"] not in ("kl", "mse"):
+        raise ValueError(f"loss must be 'kl' or 'mse', got {options['loss']!r}")
+    _check_positive(epochs=options["epochs"], allow_zero=("epochs",))
+    if not 0 <= options["holdout"] < 1:
+        raise ValueError(f"holdout must be a fraction in [0, 1), got {options['holdout']!r}")
+    if options["lr"] <= 0 or options["surrogate_width"] <= 0:
+        raise ValueError(f"lr and surrogate_width must be positive, got {options['lr']!r} and "
+                         f"{options['surrogate_width']!r}")
+    return options
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -323,8 +316,6 @@ class _Calibration:
 
     @torch.no_grad()
     def coarse(self, name: str, granularity: Granularity) -> float:
-        if granularity not in ("neuron", "channel", "layer"):
-            raise ValueError(f"granularity must be 'neuron', 'channel' or 'layer', got {granularity!r}")
         neuron = self.neurons[name]
         gap = None
         for index in self.batches():

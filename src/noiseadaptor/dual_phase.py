@@ -35,6 +35,7 @@ exactly like it. Calibrated values are written back in place: the SNN's weights,
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Literal
 
@@ -223,8 +224,8 @@ class _Calibration:
         _check_positive(T=T, batch_size=batch_size)
         _check_positive(num_samples=num_samples, allow_zero=("num_samples",))
         self.snn, self.qmodel, self.T, self.batch_size = snn, qmodel, T, batch_size
-        self.device = next(iter([*snn.parameters(), *snn.buffers()])).device
-        self.q_device = next(iter([*qmodel.parameters(), *qmodel.buffers()])).device
+        self.device = next(itertools.chain(snn.parameters(), snn.buffers())).device
+        self.q_device = next(itertools.chain(qmodel.parameters(), qmodel.buffers())).device
         self.steps_per_call = steps_per_call or default_steps_per_call(self.device)
         self.x = collect_samples(data, num_samples) if num_samples else torch.empty(0)
         self.n = len(self.x)
@@ -250,10 +251,9 @@ class _Calibration:
             raise ValueError(f"unknown layers {unknown}; the SNN's neurons are {self.order}")
         return [n for n in self.order if n in set(names)]
 
-    def batches(self, index: Tensor | None = None):
-        index = torch.arange(self.n) if index is None else index
-        for i in range(0, len(index), self.batch_size):
-            yield index[i:i + self.batch_size]
+    def batches(self):
+        """Indices of all samples, in batches."""
+        return _split(torch.arange(self.n), self.batch_size)
 
     # -- running the two networks up to a layer ------------------------------------------------------
 

@@ -254,9 +254,7 @@ class QuantReLU(nn.Module):
 
     def noise_kind(self) -> str:
         """The noise this call adds: the configured one in training, none in eval."""
-        cfg = self.config
-        strength = cfg.noise_probability if cfg.noise == "bernoulli" else cfg.noise_amplitude
-        return "none" if not self.training or strength == 0 else cfg.noise
+        return "none" if not self.training or self.noise_parameter() == 0 else self.config.noise
 
     def noise_parameter(self) -> float:
         """What the kernel's noise takes: the amplitude a, or the pass-through probability for "bernoulli"."""
@@ -265,16 +263,9 @@ class QuantReLU(nn.Module):
 
     def sample_noise(self, v: Tensor) -> Tensor | None:
         """One draw of the additive noise eps that forward adds to v/s (drawn inside the kernel there);
-        None when there is none (eval, "none", and "bernoulli", which adds nothing: see `sample_mask`)."""
+        None when there is none (eval, "none", and "bernoulli", which masks the rounding instead)."""
         kind = self.noise_kind()
         return None if kind in ("none", "bernoulli") else _noise(v, kind, self.config.noise_amplitude)
-
-    def sample_mask(self, v: Tensor) -> Tensor | None:
-        """One draw of the Bernoulli Quant-Noise mask (True = quantized) that forward draws in training;
-        None when every element is quantized."""
-        if self.noise_kind() != "bernoulli":
-            return None
-        return torch.rand_like(v) >= self.config.noise_probability
 
     def grad_factor(self, v: Tensor) -> float:
         if self.config.scale_grad == "algorithm1":

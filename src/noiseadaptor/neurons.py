@@ -75,7 +75,7 @@ class IFNeuron(nn.Module):
             self.net_count = torch.zeros_like(m)
         for k in range(K):
             # float compares written into the output and one fused update: a CPU ``torch.where`` of a
-            # bool mask costs ~10x these (benchmarks/speed.py, docs/PERFORMANCE.md)
+            # bool mask costs several times these (benchmarks/speed.py, docs/PERFORMANCE.md)
             m.add_(x if constant else xs[k])
             fired = torch.ge(m, self.threshold, out=spikes[k])
             if self.negative_spikes:  # over-fired: below zero with a positive net count

@@ -79,6 +79,25 @@ def test_noise_kinds_and_amplitude():
     assert QuantReLU(QuantConfig.no_noise()).train().sample_noise(x) is None
 
 
+def test_cpu_uniform_noise_is_uniform_independent_and_seeded():
+    """The eager CPU noise is cut from 63-bit integer draws (four 15-bit values each): it must still be
+    U(-a/2, a/2) in every lane of the cut, uncorrelated between neighbours, and follow manual_seed."""
+    from noiseadaptor.quantizer import _uniform
+
+    torch.manual_seed(1)
+    u = _uniform(torch.empty(400_003), -0.5, 0.5)  # not a multiple of 4
+    assert u.shape == (400_003,) and u.dtype == torch.float32
+    assert -0.5 < u.min().item() and u.max().item() < 0.5
+    lanes = u[:400_000].view(-1, 4)
+    for lane in lanes.T:  # each quarter of the 64-bit draw, the sign-bit one included
+        assert lane.mean().item() == pytest.approx(0.0, abs=0.005)
+        assert torch.histc(lane, bins=10, min=-0.5, max=0.5).div(len(lane)).sub(0.1).abs().max() < 0.005
+    assert torch.corrcoef(torch.stack([u[:-1], u[1:]]))[0, 1].abs() < 0.01
+    torch.manual_seed(1)
+    assert torch.equal(u, _uniform(torch.empty(400_003), -0.5, 0.5))
+    assert _uniform(torch.empty(3, 5, 7, dtype=torch.float64), 2.0, 3.0).dtype == torch.float64
+
+
 def test_ties_round_half_up_like_the_spiking_neuron():
     q = QuantReLU(QuantConfig(p=3, noise="none"), scale=1.0).eval()
     assert q(torch.tensor([0.5, 1.5, 2.5])).tolist() == [1.0, 2.0, 3.0]

@@ -4,15 +4,14 @@ layers before it."""
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor, nn
 
+from .hooks import StopForward
 from .preparation import quantizers
 from .quantizer import QuantReLU
-
-
-class _StopForward(Exception):
-    """Raised from a hook once the layer being calibrated has seen its input: the rest is not needed."""
 
 
 @torch.no_grad()
@@ -61,9 +60,8 @@ def init_scales(qmodel: nn.Module, batch: Tensor | tuple, max_elements: int = 1 
             inputs: list[Tensor] = [None]  # type: ignore[list-item]
             hook = q.register_forward_pre_hook(_store(inputs, 0, lambda _, v, i=i: sample(i, v), stop=True))
             try:
-                qmodel(x)
-            except _StopForward:
-                pass
+                with contextlib.suppress(StopForward):  # the rest of the network is not needed
+                    qmodel(x)
             finally:
                 hook.remove()
             q.scale.fill_(fit_scale(inputs[0], targets[i], q.p, grid, q.config.rounding))
@@ -80,7 +78,7 @@ def _store(out: list, i: int, sample, stop: bool = False):
     def hook(module: QuantReLU, args):
         out[i] = sample(i, args[0])
         if stop:
-            raise _StopForward
+            raise StopForward
     return hook
 
 

@@ -14,14 +14,13 @@ is not implemented here.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor
 
+from .hooks import StopForward
 from .neurons import IFNeuron, SpikingNetwork
-
-
-class _StopForward(Exception):
-    """Raised once the layer being calibrated has run: later layers are not needed."""
 
 
 @torch.inference_mode()
@@ -33,10 +32,8 @@ def calibrate_offsets(snn: SpikingNetwork, x: Tensor, pre_steps: int) -> None:
         try:
             snn.reset()
             for _ in range(pre_steps):
-                try:
+                with contextlib.suppress(StopForward):  # later layers are not needed
                     snn(x)
-                except _StopForward:
-                    pass
         finally:
             for h in handles:
                 h.remove()
@@ -65,7 +62,7 @@ class _Trace:
         self.count += fired
         self.lowest_fired = torch.minimum(self.lowest_fired, torch.where(fired, self.potential, inf))
         self.highest_silent = torch.maximum(self.highest_silent, torch.where(fired, -inf, self.potential))
-        raise _StopForward
+        raise StopForward
 
     def shift(self) -> Tensor:
         residual = self.neuron.membrane / self.neuron.threshold

@@ -35,6 +35,7 @@ exactly like it. Calibrated values are written back in place: the SNN's weights,
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Sequence
 from typing import Literal
@@ -43,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
+from .hooks import StopForward
 from .neurons import SpikingNetwork
 from .preparation import quantizers
 from .simulation import default_steps_per_call
@@ -177,10 +179,6 @@ def _fine_options(given: dict) -> dict:
 # Implementation
 
 
-class _Stop(Exception):
-    """Raised from a hook once the layer of interest has run: later layers are not needed."""
-
-
 def _check_positive(allow_zero: tuple[str, ...] = (), **values) -> None:
     for name, value in values.items():
         low = 0 if name in allow_zero else 1
@@ -264,15 +262,14 @@ class _Calibration:
 
         def hook(module, args, output):
             out.append(output.detach())
-            raise _Stop
+            raise StopForward
 
         was_training = self.qmodel.training
         self.qmodel.eval()
         handle = self.quantizers[name].register_forward_hook(hook)
         try:
-            self.qmodel(x.to(self.q_device))
-        except _Stop:
-            pass
+            with contextlib.suppress(StopForward):
+                self.qmodel(x.to(self.q_device))
         finally:
             handle.remove()
             self.qmodel.train(was_training)
@@ -295,17 +292,15 @@ class _Calibration:
         def last(module, args, output):
             summed = output.view(-1, batch, *output.shape[1:]).sum(0)
             total.append(summed if not total else total.pop() + summed)
-            raise _Stop
+            raise StopForward
 
         handles = [self.neurons[r].register_forward_hook(keep(r)) for r in record]
         handles.append(self.neurons[name].register_forward_hook(last))
         self.snn.reset()
         try:
             for t0 in range(0, self.T, self.steps_per_call):
-                try:
+                with contextlib.suppress(StopForward):
                     self.snn.run(x, min(self.steps_per_call, self.T - t0))
-                except _Stop:
-                    pass
         finally:
             for h in handles:
                 h.remove()

@@ -27,3 +27,11 @@ def test_dual_phase_ablation_runs(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert set(results["ablation"]["2"]) >= {"copy weights", "Phase I", "Phase II", "Phase I + II"}
     assert set(results["sweep"]) == {"0", "8"} and (out / "accuracy_vs_T.png").exists()
+
+
+def test_asgl_width_table_runs(tmp_path):
+    out = tmp_path / "asgl.png"
+    subprocess.run([sys.executable, str(ROOT / "analysis" / "table4_asgl_width.py"), "--alphas", "2.5", "--width", "4",
+                    "--epochs", "2", "--zetas", "1", "0.5", "--out", str(out)], check=True, capture_output=True, timeout=300)
+    results = json.loads(out.with_suffix(".json").read_text())
+    assert set(results["results"]["2.5"]) >= {"sg", "asgl zeta=1", "asgl zeta=0.5"} and out.exists()

@@ -56,6 +56,25 @@ def test_direct_training_learns_digits_and_keeps_the_float_model():
     assert widths[-1] != [1.0, 1.0, 1.0]  # learned
 
 
+def test_noise_probability_schedule_follows_the_paper_and_fit():
+    """Appendix A.3: p <- 1 - (1 - p) * zeta at each milestone; fit's epochs see it (0-based)."""
+    config = DirectConfig(noise_p=0.6, noise_decay=0.8, noise_milestones=[90, 210, 270, 285])
+    assert config.noise_milestones == (90, 210, 270, 285)
+    expected = {0: 0.6, 89: 0.6, 90: 0.68, 209: 0.68, 210: 0.744, 285: 1 - 0.4 * 0.8**4, 299: 1 - 0.4 * 0.8**4}
+    for epoch, p in expected.items():
+        assert config.noise_probability(epoch) == pytest.approx(p)
+    assert DirectConfig.surrogate_gradient(noise_decay=0.5, noise_milestones=(1,)).noise_probability(5) == 1.0
+
+    torch.manual_seed(0)
+    train, _ = digits().loaders(256)
+    snn = to_direct_snn(create_model("small-cnn", 10, 1, width=4),
+                        DirectConfig(T=1, noise_p=0.5, noise_decay=0.5, noise_milestones=(1, 2)))
+    seen = []
+    fit(snn, train, 3, lr=0.05, progress=False, on_epoch_start=snn.start_epoch,
+        on_epoch_end=lambda epoch, row: seen.append([n.noise_p for _, n in snn.neurons()]))
+    assert seen == [[0.5] * 3, [0.75] * 3, [0.875] * 3]
+
+
 def test_bad_direct_config():
     with pytest.raises(ValueError, match="T must be"):
         DirectConfig(T=0)
@@ -63,3 +82,7 @@ def test_bad_direct_config():
         DirectConfig(noise_p=1.5)
     with pytest.raises(ValueError, match="width"):
         DirectConfig(alpha=0)
+    with pytest.raises(ValueError, match="zeta"):
+        DirectConfig(noise_decay=1.5)
+    with pytest.raises(ValueError, match="milestones"):
+        DirectConfig(noise_milestones=(20, 10))

@@ -168,11 +168,18 @@ def test_direct_training_through_the_cli(tmp_path, capsys):
     out = tmp_path / "asgl"
     assert main(["train", "--dataset", "digits", "--model", "small-cnn", "--workers", "0", "--no-progress",
                  "--method", "asgl", "--time-steps", "2", "--alpha", "2.5", "--epochs", "1",
-                 "--out", str(out)]) == 0
+                 "--noise-decay", "0.5", "--noise-milestones", "0", "--out", str(out)]) == 0
     state = load_checkpoint(out / "checkpoint.pt")
     assert state["config"]["T"] == 2 and state["config"]["alpha"] == 2.5
+    assert state["config"]["noise_decay"] == 0.5 and state["config"]["noise_milestones"] == [0]
     assert main(["evaluate", str(out / "checkpoint.pt"), "--no-progress"]) == 0
     assert "asgl" in capsys.readouterr().out
+
+
+def test_noise_schedule_is_refused_for_methods_without_spike_noise(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--dataset", "digits", "--method", "na", "--noise-decay", "0.5", "--out", str(tmp_path)])
+    assert "use them with --method asgl" in capsys.readouterr().err
 
 
 def test_spread_subset_keeps_every_class_of_a_class_sorted_set():

@@ -1,29 +1,39 @@
 """Scale initialisation (paper §5.1): layer by layer, pick each quantizer's s to minimise the L2 gap
 between the full-precision activation and the quantized one, each layer seeing the already-quantized
-layers before it."""
+layers before it.
+
+The full-precision network here is the float model with average- in place of max-pooling (what QAT
+starts from). The BatchNorm layers after a replaced pool were trained on max-pooled activations, whose
+statistics differ (a max is larger than a mean): with their old running statistics a trained VGG-style
+network can fall to chance before any QAT, and scales fitted to it are fitted to noise. `init_scales`
+therefore re-estimates those layers' statistics on the calibration batch first."""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from .hooks import StopForward
-from .preparation import quantizers
+from .preparation import batchnorms_after_replaced_pools, quantizers
 from .quantizer import QuantReLU
 
 
 @torch.no_grad()
 def init_scales(qmodel: nn.Module, batch: Tensor | tuple, max_elements: int = 1 << 17, grid: int = 128,
-                seed: int = 0) -> dict[str, float]:
+                seed: int = 0, batchnorm: bool = True) -> dict[str, float]:
     """Initialise every quantizer scale of a prepared model from one calibration batch.
 
     Targets are the activations of the same network with all quantizers off (plain ReLU, avg-pooling
     already in place: the float network QAT starts from). For layer l, layers < l quantize (noise off)
     and l's pre-activation is fitted to its target by a grid search over s refined once around the
     best point. At most `max_elements` randomly chosen positions per layer are used (same positions
-    for input and target). Returns {layer name: scale}.
+    for input and target). With `batchnorm`, the BatchNorm layers after a max-pool that prepare()
+    replaced first get their running statistics from this batch (`reestimate_batchnorm`; none in a
+    network without max-pooling). Returns {layer name: scale}.
     """
     x = batch[0] if isinstance(batch, (tuple, list)) else batch
     layers = quantizers(qmodel)
@@ -31,6 +41,8 @@ def init_scales(qmodel: nn.Module, batch: Tensor | tuple, max_elements: int = 1 
         raise ValueError("init_scales() expects a model returned by prepare(); this one has no QuantReLU")
     device = next(qmodel.parameters()).device
     x = x.to(device)
+    if batchnorm:
+        reestimate_batchnorm(qmodel, x, [bn for _, bn in batchnorms_after_replaced_pools(qmodel)])
     was_training = qmodel.training
     qmodel.eval()
     generator = torch.Generator().manual_seed(seed)
@@ -72,6 +84,45 @@ def init_scales(qmodel: nn.Module, batch: Tensor | tuple, max_elements: int = 1 
             q.enabled = True
         qmodel.train(was_training)
     return scales
+
+
+@torch.no_grad()
+def reestimate_batchnorm(qmodel: nn.Module, data: Tensor | Iterable, layers: Sequence[nn.Module] | None = None,
+                         num_batches: int | None = None) -> int:
+    """Recompute the running mean and variance of `layers` (default: every BatchNorm of the model) as the
+    plain average over `data` (a tensor of inputs, or an iterable of batches, the first `num_batches`),
+    with the quantizers off and every other layer in eval mode: the statistics of the float network
+    QAT starts from. Returns the number of batches used."""
+    layers = [m for m in qmodel.modules() if isinstance(m, _BatchNorm)] if layers is None else list(layers)
+    if not layers:
+        return 0
+    batches = [data] if isinstance(data, Tensor) else data
+    device = next(qmodel.parameters()).device
+    was_training, momenta = qmodel.training, [bn.momentum for bn in layers]
+    enabled = [(q, q.enabled) for _, q in quantizers(qmodel)]
+    qmodel.eval()
+    for q, _ in enabled:
+        q.enabled = False
+    for bn in layers:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average
+        bn.train()
+    used = 0
+    try:
+        for batch in batches:
+            if num_batches is not None and used >= num_batches:
+                break
+            qmodel((batch[0] if isinstance(batch, (tuple, list)) else batch).to(device))
+            used += 1
+    finally:
+        for bn, momentum in zip(layers, momenta):
+            bn.momentum = momentum
+        for q, on in enabled:
+            q.enabled = on
+        qmodel.train(was_training)
+    if not used:
+        raise ValueError("reestimate_batchnorm() got no batches")
+    return used
 
 
 def _store(out: list, i: int, sample, stop: bool = False):

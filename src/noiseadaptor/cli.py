@@ -103,6 +103,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     direct.add_argument("--reset", default="hard", choices=("hard", "soft"), help="(default: %(default)s)")
     direct.add_argument("--surrogate", default="rectangular", choices=("rectangular", "sigmoid"),
                         help="(default: %(default)s)")
+    direct.add_argument("--noise-decay", type=float, default=1.0, metavar="ZETA",
+                        help="ASGL's schedule: at each --noise-milestones epoch, noise-p <- 1 - (1 - noise-p) * ZETA "
+                             "(paper Table 6: CIFAR-100 0.8; default %(default)s keeps it fixed)")
+    direct.add_argument("--noise-milestones", type=int, nargs="+", default=[], metavar="EPOCH",
+                        help="0-based epochs where the noise decay applies (CIFAR-100, 300 epochs: 90 210 270 285)")
     _optim_args(train, epochs=400, lr=0.05, weight_decay=5e-4, batch_size=128)
     train.add_argument("--amp", action="store_true", help="bfloat16 autocast")
     train.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -290,6 +295,8 @@ def _train(args: argparse.Namespace) -> int:
         raise ValueError("give --init (our float checkpoint) or --weights (torchvision's), not both")
     if args.noise_p is not None and args.method not in ("asgl", "dual-phase"):
         raise ValueError(f"--noise-p is the noise probability of asgl and dual-phase; method {args.method} has none")
+    if (args.noise_decay != 1.0 or args.noise_milestones) and args.method != "asgl":
+        raise ValueError("--noise-decay and --noise-milestones schedule ASGL's spike noise; use them with --method asgl")
     if args.init is not None and not args.init.is_file():
         raise ValueError(f"--init {args.init}: no such checkpoint")
     init_state = load_checkpoint(args.init) if args.init is not None else None
@@ -332,7 +339,8 @@ def _train(args: argparse.Namespace) -> int:
         config["noise_p"] = args.noise_p
     if args.method in DIRECT_METHODS:
         config.update(T=args.time_steps, tau=args.tau, alpha=args.alpha, noise_p=args.noise_p, reset=args.reset,
-                      surrogate=args.surrogate)
+                      surrogate=args.surrogate, noise_decay=args.noise_decay,
+                      noise_milestones=args.noise_milestones)
     if quantized_start:  # keep the thresholds it learned, now with this method's quantizer
         model = requantize(model, quant_config(config)).to(device)
     else:
@@ -346,7 +354,8 @@ def _train(args: argparse.Namespace) -> int:
               f"{args.epochs} epochs, device {device}")
     history = fit(trained, train_data, args.epochs, lr=args.lr, weight_decay=args.weight_decay, device=device,
                   progress=_progress(args), desc=args.method, checkpoint=checkpoint, resume=args.resume,
-                  config=config, amp=args.amp, log_dir=args.out)
+                  config=config, amp=args.amp, log_dir=args.out,
+                  on_epoch_start=model.start_epoch if args.method in DIRECT_METHODS else None)
     accuracy = evaluate(model, test_data, device)
     if is_main():
         export_weights(model, args.out / "model.safetensors", config)

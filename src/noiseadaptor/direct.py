@@ -34,7 +34,13 @@ class DirectConfig:
     surrogate: "rectangular" (H = clip(x/a + 1/2, 0, 1)) or "sigmoid" (H = (1 + tanh(2x/a))/2, the
         paper's tanh variant with its steepness written as a width: steepness = 2/width).
     alpha: initial width a. learn_alpha: learn a per layer (ASGL) or keep it fixed (SG).
-    noise_p: probability that an element carries the true spike in training (1.0: SG's forward)."""
+    noise_p: probability that an element carries the true spike in training (1.0: SG's forward).
+    noise_decay, noise_milestones: the paper's schedule of noise_p (004, Appendix A.3, Table 6): at the
+        start of each milestone epoch (0-based: milestone 90 is the 91st epoch) p <- 1 - (1 - p) * zeta,
+        zeta = noise_decay, so the analog share of the forward shrinks by zeta each time and the trained
+        network ends closer to the SNN it is evaluated as. CIFAR-100: p 0.6, zeta 0.8, milestones
+        90, 210, 270, 285 of 300; the width ablation (Table 11): milestones 20, 40, 60, 80, 95 of 100.
+        zeta = 1 (the default) keeps p fixed."""
 
     T: int = 4
     tau: float = 2.0
@@ -44,6 +50,8 @@ class DirectConfig:
     alpha: float = 1.0
     learn_alpha: bool = True
     noise_p: float = 0.5
+    noise_decay: float = 1.0
+    noise_milestones: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.T, bool) or not isinstance(self.T, int) or self.T < 1:
@@ -58,6 +66,19 @@ class DirectConfig:
             raise ValueError(f"DirectConfig.alpha (surrogate width) must be positive, got {self.alpha!r}")
         if not 0 <= self.noise_p <= 1:
             raise ValueError(f"DirectConfig.noise_p must be a probability in [0, 1], got {self.noise_p!r}")
+        if not 0 <= self.noise_decay <= 1:
+            raise ValueError(f"DirectConfig.noise_decay (zeta) must be in [0, 1], got {self.noise_decay!r}")
+        milestones = tuple(self.noise_milestones)
+        if any(isinstance(m, bool) or not isinstance(m, int) or m < 0 for m in milestones) \
+                or list(milestones) != sorted(set(milestones)):
+            raise ValueError("DirectConfig.noise_milestones must be increasing non-negative epoch numbers, got "
+                             f"{self.noise_milestones!r}")
+        object.__setattr__(self, "noise_milestones", milestones)  # lists from a JSON config become a tuple
+
+    def noise_probability(self, epoch: int) -> float:
+        """noise_p in (0-based) `epoch` under the zeta schedule."""
+        passed = sum(epoch >= m for m in self.noise_milestones)
+        return 1.0 - (1.0 - self.noise_p) * self.noise_decay**passed
 
     @classmethod
     def asgl(cls, **kwargs) -> "DirectConfig":
@@ -141,6 +162,12 @@ class MultiStepNetwork(nn.Module):
         """Change ASGL's noise probability (e.g. from a schedule between epochs)."""
         for _, neuron in self.neurons():
             neuron.noise_p = p
+
+    def start_epoch(self, epoch: int) -> None:
+        """Set the noise probability of (0-based) `epoch` from each neuron's config schedule: pass as
+        ``fit(..., on_epoch_start=snn.start_epoch)``. A resumed run lands on the same value."""
+        for _, neuron in self.neurons():
+            neuron.noise_p = neuron.config.noise_probability(epoch)
 
 
 def to_direct_snn(model: nn.Module, config: DirectConfig | None = None, static_input: bool = True

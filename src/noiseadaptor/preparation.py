@@ -74,11 +74,14 @@ def replace_activations(model: nn.Module, make_activation: Callable[[], nn.Modul
     taken: set[str] = set()
     # Classify every node before changing any: a reused ReLU module must be seen as a ReLU at each call.
     roles = [(node, _role(graph_module, node)) for node in graph_module.graph.nodes]
+    pools = []
     for node, role in roles:
         if role == "relu":
             _replace_with_module(graph_module, node, make_activation(), _input_of(node), taken)
         elif role == "max_pool":
-            _replace_with_module(graph_module, node, _average_pool_like(graph_module, node), _input_of(node), taken)
+            pools.append(_replace_with_module(graph_module, node, _average_pool_like(graph_module, node),
+                                              _input_of(node), taken))
+    graph_module.meta["replaced_max_pools"] = pools
     if not any(isinstance(m, kind) for m in graph_module.modules()):
         raise ValueError("the model has no ReLU to replace: these methods convert ReLU networks")
     graph_module.graph.lint()
@@ -103,6 +106,24 @@ def requantize(qmodel: nn.Module, config: QuantConfig) -> nn.Module:
         q.config, q.p = config, config.p
         q.scale.fill_(threshold / config.p)
     return qmodel
+
+
+def batchnorms_after_replaced_pools(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The (name, BatchNorm) pairs of a prepared model that see the output of an average-pool prepare()
+    made from a max-pool, directly or through later layers: their running statistics describe
+    max-pooled activations. Empty for a model without replaced pools (or not from prepare())."""
+    pools = set(getattr(model, "meta", {}).get("replaced_max_pools", ()))
+    if not pools or not isinstance(model, fx.GraphModule):
+        return []
+    downstream, found = set(), []
+    for node in model.graph.nodes:  # topological order: inputs before users
+        if (node.op == "call_module" and node.target in pools) or any(a in downstream for a in node.all_input_nodes):
+            downstream.add(node)
+            if node.op == "call_module":
+                module = model.get_submodule(node.target)
+                if isinstance(module, nn.modules.batchnorm._BatchNorm) and node.target not in dict(found):
+                    found.append((node.target, module))
+    return found
 
 
 def quantizers(model: nn.Module) -> list[tuple[str, QuantReLU]]:
@@ -199,9 +220,9 @@ def _average_pool_like(gm: fx.GraphModule, node: fx.Node) -> nn.Module:
 
 
 def _replace_with_module(gm: fx.GraphModule, node: fx.Node, module: nn.Module, source: fx.Node,
-                         taken: set[str]) -> None:
+                         taken: set[str]) -> str:
     """Route `node` through a new submodule named after where it was (``layer1.0.relu``, then
-    ``layer1.0.relu_1`` for the second call of a reused module)."""
+    ``layer1.0.relu_1`` for the second call of a reused module); returns that name."""
     if node.op == "call_module":
         base = node.target
     else:
@@ -219,6 +240,7 @@ def _replace_with_module(gm: fx.GraphModule, node: fx.Node, module: nn.Module, s
         replacement = gm.graph.call_module(name, args=(source,))
     node.replace_all_uses_with(replacement)
     gm.graph.erase_node(node)
+    return name
 
 
 def _exists(gm: nn.Module, name: str) -> bool:

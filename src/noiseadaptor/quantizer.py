@@ -133,9 +133,9 @@ class QuantConfig:
 
 def _uniform(like: Tensor, low: float, high: float) -> Tensor:
     """U(low, high) shaped like `like`, from the default generator. In an eager CPU run it is made of
-    15-bit integers, four cut from each 63-bit draw: `uniform_` costs ~2 ns per element on a CPU (about
-    a third of a Noise Adaptor training step of a CIFAR ResNet), the four-way cut a third of that, and a
-    resolution of 2**-15 of the range is far below anything rounding can see. Elsewhere (CUDA, or traced
+    15-bit integers, four cut from each 63-bit draw: `uniform_` costs ~2 ns per element on a CPU (the
+    largest single cost the quantizer added to a CPU training step), the four-way cut a third of that,
+    and a resolution of 2**-15 of the range is far below anything rounding can see. Elsewhere (CUDA, or traced
     by torch.compile, whose kernels draw their own) it is `rand_like`."""
     if like.device.type != "cpu" or torch.compiler.is_compiling():
         return torch.rand_like(like).mul_(high - low).add_(low)

@@ -38,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -150,12 +150,16 @@ def dual_phase_calibrate(snn: SpikingNetwork, qmodel: nn.Module, data, T: int, c
     report: dict[str, dict] = {part: {} for part, on in (("coarse", coarse), ("fine", fine)) if on}
     if not cal.n:
         return report
+    cache_bytes = options.pop("cache_bytes")
     for name in cal.layers(layers):
+        # One pass over the samples serves both steps: coarse needs the layer's rate, fine its inputs
+        # (the earlier neurons' outputs, which the coarse shift of this layer does not change).
+        sub, boundary = cal.layer_graph(name) if fine else (None, [])
+        seen = cal.observe(name, [b.target for b in boundary if b.op == "call_module"], cache_bytes)
         if coarse:
-            with torch.no_grad():
-                report["coarse"][name] = cal.coarse(name, granularity)
+            report["coarse"][name] = cal.coarse(name, granularity, seen)
         if fine:
-            report["fine"][name] = cal.fine(name, batch_size=batch_size, **options)
+            report["fine"][name] = cal.fine(name, sub, boundary, seen, batch_size=batch_size, **options)
     return report
 
 
@@ -307,18 +311,31 @@ class _Calibration:
             self.snn.reset()
         return total[0] / self.T, {r: torch.cat(v) for r, v in records.items()}
 
-    # -- coarse calibration ----------------------------------------------------------------------------
+    # -- one pass over the samples at a layer, and coarse calibration -----------------------------------
 
     @torch.no_grad()
-    def coarse(self, name: str, granularity: Granularity) -> float:
+    def observe(self, name: str, record: Sequence[str], cache_bytes: int) -> "_Observed":
+        """One pass over the samples up to layer `name`: the QC-ANN's activations there (the targets),
+        the SNN layer's mean rate over T, and the `record` neurons' outputs over T when they fit in
+        `cache_bytes` (else None: fine calibration recomputes them per batch)."""
+        targets, rates, cache = [], [], {r: [] for r in record}
+        for i, index in enumerate(self.batches()):
+            rate, recorded = self.run_snn(name, self.x[index], record)
+            if i == 0 and record:
+                per_sample = sum(v.numel() * v.element_size() for v in recorded.values()) / len(index)
+                cache = cache if per_sample * self.n <= cache_bytes else None
+            targets.append(self.ann_activation(name, self.x[index]))
+            rates.append(rate)
+            if cache is not None:
+                for r in record:
+                    cache[r].append(recorded[r])
+        cache = {r: torch.cat(v, dim=1) for r, v in cache.items()} if cache is not None else None
+        return _Observed(torch.cat(targets), torch.cat(rates), cache)
+
+    @torch.no_grad()
+    def coarse(self, name: str, granularity: Granularity, seen: "_Observed") -> float:
         neuron = self.neurons[name]
-        gap = None
-        for index in self.batches():
-            xb = self.x[index]
-            rate, _ = self.run_snn(name, xb)
-            diff = (self.ann_activation(name, xb) - rate).sum(0)
-            gap = diff if gap is None else gap + diff
-        gap = gap / self.n
+        gap = (seen.targets - seen.rates).mean(0)
         if granularity == "channel" and gap.dim() > 1:
             gap = gap.mean(dim=tuple(range(1, gap.dim())), keepdim=True)
         elif granularity == "layer":
@@ -356,19 +373,18 @@ class _Calibration:
         graph.output(env[source])
         return fx.GraphModule(self.graph, graph), boundary
 
-    def fine(self, name: str, epochs: int, lr: float, batch_size: int, loss: str, surrogate_width: float,
-             weights: bool, membrane: bool, holdout: float, patience: int | None, seed: int,
-             cache_bytes: int) -> dict:
+    def fine(self, name: str, sub: fx.GraphModule, boundary: list[fx.Node], seen: "_Observed", epochs: int,
+             lr: float, batch_size: int, loss: str, surrogate_width: float, weights: bool, membrane: bool,
+             holdout: float, patience: int | None, seed: int) -> dict:
         neuron = self.neurons[name]
-        sub, boundary = self.layer_graph(name)
         record = [b.target for b in boundary if b.op == "call_module"]
         placeholders = [b for b in boundary if b.op == "placeholder"]
         if len(placeholders) > 1:
             raise TypeError("fine calibration supports networks with one input")
         params = [p for p in dict.fromkeys(sub.parameters()) if id(p) not in self.calibrated] if weights else []
         threshold = neuron.threshold.detach()
-        sample_shape = self.ann_activation(name, self.x[:1]).shape[1:]
-        start = neuron.initial_membrane.detach().to(self.device).expand(sample_shape).clone()
+        targets, cache = seen.targets, seen.cache
+        start = neuron.initial_membrane.detach().to(self.device).expand(targets.shape[1:]).clone()
         start.requires_grad_(membrane)
         trained = params + ([start] if membrane else [])
 
@@ -376,20 +392,6 @@ class _Calibration:
         order = torch.randperm(self.n, generator=generator)
         n_held = int(round(self.n * holdout)) if self.n > 1 else 0
         held, train = (order[:n_held], order[n_held:]) if n_held else (order, order)
-        targets = torch.cat([self.ann_activation(name, self.x[i]) for i in self.batches()])
-
-        # the layer's inputs over T steps: cached when they fit
-        cache, per_sample = None, 0
-        if record:
-            _, first = self.run_snn(name, self.x[:1], record)
-            per_sample = sum(v.numel() * v.element_size() for v in first.values())  # T steps, one sample
-        if per_sample * self.n <= cache_bytes:
-            cache = {r: [] for r in record}
-            for index in self.batches():
-                _, recorded = self.run_snn(name, self.x[index], record) if record else (None, {})
-                for r in record:
-                    cache[r].append(recorded[r])
-            cache = {r: torch.cat(v, dim=1) for r, v in cache.items()}
 
         def inputs(index: Tensor) -> list[Tensor]:
             recorded = ({r: cache[r][:, index.to(cache[r].device)] for r in record} if cache is not None
@@ -452,6 +454,14 @@ class _Calibration:
             neuron.initial_membrane = start.detach().clone()
         return {"loss_before": before, "loss_after": best, "best_epoch": best_epoch,
                 "parameters": sum(t.numel() for t in trained)}
+
+
+class _Observed(NamedTuple):
+    """What one pass over the samples saw at a layer (see `_Calibration.observe`)."""
+
+    targets: Tensor  # QC-ANN activations, [N, ...]
+    rates: Tensor  # the SNN layer's mean output over T, [N, ...]
+    cache: dict[str, Tensor] | None  # recorded neuron outputs, [T, N, ...]; None when too large
 
 
 def _split(index: Tensor, size: int):

@@ -100,6 +100,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     direct.add_argument("--time-steps", type=int, default=4, help="T of the trained SNN (default: %(default)s)")
     direct.add_argument("--tau", type=float, default=2.0, help="LIF time constant, leak 1-1/tau (default: %(default)s)")
     direct.add_argument("--alpha", type=float, default=1.0, help="initial surrogate width (default: %(default)s)")
+    direct.add_argument("--threshold", type=float, default=1.0, help="LIF firing threshold (default: %(default)s)")
     direct.add_argument("--reset", default="hard", choices=("hard", "soft"), help="(default: %(default)s)")
     direct.add_argument("--surrogate", default="rectangular", choices=("rectangular", "sigmoid"),
                         help="(default: %(default)s)")
@@ -338,7 +339,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.method == "dual-phase":
         config["noise_p"] = args.noise_p
     if args.method in DIRECT_METHODS:
-        config.update(T=args.time_steps, tau=args.tau, alpha=args.alpha, noise_p=args.noise_p, reset=args.reset,
+        config.update(T=args.time_steps, tau=args.tau, threshold=args.threshold, alpha=args.alpha, noise_p=args.noise_p,
+                      reset=args.reset,
                       surrogate=args.surrogate, noise_decay=args.noise_decay,
                       noise_milestones=args.noise_milestones)
     if quantized_start:  # keep the thresholds it learned, now with this method's quantizer

@@ -27,7 +27,7 @@ def build_for_method(model: nn.Module, config: dict) -> nn.Module:
     """The trainable network a train config describes: the float model ("float"), its quantized copy
     ("na", "no-noise", "qcfs", "clip", "dual-phase"; config["p"], and for dual-phase config["noise_p"],
     the Quant-Noise pass-through probability, default 0.1) or its directly trained SNN ("asgl", "sg"; config["T"],
-    "tau", "alpha", "noise_p", "reset", "surrogate", "noise_decay", "noise_milestones"; config["event_input"] for inputs that are frames over
+    "tau", "threshold", "alpha", "noise_p", "reset", "surrogate", "noise_decay", "noise_milestones"; config["event_input"] for inputs that are frames over
     time rather than one static image). Used to train and to rebuild from checkpoints."""
     method = config["method"]
     if method == "float":
@@ -37,7 +37,7 @@ def build_for_method(model: nn.Module, config: dict) -> nn.Module:
     if method in DIRECT_METHODS:
         from .direct import DirectConfig, to_direct_snn
 
-        keys = ("T", "tau", "alpha", "noise_p", "reset", "surrogate", "noise_decay", "noise_milestones")
+        keys = ("T", "tau", "threshold", "alpha", "noise_p", "reset", "surrogate", "noise_decay", "noise_milestones")
         options = {k: config[k] for k in keys if config.get(k) is not None}
         direct = DirectConfig.asgl(**options) if method == "asgl" else DirectConfig.surrogate_gradient(**options)
         return to_direct_snn(model, direct, static_input=not config.get("event_input", False))

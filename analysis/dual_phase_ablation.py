@@ -16,6 +16,11 @@ for each T.
 The float checkpoint is benchmarks/cifar10_noise_adaptor.py's (CIFAR ResNet-20, 6 epochs). Without
 one, a float net is trained here (--float-epochs) and checkpointed; Phase I runs checkpoint each epoch,
 so a killed run resumes.
+
+--source clip takes the paper's route instead of starting each QC-ANN from the ReLU net: the float net
+is first trained for --epochs as the clip source ANN (clip(x, 0, theta), trainable theta), and each
+QC-ANN ("copy weights") is that network requantized to T levels with its thresholds kept; Phase I
+then fine-tunes it at --phase1-lr (the paper: 1e-4).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from noiseadaptor import QuantConfig, convert, evaluate, fit, init_scales, prepare, simulate
+from noiseadaptor import QuantConfig, convert, evaluate, fit, init_scales, prepare, requantize, simulate
 from noiseadaptor.checkpoint import load_checkpoint, restore
 from noiseadaptor.data import get_dataset, spread_subset
 from noiseadaptor.dual_phase import collect_samples, dual_phase_calibrate
@@ -51,7 +56,10 @@ def main() -> None:
     ap.add_argument("--float-epochs", type=int, default=6)
     ap.add_argument("--T", type=int, nargs="+", default=[2, 4, 8, 16, 32])
     ap.add_argument("--epochs", type=int, default=1, help="Phase I (and NA) QAT epochs")
-    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--lr", type=float, default=0.05, help="QAT learning rate (Phase I unless --phase1-lr)")
+    ap.add_argument("--source", choices=("relu", "clip"), default="relu",
+                    help="what each QC-ANN starts from: the float ReLU net, or a clip source ANN trained from it")
+    ap.add_argument("--phase1-lr", type=float, help="Phase I learning rate (default: --lr)")
     ap.add_argument("--samples", type=int, default=256, help="Phase II calibration samples")
     ap.add_argument("--calibration-epochs", type=int, default=5)
     ap.add_argument("--sweep-T", type=int, default=4)
@@ -84,12 +92,17 @@ def main() -> None:
         results = {"args": settings, "float": evaluate(model, test), "ablation": {}, "sweep": {}, "na": {}}
     print(f"float ANN {100 * results['float']:.2f}% on {len(test.dataset)} test images")
 
-    def qat(config: QuantConfig, name: str):
+    def qat(config: QuantConfig, name: str, start=None, lr: float = args.lr):
+        """(the starting QC-ANN, it after QAT): from the float net with fitted scales, or from `start`
+        requantized to `config` (thresholds kept)."""
         torch.manual_seed(args.seed)
-        q = prepare(copy.deepcopy(model), config)
-        init_scales(q, next(iter(train)))
+        if start is None:
+            q = prepare(copy.deepcopy(model), config)
+            init_scales(q, next(iter(train)))
+        else:
+            q = requantize(copy.deepcopy(start), config)
         copied = copy.deepcopy(q)
-        fit(q, train, args.epochs, lr=args.lr, checkpoint=args.out / f"{name}.pt", resume=True,
+        fit(q, train, args.epochs, lr=lr, checkpoint=args.out / f"{name}.pt", resume=True,
             config={"method": name, "p": config.p, "seed": args.seed}, progress=False)
         return copied.eval(), q.eval()
 
@@ -100,8 +113,13 @@ def main() -> None:
                                  epochs=args.calibration_epochs, seed=args.seed)
         return simulate(snn, test, T=[T], progress=False, synops=False).accuracy[T]
 
+    source = qat(QuantConfig.clip(), "clip-source")[1] if args.source == "clip" else None
+    if source is not None and "clip source" not in results:
+        results["clip source"] = evaluate(source, test)
+        print(f"clip source ANN {100 * results['clip source']:.2f}%")
     for T in args.T:  # every T trains (or reloads) in order, so a rerun draws the same batches
-        copied, phase1 = qat(QuantConfig.dual_phase(p=T, probability=quant_noise(T)), f"phase1-T{T}")
+        copied, phase1 = qat(QuantConfig.dual_phase(p=T, probability=quant_noise(T)), f"phase1-T{T}", source,
+                             args.phase1_lr or args.lr)
         if str(T) not in results["ablation"]:
             row = {"copy weights": snn_accuracy(copied, T), "Phase I": snn_accuracy(phase1, T),
                    "Phase II": snn_accuracy(copied, T, "both"), "Phase I + CC": snn_accuracy(phase1, T, "coarse"),
@@ -135,8 +153,11 @@ def report(results: dict, args: argparse.Namespace) -> None:
     """Markdown tables and accuracy_vs_T.png from results.json (keys are strings there)."""
     Ts, a = list(results["ablation"]), results["args"]  # the settings of the run that measured them
     header = "| | " + " | ".join(f"T={T}" for T in Ts) + " |\n|---|" + "---|" * len(Ts)
+    route = (f"QC-ANNs from a clip source ANN ({100 * results['clip source']:.2f}%), Phase I lr "
+             f"{a['phase1_lr'] if a.get('phase1_lr') != 'None' else a['lr']}" if "clip source" in results else
+             f"QC-ANNs from the float net, Phase I lr {a['lr']}")
     print(f"\nSNN top-1 (%), {a['model']} on {a['dataset']}, {a['test_images']} test images, seed {a['seed']}, "
-          f"Phase I {a['epochs']} epoch(s), Phase II {a['samples']} samples\n" + header)
+          f"Phase I {a['epochs']} epoch(s), Phase II {a['samples']} samples; {route}\n" + header)
     for name in next(iter(results["ablation"].values())):
         print(f"| {name} | " + " | ".join(f"{100 * results['ablation'][T][name]:.2f}" for T in Ts) + " |")
     print(f"| Noise Adaptor p=2 (ANN {100 * results['na']['ann']:.2f}) | "

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -18,13 +20,15 @@ def test_speed_benchmark_runs(tmp_path):
     assert all(row["ratio_to_limit"] > 0 for row in results["sim"])
 
 
-def test_dual_phase_ablation_runs(tmp_path):
+@pytest.mark.parametrize("source", ["relu", "clip"])
+def test_dual_phase_ablation_runs(tmp_path, source):
     out = tmp_path / "dp"
     subprocess.run([sys.executable, str(ROOT / "analysis" / "dual_phase_ablation.py"), "--dataset", "digits",
                     "--model", "small-cnn", "--float-epochs", "1", "--T", "2", "--sweep-T", "2", "--sweep", "0", "8",
-                    "--samples", "16", "--calibration-epochs", "1", "--test-images", "50", "--out", str(out)],
-                   check=True, capture_output=True, timeout=300)
+                    "--samples", "16", "--calibration-epochs", "1", "--test-images", "50", "--source", source,
+                    "--phase1-lr", "0.01", "--out", str(out)], check=True, capture_output=True, timeout=300)
     results = json.loads((out / "results.json").read_text())
+    assert ("clip source" in results) == (source == "clip")
     assert set(results["ablation"]["2"]) >= {"copy weights", "Phase I", "Phase II", "Phase I + II"}
     assert set(results["sweep"]) == {"0", "8"} and (out / "accuracy_vs_T.png").exists()
 

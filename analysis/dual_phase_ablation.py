@@ -118,7 +118,7 @@ def main() -> None:
         results["clip source"] = evaluate(source, test)
         print(f"clip source ANN {100 * results['clip source']:.2f}%")
     for T in args.T:  # every T trains (or reloads) in order, so a rerun draws the same batches
-        copied, phase1 = qat(QuantConfig.dual_phase(p=T, probability=quant_noise(T)), f"phase1-T{T}", source,
+        copied, phase1 = qat(QuantConfig.dual_phase(p=T, probability=quant_noise(T)), f"phase1-{args.source}-T{T}" if source is not None else f"phase1-T{T}", source,
                              args.phase1_lr or args.lr)
         if str(T) not in results["ablation"]:
             row = {"copy weights": snn_accuracy(copied, T), "Phase I": snn_accuracy(phase1, T),

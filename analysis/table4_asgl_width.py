@@ -56,7 +56,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs/figures/table4_asgl_width.png"))
     args = ap.parse_args()
     splits = get_dataset(args.dataset)
-    milestones = tuple(sorted({round(f * args.epochs) for f in MILESTONE_FRACTIONS}))
+    milestones = tuple(sorted({min(max(round(f * args.epochs), 1), args.epochs - 1) for f in MILESTONE_FRACTIONS}))
     asgl_rows = [f"asgl zeta={z:g}" for z in args.zetas]
 
     results = {}

@@ -79,6 +79,9 @@ def test_batchnorm_after_a_replaced_max_pool_is_re_estimated():
     assert torch.allclose(after.running_mean, seen[0].mean((0, 2, 3)), atol=1e-5)
     assert torch.allclose(after.running_var, seen[0].var((0, 2, 3)), rtol=1e-4)
     assert (stale_mean - after.running_mean).abs().max() > 0.1  # max-pooled means were larger
+    with pytest.raises(ValueError, match="more than one sample"):
+        init_scales(q, x[:1])
+    init_scales(q, x[:1], batchnorm=False)  # keeps the statistics, fits the scales
 
 
 def test_no_batchnorm_re_estimation_without_max_pooling():

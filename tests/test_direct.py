@@ -82,6 +82,8 @@ def test_bad_direct_config():
         DirectConfig(noise_p=1.5)
     with pytest.raises(ValueError, match="width"):
         DirectConfig(alpha=0)
+    with pytest.raises(ValueError, match="threshold must be positive"):
+        DirectConfig(threshold=0)
     with pytest.raises(ValueError, match="zeta"):
         DirectConfig(noise_decay=1.5)
     with pytest.raises(ValueError, match="milestones"):

@@ -180,6 +180,9 @@ def test_noise_schedule_is_refused_for_methods_without_spike_noise(tmp_path, cap
     with pytest.raises(SystemExit):
         main(["train", "--dataset", "digits", "--method", "na", "--noise-decay", "0.5", "--out", str(tmp_path)])
     assert "use them with --method asgl" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--dataset", "digits", "--method", "asgl", "--noise-decay", "0.5", "--out", str(tmp_path)])
+    assert "needs both --noise-decay" in capsys.readouterr().err
 
 
 def test_spread_subset_keeps_every_class_of_a_class_sorted_set():

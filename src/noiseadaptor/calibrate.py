@@ -41,8 +41,12 @@ def init_scales(qmodel: nn.Module, batch: Tensor | tuple, max_elements: int = 1 
         raise ValueError("init_scales() expects a model returned by prepare(); this one has no QuantReLU")
     device = next(qmodel.parameters()).device
     x = x.to(device)
-    if batchnorm:
-        reestimate_batchnorm(qmodel, x, [bn for _, bn in batchnorms_after_replaced_pools(qmodel)])
+    after_pools = [bn for _, bn in batchnorms_after_replaced_pools(qmodel)] if batchnorm else []
+    if after_pools and len(x) < 2:
+        raise ValueError("init_scales re-estimates the BatchNorm statistics after the max-pools prepare() replaced, "
+                         "on its calibration batch, which needs more than one sample: pass a larger batch, or "
+                         "batchnorm=False to keep the old statistics")
+    reestimate_batchnorm(qmodel, x, after_pools)
     was_training = qmodel.training
     qmodel.eval()
     generator = torch.Generator().manual_seed(seed)

@@ -298,6 +298,9 @@ def _train(args: argparse.Namespace) -> int:
         raise ValueError(f"--noise-p is the noise probability of asgl and dual-phase; method {args.method} has none")
     if (args.noise_decay != 1.0 or args.noise_milestones) and args.method != "asgl":
         raise ValueError("--noise-decay and --noise-milestones schedule ASGL's spike noise; use them with --method asgl")
+    if (args.noise_decay != 1.0) != bool(args.noise_milestones):
+        raise ValueError("ASGL's noise schedule needs both --noise-decay (zeta < 1) and --noise-milestones; "
+                         "one alone changes nothing")
     if args.init is not None and not args.init.is_file():
         raise ValueError(f"--init {args.init}: no such checkpoint")
     init_state = load_checkpoint(args.init) if args.init is not None else None

@@ -66,6 +66,8 @@ class DirectConfig:
             raise ValueError(f"DirectConfig.alpha (surrogate width) must be positive, got {self.alpha!r}")
         if not 0 <= self.noise_p <= 1:
             raise ValueError(f"DirectConfig.noise_p must be a probability in [0, 1], got {self.noise_p!r}")
+        if not self.threshold > 0:
+            raise ValueError(f"DirectConfig.threshold must be positive, got {self.threshold!r}")
         if not 0 <= self.noise_decay <= 1:
             raise ValueError(f"DirectConfig.noise_decay (zeta) must be in [0, 1], got {self.noise_decay!r}")
         milestones = tuple(self.noise_milestones)

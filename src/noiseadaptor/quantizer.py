@@ -135,12 +135,13 @@ def _uniform(like: Tensor, low: float, high: float) -> Tensor:
     """U(low, high) shaped like `like`, from the default generator. In an eager CPU run it is made of
     15-bit integers, four cut from each 63-bit draw: `uniform_` costs ~2 ns per element on a CPU (the
     largest single cost the quantizer added to a CPU training step), the four-way cut a third of that,
-    and a resolution of 2**-15 of the range is far below anything rounding can see. Elsewhere (CUDA, or traced
+    and a resolution of 2**-15 of the range is far below anything rounding can see (half-precision
+    activations get half-precision noise, as from `rand_like`). Elsewhere (CUDA, or traced
     by torch.compile, whose kernels draw their own) it is `rand_like`."""
     if like.device.type != "cpu" or torch.compiler.is_compiling():
         return torch.rand_like(like).mul_(high - low).add_(low)
     n = like.numel()
-    bits = torch.empty((n + 3) // 4, dtype=torch.int64).random_()  # 63 uniform bits each
+    bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=like.device).random_()  # 63 uniform bits each
     k = bits.view(torch.int16)[:n].bitwise_and_(0x7FFF).view(like.shape)  # 4 x 15 bits
     step = (high - low) / 32768
     return k.to(like.dtype).mul_(step).add_(low + step / 2)  # bin centres: symmetric about the middle

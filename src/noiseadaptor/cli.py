@@ -342,10 +342,9 @@ def _train(args: argparse.Namespace) -> int:
     if args.method == "dual-phase":
         config["noise_p"] = args.noise_p
     if args.method in DIRECT_METHODS:
-        config.update(T=args.time_steps, tau=args.tau, threshold=args.threshold, alpha=args.alpha, noise_p=args.noise_p,
-                      reset=args.reset,
-                      surrogate=args.surrogate, noise_decay=args.noise_decay,
-                      noise_milestones=args.noise_milestones)
+        config.update(T=args.time_steps, tau=args.tau, threshold=args.threshold, alpha=args.alpha,
+                      noise_p=args.noise_p, reset=args.reset, surrogate=args.surrogate,
+                      noise_decay=args.noise_decay, noise_milestones=args.noise_milestones)
     if quantized_start:  # keep the thresholds it learned, now with this method's quantizer
         model = requantize(model, quant_config(config)).to(device)
     else:

@@ -115,15 +115,15 @@ def batchnorms_after_replaced_pools(model: nn.Module) -> list[tuple[str, nn.Modu
     pools = set(getattr(model, "meta", {}).get("replaced_max_pools", ()))
     if not pools or not isinstance(model, fx.GraphModule):
         return []
-    downstream, found = set(), []
+    downstream, found = set(), {}
     for node in model.graph.nodes:  # topological order: inputs before users
         if (node.op == "call_module" and node.target in pools) or any(a in downstream for a in node.all_input_nodes):
             downstream.add(node)
             if node.op == "call_module":
                 module = model.get_submodule(node.target)
-                if isinstance(module, nn.modules.batchnorm._BatchNorm) and node.target not in dict(found):
-                    found.append((node.target, module))
-    return found
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    found[node.target] = module  # a module called twice is listed once
+    return list(found.items())
 
 
 def quantizers(model: nn.Module) -> list[tuple[str, QuantReLU]]:

@@ -3,7 +3,9 @@ import torch
 from torch import nn
 
 from noiseadaptor import IFNeuron, QuantConfig, convert, init_scales, prepare, quantizers, simulate
-from noiseadaptor.accounting import EnergyModel, SynapticCounter, fan_out
+import torch.nn.functional as F
+
+from noiseadaptor.accounting import EnergyModel, fan_out
 
 
 def test_negative_spike_fixes_over_firing_and_never_goes_below_zero():
@@ -60,16 +62,120 @@ def _brute_force_sops(x, conv):
 @pytest.mark.parametrize("kwargs", [dict(kernel_size=3, padding=1), dict(kernel_size=3, stride=2, padding=1),
                                     dict(kernel_size=(3, 2), stride=(2, 1), padding=(0, 1), dilation=(1, 2)),
                                     dict(kernel_size=3, padding=1, groups=2)])
-def test_conv_sops_equal_a_brute_force_count(kwargs):
+def test_conv_fan_out_equals_a_brute_force_count(kwargs):
     torch.manual_seed(0)
     conv = nn.Conv2d(4, 6, **kwargs)
     x = (torch.rand(4, 7, 6) < 0.3).float()
-    net = nn.Sequential(nn.Identity(), conv)
-    counter = SynapticCounter(net)
-    counter.analog_input = torch.empty(0)  # not the input: count SOPs
-    net(x[None])
-    assert counter.sops.item() == _brute_force_sops(x, conv)
-    assert fan_out(conv, (4, 7, 6)).sum().item() == _brute_force_sops(torch.ones(4, 7, 6), conv)
+    fan = fan_out(conv, (4, 7, 6))
+    assert fan.sum().item() == _brute_force_sops(torch.ones(4, 7, 6), conv)
+    assert (x * fan).sum().item() == _brute_force_sops(x, conv)
+
+
+def _spike_trains(snn, x, T):
+    """Each neuron's output at every step, [T, B, ...], from a plain step-by-step run."""
+    trains = {name: [] for name, _ in snn.neurons()}
+    handles = [n.register_forward_hook(lambda m, a, out, name=name: trains[name].append(out.clone()))
+               for name, n in snn.neurons()]
+    snn.reset()
+    with torch.no_grad():
+        for _ in range(T):
+            snn(x)
+    for h in handles:
+        h.remove()
+    snn.reset()
+    return {name: torch.stack(v) for name, v in trains.items()}
+
+
+def _synops(snn, x, T, **options):
+    r = simulate(snn, [(x, torch.zeros(len(x), dtype=torch.long))], T=T, synops=True, progress=False, **options)
+    return r.sops_per_sample[T], r.macs_per_sample[T]
+
+
+def _trained_like(net, x, p=2):
+    q = prepare(net, QuantConfig(p=p)).eval()
+    init_scales(q, x)
+    return convert(q)
+
+
+def test_sops_count_every_spike_of_a_pool_window():
+    # Eq. 20: every spike x fan-out. Conv -> neuron -> 2x2 pool -> Linear(., 3): a spike reaches the 3
+    # synapses of the one pooled value it enters, however many other spikes share its window.
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3))
+    x = torch.randn(16, 1, 4, 4)
+    snn = _trained_like(net, x)
+    (train,) = _spike_trains(snn, x, 4).values()
+    sops, macs = _synops(snn, x, 4)
+    assert sops == pytest.approx(3 * (train != 0).sum().item() / 16)
+    # the case the old input-side count got wrong: windows with more than one spike exist
+    windows = (train != 0).float().view(4, 16, 2, 2, 2, 2, 2).sum((4, 6))
+    assert (windows > 1).any()
+    assert macs == 4 * 2 * 16 * 9  # the conv reads the image: 2 channels x 16 positions x 9, every step
+
+
+def test_flatten_first_mlp_bills_the_first_layer_as_macs():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3))
+    x = torch.randn(16, 1, 4, 4)
+    snn = _trained_like(net, x)
+    (train,) = _spike_trains(snn, x, 4).values()
+    sops, macs = _synops(snn, x, 4)
+    assert macs == 4 * 16 * 8  # 512 MACs over 4 steps
+    assert sops == pytest.approx(3 * (train != 0).sum().item() / 16)
+
+
+class _Normalised(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.conv2, self.bn2 = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        x = (x - 0.5) / 0.25  # normalisation before the first conv: still the analog input
+        a = torch.relu(self.bn1(self.conv1(x)))
+        b = torch.relu(self.bn2(self.conv2(a)) + a)  # identity shortcut
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(b, 1), 1))
+
+
+def test_normalised_input_residual_net_and_bn_kept_between_layers():
+    torch.manual_seed(0)
+    x = torch.rand(8, 3, 5, 5)
+    snn = _trained_like(_Normalised(), x)
+    trains = _spike_trains(snn, x, 3)
+    a, b = trains.values()
+    conv2 = nn.Conv2d(4, 4, 3, padding=1)
+    expected = ((a != 0).float() * fan_out(conv2, (4, 5, 5))).sum() + 2 * (b != 0).sum()  # b -> avg -> fc(.,2)
+    sops, macs = _synops(snn, x, 3)
+    assert sops == pytest.approx(expected.item() / 8)
+    assert macs == 3 * 4 * 25 * 27  # conv1 reads the normalised image
+    # a BatchNorm that convert() cannot fold stays between a neuron and the next layer: still a spike count
+    net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.BatchNorm1d(8), nn.Linear(8, 3))
+    x = torch.randn(16, 6)
+    snn = _trained_like(net, x)
+    assert any(isinstance(m, nn.BatchNorm1d) for m in snn.modules())
+    (train,) = _spike_trains(snn, x, 4).values()
+    assert _synops(snn, x, 4)[0] == pytest.approx(3 * (train != 0).sum().item() / 16)
+
+
+def test_negative_spikes_are_events_and_offset_pre_steps_are_not_counted():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3))
+    x = torch.randn(20, 6)
+    snn = _trained_like(net, x)
+    for _, n in snn.neurons():
+        n.negative_spikes = True
+    trains = _spike_trains(snn, x, 6)
+    for _, n in snn.neurons():
+        n.negative_spikes = False
+    first, second = trains.values()
+    assert (first < 0).any() or (second < 0).any()
+    expected = 16 * (first != 0).sum() + 3 * (second != 0).sum()
+    assert _synops(snn, x, 6, negative_spikes=True)[0] == pytest.approx(expected.item() / 20)
+    plain = _synops(snn, x, 4)
+    offset = _synops(snn, x, 4, offset_spikes=3)
+    assert offset[1] == plain[1]  # 4 steps of the analog layer, not 4 + 3
+    assert offset[0] > 0
 
 
 def test_energy_accounting_in_simulate():
@@ -127,16 +233,3 @@ def test_offset_spikes_in_simulate_do_not_leak_between_runs():
     assert all(n.initial_membrane.numel() == 1 and n.initial_membrane.item() == 0.5 for _, n in snn.neurons())
     with pytest.raises(ValueError, match="offset_spikes"):
         simulate(snn, data, T=2, offset_spikes=-1)
-
-
-def test_offset_spike_pre_steps_are_not_counted_as_synaptic_operations():
-    torch.manual_seed(0)
-    q = prepare(nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3)),
-                QuantConfig(p=2)).eval()
-    x = torch.randn(20, 6)
-    init_scales(q, x)
-    data = [(x, torch.zeros(20, dtype=torch.long))] * 2
-    plain = simulate(convert(q), data, T=4, synops=True, progress=False)
-    offset = simulate(convert(q), data, T=4, synops=True, offset_spikes=3, progress=False)
-    assert offset.macs_per_sample == plain.macs_per_sample  # 4 steps of the analog layer, not 4 + 3
-    assert offset.sops_per_sample[4] > 0

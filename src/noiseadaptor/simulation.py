@@ -29,7 +29,8 @@ class SimulationResult:
     """Per requested T (steps 1..T of the main run):
     accuracy: top-1 accuracy (0-1). firing_rate[T][layer]: spike events per neuron per step.
     spikes_per_sample: spike events of all layers per sample.
-    With synops=True: sops_per_sample, macs_per_sample (the analog-input layer, every step) and
+    With synops=True: sops_per_sample (every spike event times its fan-out, Eq. 20), macs_per_sample
+    (the layers that read analog values, every step) and
     energy_pj_per_sample (E_SNN); ann_macs_per_sample and ann_energy_pj_per_sample for the same net as
     an ANN. `corrections` records the run-time corrections used; offset-spike pre-steps are not
     counted in T (as in the COS paper and its code)."""
@@ -108,7 +109,7 @@ def simulate(snn: SpikingNetwork, data: Iterable, T: int | Sequence[int] = DEFAU
     saved = [(n.negative_spikes, n.initial_membrane) for _, n in neurons]
     for _, n in neurons:
         n.negative_spikes = negative_spikes
-    counter = SynapticCounter(snn.net) if synops else None
+    counter = SynapticCounter(snn) if synops else None
 
     hits = torch.zeros(t_max, dtype=torch.long, device=device)  # per step: correct predictions
     step_spikes = torch.zeros(t_max, len(neurons), dtype=torch.float64, device=device)  # events per step

@@ -88,3 +88,86 @@ def test_bad_direct_config():
         DirectConfig(noise_decay=1.5)
     with pytest.raises(ValueError, match="milestones"):
         DirectConfig(noise_milestones=(20, 10))
+
+
+def _asgl_net(width=1.0):
+    torch.manual_seed(0)
+    return to_direct_snn(create_model("small-cnn", num_classes=10, in_channels=1, width=4),
+                         DirectConfig.asgl(T=2, alpha=width))
+
+
+def test_weight_decay_never_touches_the_learned_width():
+    # the issue's case: one step with weight_decay=900, lr=1e-3 took the width from 1.0 to 0.10
+    from noiseadaptor.train import OptimizerConfig
+
+    train, _ = digits().loaders(16, seed=0)
+    batch = [next(iter(train))]
+    for optimizer in (None, OptimizerConfig.asgl()):
+        snn = _asgl_net()
+        fit(snn, batch, 1, lr=1e-3, weight_decay=900.0, optimizer=optimizer, progress=False)
+        widths = [n.alpha.item() for _, n in snn.neurons()]
+        assert all(0.95 < w < 1.05 for w in widths), widths  # moved by the loss only
+
+
+def test_asgl_optimizer_groups_are_the_authors():
+    from noiseadaptor.train import OptimizerConfig, build_optimizer, parameter_roles
+
+    snn = _asgl_net()
+    roles = parameter_roles(snn)
+    assert {r for r, _ in roles} == {"weight", "bias", "norm", "width"}
+    assert [p for _, p in roles] == list(snn.parameters())  # model order: optimizer state stays by index
+    optimizer, _ = build_optimizer(snn, OptimizerConfig.asgl(lr=0.1, weight_decay=5e-4), epochs=3)
+    decay = {id(p): g["weight_decay"] for g in optimizer.main.param_groups for p in g["params"]}
+    for role, p in roles:
+        if role == "width":
+            assert id(p) not in decay
+        else:
+            assert decay[id(p)] == (5e-4 if role == "weight" else 0.0), role
+    assert isinstance(optimizer.width, torch.optim.Adam)
+    assert optimizer.width.param_groups[0]["lr"] == 3e-4 and optimizer.width.param_groups[0]["weight_decay"] == 0
+    with pytest.raises(ValueError, match="roles"):
+        OptimizerConfig(no_decay=("everything",))
+
+
+def _interrupt():
+    raise KeyboardInterrupt
+
+
+def test_two_optimizers_resume_from_a_checkpoint(tmp_path):
+    from noiseadaptor.train import OptimizerConfig
+
+    train, _ = digits().loaders(64, seed=0)
+    config = OptimizerConfig.asgl(lr=0.05)
+    straight = _asgl_net()
+    torch.manual_seed(1)
+    fit(straight, train, 2, optimizer=config, progress=False)
+    ckpt = tmp_path / "asgl.pt"
+    first = _asgl_net()
+    torch.manual_seed(1)
+    with pytest.raises(KeyboardInterrupt):  # killed at the start of the second epoch
+        fit(first, train, 2, optimizer=config, progress=False, checkpoint=ckpt,
+            on_epoch_start=lambda epoch: _interrupt() if epoch == 1 else None)
+    resumed = _asgl_net()
+    fit(resumed, train, 2, optimizer=config, progress=False, checkpoint=ckpt, resume=True)
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_one_width_convention_and_the_papers_steepness():
+    from noiseadaptor import surrogate
+
+    x = torch.linspace(-3, 3, 601)
+    # the paper's tanh variant 1/2 tanh(alpha x) + 1/2 with alpha = 2.5 (ASGL Table 5, A.6): slope 1.25 at 0
+    neuron = LIFNeuron(DirectConfig.asgl(surrogate="sigmoid", steepness=2.5))
+    assert neuron.alpha.item() == pytest.approx(0.8)
+    assert torch.allclose(neuron.smooth(x), 0.5 * torch.tanh(2.5 * x) + 0.5, atol=1e-6)
+    # the authors' code sigmoid(x/w) is the same shape at width 4w; every shape has slope 1/width at 0
+    assert torch.allclose(surrogate.smooth(x, "sigmoid", 4 * 0.3), torch.sigmoid(x / 0.3), atol=1e-6)
+    for shape in surrogate.SHAPES:
+        probe = torch.zeros(1, requires_grad=True)
+        surrogate.spike(probe, shape, 0.5).sum().backward()
+        assert probe.grad.item() == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="steepness"):
+        DirectConfig.asgl(surrogate="rectangular", steepness=2.5)
+    with pytest.raises(ValueError, match="surrogate"):
+        DirectConfig.asgl(surrogate="dspike")

@@ -42,24 +42,6 @@ def test_algorithm1_scale_gradient_normalisation():
     assert q.scale.grad.item() == pytest.approx(raw.grad.item() / math.sqrt(v.numel() * 2), rel=1e-6)
 
 
-def test_qcfs_scale_gradient_equals_learning_the_threshold():
-    """QCFS learns lam = p*s through lam*clip(floor(x*p/lam + 1/2)/p, 0, 1) with a straight-through floor.
-    An SGD step on lam equals one on s with gradient d/ds / p**2, which is what scale_grad='qcfs' gives."""
-    torch.manual_seed(0)
-    p, s = 4, 0.3
-    x = torch.randn(1000) * 1.5
-    lam = torch.tensor(p * s, requires_grad=True)
-    z = torch.clamp(x / lam, 0, 1) * p + 0.5
-    qcfs = lam * (z + (torch.floor(z) - z).detach()) / p
-    qcfs.sum().backward()
-    ours = QuantReLU(QuantConfig.qcfs(p=p), scale=s).train()
-    out = ours(x)
-    out.sum().backward()
-    assert torch.allclose(out, qcfs.detach(), atol=1e-6)
-    lr = 0.1
-    assert (s - lr * ours.scale.grad.item()) * p == pytest.approx(p * s - lr * lam.grad.item(), rel=1e-5)
-
-
 def test_noise_only_in_training():
     torch.manual_seed(0)
     q = QuantReLU(QuantConfig(p=2), scale=1.0)
@@ -117,6 +99,8 @@ def test_bad_options_are_clear():
         QuantConfig(noise_amplitude=-1)
     with pytest.raises(ValueError, match="unknown method"):
         QuantConfig.from_method("lsq")
+    with pytest.raises(ValueError, match="gradient_window"):
+        QuantConfig(gradient_window="ste")
 
 
 @pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
@@ -136,12 +120,12 @@ def test_fused_kernels_match_eager(monkeypatch):
     grad = torch.randn_like(v)
     fused_forward, fused_backward = quantizer._kernels(v)
     assert fused_forward is not quantizer._forward
-    for m in (None, mask):
+    for m, window in ((None, "clip"), (mask, "clip"), (None, "rounding"), (mask, "rounding")):
         out, z, _ = fused_forward(v, scale, 2, eps, "none", 0.0, m)
         ref_out, ref_z, _ = quantizer._forward(v, scale, 2, eps, "none", 0.0, m)
         assert torch.allclose(out, ref_out) and torch.allclose(z, ref_z)
-        grad_v, grad_s = fused_backward(grad, z, 2, m)
-        ref_v, ref_s = quantizer._backward(grad, ref_z, 2, m)
+        grad_v, grad_s = fused_backward(grad, z, 2, m, window)
+        ref_v, ref_s = quantizer._backward(grad, ref_z, 2, m, window)
         assert torch.equal(grad_v, ref_v) and torch.allclose(grad_s, ref_s, rtol=1e-5)
     # noise drawn inside the compiled kernel: still U(-1/2, 1/2) around v/s before rounding
     _, z, _ = fused_forward(v.new_zeros(100_000), scale, 2, None, "uniform", 1.0)

@@ -19,7 +19,7 @@ from .experiment import DIRECT_METHODS, METHODS, NA_COMPARISON, build_for_method
 from .models import create_model, list_models
 from .report import accuracy_table, plot_accuracy, write_json
 from .simulation import simulate, time_steps
-from .train import evaluate, fit
+from .train import OptimizerConfig, evaluate, fit
 
 DESCRIPTION = """\
 Build low-latency spiking neural networks (SNNs) from ordinary deep networks with Noise Adaptor:
@@ -99,7 +99,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     direct = train.add_argument_group("direct training (--method asgl or sg)")
     direct.add_argument("--time-steps", type=int, default=4, help="T of the trained SNN (default: %(default)s)")
     direct.add_argument("--tau", type=float, default=2.0, help="LIF time constant, leak 1-1/tau (default: %(default)s)")
-    direct.add_argument("--alpha", type=float, default=1.0, help="initial surrogate width (default: %(default)s)")
+    direct.add_argument("--alpha", type=float, default=1.0,
+                        help="initial surrogate width a: the surrogate's slope at 0 is 1/a for every shape (the "
+                             "rectangle's width, ASGL Tables 4/11; default: %(default)s)")
+    direct.add_argument("--steepness", type=float, default=None,
+                        help="instead of --alpha, for --surrogate sigmoid: the paper's 1/2 tanh(steepness x) + 1/2 "
+                             "(ASGL Table 5 / A.6 alpha, e.g. 2.5); the width becomes 2/steepness")
     direct.add_argument("--threshold", type=float, default=1.0, help="LIF firing threshold (default: %(default)s)")
     direct.add_argument("--reset", default="hard", choices=("hard", "soft"), help="(default: %(default)s)")
     direct.add_argument("--surrogate", default="rectangular", choices=("rectangular", "sigmoid"),
@@ -110,6 +115,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     direct.add_argument("--noise-milestones", type=int, nargs="+", default=[], metavar="EPOCH",
                         help="0-based epochs where the noise decay applies (CIFAR-100, 300 epochs: 90 210 270 285)")
     _optim_args(train, epochs=400, lr=0.05, weight_decay=5e-4, batch_size=128)
+    train.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"),
+                       help="main optimiser, cosine schedule; SGD has momentum 0.9 (default: %(default)s). Weight "
+                            "decay: every parameter but surrogate widths; for asgl/sg, as the ASGL authors, "
+                            "conv/linear weights only")
+    direct.add_argument("--width-lr", type=float, default=3e-4,
+                        help="asgl: the surrogate widths' own Adam learning rate, constant, no weight decay "
+                             "(the authors' code; default: %(default)s)")
     train.add_argument("--amp", action="store_true", help="bfloat16 autocast")
     train.add_argument("--compile", action="store_true", help="torch.compile the model")
     train.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
@@ -292,6 +304,8 @@ def _train(args: argparse.Namespace) -> int:
     from .preparation import requantize
 
     _check_positive(args, "p", "batch_size", "epochs", "time_steps", allow_zero=("epochs",))
+    preset = OptimizerConfig.asgl if args.method in DIRECT_METHODS else OptimizerConfig
+    optimizer = preset(kind=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, width_lr=args.width_lr)
     if args.init is not None and args.weights is not None:
         raise ValueError("give --init (our float checkpoint) or --weights (torchvision's), not both")
     if args.noise_p is not None and args.method not in ("asgl", "dual-phase"):
@@ -343,7 +357,7 @@ def _train(args: argparse.Namespace) -> int:
         config["noise_p"] = args.noise_p
     if args.method in DIRECT_METHODS:
         config.update(T=args.time_steps, tau=args.tau, threshold=args.threshold, alpha=args.alpha,
-                      noise_p=args.noise_p, reset=args.reset, surrogate=args.surrogate,
+                      noise_p=args.noise_p, reset=args.reset, surrogate=args.surrogate, steepness=args.steepness,
                       noise_decay=args.noise_decay, noise_milestones=args.noise_milestones)
     if quantized_start:  # keep the thresholds it learned, now with this method's quantizer
         model = requantize(model, quant_config(config)).to(device)
@@ -356,7 +370,7 @@ def _train(args: argparse.Namespace) -> int:
         detail = {**{m: f", p={args.p}" for m in METHODS}, **{m: f", T={args.time_steps}" for m in DIRECT_METHODS}}
         print(f"[train] {args.model} on {args.dataset}, method {args.method}{detail.get(args.method, '')}, "
               f"{args.epochs} epochs, device {device}")
-    history = fit(trained, train_data, args.epochs, lr=args.lr, weight_decay=args.weight_decay, device=device,
+    history = fit(trained, train_data, args.epochs, optimizer=optimizer, device=device,
                   progress=_progress(args), desc=args.method, checkpoint=checkpoint, resume=args.resume,
                   config=config, amp=args.amp, log_dir=args.out,
                   on_epoch_start=model.start_epoch if args.method in DIRECT_METHODS else None)

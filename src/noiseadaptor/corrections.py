@@ -41,6 +41,9 @@ def calibrate_offsets(snn: SpikingNetwork, x: Tensor, pre_steps: int) -> None:
     snn.reset()
 
 
+_SENTINEL = 1000.0
+
+
 class _Trace:
     """Per-neuron record over the pre-simulation, in thresholds: the lowest potential at which it fired,
     the highest potential at which it did not, its spike count and its final residual."""
@@ -55,13 +58,16 @@ class _Trace:
 
     def after(self, neuron: IFNeuron, args, output: Tensor) -> None:
         fired = self.potential >= 1
-        inf = torch.full_like(self.potential, float("inf"))
         if self.count is None:
             self.count = torch.zeros_like(self.potential)
-            self.lowest_fired, self.highest_silent = inf.clone(), -inf
+            # the reference's sentinels: a neuron that fired at every pre-step has "highest silent
+            # potential" -1000, so a saturated one is raised by 1001 thresholds (fires all through T)
+            self.lowest_fired = torch.full_like(self.potential, _SENTINEL)
+            self.highest_silent = torch.full_like(self.potential, -_SENTINEL)
         self.count += fired
-        self.lowest_fired = torch.minimum(self.lowest_fired, torch.where(fired, self.potential, inf))
-        self.highest_silent = torch.maximum(self.highest_silent, torch.where(fired, -inf, self.potential))
+        self.lowest_fired = torch.where(fired, torch.minimum(self.lowest_fired, self.potential), self.lowest_fired)
+        self.highest_silent = torch.where(fired, self.highest_silent,
+                                          torch.maximum(self.highest_silent, self.potential))
         raise StopForward
 
     def shift(self) -> Tensor:

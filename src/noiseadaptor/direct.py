@@ -3,7 +3,7 @@ plain surrogate-gradient (SG) training as its baseline, by one mechanism.
 
 ASGL's spike function (Eq. 8-10, Algorithm 1), on x = u - threshold:
 
-    H_a(x) = clip(x/a + 1/2, 0, 1)              the antiderivative of the rectangular surrogate
+    H_a(x) = clip(x/a + 1/2, 0, 1)              the antiderivative of the rectangular surrogate (surrogate.py)
     s      = H_a(x) + m * detach(Theta(x) - H_a(x)),   m ~ Bernoulli(p) per element and step
 
 Gradients flow only through H_a (the spike part is detached), the width a is learned per layer
@@ -24,6 +24,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from . import surrogate
 from .preparation import replace_activations
 
 
@@ -31,9 +32,14 @@ from .preparation import replace_activations
 class DirectConfig:
     """T: time steps. tau: membrane time constant, leak gamma = 1 - 1/tau. threshold: firing threshold.
     reset: "hard" (to zero, the paper's Eq. 1) or "soft" (subtract the threshold).
-    surrogate: "rectangular" (H = clip(x/a + 1/2, 0, 1)) or "sigmoid" (H = (1 + tanh(2x/a))/2, the
-        paper's tanh variant with its steepness written as a width: steepness = 2/width).
-    alpha: initial width a. learn_alpha: learn a per layer (ASGL) or keep it fixed (SG).
+    surrogate: "rectangular" (H = clip(x/a + 1/2, 0, 1)) or "sigmoid" (H = 1/2 + 1/2 tanh(2x/a)); see
+        `noiseadaptor.surrogate`.
+    alpha: initial surrogate width a, one convention for every shape: the slope of H at 0 is 1/a (for the
+        rectangle, the paper's alpha of Tables 4 and 11). learn_alpha: learn a per layer (ASGL) or keep
+        it fixed (SG). The width is learned as is (the authors' code learns log(1/a) for the rectangle
+        and 1/w for its sigmoid(x/w)); it is clamped at 1e-3 so that H stays defined.
+    steepness: instead of alpha, the paper's steepness for the sigmoid shape, ``1/2 tanh(steepness x)
+        + 1/2`` (Table 5 and Appendix A.6 write alpha = 2.5 for it): alpha becomes 2/steepness.
     noise_p: probability that an element carries the true spike in training (1.0: SG's forward).
     noise_decay, noise_milestones: the paper's schedule of noise_p (004, Appendix A.3, Table 6): at the
         start of each milestone epoch (0-based: milestone 90 is the 91st epoch) p <- 1 - (1 - p) * zeta,
@@ -52,6 +58,7 @@ class DirectConfig:
     noise_p: float = 0.5
     noise_decay: float = 1.0
     noise_milestones: tuple[int, ...] = ()
+    steepness: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.T, bool) or not isinstance(self.T, int) or self.T < 1:
@@ -60,8 +67,12 @@ class DirectConfig:
             raise ValueError(f"DirectConfig.tau must be >= 1 (leak 1 - 1/tau in [0, 1)), got {self.tau!r}")
         if self.reset not in ("hard", "soft"):
             raise ValueError(f"DirectConfig.reset must be 'hard' or 'soft', got {self.reset!r}")
-        if self.surrogate not in ("rectangular", "sigmoid"):
-            raise ValueError(f"DirectConfig.surrogate must be 'rectangular' or 'sigmoid', got {self.surrogate!r}")
+        surrogate.check_shape(self.surrogate)
+        if self.steepness is not None:
+            if self.surrogate != "sigmoid":
+                raise ValueError("DirectConfig.steepness is the sigmoid shape's 1/2 tanh(steepness x) + 1/2; for the "
+                                 f"{self.surrogate} surrogate give its width as alpha")
+            object.__setattr__(self, "alpha", surrogate.width_from_steepness(self.steepness))
         if not self.alpha > 0:
             raise ValueError(f"DirectConfig.alpha (surrogate width) must be positive, got {self.alpha!r}")
         if not 0 <= self.noise_p <= 1:
@@ -104,20 +115,13 @@ class LIFNeuron(nn.Module):
 
     def smooth(self, x: Tensor) -> Tensor:
         """H_a(x): the analog activation whose derivative is the surrogate gradient."""
-        width = self.alpha.clamp(min=1e-3)
-        if self.config.surrogate == "rectangular":
-            return torch.clamp(x / width + 0.5, 0.0, 1.0)
-        return 0.5 + 0.5 * torch.tanh(2.0 * x / width)
+        return surrogate.smooth(x, self.config.surrogate, self.alpha.clamp(min=1e-3))
 
     def spike(self, x: Tensor) -> Tensor:
-        heaviside = (x >= 0).to(x.dtype)
         if not self.training:
-            return heaviside
-        smooth = self.smooth(x)
-        if self.noise_p >= 1.0:
-            return smooth + (heaviside - smooth).detach()
-        mask = torch.bernoulli(torch.full_like(x, self.noise_p))
-        return smooth + mask * (heaviside - smooth).detach()
+            return (x >= 0).to(x.dtype)
+        mask = None if self.noise_p >= 1.0 else torch.bernoulli(torch.full_like(x, self.noise_p))
+        return surrogate.spike(x, self.config.surrogate, self.alpha.clamp(min=1e-3), mask)
 
     def forward(self, current: Tensor) -> Tensor:
         steps = current.reshape(self.T, -1, *current.shape[1:])

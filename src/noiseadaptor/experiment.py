@@ -37,7 +37,8 @@ def build_for_method(model: nn.Module, config: dict) -> nn.Module:
     if method in DIRECT_METHODS:
         from .direct import DirectConfig, to_direct_snn
 
-        keys = ("T", "tau", "threshold", "alpha", "noise_p", "reset", "surrogate", "noise_decay", "noise_milestones")
+        keys = ("T", "tau", "threshold", "alpha", "noise_p", "reset", "surrogate", "noise_decay", "noise_milestones",
+                "steepness")
         options = {k: config[k] for k in keys if config.get(k) is not None}
         direct = DirectConfig.asgl(**options) if method == "asgl" else DirectConfig.surrogate_gradient(**options)
         return to_direct_snn(model, direct, static_input=not config.get("event_input", False))

@@ -10,7 +10,9 @@ One quantizer serves every method of the paper's comparisons::
   with a learnable threshold ``lam = p*s``. Its forward is the noiseless quantizer; training ``lam``
   by plain autograd equals training ``s`` with the scale gradient multiplied by ``1/p**2``
   (d/dlam = d/ds / p and an SGD step on lam moves s by lr*grad_lam/p), so QCFS is this quantizer
-  with ``scale_grad="qcfs"``.
+  with ``scale_grad="qcfs"``. Its gradients are those of the authors' code as it ran
+  (putshua/SNN_conversion_QCFS ``MyFloor``: a straight-through floor, then a clamp whose gradient
+  passes at both bounds): ``gradient_window="rounding"``, see `QuantConfig`.
 - Dual-phase Phase I (Wang et al. 2023, paper 002 Eq. 11-13): the QC-ANN activation
   ``theta * g_{theta,T}(x) = theta * clip(round(x*T/theta)/T, 0, 1)`` is this quantizer with p = T levels
   and threshold theta = p*s (``s * clip(round(x/s), 0, p)``), its trainable theta the ``"qcfs"`` scale
@@ -35,6 +37,7 @@ from torch import Tensor, nn
 
 NoiseKind = Literal["uniform", "gaussian", "bernoulli", "none"]
 ScaleGrad = Literal["algorithm1", "qcfs", "none"]
+GradientWindow = Literal["clip", "rounding"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,13 @@ class QuantConfig:
         "none": 1.
     rounding: False gives the clip activation s*clip(v/s, 0, p) = clip(v, 0, theta), theta = p*s, in
         training and evaluation: the dual-phase method's source ANN (no rounding, no noise).
+    gradient_window: where the straight-through gradient passes, with z = v/s + eps.
+        "clip": 0 < z < p (Noise Adaptor Eq. 7-8: the clip's range); above, d/ds = p and d/dv = 0.
+        "rounding": where the rounded value lies in [0, p], both ends included: -1/2 <= z < p + 1/2
+        (for an element that skipped the rounding under Bernoulli noise, 0 <= z <= p); above, d/ds = p.
+        This is the reference code of QCFS (``MyFloor``) and of dual-phase (``NoisyQC``) as it ran: a
+        straight-through round, then a clamp with PyTorch's gradient of its time at the bounds. In
+        threshold terms (lam = p*s): d/dv = 1 and d/dlam = (round(z) - z)/p inside, d/dlam = 1 above.
     """
 
     p: int = 2
@@ -69,6 +79,7 @@ class QuantConfig:
     scale_grad: ScaleGrad = "algorithm1"
     noise_probability: float = 0.1
     rounding: bool = True
+    gradient_window: GradientWindow = "clip"
 
     def __post_init__(self) -> None:
         if isinstance(self.p, bool) or not isinstance(self.p, int) or self.p <= 0:
@@ -88,6 +99,8 @@ class QuantConfig:
                              f"(got noise={self.noise!r})")
         if self.scale_grad not in ("algorithm1", "qcfs", "none"):
             raise ValueError(f"QuantConfig.scale_grad must be 'algorithm1', 'qcfs' or 'none'; got {self.scale_grad!r}")
+        if self.gradient_window not in ("clip", "rounding"):
+            raise ValueError(f"QuantConfig.gradient_window must be 'clip' or 'rounding'; got {self.gradient_window!r}")
 
     # The three methods the paper compares, by name.
     @classmethod
@@ -99,19 +112,22 @@ class QuantConfig:
         return cls(p=p, noise="none")
 
     @classmethod
-    def qcfs(cls, p: int = 2) -> "QuantConfig":
-        return cls(p=p, noise="none", scale_grad="qcfs")
+    def qcfs(cls, p: int = 2, **kwargs) -> "QuantConfig":
+        """QCFS as its authors' code trains it: plain SGD on lam = p*s, the gradient window of ``MyFloor``."""
+        return cls(p=p, **{"noise": "none", "scale_grad": "qcfs", "gradient_window": "rounding", **kwargs})
 
     @classmethod
-    def dual_phase(cls, p: int = 4, probability: float = 0.1) -> "QuantConfig":
+    def dual_phase(cls, p: int = 4, probability: float = 0.1, **kwargs) -> "QuantConfig":
         """Phase I of the dual-phase method (Wang et al. 2023): the QC-ANN ``theta*clip(round(x*T/theta)/T,
         0, 1)`` with p = T levels (give the simulation length as p) and a trainable threshold theta = p*s
         (the "qcfs" scale gradient: plain autograd on theta), fine-tuned with Bernoulli Quant-Noise.
 
         probability: P(an element passes through unquantized) in training; 0.1 is the authors' value for
         CIFAR-100 and ImageNet at every T (CIFAR-10: 0.1-0.2 for T <= 4, 0 above). Phase II is
-        `noiseadaptor.dual_phase.dual_phase_calibrate` on the converted network."""
-        return cls(p=p, noise="bernoulli", noise_probability=probability, scale_grad="qcfs")
+        `noiseadaptor.dual_phase.dual_phase_calibrate` on the converted network. Gradients: the authors'
+        ``NoisyQC`` as it ran (``gradient_window="rounding"``)."""
+        return cls(p=p, **{"noise": "bernoulli", "noise_probability": probability, "scale_grad": "qcfs",
+                           "gradient_window": "rounding", **kwargs})
 
     @classmethod
     def clip(cls, p: int = 1) -> "QuantConfig":
@@ -174,19 +190,26 @@ def _forward(v: Tensor, scale: Tensor, p: int, eps: Tensor | None, noise: str, a
     return q.clamp_(0, p).mul_(scale), z, mask
 
 
-def _backward(grad_out: Tensor, z: Tensor, p: int, mask: Tensor | None = None):
-    """Eq. 7 (pass inside the clip range) and the per-element factor of Eq. 8, summed: round(z) - z
-    inside, p above, 0 below. An element that passed through unrounded (mask False) has out = s*z = v
-    inside the range: d/ds = 0 there. Masks are float compares (a bool mask costs several times more on
-    a CPU); two scratch buffers and dot products for the sums, since every fresh tensor of activation
-    size costs page faults on a CPU."""
-    inside = torch.gt(z, 0, out=torch.empty_like(z))
-    scratch = torch.lt(z, p, out=torch.empty_like(z))
+def _backward(grad_out: Tensor, z: Tensor, p: int, mask: Tensor | None = None, window: str = "clip"):
+    """Eq. 7 (pass inside the window) and the per-element factor of Eq. 8, summed: round(z) - z
+    inside, p above, 0 below; the window is QuantConfig.gradient_window's ("clip": 0 < z < p;
+    "rounding": the rounded value, or z where it skipped the rounding, in [0, p] inclusive). An element
+    that passed through unrounded (mask False) has out = s*z = v inside the range: d/ds = 0 there. Masks
+    are float compares (a bool mask costs several times more on a CPU); two scratch buffers and dot
+    products for the sums, since every fresh tensor of activation size costs page faults on a CPU."""
+    if window == "clip":
+        level, lower, upper, over = z, torch.gt, torch.lt, torch.ge
+    else:  # clamp(round(z), 0, p) with the round straight-through and the clamp's gradient at both bounds
+        level = torch.add(z, 0.5).floor_()
+        level = level if mask is None else torch.where(mask, level, z)
+        lower, upper, over = torch.ge, torch.le, torch.gt
+    inside = lower(level, 0, out=torch.empty_like(z))
+    scratch = upper(level, p, out=torch.empty_like(z))
     grad_v = grad_out * inside.mul_(scratch)
     error = torch.add(z, 0.5, out=scratch).floor_().sub_(z)
     if mask is not None:
         error.mul_(mask)
-    above = torch.ge(z, p, out=inside)  # inside is not needed any more
+    above = over(level, p, out=inside)  # inside is not needed any more
     return grad_v, _dot(grad_v, error) + p * _dot(grad_out, above)
 
 
@@ -223,34 +246,35 @@ class _Quantize(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, v: Tensor, scale: Tensor, eps: Tensor | None, p: int, grad_factor: float,
-                noise: str = "none", amplitude: float = 0.0, mask: Tensor | None = None) -> Tensor:
+                noise: str = "none", amplitude: float = 0.0, mask: Tensor | None = None,
+                window: str = "clip") -> Tensor:
         forward, backward = _kernels(v)
         out, z, mask = forward(v, scale, p, eps, noise, amplitude, mask)
         if mask is None:
             ctx.save_for_backward(z, scale)
         else:
             ctx.save_for_backward(z, scale, mask)
-        ctx.p, ctx.grad_factor, ctx.backward_kernel = p, grad_factor, backward
+        ctx.p, ctx.grad_factor, ctx.window, ctx.backward_kernel = p, grad_factor, window, backward
         return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         z, scale, *mask = ctx.saved_tensors
-        grad_v, grad_s = ctx.backward_kernel(grad_out, z, ctx.p, mask[0] if mask else None)
+        grad_v, grad_s = ctx.backward_kernel(grad_out, z, ctx.p, mask[0] if mask else None, ctx.window)
         grad_s = grad_s.reshape(scale.shape) * ctx.grad_factor if ctx.needs_input_grad[1] else None
-        return grad_v if ctx.needs_input_grad[0] else None, grad_s, None, None, None, None, None, None
+        return grad_v if ctx.needs_input_grad[0] else None, grad_s, None, None, None, None, None, None, None
 
 
 def quantize(v: Tensor, scale: Tensor, p: int, eps: Tensor | None = None, grad_factor: float = 1.0,
-             mask: Tensor | None = None) -> Tensor:
+             mask: Tensor | None = None, gradient_window: GradientWindow = "clip") -> Tensor:
     """Functional quantizer: ``scale * clip(round_half_up(v/scale + eps), 0, p)`` with Eq. 7-8 gradients.
 
     mask: Eq. 13's M of Bernoulli Quant-Noise, a bool tensor shaped like `v`: True where the element is
     quantized, False where it passes through clipped but unrounded, ``scale * clip(v/scale + eps, 0, p)``
-    (gradient 1 to v inside the range and 0 to the scale there)."""
+    (gradient 1 to v inside the range and 0 to the scale there). gradient_window: see QuantConfig."""
     if mask is not None:
         mask = torch.as_tensor(mask, dtype=torch.bool, device=v.device).expand_as(v)
-    return _Quantize.apply(v, scale, eps, p, grad_factor, "none", 0.0, mask)
+    return _Quantize.apply(v, scale, eps, p, grad_factor, "none", 0.0, mask, gradient_window)
 
 
 def _grad_scaled(t: Tensor, factor: float) -> Tensor:
@@ -305,7 +329,7 @@ class QuantReLU(nn.Module):
         if not self.config.rounding:  # clip(v, 0, p*s): gradient 1 to v inside, p to s above, by autograd
             return torch.minimum(torch.relu(v), _grad_scaled(self.threshold, self.grad_factor(v)))
         return _Quantize.apply(v, self.scale, None, self.p, self.grad_factor(v), self.noise_kind(),
-                               self.noise_parameter())
+                               self.noise_parameter(), None, self.config.gradient_window)
 
     def extra_repr(self) -> str:
         c = self.config
@@ -313,4 +337,5 @@ class QuantReLU(nn.Module):
                  if c.noise == "bernoulli" else f"{c.noise}(amplitude={c.noise_amplitude})")
         if not c.rounding:
             return f"clip, threshold={self.threshold.item():.4g}, scale_grad={c.scale_grad}"
-        return f"p={self.p}, scale={self.scale.item():.4g}, noise={noise}, scale_grad={c.scale_grad}"
+        return (f"p={self.p}, scale={self.scale.item():.4g}, noise={noise}, scale_grad={c.scale_grad}, "
+                f"gradient_window={c.gradient_window}")

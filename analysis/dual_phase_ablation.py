@@ -2,8 +2,9 @@
 """Paper 002 (dual-phase conversion) at CPU scale: the ablation of its Fig. 5, the calibration-sample
 sweep of its Table 3, and Noise Adaptor side by side, all from one float network.
 
-For each T: the float network's copy as a QC-ANN with T levels (prepare + layer-wise scale
-initialisation, no training: "copy weights"), Phase I (that QC-ANN fine-tuned with Bernoulli
+For each T: the float network's copy as a QC-ANN with T levels (prepare + thresholds by weight-threshold
+balancing at the 99.5th percentile of each layer's activation, the paper's route 2 as the authors' code
+runs it, or --thresholds l2 for Noise Adaptor's layer-wise L2 fit; no training: "copy weights"), Phase I (that QC-ANN fine-tuned with Bernoulli
 Quant-Noise), and each of them converted and calibrated by Phase II (coarse then fine), plus Phase I
 with coarse calibration only. Every SNN is simulated for exactly the T it was built for. Then, at
 --sweep-T, Phase I + Phase II with 0, 16, 64, 256, 1024 calibration samples. Last, Noise Adaptor (p=2)
@@ -35,6 +36,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from noiseadaptor import QuantConfig, convert, evaluate, fit, init_scales, prepare, requantize, simulate
+from noiseadaptor.calibrate import balance_thresholds
 from noiseadaptor.checkpoint import load_checkpoint, restore
 from noiseadaptor.data import get_dataset, spread_subset
 from noiseadaptor.dual_phase import collect_samples, dual_phase_calibrate
@@ -60,6 +62,8 @@ def main() -> None:
     ap.add_argument("--source", choices=("relu", "clip"), default="relu",
                     help="what each QC-ANN starts from: the float ReLU net, or a clip source ANN trained from it")
     ap.add_argument("--phase1-lr", type=float, help="Phase I learning rate (default: --lr)")
+    ap.add_argument("--thresholds", choices=("percentile", "l2"), default="percentile",
+                    help="QC-ANN thresholds from the ReLU net: 99.5th percentile (paper) or the L2 fit")
     ap.add_argument("--samples", type=int, default=256, help="Phase II calibration samples")
     ap.add_argument("--calibration-epochs", type=int, default=5)
     ap.add_argument("--sweep-T", type=int, default=4)
@@ -92,13 +96,16 @@ def main() -> None:
         results = {"args": settings, "float": evaluate(model, test), "ablation": {}, "sweep": {}, "na": {}}
     print(f"float ANN {100 * results['float']:.2f}% on {len(test.dataset)} test images")
 
-    def qat(config: QuantConfig, name: str, start=None, lr: float = args.lr):
-        """(the starting QC-ANN, it after QAT): from the float net with fitted scales, or from `start`
-        requantized to `config` (thresholds kept)."""
+    def qat(config: QuantConfig, name: str, start=None, lr: float = args.lr, thresholds: str = "l2"):
+        """(the starting QC-ANN, it after QAT): from the float net with fitted scales ("l2") or balanced
+        thresholds ("percentile"), or from `start` requantized to `config` (thresholds kept)."""
         torch.manual_seed(args.seed)
         if start is None:
             q = prepare(copy.deepcopy(model), config)
-            init_scales(q, next(iter(train)))
+            if thresholds == "percentile":
+                balance_thresholds(q, next(iter(train)))
+            else:
+                init_scales(q, next(iter(train)))
         else:
             q = requantize(copy.deepcopy(start), config)
         copied = copy.deepcopy(q)
@@ -118,8 +125,9 @@ def main() -> None:
         results["clip source"] = evaluate(source, test)
         print(f"clip source ANN {100 * results['clip source']:.2f}%")
     for T in args.T:  # every T trains (or reloads) in order, so a rerun draws the same batches
-        copied, phase1 = qat(QuantConfig.dual_phase(p=T, probability=quant_noise(T)), f"phase1-{args.source}-T{T}" if source is not None else f"phase1-T{T}", source,
-                             args.phase1_lr or args.lr)
+        name = f"phase1-{args.source}-T{T}" if source is not None else f"phase1-{args.thresholds}-T{T}"
+        copied, phase1 = qat(QuantConfig.dual_phase(p=T, probability=quant_noise(T)), name, source,
+                             args.phase1_lr or args.lr, args.thresholds)
         if str(T) not in results["ablation"]:
             row = {"copy weights": snn_accuracy(copied, T), "Phase I": snn_accuracy(phase1, T),
                    "Phase II": snn_accuracy(copied, T, "both"), "Phase I + CC": snn_accuracy(phase1, T, "coarse"),

@@ -136,6 +136,39 @@ def test_dual_phase_calibrate_on_a_residual_network():
         calibrate_initial_membrane(snn, q, x, T=0)
 
 
+def test_authors_options_learned_sigmoid_surrogate_and_a_final_coarse_pass():
+    q, x = one_layer(seed=2)
+    snn = convert(q)
+    snn.neurons()[0][1].initial_membrane = torch.tensor(0.0)
+    report = dual_phase_calibrate(snn, q, x, T=4, num_samples=256, epochs=3, lr=5e-3, surrogate="sigmoid",
+                                  surrogate_width=0.8, learn_width=True, final_coarse=True)
+    assert set(report) == {"coarse", "fine", "final_coarse"}
+    (r,) = report["fine"].values()
+    assert r["parameters"] == 6 * 5 + 5 + 5 + 1 and r["surrogate_width"] != 0.8  # the width trained too
+    assert r["loss_after"] <= r["loss_before"]
+    with pytest.raises(ValueError, match="surrogate"):
+        dual_phase_calibrate(snn, q, x, T=4, surrogate="dspike")
+
+
+def test_weight_threshold_balancing_is_the_authors_percentile():
+    from noiseadaptor import balance_thresholds
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 20), nn.ReLU(), nn.Linear(20, 9), nn.ReLU(), nn.Linear(9, 3))
+    q = prepare(net, QuantConfig.dual_phase(p=4))
+    batches = [torch.randn(50, 6) for _ in range(3)]
+    thresholds = balance_thresholds(q, batches)
+    # the authors' getMaxAct: per batch, quantile(|a|, 0.995) of each layer's float activation, then the max
+    with torch.no_grad():
+        first = [torch.relu(net[0](b)) for b in batches]
+        second = [torch.relu(net[2](a)) for a in first]
+    expected = [max(torch.quantile(a.flatten(), 0.995).item() for a in acts) for acts in (first, second)]
+    assert list(thresholds.values()) == pytest.approx(expected, rel=1e-6)
+    assert [layer.threshold.item() for _, layer in quantizers(q)] == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="percentile"):
+        balance_thresholds(q, batches, percentile=0)
+
+
 def test_dual_phase_through_the_cli(tmp_path, capsys):
     import json
 

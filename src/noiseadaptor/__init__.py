@@ -10,7 +10,7 @@ The pipeline mirrors torch.ao.quantization::
     result = simulate(snn, test_loader, T=256)        # accuracy at every T in one run
 """
 
-from .calibrate import init_scales, reestimate_batchnorm
+from .calibrate import balance_thresholds, init_scales, reestimate_batchnorm
 from .conversion import convert
 from .neurons import IFNeuron, SpikingNetwork
 from .preparation import prepare, quantizers, requantize
@@ -20,6 +20,7 @@ from .train import evaluate, fit
 
 __all__ = [
     "QuantConfig", "QuantReLU", "quantize", "prepare", "quantizers", "requantize", "init_scales", "reestimate_batchnorm",
+    "balance_thresholds",
     "convert",
     "IFNeuron", "SpikingNetwork", "simulate", "SimulationResult", "fit", "evaluate",
 ]

@@ -129,6 +129,67 @@ def reestimate_batchnorm(qmodel: nn.Module, data: Tensor | Iterable, layers: Seq
     return used
 
 
+@torch.no_grad()
+def balance_thresholds(qmodel: nn.Module, data: Tensor | Iterable, percentile: float = 99.5,
+                       num_batches: int | None = None) -> dict[str, float]:
+    """Weight-threshold balancing in threshold form (Rueckauer et al. 2017, the dual-phase paper's route 2
+    to a source ANN): every quantizer's threshold p*s becomes the `percentile`-th percentile of the
+    full-precision activation it replaces (the ReLU output, quantizers off), the largest over the
+    batches of `data` (a tensor or an iterable of batches, the first `num_batches`), as the dual-phase
+    authors' code computes it (99.5). Equivalent to rescaling the weights by the thresholds, which the
+    IF neuron's threshold does instead. Returns {layer: threshold}."""
+    if not 0 < percentile <= 100:
+        raise ValueError(f"percentile must be in (0, 100], got {percentile!r}")
+    layers = quantizers(qmodel)
+    if not layers:
+        raise ValueError("balance_thresholds() expects a model returned by prepare(); this one has no QuantReLU")
+    batches = [data] if isinstance(data, Tensor) else data
+    device = next(qmodel.parameters()).device
+    highest = [0.0] * len(layers)
+
+    def record(i: int):
+        def hook(module, args):
+            highest[i] = max(highest[i], _quantile(torch.relu(args[0]).flatten().float(), percentile / 100))
+        return hook
+
+    was_training = qmodel.training
+    qmodel.eval()
+    for _, q in layers:
+        q.enabled = False
+    handles = [q.register_forward_pre_hook(record(i)) for i, (_, q) in enumerate(layers)]
+    used = 0
+    try:
+        for batch in batches:
+            if num_batches is not None and used >= num_batches:
+                break
+            qmodel((batch[0] if isinstance(batch, (tuple, list)) else batch).to(device))
+            used += 1
+    finally:
+        for h in handles:
+            h.remove()
+        for _, q in layers:
+            q.enabled = True
+        qmodel.train(was_training)
+    if not used:
+        raise ValueError("balance_thresholds() got no batches")
+    thresholds = {}
+    for (name, q), top in zip(layers, highest):
+        q.scale.fill_(top / q.p if top > 0 else 1.0)  # a dead layer: any threshold quantizes it to zero
+        thresholds[name] = q.threshold.item()
+    return thresholds
+
+
+def _quantile(a: Tensor, q: float) -> float:
+    """torch.quantile(a, q) (linear interpolation) without its 16M-element limit."""
+    if not a.numel():
+        return 0.0
+    position = q * (a.numel() - 1)
+    low, frac = int(position), position - int(position)
+    lo = a.kthvalue(low + 1).values.item()
+    hi = a.kthvalue(min(low + 2, a.numel())).values.item() if frac else lo
+    return lo + (hi - lo) * frac
+
+
 def _store(out: list, i: int, sample, stop: bool = False):
     def hook(module: QuantReLU, args):
         out[i] = sample(i, args[0])

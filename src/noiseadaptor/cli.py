@@ -146,6 +146,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                              "T it reports, the p of a dual-phase checkpoint)")
     phase2.add_argument("--calibration-epochs", type=int, default=30,
                         help="fine calibration passes over the samples per layer (default: %(default)s)")
+    phase2.add_argument("--final-coarse", action="store_true",
+                        help="one more coarse pass over every layer at the end (the authors' script: coarse, "
+                             "fine, coarse)")
     _common_args(ev, out=None)
 
     ex = commands.add_parser("export", help="write a quantized checkpoint as NIR (the SNN) or ONNX (the ANN)",
@@ -428,7 +431,7 @@ def _phase2(args: argparse.Namespace, snn, qmodel, train_data) -> dict:
     print(f"[phase II] {args.calibrate} calibration at T={T} on {args.calibration_samples} training images")
     report = dual_phase_calibrate(snn, qmodel, train_data, T=T, coarse=args.calibrate in ("coarse", "both"),
                                   fine=args.calibrate in ("fine", "both"), num_samples=args.calibration_samples,
-                                  epochs=args.calibration_epochs, seed=args.seed)
+                                  epochs=args.calibration_epochs, seed=args.seed, final_coarse=args.final_coarse)
     for layer, r in report.get("fine", {}).items():
         print(f"  {layer}: held-out KL {r['loss_before']:.3g} -> {r['loss_after']:.3g}")
     return {"T": T, "mode": args.calibrate, "samples": args.calibration_samples, **report}

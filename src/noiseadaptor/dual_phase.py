@@ -18,14 +18,21 @@ already-calibrated SNN layers before it.
 - Fine calibration (FC, Eq. 17-19): the layer's weights and biases (every parameter between the
   previous spiking layers and this neuron: conv/linear, unfolded BN, a residual shortcut's conv) and
   its initial membrane are trained by backpropagation through the T steps of the IF dynamics, with
-  the rectangular surrogate ``dTheta/du = 1/(alpha*theta) * [|u - theta| < alpha*theta/2]`` (Eq. 18;
-  the width is in units of the threshold, alpha = 1 being the authors' ``RectSurrogate.alpha = 1``) and
-  the reset path kept in the graph (Eq. 19's ``1 - theta*h``). The loss (Eq. 17, the authors'
+  the paper's rectangular surrogate ``dTheta/du = 1/(alpha*theta) * [|u - theta| < alpha*theta/2]``
+  (Eq. 18; the width alpha is in units of the threshold, default 1) and the reset path kept in the
+  graph (Eq. 19's ``1 - theta*h``). The authors' code differs here: its fine calibration swaps in a
+  learnable ``1/2 tanh(a x) + 1/2`` (a = 2.5 at the start, trained with the layer), which is
+  ``surrogate="sigmoid", surrogate_width=0.8, learn_width=True`` (widths here are in thresholds, the
+  authors' x is in absolute units). The loss (Eq. 17, the authors'
   ``kl_loss``) is KL(softmax(a_hat) || softmax(r)) over each sample's flattened layer output, averaged
   over the batch; "mse" is an option. Adam, lr 5e-4, no weight decay, cosine schedule over the epochs;
   a held-out fifth of the samples picks the best epoch (the authors' early stopping on N/4 extra
   samples), so the held-out loss never ends above where it started. Only this layer runs with
   gradients: memory is O(T x one layer's input and output) per batch, as the paper says.
+
+Order of the passes: the paper gives none; here each layer gets its coarse step and then its fine step
+before the next layer is looked at. The authors' script runs coarse calibration over all layers, then
+fine over all, then coarse over all again; the last pass is ``final_coarse=True``.
 
 `IFNeuron`'s inference path is untouched: its outputs (run by `SpikingNetwork.run`) give each layer's
 inputs, and the BPTT uses the small differentiable IF step here, which fires, resets and starts
@@ -44,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
+from . import surrogate as surrogates
 from .hooks import StopForward
 from .neurons import SpikingNetwork
 from .preparation import quantizers
@@ -57,37 +65,23 @@ LossKind = Literal["kl", "mse"]
 # The differentiable IF step
 
 
-class _RectangularSpike(torch.autograd.Function):
-    """Heaviside(x) forward (x = u - theta, fires at u >= theta like IFNeuron); rectangular surrogate
-    ``1/width * [|x| < width/2]`` backward (Eq. 18)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, width: Tensor) -> Tensor:
-        ctx.save_for_backward(x, width)
-        return (x >= 0).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        x, width = ctx.saved_tensors
-        return grad * (x.abs() < width / 2).to(grad.dtype) / width, None
-
-
 def if_rate(current: Tensor, threshold: Tensor, initial_membrane: Tensor, T: int, batch: int,
-            surrogate_width: float = 1.0) -> Tensor:
+            surrogate_width: Tensor | float = 1.0, surrogate: str = "rectangular") -> Tensor:
     """Mean output over T steps of IF neurons (reset by subtraction, output spike*threshold), with
-    gradients to `current` and `initial_membrane` by BPTT through the rectangular surrogate.
+    gradients to `current` and `initial_membrane` by BPTT through the surrogate (`noiseadaptor.surrogate`,
+    width in thresholds; a tensor width that requires grad is learned).
 
     current: ``[T*batch, ...]`` time-major, or ``[batch, ...]`` for the same input at every step (as
     `SpikingNetwork.run` passes them). initial_membrane: in units of the threshold, broadcastable to one
     sample's shape. The forward is the same arithmetic as `IFNeuron` (same spikes, same rate)."""
     constant = current.shape[0] == batch
     steps = None if constant else current.reshape(T, batch, *current.shape[1:])
-    width = (surrogate_width * threshold).to(current.dtype)
+    width = surrogate_width * threshold.to(current.dtype)
     membrane = initial_membrane * threshold
     total = None
     for t in range(T):
         membrane = membrane + (current if constant else steps[t])
-        spike = _RectangularSpike.apply(membrane - threshold, width)
+        spike = surrogates.spike(membrane - threshold, surrogate, width)
         total = spike if total is None else total + spike
         membrane = membrane - spike * threshold
     return total * threshold / T
@@ -97,13 +91,15 @@ def if_rate(current: Tensor, threshold: Tensor, initial_membrane: Tensor, T: int
 # Public API
 
 
-FINE_DEFAULTS = dict(epochs=30, lr=5e-4, loss="kl", surrogate_width=1.0, weights=True, membrane=True, holdout=0.2,
-                     patience=None, seed=0, cache_bytes=1 << 30)
+FINE_DEFAULTS = dict(epochs=30, lr=5e-4, loss="kl", surrogate="rectangular", surrogate_width=1.0, learn_width=False,
+                     weights=True, membrane=True, holdout=0.2, patience=None, seed=0, cache_bytes=1 << 30)
 """Fine calibration options: `epochs` passes over the samples per layer, Adam `lr` (cosine schedule), `loss`
-"kl" (Eq. 17) or "mse", rectangular `surrogate_width` in thresholds, train the layer's `weights` and biases
-and/or its neurons' initial `membrane`, a `holdout` fraction of the samples kept out to pick the best
-epoch (initial state included), `patience` epochs without improvement before a layer stops, `seed` of
-the shuffling, `cache_bytes` for a layer's inputs over T steps (recomputed per batch above it)."""
+"kl" (Eq. 17) or "mse", the `surrogate` shape ("rectangular", Eq. 18; "sigmoid", the authors' code) and its
+`surrogate_width` in thresholds, learned with the layer when `learn_width` (the authors' code), train the
+layer's `weights` and biases and/or its neurons' initial `membrane`, a `holdout` fraction of the samples
+kept out to pick the best epoch (initial state included), `patience` epochs without improvement before a
+layer stops, `seed` of the shuffling, `cache_bytes` for a layer's inputs over T steps (recomputed per batch
+above it)."""
 
 
 def calibrate_initial_membrane(snn: SpikingNetwork, qmodel: nn.Module, data, T: int, num_samples: int = 256,
@@ -136,13 +132,16 @@ def calibrate_weights(snn: SpikingNetwork, qmodel: nn.Module, data, T: int, num_
 def dual_phase_calibrate(snn: SpikingNetwork, qmodel: nn.Module, data, T: int, coarse: bool = True,
                          fine: bool = True, num_samples: int = 256, granularity: Granularity = "neuron",
                          batch_size: int = 32, steps_per_call: int | None = None,
-                         layers: Sequence[str] | None = None, **fine_options) -> dict[str, dict]:
+                         layers: Sequence[str] | None = None, final_coarse: bool = False,
+                         **fine_options) -> dict[str, dict]:
     """Phase II on a converted network, in place: for each layer in graph order, coarse calibration of
     the initial membrane (if `coarse`) and then fine calibration of weights and initial membrane (if
     `fine`; `fine_options`, see `FINE_DEFAULTS`), so each layer is calibrated on the outputs of the
-    calibrated layers before it and fine calibration starts from the coarse solution.
+    calibrated layers before it and fine calibration starts from the coarse solution. `final_coarse`
+    adds one more coarse pass over every layer at the end (the authors' script: coarse, fine, coarse).
 
-    Returns {"coarse": {layer: mean |shift|}, "fine": {layer: report}} for the parts that ran."""
+    Returns {"coarse": {layer: mean |shift|}, "fine": {layer: report}, "final_coarse": {layer: mean
+    |shift|}} for the parts that ran."""
     options = _fine_options(fine_options)
     if granularity not in ("neuron", "channel", "layer"):
         raise ValueError(f"granularity must be 'neuron', 'channel' or 'layer', got {granularity!r}")
@@ -160,6 +159,9 @@ def dual_phase_calibrate(snn: SpikingNetwork, qmodel: nn.Module, data, T: int, c
             report["coarse"][name] = cal.coarse(name, granularity, seen)
         if fine:
             report["fine"][name] = cal.fine(name, sub, boundary, seen, batch_size=batch_size, **options)
+    if final_coarse:
+        report["final_coarse"] = {name: cal.coarse(name, granularity, cal.observe(name, [], cache_bytes))
+                                  for name in cal.layers(layers)}
     return report
 
 
@@ -173,6 +175,7 @@ def _fine_options(given: dict) -> dict:
     _check_positive(epochs=options["epochs"], allow_zero=("epochs",))
     if not 0 <= options["holdout"] < 1:
         raise ValueError(f"holdout must be a fraction in [0, 1), got {options['holdout']!r}")
+    surrogates.check_shape(options["surrogate"])
     if options["lr"] <= 0 or options["surrogate_width"] <= 0:
         raise ValueError(f"lr and surrogate_width must be positive, got {options['lr']!r} and "
                          f"{options['surrogate_width']!r}")
@@ -374,8 +377,8 @@ class _Calibration:
         return fx.GraphModule(self.graph, graph), boundary
 
     def fine(self, name: str, sub: fx.GraphModule, boundary: list[fx.Node], seen: "_Observed", epochs: int,
-             lr: float, batch_size: int, loss: str, surrogate_width: float, weights: bool, membrane: bool,
-             holdout: float, patience: int | None, seed: int) -> dict:
+             lr: float, batch_size: int, loss: str, surrogate: str, surrogate_width: float, learn_width: bool,
+             weights: bool, membrane: bool, holdout: float, patience: int | None, seed: int) -> dict:
         neuron = self.neurons[name]
         record = [b.target for b in boundary if b.op == "call_module"]
         placeholders = [b for b in boundary if b.op == "placeholder"]
@@ -386,7 +389,8 @@ class _Calibration:
         targets, cache = seen.targets, seen.cache
         start = neuron.initial_membrane.detach().to(self.device).expand(targets.shape[1:]).clone()
         start.requires_grad_(membrane)
-        trained = params + ([start] if membrane else [])
+        width = torch.tensor(float(surrogate_width), device=self.device, requires_grad=learn_width)
+        trained = params + ([start] if membrane else []) + ([width] if learn_width else [])
 
         generator = torch.Generator().manual_seed(seed)
         order = torch.randperm(self.n, generator=generator)
@@ -409,7 +413,7 @@ class _Calibration:
 
         def forward(index: Tensor) -> Tensor:
             current = sub(*inputs(index))
-            return if_rate(current, threshold, start, self.T, len(index), surrogate_width)
+            return if_rate(current, threshold, start, self.T, len(index), width, surrogate)
 
         def held_loss() -> float:
             with torch.no_grad():
@@ -452,8 +456,9 @@ class _Calibration:
         self.calibrated.update(id(p) for p in params)
         if membrane:
             neuron.initial_membrane = start.detach().clone()
-        return {"loss_before": before, "loss_after": best, "best_epoch": best_epoch,
-                "parameters": sum(t.numel() for t in trained)}
+        report = {"loss_before": before, "loss_after": best, "best_epoch": best_epoch,
+                  "parameters": sum(t.numel() for t in trained)}
+        return {**report, "surrogate_width": width.item()} if learn_width else report
 
 
 class _Observed(NamedTuple):

@@ -103,7 +103,7 @@ def main() -> None:
         if start is None:
             q = prepare(copy.deepcopy(model), config)
             if thresholds == "percentile":
-                balance_thresholds(q, next(iter(train)))
+                balance_thresholds(q, next(iter(train))[0])
             else:
                 init_scales(q, next(iter(train)))
         else:

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from noiseadaptor import QuantConfig, convert, evaluate, fit, init_scales, prepare, simulate
 from noiseadaptor.checkpoint import load_checkpoint, restore
 from noiseadaptor.data import get_dataset, spread_subset
+from noiseadaptor.experiment import quant_config
 from noiseadaptor.models import create_model
 from noiseadaptor.report import accuracy_table, energy_table, write_json
 
@@ -51,7 +52,7 @@ def main() -> None:
     if args.checkpoint:
         state = load_checkpoint(args.checkpoint)
         method, p = state["config"].get("method", "na"), state["config"].get("p", args.p)
-        qmodel = prepare(model, QuantConfig.from_method(method, p))
+        qmodel = prepare(model, quant_config(method, p))
         restore(state, qmodel, rng=False)
     else:
         method, p = "na", args.p

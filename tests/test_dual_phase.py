@@ -178,10 +178,10 @@ def test_dual_phase_through_the_cli(tmp_path, capsys):
     common = ["--dataset", "digits", "--model", "small-cnn", "--workers", "0", "--no-progress", "--batch-size", "64"]
     out = tmp_path / "dp"
     # --epochs 0 checkpoints the untrained copy: the ablation's "copy weights" / "Phase II only"
-    assert main(["train", *common, "--method", "dual-phase", "--p", "4", "--noise-p", "0.2", "--epochs", "0",
+    assert main(["train", *common, "--method", "dual-phase", "--p", "4", "--quant-noise-p", "0.2", "--epochs", "0",
                  "--out", str(out)]) == 0
     state = load_checkpoint(out / "checkpoint.pt")
-    assert state["config"]["method"] == "dual-phase" and state["config"]["noise_p"] == 0.2
+    assert state["config"]["method"] == "dual-phase" and state["config"]["quant_noise_p"] == 0.2
     assert state["epoch"] == 0
     assert main(["evaluate", str(out / "checkpoint.pt"), "--T", "4", "--calibrate", "both", "--calibration-samples",
                  "32", "--calibration-epochs", "1", "--no-progress", "--no-synops"]) == 0
@@ -189,8 +189,12 @@ def test_dual_phase_through_the_cli(tmp_path, capsys):
     result = json.loads((out / "evaluation.json").read_text())["results"]["dual-phase"]
     assert set(result["calibration"]["fine"]) and result["calibration"]["samples"] == 32
     with pytest.raises(SystemExit):
-        main(["train", *common, "--method", "na", "--noise-p", "0.2", "--out", str(tmp_path / "x")])
-    assert "--noise-p" in capsys.readouterr().err
+        main(["train", *common, "--method", "na", "--quant-noise-p", "0.2", "--out", str(tmp_path / "x")])
+    assert "--quant-noise-p: not a setting of method na" in capsys.readouterr().err
+    with pytest.warns(DeprecationWarning, match="--quant-noise-p"):  # the old flag, for one release
+        assert main(["train", *common, "--method", "dual-phase", "--p", "4", "--noise-p", "0.3", "--epochs", "0",
+                     "--out", str(tmp_path / "old-flag")]) == 0
+    assert load_checkpoint(tmp_path / "old-flag" / "checkpoint.pt")["config"]["quant_noise_p"] == 0.3
     # the paper's chain: a clip source ANN, then its QC-ANN with the learned thresholds
     assert main(["train", *common, "--method", "clip", "--epochs", "1", "--out", str(tmp_path / "clip")]) == 0
     source = load_checkpoint(tmp_path / "clip" / "checkpoint.pt")

@@ -152,14 +152,13 @@ def test_spikingjelly_reads_the_same_network(make, tmp_path):
 
 def test_export_command_writes_nir_and_refuses_float_runs(tmp_path, capsys):
     from noiseadaptor.checkpoint import save_checkpoint
-    from noiseadaptor.experiment import build_for_method
     from noiseadaptor.cli import main
     from noiseadaptor.export import add_export_arguments, export_main
     from noiseadaptor.models import create_model
 
     cfg = {"dataset": "digits", "model": "small-cnn", "num_classes": 10, "in_channels": 1, "image_size": 8,
            "method": "na", "p": 2}
-    model = build_for_method(create_model("small-cnn", 10, 1), cfg)
+    model = prepare(create_model("small-cnn", 10, 1), QuantConfig(p=2))
     save_checkpoint(tmp_path / "checkpoint.pt", model, epoch=1, config=cfg)
     parser = argparse.ArgumentParser()
     add_export_arguments(parser)

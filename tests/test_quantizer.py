@@ -97,8 +97,6 @@ def test_bad_options_are_clear():
         QuantConfig(noise="laplace")
     with pytest.raises(ValueError, match="noise_amplitude"):
         QuantConfig(noise_amplitude=-1)
-    with pytest.raises(ValueError, match="unknown method"):
-        QuantConfig.from_method("lsq")
     with pytest.raises(ValueError, match="gradient_window"):
         QuantConfig(gradient_window="ste")
 

@@ -15,6 +15,8 @@ from torch import nn
 from .report import atomic_path
 
 FORMAT = "noiseadaptor-checkpoint-v1"
+FREE_ON_RESUME = ("data_dir", "download", "workers", "data_on_device", "compile")
+"""Settings of how data is read or a step is run, not of what is trained: a resumed run may change them."""
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, *, epoch: int, config: dict,
@@ -58,7 +60,7 @@ def restore(state: dict, model: nn.Module, optimizer: torch.optim.Optimizer | No
     resumed silently otherwise)."""
     if config is not None:
         clash = {k: (state["config"][k], v) for k, v in config.items()
-                 if k in state["config"] and state["config"][k] != v}
+                 if k in state["config"] and state["config"][k] != v and k not in FREE_ON_RESUME}
         if clash:
             detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in clash.items())
             raise ValueError(f"checkpoint was made with other settings ({detail}); use another --out or "

@@ -4,6 +4,7 @@ paper's recipes on real data (one YAML per table row in recipes/, any flag overr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -11,15 +12,17 @@ from pathlib import Path
 import torch
 
 from .checkpoint import export_weights, load_checkpoint, restore
-from .data import DATASETS, DeviceLoader, default_data_dir, get_dataset
-from .events import EVENT_DATASETS, event_dataset
-from .export import add_export_arguments, export_main
+from .data import DATASETS, DeviceLoader, get_dataset
 from .distributed import init_from_env, is_main
-from .experiment import DIRECT_METHODS, METHODS, NA_COMPARISON, build_for_method, compare_methods, quant_config
+from .events import EVENT_DATASETS, event_dataset
+from .experiment import NA_COMPARISON, compare_methods
+from .export import add_export_arguments, export_main
+from .methods import list_methods, methods_help
 from .models import create_model, list_models
 from .report import accuracy_table, plot_accuracy, write_json
+from .runconfig import RunConfig, check_method_fields, deprecated_noise_p, load_run
 from .simulation import simulate, time_steps
-from .train import OptimizerConfig, evaluate, fit
+from .train import evaluate, fit
 
 DESCRIPTION = """\
 Build low-latency spiking neural networks (SNNs) from ordinary deep networks with Noise Adaptor:
@@ -77,55 +80,16 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     _common_args(run, out="noiseadaptor-run")
 
     train = commands.add_parser("train", help="float pre-training or quantization-aware training on real data",
-                                description="Train a float network (--method float) or a quantized one "
-                                "from float weights (--init or --weights), with checkpoints and resume.",
-                                epilog=TRAIN_EPILOG, formatter_class=fmt)
-    train.add_argument("--recipe", type=Path, help="YAML file of flag values (keys as the long flags, "
-                       "with _ for -); flags given on the command line win")
-    _data_args(train)
-    _model_args(train, default="cifar-resnet18")
-    train.add_argument("--weights", help="torchvision pre-trained weights for torchvision models "
-                       "(DEFAULT, IMAGENET1K_V1, ...)")
-    train.add_argument("--init", type=Path, help="start from this checkpoint: a float one (train --method float), "
-                       "or a quantized one whose thresholds are kept (e.g. dual-phase from its clip source ANN)")
-    train.add_argument("--method", default="na", choices=("float", *METHODS, *DIRECT_METHODS),
-                       help="float; a quantizer for conversion: na, no-noise, qcfs, clip (dual-phase's source "
-                            "ANN, clip(x, 0, theta)), dual-phase (Phase I: QC-ANN with Bernoulli Quant-Noise, p = "
-                            "its T); or direct SNN training: asgl, sg (default: %(default)s)")
-    train.add_argument("--p", type=int, default=2, help="quantization upper bound (default: %(default)s)")
-    train.add_argument("--noise-p", type=float, default=None,
-                       help="noise probability: ASGL's spike-noise mask (default 0.5), dual-phase's Quant-Noise "
-                            "pass-through (default 0.1)")
-    direct = train.add_argument_group("direct training (--method asgl or sg)")
-    direct.add_argument("--time-steps", type=int, default=4, help="T of the trained SNN (default: %(default)s)")
-    direct.add_argument("--tau", type=float, default=2.0, help="LIF time constant, leak 1-1/tau (default: %(default)s)")
-    direct.add_argument("--alpha", type=float, default=1.0,
-                        help="initial surrogate width a: the surrogate's slope at 0 is 1/a for every shape (the "
-                             "rectangle's width, ASGL Tables 4/11; default: %(default)s)")
-    direct.add_argument("--steepness", type=float, default=None,
-                        help="instead of --alpha, for --surrogate sigmoid: the paper's 1/2 tanh(steepness x) + 1/2 "
-                             "(ASGL Table 5 / A.6 alpha, e.g. 2.5); the width becomes 2/steepness")
-    direct.add_argument("--threshold", type=float, default=1.0, help="LIF firing threshold (default: %(default)s)")
-    direct.add_argument("--reset", default="hard", choices=("hard", "soft"), help="(default: %(default)s)")
-    direct.add_argument("--surrogate", default="rectangular", choices=("rectangular", "sigmoid"),
-                        help="(default: %(default)s)")
-    direct.add_argument("--noise-decay", type=float, default=1.0, metavar="ZETA",
-                        help="ASGL's schedule: at each --noise-milestones epoch, noise-p <- 1 - (1 - noise-p) * ZETA "
-                             "(paper Table 6: CIFAR-100 0.8; default %(default)s keeps it fixed)")
-    direct.add_argument("--noise-milestones", type=int, nargs="+", default=[], metavar="EPOCH",
-                        help="0-based epochs where the noise decay applies (CIFAR-100, 300 epochs: 90 210 270 285)")
-    _optim_args(train, epochs=400, lr=0.05, weight_decay=5e-4, batch_size=128)
-    train.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"),
-                       help="main optimiser, cosine schedule; SGD has momentum 0.9 (default: %(default)s). Weight "
-                            "decay: every parameter but surrogate widths; for asgl/sg, as the ASGL authors, "
-                            "conv/linear weights only")
-    direct.add_argument("--width-lr", type=float, default=3e-4,
-                        help="asgl: the surrogate widths' own Adam learning rate, constant, no weight decay "
-                             "(the authors' code; default: %(default)s)")
-    train.add_argument("--amp", action="store_true", help="bfloat16 autocast")
-    train.add_argument("--compile", action="store_true", help="torch.compile the model")
+                                description="Train a float network (--method float), a quantized one from float "
+                                "weights (--init or --weights), or an SNN directly, with checkpoints and resume. "
+                                "The flags are the fields of noiseadaptor.runconfig.RunConfig; a recipe is a YAML "
+                                "file of them.", epilog=TRAIN_EPILOG, formatter_class=fmt)
+    train.add_argument("--recipe", type=Path, help="YAML file of run settings (keys: the long flags with _ for -, "
+                       "and out); flags given on the command line win")
+    add_run_arguments(train)
+    train.add_argument("--noise-p", type=float, default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # deprecated
     train.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
-    _common_args(train, out="runs/train")
+    _common_args(train, out=None, seed=False)
 
     ev = commands.add_parser("evaluate", help="ANN accuracy of a checkpoint and, if quantized, SNN accuracy per T",
                              description="Rebuild the model of a train checkpoint, measure its ANN accuracy, "
@@ -169,24 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        if args.command == "train" and args.recipe is not None:
-            args = apply_recipe(commands["train"], args.recipe, argv[1:])
-            args.command = "train"
+        if args.command == "train":
+            args.run = run_config(args)
         return {"run": _run, "train": _train, "evaluate": _evaluate, "export": export_main}[args.command](args)
     except ValueError as err:  # bad input found by the library, before any heavy work
         parser.exit(2, f"noiseadaptor {args.command}: error: {err}\n")
-
-
-def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="cifar10", choices=DATASETS + EVENT_DATASETS, help="(default: %(default)s)")
-    p.add_argument("--data-dir", type=Path, help=f"data folder (default: $NOISEADAPTOR_DATA or {default_data_dir()})")
-    p.add_argument("--download", action="store_true", help="let torchvision download the data set (needs internet)")
-    p.add_argument("--augment", default="standard", choices=("standard", "autoaugment", "none"),
-                   help="training augmentation for 32x32 data (default: %(default)s)")
-    p.add_argument("--cutout", type=int, default=0, help="Cutout square side in pixels, 0 = off (default: 0)")
-    p.add_argument("--data-on-device", action="store_true",
-                   help="hold CIFAR/MNIST whole on the GPU and augment there (fast small-image training)")
-    p.add_argument("--workers", type=int, default=4, help="data loader processes (default: %(default)s)")
 
 
 def _model_args(p: argparse.ArgumentParser, default: str) -> None:
@@ -232,30 +183,72 @@ def _print_tables(rows: dict, title: str) -> None:
               "not counted in T (nor in the energy above)")
 
 
-def _common_args(p: argparse.ArgumentParser, out: str | None) -> None:
-    p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+def _common_args(p: argparse.ArgumentParser, out: str | None, seed: bool = True) -> None:
+    if seed:
+        p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     p.add_argument("--out", type=Path, default=Path(out) if out else None,
-                   help="output folder" + (" (default: %(default)s)" if out else " (default: beside the checkpoint)"))
+                   help="output folder" + (" (default: %(default)s)" if out else
+                                           " (default: the recipe's out, or beside the checkpoint / runs/train)"))
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def apply_recipe(parser: argparse.ArgumentParser, recipe: Path, argv: list[str]) -> argparse.Namespace:
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per RunConfig field (data, model, method, optimisation), with its help and default; a flag
+    not given stays absent from the namespace, so a recipe's value or the field's default applies."""
+    choices = {"dataset": DATASETS + EVENT_DATASETS, "method": tuple(list_methods())}
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in dataclasses.fields(RunConfig):
+        group = f.metadata["group"]
+        if group == "facts":
+            continue
+        if group not in groups:
+            groups[group] = parser.add_argument_group(group)
+        flag, default = "--" + f.name.replace("_", "-"), f.default
+        text = f.metadata["help"].replace("%", "%%")
+        if f.name == "method":
+            text = f"{text}: {methods_help()}"
+        kwargs: dict = {"default": argparse.SUPPRESS, "dest": f.name}
+        if f.type == "bool":
+            groups[group].add_argument(flag, action="store_true", help=text, **kwargs)
+            continue
+        kind = {"int": int, "float": float, "float | None": float, "tuple[int, ...]": int}.get(f.type, str)
+        if f.type.startswith("tuple"):
+            kwargs["nargs"] = "*"
+        shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+        groups[group].add_argument(flag, type=kind, choices=f.metadata.get("choices") or choices.get(f.name),
+                                   metavar=f.name.upper() if f.name in choices else None,
+                                   help=text if default is None else f"{text} (default: {shown})", **kwargs)
+
+
+def run_config(args: argparse.Namespace) -> RunConfig:
+    """The RunConfig of a train command line: the recipe's values, then the flags given, validated (settings
+    of another method refused, the deprecated --noise-p mapped to its method's probability). Also settles
+    the invocation: --out (flag, else the recipe's out, else runs/train) and --resume (flag or recipe)."""
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    values = read_recipe(args.recipe) if args.recipe is not None else {}
+    recipe_out, recipe_resume = values.pop("out", None), values.pop("resume", False)
+    if not isinstance(recipe_resume, bool):
+        raise ValueError(f"recipe {args.recipe}: resume must be true or false, got {recipe_resume!r}")
+    args.out = args.out or Path(recipe_out or "runs/train")
+    args.resume = args.resume or recipe_resume
+    values.update({k: v for k, v in vars(args).items() if k in fields})
+    noise = getattr(args, "noise_p", values.pop("noise_p", None))
+    if noise is not None:
+        values.update(deprecated_noise_p(values.get("method", RunConfig.method), noise))
+    check_method_fields(values.get("method", RunConfig.method), set(values))
+    return RunConfig.from_dict(values, source=f"recipe {args.recipe}" if args.recipe else "command line")
+
+
+def read_recipe(recipe: Path) -> dict:
     import yaml
 
     if not recipe.is_file():
         raise ValueError(f"recipe {recipe} not found")
     values = yaml.safe_load(recipe.read_text()) or {}
-    known = {a.dest for a in parser._actions}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"recipe {recipe}: unknown keys {unknown}; keys are the train flags, e.g. "
-                         f"{', '.join(sorted(known - {'help', 'recipe'})[:6])}, ...")
-    for key in ("data_dir", "init", "out"):
-        if values.get(key) is not None:
-            values[key] = Path(values[key])
-    parser.set_defaults(**values)
-    return parser.parse_args(argv)
+    if not isinstance(values, dict):
+        raise ValueError(f"recipe {recipe}: expected a mapping of settings (key: value lines)")
+    return values
 
 
 def _check_positive(args: argparse.Namespace, *flags: str, allow_zero: tuple[str, ...] = ()) -> None:
@@ -272,9 +265,10 @@ def _progress(args: argparse.Namespace) -> bool:
 
 def _run(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
+    convertible = list_methods("conversion")
+    unknown = [m for m in methods if m not in convertible]
     if unknown or not methods:
-        raise ValueError(f"--methods: unknown {unknown or 'empty list'}; choose from {', '.join(METHODS)}")
+        raise ValueError(f"--methods: unknown {unknown or 'empty list'}; choose from {', '.join(convertible)}")
     _check_positive(args, "p", "T", "batch_size", "float_epochs", "epochs", allow_zero=("float_epochs", "epochs"))
     _simulate_options(args)
     device = init_from_env(args.device)
@@ -306,79 +300,64 @@ def _train(args: argparse.Namespace) -> int:
     from .calibrate import init_scales
     from .preparation import requantize
 
-    _check_positive(args, "p", "batch_size", "epochs", "time_steps", allow_zero=("epochs",))
-    preset = OptimizerConfig.asgl if args.method in DIRECT_METHODS else OptimizerConfig
-    optimizer = preset(kind=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, width_lr=args.width_lr)
-    if args.init is not None and args.weights is not None:
-        raise ValueError("give --init (our float checkpoint) or --weights (torchvision's), not both")
-    if args.noise_p is not None and args.method not in ("asgl", "dual-phase"):
-        raise ValueError(f"--noise-p is the noise probability of asgl and dual-phase; method {args.method} has none")
-    if (args.noise_decay != 1.0 or args.noise_milestones) and args.method != "asgl":
-        raise ValueError("--noise-decay and --noise-milestones schedule ASGL's spike noise; use them with --method asgl")
-    if (args.noise_decay != 1.0) != bool(args.noise_milestones):
-        raise ValueError("ASGL's noise schedule needs both --noise-decay (zeta < 1) and --noise-milestones; "
-                         "one alone changes nothing")
-    if args.init is not None and not args.init.is_file():
-        raise ValueError(f"--init {args.init}: no such checkpoint")
-    init_state = load_checkpoint(args.init) if args.init is not None else None
-    start_config = init_state["config"] if init_state is not None else {}
-    quantized_start = start_config.get("method") in METHODS  # e.g. the dual-phase source (clip) ANN
-    if quantized_start and args.method not in METHODS:
-        raise ValueError(f"--init {args.init} is a quantized ({start_config['method']}) network: continue it with a "
-                         f"quantization method ({', '.join(METHODS)}), or start {args.method} from a float one")
+    run: RunConfig = args.run
+    method = run.method_info
+    optimizer = method.optimizer(run)
+    if run.init is not None and not Path(run.init).is_file():
+        raise ValueError(f"--init {run.init}: no such checkpoint")
+    init_state = load_checkpoint(run.init) if run.init is not None else None
+    start = RunConfig.from_dict(init_state["config"], f"--init {run.init}") if init_state is not None else None
+    quantized_start = start is not None and start.method_info.family == "conversion"  # e.g. a clip source ANN
+    if quantized_start and method.family != "conversion":
+        raise ValueError(f"--init {run.init} is a quantized ({start.method}) network: continue it with a "
+                         f"quantization method ({', '.join(list_methods('conversion'))}), or start {run.method} "
+                         "from a float one")
     checkpoint = args.out / "checkpoint.pt"
     if checkpoint.exists() and not args.resume:
         raise ValueError(f"{checkpoint} exists: add --resume to continue it, or choose another --out")
+    events = run.dataset in EVENT_DATASETS
+    if events and method.family != "direct":
+        raise ValueError(f"{run.dataset} is event data (frames over T steps): train it with a direct method "
+                         f"({', '.join(list_methods('direct'))})")
+    if run.data_on_device and (run.dataset not in ("cifar10", "cifar100", "mnist", "fashion-mnist")
+                               or run.augment != "standard" or run.cutout):
+        raise ValueError("--data-on-device holds CIFAR-10/100 or (Fashion-)MNIST on the device with the standard "
+                         "augmentation; drop it for other data sets, --augment or --cutout")
     device = init_from_env(args.device)
-    torch.manual_seed(args.seed)
-    events = args.dataset in EVENT_DATASETS
-    if events and args.method not in DIRECT_METHODS:
-        raise ValueError(f"{args.dataset} is event data (frames over T steps): train it with a direct method "
-                         f"({', '.join(DIRECT_METHODS)})")
-    splits = (event_dataset(args.dataset, args.data_dir, args.time_steps, args.download) if events else
-              get_dataset(args.dataset, args.data_dir, args.download, args.augment, args.cutout))
-    if args.data_on_device:
-        if args.dataset not in ("cifar10", "cifar100", "mnist", "fashion-mnist") or args.augment != "standard" \
-                or args.cutout:
-            raise ValueError("--data-on-device holds CIFAR-10/100 or (Fashion-)MNIST on the device with the standard "
-                             "augmentation; drop it for other data sets, --augment or --cutout")
-        train_data, test_data = (DeviceLoader.from_dataset(d, args.batch_size, args.dataset, device, train=t,
-                                                           seed=args.seed)
+    torch.manual_seed(run.seed)
+    splits = (event_dataset(run.dataset, run.data_dir, run.time_steps, run.download) if events else
+              get_dataset(run.dataset, run.data_dir, run.download, run.augment, run.cutout))
+    if run.data_on_device:
+        train_data, test_data = (DeviceLoader.from_dataset(d, run.batch_size, run.dataset, device, train=t,
+                                                           seed=run.seed)
                                  for d, t in ((splits.train, True), (splits.test, False)))
     else:
-        train_data, test_data = splits.loaders(args.batch_size, seed=args.seed, num_workers=args.workers)
-    extra = {"weights": args.weights} if args.weights else {}
-    model = create_model(args.model, splits.num_classes, splits.in_channels, **extra)
+        train_data, test_data = splits.loaders(run.batch_size, seed=run.seed, num_workers=run.workers)
+    run = dataclasses.replace(run, num_classes=splits.num_classes, in_channels=splits.in_channels,
+                              image_size=splits.image_size, event_input=events)
+    extra = {"weights": run.weights} if run.weights else {}
+    model = create_model(run.model, splits.num_classes, splits.in_channels, **extra)
     if quantized_start:
-        model = build_for_method(model, start_config)
+        model = start.method_info.build(model, start)
     if init_state is not None:
         restore(init_state, model, rng=False)
-    config = {"dataset": args.dataset, "data_dir": str(args.data_dir) if args.data_dir else None,
-              "model": args.model, "num_classes": splits.num_classes, "in_channels": splits.in_channels,
-              "image_size": splits.image_size, "event_input": events, "method": args.method, "p": args.p, "seed": args.seed, "batch_size": args.batch_size}
-    if args.method == "dual-phase":
-        config["noise_p"] = args.noise_p
-    if args.method in DIRECT_METHODS:
-        config.update(T=args.time_steps, tau=args.tau, threshold=args.threshold, alpha=args.alpha,
-                      noise_p=args.noise_p, reset=args.reset, surrogate=args.surrogate, steepness=args.steepness,
-                      noise_decay=args.noise_decay, noise_milestones=args.noise_milestones)
     if quantized_start:  # keep the thresholds it learned, now with this method's quantizer
-        model = requantize(model, quant_config(config)).to(device)
+        model = requantize(model, method.quant(run)).to(device)
     else:
-        model = build_for_method(model, config).to(device)
-        if args.method in METHODS and not checkpoint.exists():  # a resumed run loads its trained scales
+        model = method.build(model, run).to(device)
+        if method.family == "conversion" and not checkpoint.exists():  # a resumed run loads its trained scales
             init_scales(model, next(iter(train_data)))
-    trained = torch.compile(model) if args.compile else model
+    trained = torch.compile(model) if run.compile else model
     if is_main():
-        detail = {**{m: f", p={args.p}" for m in METHODS}, **{m: f", T={args.time_steps}" for m in DIRECT_METHODS}}
-        print(f"[train] {args.model} on {args.dataset}, method {args.method}{detail.get(args.method, '')}, "
-              f"{args.epochs} epochs, device {device}")
-    history = fit(trained, train_data, args.epochs, optimizer=optimizer, device=device,
-                  progress=_progress(args), desc=args.method, checkpoint=checkpoint, resume=args.resume,
-                  config=config, amp=args.amp, log_dir=args.out,
-                  on_epoch_start=model.start_epoch if args.method in DIRECT_METHODS else None)
+        detail = {"conversion": f", p={run.p}", "direct": f", T={run.time_steps}"}.get(method.family, "")
+        print(f"[train] {run.model} on {run.dataset}, method {run.method}{detail}, {run.epochs} epochs, "
+              f"device {device}")
+    history = fit(trained, train_data, run.epochs, optimizer=optimizer, device=device, progress=_progress(args),
+                  desc=run.method, checkpoint=checkpoint, resume=args.resume, config=run.to_dict(), amp=run.amp,
+                  log_dir=args.out, on_epoch_start=model.start_epoch if method.family == "direct" else None)
     accuracy = evaluate(model, test_data, device)
     if is_main():
+        config = run.to_dict()
         export_weights(model, args.out / "model.safetensors", config)
         write_json({"config": config, "ann_accuracy": accuracy, "history": history}, args.out / "results.json")
         print(f"[train] test accuracy {100 * accuracy:.2f}%; wrote {checkpoint} and {args.out / 'model.safetensors'}")
@@ -393,20 +372,19 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.calibration_T is not None:
         _check_positive(args, "calibration_T")
     _simulate_options(args)
-    state = load_checkpoint(args.checkpoint)
-    cfg = state["config"]
+    loaded = load_run(args.checkpoint)
+    run, model = loaded.config, loaded.model
     device = init_from_env(args.device)
-    data_dir = args.data_dir or cfg.get("data_dir")
-    splits = (event_dataset(cfg["dataset"], data_dir, cfg["T"]) if cfg.get("event_input") else
-              get_dataset(cfg["dataset"], data_dir))
+    data_dir = args.data_dir or run.data_dir
+    splits = (event_dataset(run.dataset, data_dir, run.time_steps) if run.event_input else
+              get_dataset(run.dataset, data_dir))
     train_data, test_data = splits.loaders(args.batch_size, seed=args.seed, num_workers=args.workers)
-    model = build_for_method(create_model(cfg["model"], cfg["num_classes"], cfg["in_channels"]), cfg)
-    quantized = cfg["method"] in METHODS  # converted and simulated; float and direct SNNs are evaluated as trained
-    restore(state, model, rng=False)
+    quantized = run.method_info.family == "conversion"  # converted and simulated; others evaluated as trained
     start = time.time()
-    name = cfg["method"]
+    name = run.method
     if args.calibrate != "none" and not quantized:
-        raise ValueError(f"--calibrate needs a quantized checkpoint ({', '.join(METHODS)}); this one is {name}")
+        raise ValueError(f"--calibrate needs a quantized checkpoint ({', '.join(list_methods('conversion'))}); "
+                         f"this one is {name}")
     rows = {name: {"ann_accuracy": evaluate(model.to(device), test_data, device)}}
     if quantized:
         snn = convert(model)
@@ -417,10 +395,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         rows[name].update(result.row())
     args.out = args.out or args.checkpoint.parent
     if is_main():
-        _print_tables(rows, f"Top-1 accuracy (%) on {cfg['dataset']} test, {cfg['model']}"
-                      + (f", p={cfg['p']}" if quantized else ""))
-        _write_results(args, rows, device, start, title=f"{cfg['model']} on {cfg['dataset']}",
-                       extra={"checkpoint": str(args.checkpoint), "checkpoint_config": cfg}, name="evaluation")
+        _print_tables(rows, f"Top-1 accuracy (%) on {run.dataset} test, {run.model}"
+                      + (f", p={run.p}" if quantized else ""))
+        _write_results(args, rows, device, start, title=f"{run.model} on {run.dataset}",
+                       extra={"checkpoint": str(args.checkpoint), "checkpoint_config": run.to_dict()},
+                       name="evaluation")
     return 0
 
 

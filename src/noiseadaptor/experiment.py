@@ -14,42 +14,12 @@ from torch.utils.data import DataLoader
 from .calibrate import init_scales
 from .conversion import convert
 from .preparation import prepare, quantizers
+from .methods import get_method, list_methods
 from .quantizer import QuantConfig
 from .simulation import simulate, time_steps
 from .train import evaluate, fit
 
-METHODS = ("na", "no-noise", "qcfs", "clip", "dual-phase")  # quantized ANNs that convert() turns into SNNs
 NA_COMPARISON = ("na", "no-noise", "qcfs")  # the Noise Adaptor paper's comparison, `run`'s default
-DIRECT_METHODS = ("asgl", "sg")
-
-
-def build_for_method(model: nn.Module, config: dict) -> nn.Module:
-    """The trainable network a train config describes: the float model ("float"), its quantized copy
-    ("na", "no-noise", "qcfs", "clip", "dual-phase"; config["p"], and for dual-phase config["noise_p"],
-    the Quant-Noise pass-through probability, default 0.1) or its directly trained SNN ("asgl", "sg"; config["T"],
-    "tau", "threshold", "alpha", "noise_p", "reset", "surrogate", "noise_decay", "noise_milestones"; config["event_input"] for inputs that are frames over
-    time rather than one static image). Used to train and to rebuild from checkpoints."""
-    method = config["method"]
-    if method == "float":
-        return model
-    if method in METHODS:
-        return prepare(model, quant_config(config))
-    if method in DIRECT_METHODS:
-        from .direct import DirectConfig, to_direct_snn
-
-        keys = ("T", "tau", "threshold", "alpha", "noise_p", "reset", "surrogate", "noise_decay", "noise_milestones",
-                "steepness")
-        options = {k: config[k] for k in keys if config.get(k) is not None}
-        direct = DirectConfig.asgl(**options) if method == "asgl" else DirectConfig.surrogate_gradient(**options)
-        return to_direct_snn(model, direct, static_input=not config.get("event_input", False))
-    raise ValueError(f"unknown method {method!r}; choose from float, {', '.join(METHODS + DIRECT_METHODS)}")
-
-
-def quant_config(config: dict) -> QuantConfig:
-    """The QuantConfig of a train config's quantization method."""
-    if config["method"] == "dual-phase" and config.get("noise_p") is not None:
-        return QuantConfig.dual_phase(config["p"], config["noise_p"])
-    return QuantConfig.from_method(config["method"], config["p"])
 
 
 def compare_methods(float_model: nn.Module, train_data: DataLoader, test_data: DataLoader,
@@ -62,7 +32,7 @@ def compare_methods(float_model: nn.Module, train_data: DataLoader, test_data: D
     "scales"}}, {method: trained quantized model}). Every method starts from `float_model` with the same
     seed, calibration batch and data order; `simulate_options` go to simulate(). With `checkpoint_dir`, each method's training writes
     `<dir>/<method>-seed<seed>.pt` every epoch and a rerun resumes from it."""
-    configs = {m: QuantConfig.from_method(m, p) for m in methods}  # fail on a bad name before any work
+    configs = {m: quant_config(m, p) for m in methods}  # fail on a bad name before any work
     steps = time_steps(T)
     calibration_batch = next(iter(train_data))
     rows, models = {}, {}
@@ -90,3 +60,13 @@ def compare_methods(float_model: nn.Module, train_data: DataLoader, test_data: D
         models[method] = qmodel
     return rows, models
 
+
+
+def quant_config(method: str, p: int) -> QuantConfig:
+    """The QuantConfig of a conversion method at p levels, with the method's other settings at their defaults."""
+    from .runconfig import RunConfig
+
+    info = get_method(method)
+    if info.family != "conversion":
+        raise ValueError(f"{method} is not a quantization method; choose from {', '.join(list_methods('conversion'))}")
+    return info.quant(RunConfig(method=method, p=p))

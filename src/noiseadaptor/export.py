@@ -304,7 +304,10 @@ def export_onnx(qmodel: nn.Module, sample_input: Tensor, path: str | Path) -> No
 
 def add_export_arguments(p) -> None:
     """The flags of `noiseadaptor export` on an argparse (sub)parser."""
-    p.add_argument("checkpoint", type=Path, help="a checkpoint.pt of a quantized train run (method na, no-noise, qcfs)")
+    from .methods import list_methods
+
+    p.add_argument("checkpoint", type=Path, help="a checkpoint.pt of a quantized train run (a conversion method: "
+                   f"{', '.join(list_methods('conversion'))})")
     p.add_argument("--format", default="nir", choices=("nir", "onnx"),
                    help="nir: the converted SNN (IF neurons); onnx: the quantized ANN (default: %(default)s)")
     p.add_argument("--input-shape", help="C,H,W of one input (default: from the checkpoint's data set)")
@@ -313,24 +316,21 @@ def add_export_arguments(p) -> None:
 
 def export_main(args) -> int:
     """`noiseadaptor export`: rebuild the checkpoint's quantized model and write it as NIR or ONNX."""
-    from .checkpoint import load_checkpoint, restore
     from .conversion import convert
-    from .experiment import METHODS, build_for_method
-    from .models import create_model
+    from .methods import list_methods
+    from .runconfig import load_run
 
-    state = load_checkpoint(args.checkpoint)
-    cfg = state["config"]
-    if cfg["method"] not in METHODS:
-        raise ValueError(f"{args.checkpoint} is a '{cfg['method']}' run; export needs a quantized one "
-                         f"({', '.join(METHODS)}) to convert")
+    loaded = load_run(args.checkpoint)
+    run, model = loaded.config, loaded.model
+    if run.method_info.family != "conversion":
+        raise ValueError(f"{args.checkpoint} is a '{run.method}' run; export needs a quantized one "
+                         f"({', '.join(list_methods('conversion'))}) to convert")
     if args.input_shape:
         shape = tuple(int(d) for d in args.input_shape.split(","))
-    elif cfg.get("image_size"):
-        shape = (cfg["in_channels"], cfg["image_size"], cfg["image_size"])
+    elif run.image_size:
+        shape = (run.in_channels, run.image_size, run.image_size)
     else:  # checkpoints written before train recorded the image size
         raise ValueError(f"{args.checkpoint} does not record its input size: give --input-shape C,H,W")
-    model = build_for_method(create_model(cfg["model"], cfg["num_classes"], cfg["in_channels"]), cfg)
-    restore(state, model, rng=False)
     sample = torch.zeros(1, *shape)  # shapes only
     out = args.out or args.checkpoint.parent / f"model.{args.format}"
     if args.format == "nir":

@@ -136,16 +136,6 @@ class QuantConfig:
         theta). Its QC-ANN is `requantize(model, QuantConfig.dual_phase(p=T))`, which keeps each theta."""
         return cls(p=p, noise="none", scale_grad="qcfs", rounding=False)
 
-    @classmethod
-    def from_method(cls, method: str, p: int = 2) -> "QuantConfig":
-        """`method` as the CLI names it: "na", "no-noise", "qcfs", "clip" (the dual-phase source ANN) or
-        "dual-phase" (Phase I, p = T)."""
-        factories = {"na": cls.noise_adaptor, "no-noise": cls.no_noise, "qcfs": cls.qcfs, "clip": cls.clip,
-                     "dual-phase": cls.dual_phase}
-        if method not in factories:
-            raise ValueError(f"unknown method {method!r}; choose from {', '.join(factories)}")
-        return factories[method](p=p)
-
 
 def _uniform(like: Tensor, low: float, high: float) -> Tensor:
     """U(low, high) shaped like `like`, from the default generator. In an eager CPU run it is made of

@@ -183,7 +183,7 @@ def fit(model: nn.Module, train_data: Iterable, epochs: int, lr: float | None = 
     optimizer, schedule = build_optimizer(model, optim, epochs)
     config = {**(config or {}), "epochs": epochs, "lr": optim.lr, "weight_decay": optim.weight_decay}
     if optim != OptimizerConfig(lr=optim.lr, weight_decay=optim.weight_decay):  # recorded when not the default
-        config["optimizer"] = asdict(optim)
+        config["optimization"] = asdict(optim)
     start, history = 0, []
     if resume and checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint)

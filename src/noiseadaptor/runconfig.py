@@ -1,0 +1,203 @@
+"""One typed description of a training run: what `noiseadaptor train` parses into, what a recipe is (YAML
+keys = the field names), what a checkpoint stores, and what `load_run` rebuilds from.
+
+Flat, as torchvision's references keep their ``args`` in the checkpoint: one frozen `RunConfig`, its
+fields grouped by what they describe (data, model, method, optimisation, run). Settings that only some
+methods read are listed by each method in the registry (`noiseadaptor.methods`); the CLI flags and
+their help are generated from the fields here.
+
+Names: `time_steps` is the exact number of steps a directly trained SNN runs (the simulation's T, which
+reports at every step up to it, is an evaluation option, not part of the run). The two noise
+probabilities are two settings: `quant_noise_p` is dual-phase's probability that an element skips the
+rounding; `spike_noise_p` is ASGL's probability that an element carries the true spike. Checkpoints of
+earlier versions (keys ``T`` and ``noise_p``) load through `RunConfig.from_dict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .methods import METHOD_FIELDS, get_method
+
+
+def _field(default, help: str, group: str, **extra):
+    return field(default=default, metadata={"help": help, "group": group, **extra})
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    # data
+    dataset: str = _field("cifar10", "data set", "data")
+    data_dir: str | None = _field(None, "data folder (default: $NOISEADAPTOR_DATA or ~/.cache/noiseadaptor/data)",
+                                  "data")
+    download: bool = _field(False, "let torchvision download the data set (needs internet)", "data")
+    augment: str = _field("standard", "training augmentation for 32x32 data", "data",
+                          choices=("standard", "autoaugment", "none"))
+    cutout: int = _field(0, "Cutout square side in pixels, 0 = off", "data")
+    data_on_device: bool = _field(False, "hold CIFAR/MNIST whole on the GPU and augment there", "data")
+    workers: int = _field(4, "data loader processes", "data")
+    batch_size: int = _field(128, "per process", "data")
+    # model
+    model: str = _field("cifar-resnet18", "architecture (noiseadaptor.models.list_models())", "model")
+    weights: str | None = _field(None, "torchvision pre-trained weights (DEFAULT, IMAGENET1K_V1, ...)", "model")
+    init: str | None = _field(None, "start from this checkpoint: a float one, or a quantized one whose thresholds "
+                                    "are kept (e.g. dual-phase from its clip source ANN)", "model")
+    # method
+    method: str = _field("na", "training method", "method")
+    p: int = _field(2, "quantization levels above zero; the SNN threshold is p*s (dual-phase: its T)", "method")
+    quant_noise_p: float = _field(0.1, "dual-phase Quant-Noise: probability that an element skips the rounding",
+                                  "method")
+    time_steps: int = _field(4, "steps the directly trained SNN runs", "method")
+    tau: float = _field(2.0, "LIF time constant, leak 1 - 1/tau", "method")
+    threshold: float = _field(1.0, "LIF firing threshold", "method")
+    alpha: float = _field(1.0, "initial surrogate width a (slope 1/a at 0 for every shape; the rectangle's "
+                               "width of ASGL Tables 4/11)", "method")
+    steepness: float | None = _field(None, "instead of alpha, for the sigmoid surrogate: the paper's "
+                                           "1/2 tanh(steepness x) + 1/2 (ASGL Table 5: 2.5)", "method")
+    spike_noise_p: float = _field(0.5, "ASGL: probability that an element carries the true spike in training",
+                                  "method")
+    noise_decay: float = _field(1.0, "ASGL schedule: at each milestone, spike_noise_p <- 1 - (1 - it) * this "
+                                     "(1: fixed; CIFAR-100: 0.8)", "method")
+    noise_milestones: tuple[int, ...] = _field((), "0-based epochs where noise_decay applies", "method")
+    reset: str = _field("hard", "LIF reset", "method", choices=("hard", "soft"))
+    surrogate: str = _field("rectangular", "surrogate shape", "method", choices=("rectangular", "sigmoid"))
+    # optimisation
+    epochs: int = _field(400, "training epochs", "optimisation")
+    lr: float = _field(0.05, "learning rate, cosine schedule", "optimisation")
+    weight_decay: float = _field(5e-4, "weight decay (which parameters: the method's paper)", "optimisation")
+    optimizer: str = _field("sgd", "main optimiser (SGD: momentum 0.9)", "optimisation", choices=("sgd", "adam"))
+    width_lr: float = _field(3e-4, "ASGL: the surrogate widths' own Adam learning rate", "optimisation")
+    amp: bool = _field(False, "bfloat16 autocast", "optimisation")
+    compile: bool = _field(False, "torch.compile the model", "optimisation")
+    seed: int = _field(0, "random seed", "optimisation")
+    # facts of the data set, recorded by train (not flags)
+    num_classes: int | None = _field(None, "", "facts")
+    in_channels: int | None = _field(None, "", "facts")
+    image_size: int | None = _field(None, "", "facts")
+    event_input: bool = _field(False, "", "facts")
+
+    def __post_init__(self) -> None:
+        self.method_info  # an unknown method fails here, with the list
+        for name in ("p", "time_steps", "batch_size"):
+            _positive_int(name, getattr(self, name))
+        for name in ("epochs", "cutout", "workers"):
+            _positive_int(name, getattr(self, name), allow_zero=True)
+        for name in ("quant_noise_p", "spike_noise_p"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+        for name in ("lr", "width_lr", "tau", "threshold", "alpha"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if isinstance(self.weight_decay, bool) or not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise ValueError(f"{f.name} must be one of {', '.join(choices)}, got {getattr(self, f.name)!r}")
+        object.__setattr__(self, "noise_milestones", tuple(self.noise_milestones))
+        if (self.noise_decay != 1.0) != bool(self.noise_milestones):
+            raise ValueError("ASGL's noise schedule needs both noise_decay (zeta < 1) and noise_milestones; "
+                             "one alone changes nothing")
+        if self.init is not None and self.weights is not None:
+            raise ValueError("give init (our float checkpoint) or weights (torchvision's), not both")
+
+    @property
+    def method_info(self):
+        return get_method(self.method)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["noise_milestones"] = list(self.noise_milestones)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "RunConfig":
+        """A RunConfig from a checkpoint's or recipe's dict; keys of earlier versions are translated (``T`` ->
+        time_steps, ``noise_p`` -> quant_noise_p or spike_noise_p by method), other unknown keys refused."""
+        values = dict(values)
+        if "T" in values:
+            values["time_steps"] = values.pop("T")
+        if "noise_p" in values:
+            noise = values.pop("noise_p")
+            if noise is not None:
+                key = "quant_noise_p" if values.get("method") == "dual-phase" else "spike_noise_p"
+                values[key] = noise
+        known = {f.name for f in dataclasses.fields(cls)}
+        ignored = {"epochs_done", "optimization"}  # written beside the run description, not part of it
+        unknown = sorted(set(values) - known - ignored)
+        if unknown:
+            raise ValueError(f"{source}: unknown keys {unknown}; the keys are RunConfig's fields, e.g. "
+                             f"{', '.join(sorted(known)[:8])}, ...")
+        given = {k: v for k, v in values.items() if k in known and v is not None}  # None: the default
+        return cls(**given)
+
+
+def check_method_fields(method: str, given: set[str]) -> None:
+    """Refuse settings, explicitly given, that `method` does not read (e.g. --spike-noise-p for na)."""
+    info = get_method(method)
+    foreign = sorted((given & set(METHOD_FIELDS)) - set(info.reads))
+    if foreign:
+        flags = ", ".join("--" + f.replace("_", "-") for f in foreign)
+        raise ValueError(f"{flags}: not a setting of method {method}; it reads "
+                         f"{', '.join(info.reads) or 'none of the method settings'}")
+
+
+def _positive_int(name: str, value, allow_zero: bool = False) -> None:
+    low = 0 if allow_zero else 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} integer, got {value!r}")
+
+
+def deprecated_noise_p(method: str, value: float) -> dict[str, float]:
+    """The one-release alias --noise-p / noise_p: meant dual-phase's pass-through or ASGL's spike probability."""
+    key = "quant_noise_p" if method == "dual-phase" else "spike_noise_p"
+    warnings.warn(f"--noise-p (noise_p) is deprecated: it is --{key.replace('_', '-')} for method {method}",
+                  DeprecationWarning, stacklevel=2)
+    return {key: value}
+
+
+@dataclass
+class LoadedRun:
+    config: RunConfig
+    model: nn.Module
+    epoch: int
+    metrics: dict
+
+
+def build(run: RunConfig) -> nn.Module:
+    """The untrained network of `run` (its facts num_classes and in_channels must be set)."""
+    from .models import create_model
+
+    if run.num_classes is None or run.in_channels is None:
+        raise ValueError("this run description does not record num_classes and in_channels (train fills them in)")
+    model = create_model(run.model, run.num_classes, run.in_channels)
+    return run.method_info.build(model, run)
+
+
+def load_run(checkpoint: str | Path) -> LoadedRun:
+    """Rebuild a trained network from a checkpoint written by `noiseadaptor train` (any version): its run
+    description and the network with its weights. The one rebuild path of evaluate, export and Python."""
+    from .checkpoint import load_checkpoint, restore
+
+    state = load_checkpoint(checkpoint)
+    run = RunConfig.from_dict(state["config"], source=f"checkpoint {checkpoint}")
+    model = build(run)
+    restore(state, model, rng=False)
+    return LoadedRun(run, model, int(state["epoch"]), state.get("metrics", {}))
+
+
+def device_of(module: nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (CPU for a module with neither)."""
+    tensor = next(iter(module.parameters()), None)
+    if tensor is None:
+        tensor = next(iter(module.buffers()), None)
+    return tensor.device if tensor is not None else torch.device("cpu")

@@ -1,0 +1,85 @@
+"""The typed run description and the method registry: one rebuild path, old checkpoints, generated CLI."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from noiseadaptor import evaluate
+from noiseadaptor.data import digits
+from noiseadaptor.methods import get_method, list_methods
+from noiseadaptor.runconfig import RunConfig, load_run
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("name, checks, correct", [
+    # written by session 12's code (`noiseadaptor train --dataset digits --model small-cnn --epochs 1
+    # --batch-size 256`, optimizer state stripped): its keys T and noise_p, and the accuracy it reported
+    ("session12-asgl.pt", {"method": "asgl", "time_steps": 2, "spike_noise_p": 0.7}, 30),
+    ("session12-dual-phase.pt", {"method": "dual-phase", "p": 4, "quant_noise_p": 0.2}, 91),
+])
+def test_checkpoints_of_the_earlier_format_still_load(name, checks, correct):
+    loaded = load_run(DATA / name)
+    for key, value in checks.items():
+        assert getattr(loaded.config, key) == value
+    _, test = digits().loaders(256)
+    assert round(evaluate(loaded.model, test) * 359) == correct
+
+
+def test_round_trip_and_bad_settings():
+    run = RunConfig(method="asgl", time_steps=3, spike_noise_p=0.8, noise_decay=0.5, noise_milestones=(2, 4))
+    assert RunConfig.from_dict(run.to_dict()) == run
+    with pytest.raises(ValueError, match="unknown method 'lsq'; choose from float, na"):
+        RunConfig(method="lsq")
+    with pytest.raises(ValueError, match="unknown keys \\['lerning_rate'\\]"):
+        RunConfig.from_dict({"lerning_rate": 0.1})
+    with pytest.raises(ValueError, match="quant_noise_p must be a probability"):
+        RunConfig(quant_noise_p=1.5)
+    with pytest.raises(ValueError, match="p must be a positive integer"):
+        RunConfig(p=0)
+
+
+def test_the_cli_is_generated_from_the_run_description_and_the_registry(capsys):
+    from noiseadaptor.cli import build_parser
+
+    train = build_parser()[1]["train"]
+    flags = {a.dest: a for a in train._actions}
+    for f in dataclasses.fields(RunConfig):
+        if f.metadata["group"] != "facts":
+            assert f.name in flags, f.name
+    assert list(flags["method"].choices) == list_methods()
+    assert get_method("qcfs").summary in flags["method"].help
+
+
+@pytest.mark.parametrize("recipe, message", [
+    ("- lr: 0.1\n", "expected a mapping"),
+    ("lr: 0.1\nresume: 'no'\n", "resume must be true or false"),
+    ("lr: [0.1, 0.2]\n", "lr must be a positive number"),
+    ("method: na\nspike_noise_p: 0.3\n", "--spike-noise-p: not a setting of method na"),
+    ("lerning_rate: 0.1\n", "unknown keys"),
+])
+def test_bad_recipes_get_one_line(tmp_path, capsys, recipe, message):
+    from noiseadaptor.cli import main
+
+    path = tmp_path / "r.yaml"
+    path.write_text(recipe)
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--recipe", str(path), "--out", str(tmp_path / "out")])
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_one_rebuild_path_gives_the_trained_network(tmp_path):
+    from noiseadaptor.cli import main
+
+    out = tmp_path / "na"
+    assert main(["train", "--dataset", "digits", "--model", "small-cnn", "--method", "na", "--epochs", "1",
+                 "--workers", "0", "--no-progress", "--out", str(out)]) == 0
+    loaded = load_run(out / "checkpoint.pt")
+    assert loaded.config.method == "na" and loaded.config.num_classes == 10 and loaded.epoch == 1
+    scales = [v for k, v in loaded.model.state_dict().items() if k.endswith("scale")]
+    saved = [v for k, v in torch.load(out / "checkpoint.pt", weights_only=False)["model"].items()
+             if k.endswith("scale")]
+    assert all(torch.equal(a, b) for a, b in zip(scales, saved)) and scales

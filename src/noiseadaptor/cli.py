@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import export_weights, load_checkpoint, restore
+from .compare import StudyConfig
 from .data import DATASETS, DeviceLoader, get_dataset
 from .distributed import init_from_env, is_main
 from .events import EVENT_DATASETS, event_dataset
@@ -44,6 +46,24 @@ what it does:
 example:
   noiseadaptor run                          # defaults, about a minute on 2 CPU cores
   noiseadaptor run --p 3 --methods na,no-noise --T 64 --out runs/p3
+"""
+
+COMPARE_DESCRIPTION = """\
+Does a method beat its baseline, by how much, at which T? A paired study over seeds: one float network
+(trained once), then for every seed each method by QAT from it with the same data order, calibration
+batch and seed; each converted and simulated at every T = 1..--T on the same test images. Run-time
+variants (negative spikes, COS offset spikes, Phase II) are extra rows of the same trained networks.
+Every finished cell is saved: a killed study continues with the same command; --report re-prints."""
+
+COMPARE_EPILOG = """\
+output (--out): cells/<method>-seed<seed>.json (one per trained network), compare.json (the statistics:
+per row and T the per-seed accuracies, mean and 95% t-interval; per row the paired difference to
+--baseline with its 95% t-interval and paired t-test p-value; ANN-SNN agreement; per-layer conversion
+error; COS rows count T both ways), compare.png (accuracy, difference and layer error vs T with bands).
+
+examples:
+  noiseadaptor compare --dataset digits --model small-cnn --seeds 4 --epochs 5 --float-epochs 10 --T 16
+  noiseadaptor compare --dataset cifar10 --data-dir DIR --seeds 8 --variants negative,cos4 --out runs/c10
 """
 
 TRAIN_EPILOG = """\
@@ -115,6 +135,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                              "fine, coarse)")
     _common_args(ev, out=None)
 
+    cmp = commands.add_parser("compare", help="paired multi-seed study of conversion methods, with 95% intervals",
+                              description=COMPARE_DESCRIPTION, epilog=COMPARE_EPILOG, formatter_class=fmt)
+    cmp.add_argument("--recipe", type=Path, help="YAML file of study settings (keys: the flags with _ for -)")
+    add_config_arguments(cmp, StudyConfig, {"dataset": DATASETS}, grouped=False)
+    cmp.add_argument("--out", type=Path, default=Path("runs/compare"), help="study folder (default: %(default)s)")
+    cmp.add_argument("--report", action="store_true", help="only print the tables and plot from --out's cells")
+    cmp.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
     ex = commands.add_parser("export", help="write a quantized checkpoint as NIR (the SNN) or ONNX (the ANN)",
                              description="Rebuild a quantized train checkpoint, convert it and write the SNN "
                              "as a NIR graph (pip install noiseadaptor[nir]), or the quantized ANN as ONNX. "
@@ -122,7 +150,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                              formatter_class=fmt)
     add_export_arguments(ex)
 
-    return parser, {"run": run, "train": train, "evaluate": ev, "export": ex}
+    return parser, {"run": run, "train": train, "evaluate": ev, "compare": cmp, "export": ex}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             args.run = run_config(args)
-        return {"run": _run, "train": _train, "evaluate": _evaluate, "export": export_main}[args.command](args)
+        commands = {"run": _run, "train": _train, "evaluate": _evaluate, "compare": _compare, "export": export_main}
+        return commands[args.command](args)
     except ValueError as err:  # bad input found by the library, before any heavy work
         parser.exit(2, f"noiseadaptor {args.command}: error: {err}\n")
 
@@ -193,17 +222,18 @@ def _common_args(p: argparse.ArgumentParser, out: str | None, seed: bool = True)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per RunConfig field (data, model, method, optimisation), with its help and default; a flag
+def add_config_arguments(parser: argparse.ArgumentParser, config_class, choices: dict | None = None,
+                         grouped: bool = True) -> None:
+    """One flag per field of a settings dataclass (RunConfig, StudyConfig), with its help and default; a flag
     not given stays absent from the namespace, so a recipe's value or the field's default applies."""
-    choices = {"dataset": DATASETS + EVENT_DATASETS, "method": tuple(list_methods())}
+    choices = choices or {}
     groups: dict[str, argparse._ArgumentGroup] = {}
-    for f in dataclasses.fields(RunConfig):
-        group = f.metadata["group"]
+    for f in dataclasses.fields(config_class):
+        group = f.metadata.get("group", "")
         if group == "facts":
             continue
         if group not in groups:
-            groups[group] = parser.add_argument_group(group)
+            groups[group] = parser.add_argument_group(group) if grouped and group else parser
         flag, default = "--" + f.name.replace("_", "-"), f.default
         text = f.metadata["help"].replace("%", "%%")
         if f.name == "method":
@@ -219,6 +249,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         groups[group].add_argument(flag, type=kind, choices=f.metadata.get("choices") or choices.get(f.name),
                                    metavar=f.name.upper() if f.name in choices else None,
                                    help=text if default is None else f"{text} (default: {shown})", **kwargs)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, RunConfig, {"dataset": DATASETS + EVENT_DATASETS, "method": tuple(list_methods())})
 
 
 def run_config(args: argparse.Namespace) -> RunConfig:
@@ -400,6 +434,45 @@ def _evaluate(args: argparse.Namespace) -> int:
         _write_results(args, rows, device, start, title=f"{run.model} on {run.dataset}",
                        extra={"checkpoint": str(args.checkpoint), "checkpoint_config": run.to_dict()},
                        name="evaluation")
+    return 0
+
+
+def study_config(args: argparse.Namespace) -> StudyConfig:
+    """The StudyConfig of a compare command line: recipe, then flags. --seeds N (one number) means seeds 0..N-1;
+    several numbers are the seeds themselves. --methods and --variants also take comma-separated lists."""
+    fields = {f.name for f in dataclasses.fields(StudyConfig)}
+    values = read_recipe(args.recipe) if args.recipe is not None else {}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(f"recipe {args.recipe}: unknown keys {unknown}; the keys are compare's flags")
+    values.update({k: v for k, v in vars(args).items() if k in fields})
+    for key in ("methods", "variants", "variant_methods"):
+        if key in values:
+            items = [values[key]] if isinstance(values[key], str) else values[key]
+            values[key] = tuple(part for item in items for part in str(item).split(",") if part)
+    if "seeds" in values:
+        seeds = [values["seeds"]] if isinstance(values["seeds"], int) else list(values["seeds"])
+        values["seeds"] = tuple(range(seeds[0])) if len(seeds) == 1 else tuple(seeds)
+    return StudyConfig(**values)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .compare import load_cells, plot_study, report_table, run_study, summarize
+
+    if args.report:
+        saved = args.out / "study.json"
+        if not saved.exists():
+            raise ValueError(f"{args.out} holds no study (no study.json): run compare without --report first")
+        config = StudyConfig(**json.loads(saved.read_text()))
+        summary = summarize(config, load_cells(args.out))
+        write_json(summary, args.out / "compare.json")
+    else:
+        config = study_config(args)
+        summary = run_study(config, args.out, progress=_progress(args))
+    print(report_table(summary))
+    if summary["rows"]:
+        plot_study(summary, args.out / "compare.png")
+    print(f"\nwrote {args.out / 'compare.json'}" + (f" and {args.out / 'compare.png'}" if summary["rows"] else ""))
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -72,8 +73,19 @@ def plot_accuracy(rows: dict[str, dict], path: str | Path, title: str = "SNN acc
 
 
 def write_json(obj, path: str | Path) -> None:
+    """Valid JSON always: a non-finite number (NaN, infinity) is written as null."""
     with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(obj, indent=2, sort_keys=False))
+        Path(tmp).write_text(json.dumps(_finite(obj), indent=2, sort_keys=False, allow_nan=False))
+
+
+def _finite(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 class atomic_path:

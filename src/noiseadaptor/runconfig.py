@@ -27,61 +27,62 @@ from torch import nn
 from .methods import METHOD_FIELDS, get_method
 
 
-def _field(default, help: str, group: str, **extra):
+def setting(default, help: str, group: str = "", **extra):
+    """A dataclass field with the help (and group, choices) its generated command-line flag shows."""
     return field(default=default, metadata={"help": help, "group": group, **extra})
 
 
 @dataclass(frozen=True)
 class RunConfig:
     # data
-    dataset: str = _field("cifar10", "data set", "data")
-    data_dir: str | None = _field(None, "data folder (default: $NOISEADAPTOR_DATA or ~/.cache/noiseadaptor/data)",
+    dataset: str = setting("cifar10", "data set", "data")
+    data_dir: str | None = setting(None, "data folder (default: $NOISEADAPTOR_DATA or ~/.cache/noiseadaptor/data)",
                                   "data")
-    download: bool = _field(False, "let torchvision download the data set (needs internet)", "data")
-    augment: str = _field("standard", "training augmentation for 32x32 data", "data",
+    download: bool = setting(False, "let torchvision download the data set (needs internet)", "data")
+    augment: str = setting("standard", "training augmentation for 32x32 data", "data",
                           choices=("standard", "autoaugment", "none"))
-    cutout: int = _field(0, "Cutout square side in pixels, 0 = off", "data")
-    data_on_device: bool = _field(False, "hold CIFAR/MNIST whole on the GPU and augment there", "data")
-    workers: int = _field(4, "data loader processes", "data")
-    batch_size: int = _field(128, "per process", "data")
+    cutout: int = setting(0, "Cutout square side in pixels, 0 = off", "data")
+    data_on_device: bool = setting(False, "hold CIFAR/MNIST whole on the GPU and augment there", "data")
+    workers: int = setting(4, "data loader processes", "data")
+    batch_size: int = setting(128, "per process", "data")
     # model
-    model: str = _field("cifar-resnet18", "architecture (noiseadaptor.models.list_models())", "model")
-    weights: str | None = _field(None, "torchvision pre-trained weights (DEFAULT, IMAGENET1K_V1, ...)", "model")
-    init: str | None = _field(None, "start from this checkpoint: a float one, or a quantized one whose thresholds "
+    model: str = setting("cifar-resnet18", "architecture (noiseadaptor.models.list_models())", "model")
+    weights: str | None = setting(None, "torchvision pre-trained weights (DEFAULT, IMAGENET1K_V1, ...)", "model")
+    init: str | None = setting(None, "start from this checkpoint: a float one, or a quantized one whose thresholds "
                                     "are kept (e.g. dual-phase from its clip source ANN)", "model")
     # method
-    method: str = _field("na", "training method", "method")
-    p: int = _field(2, "quantization levels above zero; the SNN threshold is p*s (dual-phase: its T)", "method")
-    quant_noise_p: float = _field(0.1, "dual-phase Quant-Noise: probability that an element skips the rounding",
+    method: str = setting("na", "training method", "method")
+    p: int = setting(2, "quantization levels above zero; the SNN threshold is p*s (dual-phase: its T)", "method")
+    quant_noise_p: float = setting(0.1, "dual-phase Quant-Noise: probability that an element skips the rounding",
                                   "method")
-    time_steps: int = _field(4, "steps the directly trained SNN runs", "method")
-    tau: float = _field(2.0, "LIF time constant, leak 1 - 1/tau", "method")
-    threshold: float = _field(1.0, "LIF firing threshold", "method")
-    alpha: float = _field(1.0, "initial surrogate width a (slope 1/a at 0 for every shape; the rectangle's "
+    time_steps: int = setting(4, "steps the directly trained SNN runs", "method")
+    tau: float = setting(2.0, "LIF time constant, leak 1 - 1/tau", "method")
+    threshold: float = setting(1.0, "LIF firing threshold", "method")
+    alpha: float = setting(1.0, "initial surrogate width a (slope 1/a at 0 for every shape; the rectangle's "
                                "width of ASGL Tables 4/11)", "method")
-    steepness: float | None = _field(None, "instead of alpha, for the sigmoid surrogate: the paper's "
+    steepness: float | None = setting(None, "instead of alpha, for the sigmoid surrogate: the paper's "
                                            "1/2 tanh(steepness x) + 1/2 (ASGL Table 5: 2.5)", "method")
-    spike_noise_p: float = _field(0.5, "ASGL: probability that an element carries the true spike in training",
+    spike_noise_p: float = setting(0.5, "ASGL: probability that an element carries the true spike in training",
                                   "method")
-    noise_decay: float = _field(1.0, "ASGL schedule: at each milestone, spike_noise_p <- 1 - (1 - it) * this "
+    noise_decay: float = setting(1.0, "ASGL schedule: at each milestone, spike_noise_p <- 1 - (1 - it) * this "
                                      "(1: fixed; CIFAR-100: 0.8)", "method")
-    noise_milestones: tuple[int, ...] = _field((), "0-based epochs where noise_decay applies", "method")
-    reset: str = _field("hard", "LIF reset", "method", choices=("hard", "soft"))
-    surrogate: str = _field("rectangular", "surrogate shape", "method", choices=("rectangular", "sigmoid"))
+    noise_milestones: tuple[int, ...] = setting((), "0-based epochs where noise_decay applies", "method")
+    reset: str = setting("hard", "LIF reset", "method", choices=("hard", "soft"))
+    surrogate: str = setting("rectangular", "surrogate shape", "method", choices=("rectangular", "sigmoid"))
     # optimisation
-    epochs: int = _field(400, "training epochs", "optimisation")
-    lr: float = _field(0.05, "learning rate, cosine schedule", "optimisation")
-    weight_decay: float = _field(5e-4, "weight decay (which parameters: the method's paper)", "optimisation")
-    optimizer: str = _field("sgd", "main optimiser (SGD: momentum 0.9)", "optimisation", choices=("sgd", "adam"))
-    width_lr: float = _field(3e-4, "ASGL: the surrogate widths' own Adam learning rate", "optimisation")
-    amp: bool = _field(False, "bfloat16 autocast", "optimisation")
-    compile: bool = _field(False, "torch.compile the model", "optimisation")
-    seed: int = _field(0, "random seed", "optimisation")
+    epochs: int = setting(400, "training epochs", "optimisation")
+    lr: float = setting(0.05, "learning rate, cosine schedule", "optimisation")
+    weight_decay: float = setting(5e-4, "weight decay (which parameters: the method's paper)", "optimisation")
+    optimizer: str = setting("sgd", "main optimiser (SGD: momentum 0.9)", "optimisation", choices=("sgd", "adam"))
+    width_lr: float = setting(3e-4, "ASGL: the surrogate widths' own Adam learning rate", "optimisation")
+    amp: bool = setting(False, "bfloat16 autocast", "optimisation")
+    compile: bool = setting(False, "torch.compile the model", "optimisation")
+    seed: int = setting(0, "random seed", "optimisation")
     # facts of the data set, recorded by train (not flags)
-    num_classes: int | None = _field(None, "", "facts")
-    in_channels: int | None = _field(None, "", "facts")
-    image_size: int | None = _field(None, "", "facts")
-    event_input: bool = _field(False, "", "facts")
+    num_classes: int | None = setting(None, "", "facts")
+    in_channels: int | None = setting(None, "", "facts")
+    image_size: int | None = setting(None, "", "facts")
+    event_input: bool = setting(False, "", "facts")
 
     def __post_init__(self) -> None:
         self.method_info  # an unknown method fails here, with the list

@@ -13,12 +13,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .accounting import EnergyModel, SynapticCounter
 from .corrections import calibrate_offsets
 from .distributed import all_reduce_sum
 from .neurons import SpikingNetwork
+from .preparation import quantizers
 
 DEFAULT_T = 256
 STEPS_GPU, STEPS_CPU = 8, 1
@@ -33,7 +35,9 @@ class SimulationResult:
     (the layers that read analog values, every step) and
     energy_pj_per_sample (E_SNN); ann_macs_per_sample and ann_energy_pj_per_sample for the same net as
     an ANN. `corrections` records the run-time corrections used; offset-spike pre-steps are not
-    counted in T (as in the COS paper and its code)."""
+    counted in T (as in the COS paper and its code). With a reference ANN: agreement[T], the share of
+    samples whose SNN prediction after T steps is the ANN's, and layer_error[T][layer], the conversion
+    error of each neuron layer, mean |SNN mean output over steps 1..T - ANN activation| / threshold."""
 
     accuracy: dict[int, float]
     firing_rate: dict[int, dict[str, float]]
@@ -46,12 +50,16 @@ class SimulationResult:
     energy_pj_per_sample: dict[int, float] = field(default_factory=dict)
     ann_macs_per_sample: int | None = None
     ann_energy_pj_per_sample: float | None = None
+    agreement: dict[int, float] = field(default_factory=dict)
+    layer_error: dict[int, dict[str, float]] = field(default_factory=dict)
 
     def row(self) -> dict:
         """What a results row keeps: per-T curves, and firing rates at the largest T."""
         t_max = max(self.accuracy)
         keep = {"snn_accuracy": self.accuracy, "firing_rate": self.firing_rate[t_max],
                 "spikes_per_sample": self.spikes_per_sample, "corrections": self.corrections}
+        if self.agreement:
+            keep.update(agreement=self.agreement, layer_error=self.layer_error)
         if self.sops_per_sample:
             keep.update(sops_per_sample=self.sops_per_sample, macs_per_sample=self.macs_per_sample,
                         energy_pj_per_sample=self.energy_pj_per_sample, ann_macs_per_sample=self.ann_macs_per_sample,
@@ -81,7 +89,7 @@ def default_steps_per_call(device: torch.device | str) -> int:
 def simulate(snn: SpikingNetwork, data: Iterable, T: int | Sequence[int] = DEFAULT_T,
              device: torch.device | str | None = None, progress: bool = True, negative_spikes: bool = False,
              offset_spikes: int = 0, synops: bool = False, energy: EnergyModel = EnergyModel(),
-             steps_per_call: int | None = None) -> SimulationResult:
+             steps_per_call: int | None = None, reference: nn.Module | None = None) -> SimulationResult:
     """Simulate `snn` on every (inputs, labels) batch of `data` for max(T) steps.
 
     T: an int n (report every step 1..n) or a list of steps to report. The input is analog: the same
@@ -93,6 +101,8 @@ def simulate(snn: SpikingNetwork, data: Iterable, T: int | Sequence[int] = DEFAU
     steps_per_call: time steps run layer by layer in one pass (`SpikingNetwork.run`). Larger is faster
         (bigger batched convolutions, the first layer computed once per pass) and costs memory in
         proportion; the total T does not change memory. Default: `default_steps_per_call(device)`.
+    reference: the quantized ANN `snn` was converted from; measures agreement and per-layer conversion
+        error against it (see SimulationResult; costs one ANN pass per batch and a running sum per layer).
     """
     if not isinstance(snn, SpikingNetwork):
         raise TypeError(f"simulate() expects the SpikingNetwork returned by convert(), got {type(snn).__name__}")
@@ -110,6 +120,7 @@ def simulate(snn: SpikingNetwork, data: Iterable, T: int | Sequence[int] = DEFAU
     for _, n in neurons:
         n.negative_spikes = negative_spikes
     counter = SynapticCounter(snn) if synops else None
+    tracker = _ReferenceTracker(snn, reference, steps, device) if reference is not None else None
 
     hits = torch.zeros(t_max, dtype=torch.long, device=device)  # per step: correct predictions
     step_spikes = torch.zeros(t_max, len(neurons), dtype=torch.float64, device=device)  # events per step
@@ -121,19 +132,27 @@ def simulate(snn: SpikingNetwork, data: Iterable, T: int | Sequence[int] = DEFAU
                 raise TypeError("simulate() needs batches of (inputs, labels), as a DataLoader of a labelled "
                                 "data set gives")
             x, y = batch[0].to(device), batch[1].to(device)
+            if tracker is not None:
+                tracker.pause()  # the offset-spike pre-steps are not compared
             if offset_spikes:
                 for (_, n), (_, start) in zip(neurons, saved):
                     n.initial_membrane = start
                 calibrate_offsets(snn, x, offset_spikes)
             snn.reset()
+            if tracker is not None:
+                tracker.start(x)
             total = 0
             for t0 in range(0, t_max, steps_per_call):
                 k = min(steps_per_call, t_max - t0)
                 if counter is not None:
                     counter.start(x, k)
+                if tracker is not None:
+                    tracker.step = t0
                 cumulative = total + snn.run(x, k).cumsum(0)  # [k, B, classes]: summed output up to each step
                 total = cumulative[-1]
                 hits[t0:t0 + k] += (cumulative.argmax(-1) == y).sum(1)
+                if tracker is not None:
+                    tracker.agree[t0:t0 + k] += (cumulative.argmax(-1) == tracker.prediction).sum(1)
                 step_spikes[t0:t0 + k] += torch.stack([n.step_counts for _, n in neurons], 1)
                 if counter is not None:
                     step_ops[t0:t0 + k] += torch.stack([counter.sops, counter.macs], 1)
@@ -146,6 +165,8 @@ def simulate(snn: SpikingNetwork, data: Iterable, T: int | Sequence[int] = DEFAU
             n.reset()
         if counter is not None:
             counter.remove()
+        if tracker is not None:
+            tracker.remove()
 
     num_samples = int(all_reduce_sum(torch.tensor([num_samples], device=device)).item())
     if num_samples == 0:
@@ -165,6 +186,12 @@ def simulate(snn: SpikingNetwork, data: Iterable, T: int | Sequence[int] = DEFAU
         corrections={"negative_spikes": negative_spikes, "offset_spikes_pre_steps": offset_spikes,
                      "pre_steps_counted_in_T": False},
     )
+    if tracker is not None:
+        agree = all_reduce_sum(tracker.agree)[at].tolist()
+        errors = all_reduce_sum(tracker.error).cpu()  # [reported T, layer]
+        result.agreement = {t: agree[i] / num_samples for t, i in report_at.items()}
+        result.layer_error = {t: {name: float(errors[i, j]) / (max(sizes[name], 1) * num_samples)
+                                  for j, (name, _) in enumerate(neurons)} for t, i in report_at.items()}
     if counter is not None:
         result.sops_per_sample = {t: float(ops[i, 0]) / num_samples for t, i in report_at.items()}
         result.macs_per_sample = {t: float(ops[i, 1]) / num_samples for t, i in report_at.items()}
@@ -173,3 +200,64 @@ def simulate(snn: SpikingNetwork, data: Iterable, T: int | Sequence[int] = DEFAU
         result.ann_macs_per_sample = sum(counter.dense_macs.values())
         result.ann_energy_pj_per_sample = energy.ann(result.ann_macs_per_sample)
     return result
+
+
+class _ReferenceTracker:
+    """Agreement with, and per-layer error against, the quantized ANN an SNN was converted from: per batch,
+    the ANN's predictions and activations (hooks on its quantizers, named as the SNN's neurons); per step,
+    each neuron layer's running sum of outputs, compared at the reported steps."""
+
+    def __init__(self, snn: SpikingNetwork, reference: nn.Module, steps: list[int], device: torch.device):
+        layers = dict(quantizers(reference))
+        neurons = snn.neurons()
+        missing = [name for name, _ in neurons if name not in layers]
+        if missing:
+            raise ValueError(f"reference has no quantizer named like the SNN's neurons {missing}: pass the "
+                             "prepared model this SNN was converted from")
+        self.reference, self.names = reference.to(device), [name for name, _ in neurons]
+        self.report = {t - 1: i for i, t in enumerate(steps)}  # 0-based step -> row
+        self.agree = torch.zeros(steps[-1], dtype=torch.long, device=device)
+        self.error = torch.zeros(len(steps), len(neurons), dtype=torch.float64, device=device)
+        self.activations: dict[str, Tensor] = {}
+        self.sums: dict[str, Tensor] = {}
+        self.prediction: Tensor | None = None
+        self.step = 0
+        self._handles = [layers[name].register_forward_hook(self._keep(name)) for name in self.names]
+        self._handles += [n.register_forward_hook(self._compare(j, name, n)) for j, (name, n) in enumerate(neurons)]
+
+    def _keep(self, name: str):
+        def hook(module, args, output: Tensor) -> None:
+            self.activations[name] = output.detach()
+        return hook
+
+    def pause(self) -> None:
+        self.prediction = None
+
+    def start(self, x: Tensor) -> None:
+        was_training = self.reference.training
+        self.reference.eval()
+        try:
+            self.prediction = self.reference(x).argmax(-1)
+        finally:
+            self.reference.train(was_training)
+        self.sums = {}
+
+    def _compare(self, j: int, name: str, neuron):
+        def hook(module, args, output: Tensor) -> None:
+            if self.prediction is None:  # outside the counted run (offset-spike pre-steps)
+                return
+            target = self.activations[name]
+            outputs = output.view(-1, *target.shape)
+            total = self.sums.get(name)
+            for k in range(outputs.shape[0]):
+                total = outputs[k].clone() if total is None else total.add_(outputs[k])
+                row = self.report.get(self.step + k)
+                if row is not None:
+                    gap = (total / (self.step + k + 1) - target).abs_().div_(neuron.threshold)
+                    self.error[row, j] += gap.sum().double()
+            self.sums[name] = total
+        return hook
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()

@@ -1,0 +1,350 @@
+"""`noiseadaptor compare`: a paired, multi-seed study of conversion methods, with confidence intervals.
+
+Design. One float network is trained once (seed 0) and every cell starts from it. For each seed, every
+method is trained by QAT from that float network with the same data order, the same calibration batch
+and the same seed (so the seed-to-seed spread of the data order, the noise draws and the calibration
+cancels in the per-seed differences between methods), converted, and simulated on the same test images
+at every T up to --T. Run-time variants of a trained network (negative spikes, COS offset spikes with rho
+pre-steps, dual-phase Phase II calibration at one T) are extra rows of the same cell, not new trainings.
+
+Every cell (one seed, one method) is written to OUT/cells/<method>-seed<seed>.json when done, and its
+QAT checkpoints each epoch, so a killed study continues where it stopped; `--report` re-prints the
+tables and plots from the cells.
+
+Statistics (`summarize`): per row and T, the per-seed accuracies, their mean and 95 % t-interval; per
+row against a baseline, the per-seed paired difference, its mean, 95 % t-interval and the two-sided
+paired t-test's p-value; the agreement of SNN and quantized-ANN predictions; the per-layer conversion
+error. COS rows report T as the COS paper counts it (main steps) and honestly (T + rho).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from .calibrate import init_scales
+from .conversion import convert
+from .data import get_dataset, spread_subset
+from .experiment import quant_config
+from .methods import get_method
+from .models import create_model
+from .preparation import prepare
+from .report import write_json
+from .runconfig import setting
+from .simulation import simulate
+from .train import evaluate, fit
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """What a study compares. methods: conversion methods, trained per seed. variants: run-time rows added
+    for each method in `variant_methods`: "negative" (negative spikes), "cos<rho>" (COS offset spikes with
+    rho pre-steps, e.g. "cos4"), "phase2" (dual-phase Phase II calibration at `phase2_T`)."""
+
+    dataset: str = setting("cifar10", "data set")
+    data_dir: str | None = setting(None, "data folder (torchvision layout or image-folder tree)")
+    model: str = setting("cifar-resnet20", "architecture")
+    methods: tuple[str, ...] = setting(("na", "no-noise", "qcfs"), "conversion methods trained per seed")
+    seeds: tuple[int, ...] = setting(tuple(range(8)), "seeds (each: every method from the same float net, data "
+                                                      "order and calibration batch)")
+    p: int = setting(2, "quantization levels above zero")
+    float_epochs: int = setting(6, "epochs of the float network every cell starts from (seed 0)")
+    float_lr: float = setting(0.1, "its learning rate")
+    epochs: int = setting(3, "QAT epochs per cell")
+    lr: float = setting(0.05, "QAT learning rate (SGD, cosine)")
+    weight_decay: float = setting(5e-4, "weight decay")
+    batch_size: int = setting(128, "training batch size")
+    T: int = setting(16, "simulate and report every T = 1..this")
+    test_images: int = setting(2000, "test images, spread evenly over the test set (0: all)")
+    baseline: str = setting("no-noise", "the method every row is paired against")
+    variants: tuple[str, ...] = setting((), "run-time rows per trained network: negative, cos<rho>, phase2")
+    variant_methods: tuple[str, ...] = setting(("na",), "the methods that get the variant rows")
+    phase2_T: int = setting(4, "the T that Phase II calibrates for")
+    workers: int = setting(0, "data loader processes")
+
+    def __post_init__(self) -> None:
+        for name in ("methods", "seeds", "variants", "variant_methods"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if not self.methods:
+            raise ValueError("a study needs at least one method")
+        for m in self.methods:
+            if get_method(m).family != "conversion":
+                raise ValueError(f"compare trains conversion methods; {m} is {get_method(m).family}")
+        if self.baseline not in self.methods:
+            raise ValueError(f"the baseline {self.baseline!r} must be one of the methods {list(self.methods)}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct, at least one; got {list(self.seeds)}")
+        for v in self.variants:
+            _variant(v)
+        for name in ("p", "T", "batch_size", "phase2_T"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) \
+                    or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        for name in ("float_epochs", "epochs", "test_images", "workers"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {getattr(self, name)!r}")
+
+    def rows(self) -> list[str]:
+        """Row names: each method, then '<method>+<variant>' for the variant methods."""
+        return [*self.methods, *(f"{m}+{v}" for m in self.variant_methods if m in self.methods
+                                 for v in self.variants)]
+
+
+def _variant(name: str) -> dict:
+    """The simulate/calibration options of a variant row."""
+    if name == "negative":
+        return {"negative_spikes": True}
+    if name.startswith("cos") and name[3:].isdigit() and int(name[3:]) > 0:
+        return {"offset_spikes": int(name[3:])}
+    if name == "phase2":
+        return {"phase2": True}
+    raise ValueError(f"unknown variant {name!r}: negative, cos<rho> (e.g. cos4) or phase2")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Running the cells
+
+
+def run_study(config: StudyConfig, out: Path, progress: bool = False, log=print) -> dict:
+    """Train and simulate every missing cell of the study (resuming killed ones), then summarize it into
+    OUT/compare.json. Returns the summary."""
+    out = Path(out)
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    _check_same_study(config, out)
+    splits = get_dataset(config.dataset, config.data_dir)
+    test = DataLoader(spread_subset(splits.test, config.test_images or None), batch_size=500)
+    start = time.time()
+    float_model = _float_network(config, splits, out, progress, log)
+    for seed in config.seeds:
+        for method in config.methods:
+            path = out / "cells" / f"{method}-seed{seed}.json"
+            if path.exists():
+                continue
+            torch.manual_seed(seed)
+            train, _ = splits.loaders(config.batch_size, seed=seed, num_workers=config.workers)
+            cell = _cell(config, method, seed, float_model, train, test, out, progress)
+            write_json(cell, path)
+            log(f"[{method} seed {seed}] ANN {100 * cell['ann_accuracy']:.2f}%, SNN T={config.T} "
+                f"{100 * cell['rows'][method]['snn_accuracy'][str(config.T)]:.2f}% ({time.time() - start:.0f} s)")
+    summary = summarize(config, load_cells(out))
+    write_json(summary, out / "compare.json")
+    return summary
+
+
+def _check_same_study(config: StudyConfig, out: Path) -> None:
+    saved = out / "study.json"
+    settings = dataclasses.asdict(config)
+    if saved.exists():
+        old = json.loads(saved.read_text())
+        fixed = {k: v for k, v in settings.items() if k not in ("seeds", "methods", "variants", "variant_methods",
+                                                               "data_dir", "workers", "baseline")}
+        clash = {k: (old.get(k), v) for k, v in json.loads(json.dumps(fixed)).items() if old.get(k) != v}
+        if clash:
+            detail = ", ".join(f"{k}: {a!r} there vs {b!r} now" for k, (a, b) in clash.items())
+            raise ValueError(f"{out} holds a study with other settings ({detail}); use another --out")
+    write_json(settings, saved)
+
+
+def _float_network(config: StudyConfig, splits, out: Path, progress: bool, log):
+    torch.manual_seed(0)
+    train, _ = splits.loaders(config.batch_size, seed=0, num_workers=config.workers)
+    model = create_model(config.model, splits.num_classes, splits.in_channels)
+    log(f"[float] {config.model}, {config.float_epochs} epochs (shared by every cell)")
+    fit(model, train, config.float_epochs, lr=config.float_lr, weight_decay=config.weight_decay, progress=progress,
+        desc="float", checkpoint=out / "float.pt", resume=True,
+        config={"model": config.model, "dataset": config.dataset, "seed": 0})
+    return model.eval()
+
+
+def _cell(config: StudyConfig, method: str, seed: int, float_model, train, test, out: Path, progress: bool) -> dict:
+    """One seed of one method: QAT from the float net, the ANN's accuracy, and every row's simulation."""
+    torch.manual_seed(seed)
+    qmodel = prepare(copy.deepcopy(float_model), quant_config(method, config.p))
+    init_scales(qmodel, next(iter(train)))  # the seed's first batch: the same for every method
+    history = fit(qmodel, train, config.epochs, lr=config.lr, weight_decay=config.weight_decay, progress=progress,
+                  desc=f"QAT {method} seed {seed}", checkpoint=out / "qat" / f"{method}-seed{seed}.pt", resume=True,
+                  config={"method": method, "p": config.p, "seed": seed, "model": config.model})
+    qmodel.eval()
+    cell = {"method": method, "seed": seed, "ann_accuracy": evaluate(qmodel, test), "history": history, "rows": {}}
+    variants = config.variants if method in config.variant_methods else ()
+    for row, options in [(method, {}), *((f"{method}+{v}", _variant(v)) for v in variants)]:
+        snn = convert(qmodel)
+        pre_steps = options.get("offset_spikes", 0)
+        if options.pop("phase2", False):
+            from .dual_phase import dual_phase_calibrate
+
+            dual_phase_calibrate(snn, qmodel, train, T=config.phase2_T, seed=seed)
+        result = simulate(snn, test, T=config.T, progress=progress, reference=qmodel, **options)
+        cell["rows"][row] = {"snn_accuracy": result.accuracy, "agreement": result.agreement,
+                             "layer_error": result.layer_error, "pre_steps": pre_steps}
+    return json.loads(json.dumps(cell))  # keys as JSON has them (T as strings), as a reloaded cell
+
+
+def load_cells(out: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((Path(out) / "cells").glob("*.json"))]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Statistics
+
+
+def t_interval(values: Sequence[float], confidence: float = 0.95) -> dict:
+    """Mean, the half-width of its two-sided t-interval over the samples, and the samples."""
+    from scipy import stats
+
+    n = len(values)
+    mean = sum(values) / n if n else None
+    if n < 2:
+        return {"n": n, "mean": mean, "half_width": None, "values": list(values)}
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+    return {"n": n, "mean": mean, "half_width": half, "values": list(values)}
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> dict:
+    """a - b paired by position: the t-interval of the differences and the two-sided paired t-test."""
+    from scipy import stats
+
+    diffs = [x - y for x, y in zip(a, b)]
+    out = t_interval(diffs, confidence)
+    if len(diffs) >= 2 and any(d != diffs[0] for d in diffs):
+        out["p_value"] = float(stats.ttest_rel(a, b).pvalue)
+    else:  # fewer than two pairs, or no spread: no test
+        out["p_value"] = None
+    return out
+
+
+def summarize(config: StudyConfig, cells: list[dict]) -> dict:
+    """The study's statistics (schema in README, "compare.json"). Only seeds with every method done enter
+    the paired differences."""
+    by = {(c["method"], c["seed"]): c for c in cells}
+    complete = [s for s in config.seeds if all((m, s) in by for m in config.methods)]
+    steps = [str(t) for t in range(1, config.T + 1)]
+    rows = {}
+    for row in config.rows():
+        method = row.split("+")[0]
+        seeds = [s for s in config.seeds if (method, s) in by and row in by[(method, s)]["rows"]]
+        if not seeds:
+            continue
+        data = [by[(method, s)]["rows"][row] for s in seeds]
+        pre = data[0]["pre_steps"]
+        layers = list(data[0]["layer_error"][steps[0]])
+        rows[row] = {
+            "seeds": seeds, "pre_steps": pre,
+            "T_total": {t: int(t) + pre for t in steps},  # steps run per image, pre-steps included
+            "ann_accuracy": t_interval([by[(method, s)]["ann_accuracy"] for s in seeds]),
+            "snn_accuracy": {t: t_interval([d["snn_accuracy"][t] for d in data]) for t in steps},
+            "agreement": {t: t_interval([d["agreement"][t] for d in data]) for t in steps},
+            "layer_error": {t: {layer: t_interval([d["layer_error"][t][layer] for d in data]) for layer in layers}
+                            for t in steps},
+            "mean_layer_error": {t: t_interval([sum(d["layer_error"][t].values()) / len(layers) for d in data])
+                                 for t in steps},
+        }
+    differences = {}
+    base = config.baseline
+    for row in rows:
+        if row == base:
+            continue
+        method = row.split("+")[0]
+        seeds = [s for s in complete if row in by[(method, s)]["rows"]]
+        if not seeds:
+            continue
+        differences[row] = {"seeds": seeds, "snn_accuracy": {
+            t: paired_difference([by[(method, s)]["rows"][row]["snn_accuracy"][t] for s in seeds],
+                                 [by[(base, s)]["rows"][base]["snn_accuracy"][t] for s in seeds]) for t in steps},
+            "ann_accuracy": paired_difference([by[(method, s)]["ann_accuracy"] for s in seeds],
+                                              [by[(base, s)]["ann_accuracy"] for s in seeds])}
+    return {"format": "noiseadaptor-compare-v1", "study": json.loads(json.dumps(dataclasses.asdict(config))),
+            "confidence": 0.95, "complete_seeds": complete, "baseline": base, "rows": rows,
+            "differences": differences}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tables and pictures
+
+
+def _pm(stat: dict, scale: float = 100.0, digits: int = 2) -> str:
+    if stat["mean"] is None:
+        return "-"
+    if stat["half_width"] is None:
+        return f"{scale * stat['mean']:.{digits}f}"
+    return f"{scale * stat['mean']:.{digits}f} ± {scale * stat['half_width']:.{digits}f}"
+
+
+def report_table(summary: dict, steps: Sequence[int] = (1, 2, 4, 8, 16, 32, 64)) -> str:
+    """Accuracy (mean ± 95 % half-width, %) per row and T, then the paired differences to the baseline."""
+    T = summary["study"]["T"]
+    steps = [t for t in steps if t <= T]
+    n = len(summary["complete_seeds"])
+    lines = [f"SNN top-1 (%), mean ± 95% CI half-width over seeds ({n} complete)",
+             f"{'row':<16}{'ANN':>16}" + "".join(f"{'T=' + str(t):>16}" for t in steps)]
+    for row, r in summary["rows"].items():
+        lines.append(f"{row:<16}{_pm(r['ann_accuracy']):>16}"
+                     + "".join(f"{_pm(r['snn_accuracy'][str(t)]):>16}" for t in steps))
+        if r["pre_steps"]:
+            lines.append(f"{'':<16}{'(T counts main steps; run = T + ' + str(r['pre_steps']) + ')':<32}")
+    lines.append("")
+    lines.append(f"paired difference to {summary['baseline']} (points), mean ± 95% CI [p-value]")
+    for row, d in summary["differences"].items():
+        cells = [f"{_pm(d['snn_accuracy'][str(t)])} [{_p(d['snn_accuracy'][str(t)]['p_value'])}]" for t in steps]
+        lines.append(f"{row:<16}" + "  ".join(cells))
+    return "\n".join(lines)
+
+
+def _p(value) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def plot_study(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .report import atomic_path
+
+    steps = list(range(1, summary["study"]["T"] + 1))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for row, r in summary["rows"].items():
+        for ax, key, scale in ((axes[0], "snn_accuracy", 100.0), (axes[2], "mean_layer_error", 1.0)):
+            mean, low, high = _band(r[key], steps, scale)
+            (line,) = ax.plot(steps, mean, label=row)
+            ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
+    for row, d in summary["differences"].items():
+        mean, low, high = _band(d["snn_accuracy"], steps)
+        (line,) = axes[1].plot(steps, mean, label=f"{row} - {summary['baseline']}")
+        axes[1].fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
+    axes[1].axhline(0, color="black", linewidth=0.8)
+    titles = ("SNN accuracy (%), 95% CI", f"paired difference to {summary['baseline']} (points)",
+              "mean per-layer conversion error / threshold")
+    for ax, title in zip(axes, titles):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("time steps T")
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def _band(stats: dict, steps: list[int], scale: float = 100.0):
+    """Mean and its CI band per T, times `scale`."""
+    mean, low, high = [], [], []
+    for t in steps:
+        m, h = stats[str(t)]["mean"], stats[str(t)]["half_width"] or 0.0
+        mean.append(scale * m)
+        low.append(scale * (m - h))
+        high.append(scale * (m + h))
+    return mean, low, high
+

@@ -1,0 +1,111 @@
+"""The method benchmark: statistics against hand-computed values, the pairing, resume, honest T, and the
+per-layer conversion error against a brute-force count."""
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from noiseadaptor import QuantConfig, convert, init_scales, prepare, quantizers, simulate
+from noiseadaptor import compare as study
+from noiseadaptor.compare import StudyConfig, paired_difference, run_study, t_interval
+
+
+def test_t_interval_and_paired_test_by_hand():
+    # [1, 2, 3, 4]: mean 2.5, sd sqrt(5/3) = 1.290994; t(0.975, 3) = 3.182446 (tables) -> 3.182446 * 1.290994 / 2
+    s = t_interval([1.0, 2.0, 3.0, 4.0])
+    assert s["mean"] == 2.5 and s["half_width"] == pytest.approx(2.054260, abs=1e-5)
+    # differences [1, 2, 3, 3]: mean 2.25, sd 0.957427, t = 2.25 / (0.957427 / 2); two-sided p from the
+    # closed-form Student-t CDF with 3 degrees of freedom: F(t) = 1/2 + (u / (1 + t^2/3) + atan u) / pi, u = t/sqrt 3
+    d = paired_difference([1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 1.0])
+    assert d["mean"] == 2.25 and d["half_width"] == pytest.approx(3.182446 * 0.957427 / 2, abs=1e-5)
+    t = 2.25 / (0.9574271 / 2)
+    u = t / math.sqrt(3)
+    assert d["p_value"] == pytest.approx(2 * (0.5 - (u / (1 + t * t / 3) + math.atan(u)) / math.pi), rel=1e-5)
+    assert t_interval([0.7])["half_width"] is None and paired_difference([1.0], [0.5])["p_value"] is None
+
+
+def _tiny(**kwargs):
+    return StudyConfig(**{"dataset": "digits", "model": "small-cnn", "methods": ("na", "no-noise"), "seeds": (0, 1),
+                          "float_epochs": 1, "epochs": 1, "T": 4, "test_images": 60, "batch_size": 128,
+                          "variants": ("cos2",), **kwargs})
+
+
+def test_methods_of_one_seed_see_the_same_batches_and_calibration_batch(tmp_path, monkeypatch):
+    seen = {}
+    real_fit, real_init = study.fit, study.init_scales
+
+    def fit(model, data, epochs, **kwargs):
+        key = kwargs.get("desc", "")
+        seen.setdefault(key, []).extend(y.sum().item() for _, y in data)
+        return real_fit(model, data, epochs, **kwargs)
+
+    def init_scales(model, batch):
+        seen.setdefault("calibration", []).append(batch[1].tolist())
+        return real_init(model, batch)
+
+    monkeypatch.setattr(study, "fit", fit)
+    monkeypatch.setattr(study, "init_scales", init_scales)
+    run_study(_tiny(seeds=(3,), variants=()), tmp_path, log=lambda *a: None)
+    assert seen["QAT na seed 3"] == seen["QAT no-noise seed 3"]
+    first, second = seen["calibration"]
+    assert first == second
+
+
+def test_a_killed_study_continues_where_it_stopped(tmp_path, monkeypatch):
+    straight = run_study(_tiny(), tmp_path / "straight", log=lambda *a: None)
+    real_cell, calls = study._cell, []
+
+    def dies_on_the_third(*args, **kwargs):
+        calls.append(args[1:3])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_cell(*args, **kwargs)
+
+    monkeypatch.setattr(study, "_cell", dies_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(_tiny(), tmp_path / "killed", log=lambda *a: None)
+    monkeypatch.setattr(study, "_cell", real_cell)
+    cells = sorted(p.name for p in (tmp_path / "killed" / "cells").glob("*.json"))
+    assert cells == ["na-seed0.json", "no-noise-seed0.json"]
+    resumed = run_study(_tiny(), tmp_path / "killed", log=lambda *a: None)
+    for a, b in ((straight, resumed),):
+        assert json.dumps(a["rows"], sort_keys=True) == json.dumps(b["rows"], sort_keys=True)
+    # the schema: per row and T the seeds' values and interval; differences against the baseline
+    row = resumed["rows"]["na+cos2"]
+    assert row["pre_steps"] == 2 and row["T_total"]["4"] == 6  # honest T: main steps + pre-steps
+    assert len(row["snn_accuracy"]["1"]["values"]) == 2
+    assert set(resumed["differences"]) == {"na", "na+cos2"} and "p_value" in resumed["differences"]["na"]["snn_accuracy"]["2"]
+    json.loads((tmp_path / "killed" / "compare.json").read_text())  # valid JSON
+    with pytest.raises(ValueError, match="other settings"):
+        run_study(_tiny(T=8), tmp_path / "killed", log=lambda *a: None)
+
+
+def test_layer_error_and_agreement_against_a_brute_force_count():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 10), nn.ReLU(), nn.Linear(10, 8), nn.ReLU(), nn.Linear(8, 3))
+    x = torch.randn(30, 6)
+    q = prepare(net, QuantConfig(p=2)).eval()
+    init_scales(q, x)
+    snn = convert(q)
+    T = 5
+    r = simulate(snn, [(x, torch.zeros(30, dtype=torch.long))], T=T, progress=False, reference=q)
+    # brute force: step by step, each layer's outputs and the summed prediction, against the ANN
+    ann, outs = {}, {name: [] for name, _ in snn.neurons()}
+    hooks = [layer.register_forward_hook(lambda m, a, o, name=name: ann.__setitem__(name, o)) for name, layer in quantizers(q)]
+    hooks += [n.register_forward_hook(lambda m, a, o, name=name: outs[name].append(o.clone())) for name, n in snn.neurons()]
+    with torch.no_grad():
+        prediction = q(x).argmax(1)
+        snn.reset()
+        logits = [snn(x) for _ in range(T)]
+    for h in hooks:
+        h.remove()
+    for t in range(1, T + 1):
+        summed = torch.stack(logits[:t]).sum(0)
+        assert r.agreement[t] == pytest.approx((summed.argmax(1) == prediction).float().mean().item())
+        for name, n in snn.neurons():
+            mean = torch.stack(outs[name][:t]).mean(0)
+            expected = ((mean - ann[name]).abs() / n.threshold).mean().item()
+            assert r.layer_error[t][name] == pytest.approx(expected, rel=1e-5)

@@ -58,10 +58,12 @@ def main() -> None:
     ap.add_argument("--float-epochs", type=int, default=6)
     ap.add_argument("--T", type=int, nargs="+", default=[2, 4, 8, 16, 32])
     ap.add_argument("--epochs", type=int, default=1, help="Phase I (and NA) QAT epochs")
-    ap.add_argument("--lr", type=float, default=0.05, help="QAT learning rate (Phase I unless --phase1-lr)")
+    ap.add_argument("--lr", type=float, default=0.05, help="QAT learning rate of Noise Adaptor and the clip source")
     ap.add_argument("--source", choices=("relu", "clip"), default="relu",
                     help="what each QC-ANN starts from: the float ReLU net, or a clip source ANN trained from it")
-    ap.add_argument("--phase1-lr", type=float, help="Phase I learning rate (default: --lr)")
+    ap.add_argument("--phase1-lr", type=float, default=1e-4,
+                    help="Phase I learning rate (default: the paper's %(default)s; the threshold gradient of the "
+                         "authors' NoisyQC is an unnormalised sum, and at lr 0.05 it drives thresholds negative)")
     ap.add_argument("--thresholds", choices=("percentile", "l2"), default="percentile",
                     help="QC-ANN thresholds from the ReLU net: 99.5th percentile (paper) or the L2 fit")
     ap.add_argument("--samples", type=int, default=256, help="Phase II calibration samples")
@@ -127,7 +129,7 @@ def main() -> None:
     for T in args.T:  # every T trains (or reloads) in order, so a rerun draws the same batches
         name = f"phase1-{args.source}-T{T}" if source is not None else f"phase1-{args.thresholds}-T{T}"
         copied, phase1 = qat(QuantConfig.dual_phase(p=T, probability=quant_noise(T)), name, source,
-                             args.phase1_lr or args.lr, args.thresholds)
+                             args.phase1_lr, args.thresholds)
         if str(T) not in results["ablation"]:
             row = {"copy weights": snn_accuracy(copied, T), "Phase I": snn_accuracy(phase1, T),
                    "Phase II": snn_accuracy(copied, T, "both"), "Phase I + CC": snn_accuracy(phase1, T, "coarse"),
@@ -161,9 +163,10 @@ def report(results: dict, args: argparse.Namespace) -> None:
     """Markdown tables and accuracy_vs_T.png from results.json (keys are strings there)."""
     Ts, a = list(results["ablation"]), results["args"]  # the settings of the run that measured them
     header = "| | " + " | ".join(f"T={T}" for T in Ts) + " |\n|---|" + "---|" * len(Ts)
-    route = (f"QC-ANNs from a clip source ANN ({100 * results['clip source']:.2f}%), Phase I lr "
-             f"{a['phase1_lr'] if a.get('phase1_lr') != 'None' else a['lr']}" if "clip source" in results else
-             f"QC-ANNs from the float net, Phase I lr {a['lr']}")
+    phase1_lr = a["phase1_lr"] if a.get("phase1_lr") not in (None, "None") else a["lr"]  # older results: --lr
+    route = (f"QC-ANNs from a clip source ANN ({100 * results['clip source']:.2f}%), Phase I lr {phase1_lr}"
+             if "clip source" in results else
+             f"QC-ANNs from the float net ({a.get('thresholds', 'l2')} thresholds), Phase I lr {phase1_lr}")
     print(f"\nSNN top-1 (%), {a['model']} on {a['dataset']}, {a['test_images']} test images, seed {a['seed']}, "
           f"Phase I {a['epochs']} epoch(s), Phase II {a['samples']} samples; {route}\n" + header)
     for name in next(iter(results["ablation"].values())):

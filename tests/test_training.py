@@ -249,3 +249,25 @@ def test_train_with_data_on_device_reads_an_image_folder_tree(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(args + ["--out", str(tmp_path / "run2"), "--cutout", "8"])
     assert "--data-on-device" in capsys.readouterr().err
+
+
+def test_a_threshold_driven_negative_stops_training_with_one_line_and_keeps_the_checkpoint(tmp_path):
+    from noiseadaptor import quantizers
+    from noiseadaptor.train import TrainingDiverged
+
+    train, _ = digits().loaders(64, seed=0)
+    q = prepare(_model(), QuantConfig.qcfs(p=2))
+    ckpt = tmp_path / "q.pt"
+    fit(q, train, 1, progress=False, checkpoint=ckpt)
+    good = load_checkpoint(ckpt)["model"]
+    first = quantizers(q)[0][1]
+
+    def push_negative(epoch):
+        if epoch == 1:
+            first.scale.data.fill_(-1.0)  # what an overshooting scale step does
+
+    with pytest.raises(TrainingDiverged, match="epoch 2: quantizer 2 has threshold -[0-9.]+ <= 0"):
+        fit(q, train, 2, progress=False, checkpoint=tmp_path / "q2.pt", on_epoch_start=push_negative)
+    assert all(torch.equal(a, b) for a, b in zip(good.values(), load_checkpoint(ckpt)["model"].values()))
+    with pytest.raises(TrainingDiverged, match="loss is nan"):
+        fit(prepare(_model(), QuantConfig(p=2)), train, 1, lr=1e6, progress=False)

@@ -41,7 +41,7 @@ from .preparation import prepare
 from .report import write_json
 from .runconfig import setting
 from .simulation import simulate
-from .train import evaluate, fit
+from .train import TrainingDiverged, evaluate, fit
 
 
 @dataclass(frozen=True)
@@ -133,6 +133,9 @@ def run_study(config: StudyConfig, out: Path, progress: bool = False, log=print)
             train, _ = splits.loaders(config.batch_size, seed=seed, num_workers=config.workers)
             cell = _cell(config, method, seed, float_model, train, test, out, progress)
             write_json(cell, path)
+            if "diverged" in cell:
+                log(f"[{method} seed {seed}] diverged: {cell['diverged']}")
+                continue
             log(f"[{method} seed {seed}] ANN {100 * cell['ann_accuracy']:.2f}%, SNN T={config.T} "
                 f"{100 * cell['rows'][method]['snn_accuracy'][str(config.T)]:.2f}% ({time.time() - start:.0f} s)")
     summary = summarize(config, load_cells(out))
@@ -170,9 +173,13 @@ def _cell(config: StudyConfig, method: str, seed: int, float_model, train, test,
     torch.manual_seed(seed)
     qmodel = prepare(copy.deepcopy(float_model), quant_config(method, config.p))
     init_scales(qmodel, next(iter(train)))  # the seed's first batch: the same for every method
-    history = fit(qmodel, train, config.epochs, lr=config.lr, weight_decay=config.weight_decay, progress=progress,
-                  desc=f"QAT {method} seed {seed}", checkpoint=out / "qat" / f"{method}-seed{seed}.pt", resume=True,
-                  config={"method": method, "p": config.p, "seed": seed, "model": config.model})
+    try:
+        history = fit(qmodel, train, config.epochs, lr=config.lr, weight_decay=config.weight_decay,
+                      progress=progress, desc=f"QAT {method} seed {seed}",
+                      checkpoint=out / "qat" / f"{method}-seed{seed}.pt", resume=True,
+                      config={"method": method, "p": config.p, "seed": seed, "model": config.model})
+    except TrainingDiverged as err:  # a result of the study: counted per row, left out of its statistics
+        return {"method": method, "seed": seed, "diverged": str(err), "rows": {}}
     qmodel.eval()
     cell = {"method": method, "seed": seed, "ann_accuracy": evaluate(qmodel, test), "history": history, "rows": {}}
     variants = config.variants if method in config.variant_methods else ()
@@ -226,7 +233,8 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
 def summarize(config: StudyConfig, cells: list[dict]) -> dict:
     """The study's statistics (schema in README, "compare.json"). Only seeds with every method done enter
     the paired differences."""
-    by = {(c["method"], c["seed"]): c for c in cells}
+    by = {(c["method"], c["seed"]): c for c in cells if "diverged" not in c}
+    diverged = {m: [c["seed"] for c in cells if c["method"] == m and "diverged" in c] for m in config.methods}
     complete = [s for s in config.seeds if all((m, s) in by for m in config.methods)]
     steps = [str(t) for t in range(1, config.T + 1)]
     rows = {}
@@ -239,7 +247,7 @@ def summarize(config: StudyConfig, cells: list[dict]) -> dict:
         pre = data[0]["pre_steps"]
         layers = list(data[0]["layer_error"][steps[0]])
         rows[row] = {
-            "seeds": seeds, "pre_steps": pre,
+            "seeds": seeds, "diverged_seeds": diverged[method], "pre_steps": pre,
             "T_total": {t: int(t) + pre for t in steps},  # steps run per image, pre-steps included
             "ann_accuracy": t_interval([by[(method, s)]["ann_accuracy"] for s in seeds]),
             "snn_accuracy": {t: t_interval([d["snn_accuracy"][t] for d in data]) for t in steps},

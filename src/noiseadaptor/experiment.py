@@ -17,7 +17,7 @@ from .preparation import prepare, quantizers
 from .methods import get_method, list_methods
 from .quantizer import QuantConfig
 from .simulation import simulate, time_steps
-from .train import evaluate, fit
+from .train import TrainingDiverged, evaluate, fit
 
 NA_COMPARISON = ("na", "no-noise", "qcfs")  # the Noise Adaptor paper's comparison, `run`'s default
 
@@ -44,9 +44,14 @@ def compare_methods(float_model: nn.Module, train_data: DataLoader, test_data: D
         init_scales(qmodel, calibration_batch)
         log(f"[{method}] quantization-aware training, p={p}, {epochs} epochs")
         checkpoint = Path(checkpoint_dir) / f"{method}-seed{seed}.pt" if checkpoint_dir is not None else None
-        history = fit(qmodel, train_data, epochs, lr=lr, weight_decay=weight_decay, device=device,
-                      progress=progress, desc=f"QAT {method}", checkpoint=checkpoint, resume=True,
-                      config={"method": method, "p": p, "seed": seed})
+        try:
+            history = fit(qmodel, train_data, epochs, lr=lr, weight_decay=weight_decay, device=device,
+                          progress=progress, desc=f"QAT {method}", checkpoint=checkpoint, resume=True,
+                          config={"method": method, "p": p, "seed": seed})
+        except TrainingDiverged as err:  # one method's failure is a result of the comparison, not its end
+            log(f"[{method}] diverged: {err}")
+            rows[method] = {"diverged": str(err)}
+            continue
         ann = evaluate(qmodel, test_data, device)
         result = simulate(convert(qmodel), test_data, T=steps, device=device, progress=progress,
                           **(simulate_options or {}))

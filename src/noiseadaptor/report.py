@@ -37,6 +37,9 @@ def _per_T_table(rows: dict[str, dict], key: str, steps: list[int] | None, first
     header = f"{'method':<{width}}  {first_name:>{w0}}" + "".join(f"  {'T=' + str(t):>6}" for t in steps)
     lines = [header, "-" * len(header)]
     for method, row in rows.items():
+        if "diverged" in row:
+            lines.append(f"{method:<{width}}  {'diverged':>{w0}}  ({row['diverged'].split(';')[0]})")
+            continue
         values = row.get(key, {})
         cells = "".join(f"  {cell(values[t]):>6}" if t in values else f"  {'':>6}" for t in steps)
         lines.append(f"{method:<{width}}  {first_value(row):>{w0}}{cells}")

@@ -216,6 +216,7 @@ def fit(model: nn.Module, train_data: Iterable, epochs: int, lr: float | None = 
         loss_sum, correct, seen = all_reduce_sum(totals).tolist()
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / max(seen, 1),
                "train_acc": correct / max(seen, 1)}
+        check_trained(model, epoch + 1, row["train_loss"])  # before anything is saved: the last good checkpoint stays
         schedule.step()
         if val_data is not None:
             row["val_acc"] = evaluate(model, val_data, device)
@@ -235,6 +236,31 @@ def fit(model: nn.Module, train_data: Iterable, epochs: int, lr: float | None = 
         save_checkpoint(checkpoint, model, epoch=0, config=config, optimizer=optimizer, scheduler=schedule,
                         metrics={"history": history})
     return history
+
+
+class TrainingDiverged(ValueError):
+    """Training left the network unusable (a non-finite loss or parameter, a quantizer threshold <= 0)."""
+
+
+def check_trained(model: nn.Module, epoch: int, loss: float) -> None:
+    """Raise TrainingDiverged, naming the epoch and what to try, if `model` cannot be used after `epoch`."""
+    import math
+
+    from .quantizer import QuantReLU
+
+    if not math.isfinite(loss):
+        raise TrainingDiverged(f"epoch {epoch}: the training loss is {loss} (diverged); the last good checkpoint is "
+                               "kept. Lower the learning rate (--lr) and resume or restart")
+    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise TrainingDiverged(f"epoch {epoch}: {len(bad)} parameter tensors are not finite (first: {bad[0]}); the "
+                               "last good checkpoint is kept. Lower the learning rate (--lr)")
+    for name, module in model.named_modules():
+        if isinstance(module, QuantReLU) and module.config.rounding and not module.threshold.item() > 0:
+            raise TrainingDiverged(f"epoch {epoch}: quantizer {name or 'activation'} has threshold "
+                                   f"{module.threshold.item():.4g} <= 0 (its scale gradient overshot), so it cannot "
+                                   "become a spiking neuron; the last good checkpoint is kept. Lower the learning rate "
+                                   "(--lr), or start from a float network (--init)")
 
 
 @torch.inference_mode()

@@ -322,15 +322,16 @@ def plot_study(summary: dict, path: Path) -> None:
 
     steps = list(range(1, summary["study"]["T"] + 1))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    colour = {row: f"C{i}" for i, row in enumerate(summary["rows"])}  # one colour per row in every panel
     for row, r in summary["rows"].items():
         for ax, key, scale in ((axes[0], "snn_accuracy", 100.0), (axes[2], "mean_layer_error", 1.0)):
             mean, low, high = _band(r[key], steps, scale)
-            (line,) = ax.plot(steps, mean, label=row)
-            ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
+            ax.plot(steps, mean, label=row, color=colour[row])
+            ax.fill_between(steps, low, high, color=colour[row], alpha=0.2)
     for row, d in summary["differences"].items():
         mean, low, high = _band(d["snn_accuracy"], steps)
-        (line,) = axes[1].plot(steps, mean, label=f"{row} - {summary['baseline']}")
-        axes[1].fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
+        axes[1].plot(steps, mean, label=f"{row} - {summary['baseline']}", color=colour[row])
+        axes[1].fill_between(steps, low, high, color=colour[row], alpha=0.2)
     axes[1].axhline(0, color="black", linewidth=0.8)
     titles = ("SNN accuracy (%), 95% CI", f"paired difference to {summary['baseline']} (points)",
               "mean per-layer conversion error / threshold")

@@ -4,12 +4,12 @@ sweep of its Table 3, and Noise Adaptor side by side, all from one float network
 
 For each T: the float network's copy as a QC-ANN with T levels (prepare + thresholds by weight-threshold
 balancing at the 99.5th percentile of each layer's activation, the paper's route 2 as the authors' code
-runs it, or --thresholds l2 for Noise Adaptor's layer-wise L2 fit; no training: "copy weights"), Phase I (that QC-ANN fine-tuned with Bernoulli
-Quant-Noise), and each of them converted and calibrated by Phase II (coarse then fine), plus Phase I
-with coarse calibration only. Every SNN is simulated for exactly the T it was built for. Then, at
---sweep-T, Phase I + Phase II with 0, 16, 64, 256, 1024 calibration samples. Last, Noise Adaptor (p=2)
-trained from the same float net for the same epochs, simulated at every T, and calibrated by Phase II
-for each T.
+runs it, or --thresholds l2 for Noise Adaptor's layer-wise L2 fit; no training: "copy weights"),
+Phase I (that QC-ANN fine-tuned with Bernoulli Quant-Noise at the paper's lr 1e-4), and each of them
+converted and calibrated by Phase II (coarse then fine), plus Phase I with coarse calibration only.
+Every SNN is simulated for exactly the T it was built for. Then, at --sweep-T, Phase I + Phase II with
+0, 16, 64, 256, 1024 calibration samples. Last, Noise Adaptor (p=2) trained from the same float net for
+the same epochs, simulated at every T, and calibrated by Phase II for each T.
 
     python analysis/dual_phase_ablation.py --float-checkpoint runs/cifar10-benchmark/float.pt \\
         --data-dir ~/.cache/noiseadaptor/cifar10-jpeg            # about an hour on 2 CPU cores
@@ -59,13 +59,25 @@ def main() -> None:
     ap.add_argument("--T", type=int, nargs="+", default=[2, 4, 8, 16, 32])
     ap.add_argument("--epochs", type=int, default=1, help="Phase I (and NA) QAT epochs")
     ap.add_argument("--lr", type=float, default=0.05, help="QAT learning rate of Noise Adaptor and the clip source")
-    ap.add_argument("--source", choices=("relu", "clip"), default="relu",
-                    help="what each QC-ANN starts from: the float ReLU net, or a clip source ANN trained from it")
-    ap.add_argument("--phase1-lr", type=float, default=1e-4,
-                    help="Phase I learning rate (default: the paper's %(default)s; the threshold gradient of the "
-                         "authors' NoisyQC is an unnormalised sum, and at lr 0.05 it drives thresholds negative)")
-    ap.add_argument("--thresholds", choices=("percentile", "l2"), default="percentile",
-                    help="QC-ANN thresholds from the ReLU net: 99.5th percentile (paper) or the L2 fit")
+    ap.add_argument(
+        "--source",
+        choices=("relu", "clip"),
+        default="relu",
+        help="what each QC-ANN starts from: the float ReLU net, or a clip source ANN trained from it",
+    )
+    ap.add_argument(
+        "--phase1-lr",
+        type=float,
+        default=1e-4,
+        help="Phase I learning rate (default: the paper's %(default)s; the threshold gradient of the "
+        "authors' NoisyQC is an unnormalised sum, and at lr 0.05 it drives thresholds negative)",
+    )
+    ap.add_argument(
+        "--thresholds",
+        choices=("percentile", "l2"),
+        default="percentile",
+        help="QC-ANN thresholds from the ReLU net: 99.5th percentile (paper) or the L2 fit",
+    )
     ap.add_argument("--samples", type=int, default=256, help="Phase II calibration samples")
     ap.add_argument("--calibration-epochs", type=int, default=5)
     ap.add_argument("--sweep-T", type=int, default=4)
@@ -111,15 +123,32 @@ def main() -> None:
         else:
             q = requantize(copy.deepcopy(start), config)
         copied = copy.deepcopy(q)
-        fit(q, train, args.epochs, lr=lr, checkpoint=args.out / f"{name}.pt", resume=True,
-            config={"method": name, "p": config.p, "seed": args.seed}, progress=False)
+        fit(
+            q,
+            train,
+            args.epochs,
+            lr=lr,
+            checkpoint=args.out / f"{name}.pt",
+            resume=True,
+            config={"method": name, "p": config.p, "seed": args.seed},
+            progress=False,
+        )
         return copied.eval(), q.eval()
 
     def snn_accuracy(q, T: int, phase2: str | None = None, samples: int = args.samples) -> float:
         snn = convert(q)
         if phase2 and samples:
-            dual_phase_calibrate(snn, q, calibration, T=T, coarse=True, fine=phase2 == "both", num_samples=samples,
-                                 epochs=args.calibration_epochs, seed=args.seed)
+            dual_phase_calibrate(
+                snn,
+                q,
+                calibration,
+                T=T,
+                coarse=True,
+                fine=phase2 == "both",
+                num_samples=samples,
+                epochs=args.calibration_epochs,
+                seed=args.seed,
+            )
         return simulate(snn, test, T=[T], progress=False, synops=False).accuracy[T]
 
     source = qat(QuantConfig.clip(), "clip-source")[1] if args.source == "clip" else None
@@ -128,16 +157,23 @@ def main() -> None:
         print(f"clip source ANN {100 * results['clip source']:.2f}%")
     for T in args.T:  # every T trains (or reloads) in order, so a rerun draws the same batches
         name = f"phase1-{args.source}-T{T}" if source is not None else f"phase1-{args.thresholds}-T{T}"
-        copied, phase1 = qat(QuantConfig.dual_phase(p=T, probability=quant_noise(T)), name, source,
-                             args.phase1_lr, args.thresholds)
+        copied, phase1 = qat(
+            QuantConfig.dual_phase(p=T, probability=quant_noise(T)), name, source, args.phase1_lr, args.thresholds
+        )
         if str(T) not in results["ablation"]:
-            row = {"copy weights": snn_accuracy(copied, T), "Phase I": snn_accuracy(phase1, T),
-                   "Phase II": snn_accuracy(copied, T, "both"), "Phase I + CC": snn_accuracy(phase1, T, "coarse"),
-                   "Phase I + II": snn_accuracy(phase1, T, "both"),
-                   "QC-ANN (copy)": evaluate(copied, test), "QC-ANN (Phase I)": evaluate(phase1, test)}
+            row = {
+                "copy weights": snn_accuracy(copied, T),
+                "Phase I": snn_accuracy(phase1, T),
+                "Phase II": snn_accuracy(copied, T, "both"),
+                "Phase I + CC": snn_accuracy(phase1, T, "coarse"),
+                "Phase I + II": snn_accuracy(phase1, T, "both"),
+                "QC-ANN (copy)": evaluate(copied, test),
+                "QC-ANN (Phase I)": evaluate(phase1, test),
+            }
             results["ablation"][str(T)] = row
-            print(f"T={T}: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in row.items())
-                  + f" ({time.time() - start:.0f} s)")
+            print(
+                f"T={T}: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in row.items()) + f" ({time.time() - start:.0f} s)"
+            )
         if T == args.sweep_T:
             for n in args.sweep:
                 if str(n) not in results["sweep"]:
@@ -164,20 +200,33 @@ def report(results: dict, args: argparse.Namespace) -> None:
     Ts, a = list(results["ablation"]), results["args"]  # the settings of the run that measured them
     header = "| | " + " | ".join(f"T={T}" for T in Ts) + " |\n|---|" + "---|" * len(Ts)
     phase1_lr = a["phase1_lr"] if a.get("phase1_lr") not in (None, "None") else a["lr"]  # older results: --lr
-    route = (f"QC-ANNs from a clip source ANN ({100 * results['clip source']:.2f}%), Phase I lr {phase1_lr}"
-             if "clip source" in results else
-             f"QC-ANNs from the float net ({a.get('thresholds', 'l2')} thresholds), Phase I lr {phase1_lr}")
-    print(f"\nSNN top-1 (%), {a['model']} on {a['dataset']}, {a['test_images']} test images, seed {a['seed']}, "
-          f"Phase I {a['epochs']} epoch(s), Phase II {a['samples']} samples; {route}\n" + header)
+    route = (
+        f"QC-ANNs from a clip source ANN ({100 * results['clip source']:.2f}%), Phase I lr {phase1_lr}"
+        if "clip source" in results
+        else f"QC-ANNs from the float net ({a.get('thresholds', 'l2')} thresholds), Phase I lr {phase1_lr}"
+    )
+    print(
+        f"\nSNN top-1 (%), {a['model']} on {a['dataset']}, {a['test_images']} test images, seed {a['seed']}, "
+        f"Phase I {a['epochs']} epoch(s), Phase II {a['samples']} samples; {route}\n" + header
+    )
     for name in next(iter(results["ablation"].values())):
         print(f"| {name} | " + " | ".join(f"{100 * results['ablation'][T][name]:.2f}" for T in Ts) + " |")
-    print(f"| Noise Adaptor p=2 (ANN {100 * results['na']['ann']:.2f}) | "
-          + " | ".join(f"{100 * results['na'][T]:.2f}" for T in Ts) + " |")
+    print(
+        f"| Noise Adaptor p=2 (ANN {100 * results['na']['ann']:.2f}) | "
+        + " | ".join(f"{100 * results['na'][T]:.2f}" for T in Ts)
+        + " |"
+    )
     if results.get("na_phase2"):
-        print("| Noise Adaptor p=2 + Phase II | " + " | ".join(f"{100 * results['na_phase2'][T]:.2f}" for T in Ts) + " |")
+        print(
+            "| Noise Adaptor p=2 + Phase II | " + " | ".join(f"{100 * results['na_phase2'][T]:.2f}" for T in Ts) + " |"
+        )
     if results["sweep"]:
-        print(f"\nPhase I + II at T={a['sweep_T']} by calibration samples N\n| N | "
-              + " | ".join(str(n) for n in results["sweep"]) + " |\n|---|" + "---|" * len(results["sweep"]))
+        print(
+            f"\nPhase I + II at T={a['sweep_T']} by calibration samples N\n| N | "
+            + " | ".join(str(n) for n in results["sweep"])
+            + " |\n|---|"
+            + "---|" * len(results["sweep"])
+        )
         print("| SNN top-1 (%) | " + " | ".join(f"{100 * v:.2f}" for v in results["sweep"].values()) + " |")
     variants = [name for name in next(iter(results["ablation"].values())) if not name.startswith("QC-ANN")]
     curves = {name: {"snn_accuracy": {int(T): results["ablation"][T][name] for T in Ts}} for name in variants}
@@ -185,8 +234,11 @@ def report(results: dict, args: argparse.Namespace) -> None:
     if results.get("na_phase2"):
         curves["Noise Adaptor p=2 + Phase II"] = {"snn_accuracy": {int(T): results["na_phase2"][T] for T in Ts}}
     curves["float"] = {"ann_accuracy": results["float"]}
-    plot_accuracy(curves, args.out / "accuracy_vs_T.png",
-                  title=f"Dual-phase ablation, {a['model']} on {a['dataset']} (each SNN built for its T)")
+    plot_accuracy(
+        curves,
+        args.out / "accuracy_vs_T.png",
+        title=f"Dual-phase ablation, {a['model']} on {a['dataset']} (each SNN built for its T)",
+    )
     print(f"wrote {args.out / 'accuracy_vs_T.png'}")
 
 

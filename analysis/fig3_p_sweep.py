@@ -39,8 +39,18 @@ def main() -> None:
     fit(model, train, args.float_epochs, progress=False)
     rows = {}
     for p in args.p:
-        method_rows, _ = compare_methods(model, train, test, ["na"], p=p, epochs=args.epochs, T=args.T,
-                                         seed=args.seed, progress=False, simulate_options={"synops": True})
+        method_rows, _ = compare_methods(
+            model,
+            train,
+            test,
+            ["na"],
+            p=p,
+            epochs=args.epochs,
+            T=args.T,
+            seed=args.seed,
+            progress=False,
+            simulate_options={"synops": True},
+        )
         rows[f"NA p={p}"] = method_rows["na"]
     print(f"\nDigits, {args.model}, Noise Adaptor, seed {args.seed}: accuracy (%) by p")
     print(accuracy_table(rows))

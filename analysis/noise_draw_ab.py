@@ -50,17 +50,33 @@ def main() -> None:
             for seed in args.seeds:
                 torch.manual_seed(seed)
                 train, _ = splits.loaders(128, seed=seed)
-                rows, _ = compare_methods(copy.deepcopy(model), train, test, ["na"], p=2, epochs=args.epochs,
-                                          lr=0.05, T=args.T, seed=seed, progress=False, log=lambda *_: None)
+                rows, _ = compare_methods(
+                    copy.deepcopy(model),
+                    train,
+                    test,
+                    ["na"],
+                    p=2,
+                    epochs=args.epochs,
+                    lr=0.05,
+                    T=args.T,
+                    seed=seed,
+                    progress=False,
+                    log=lambda *_: None,
+                )
                 row = rows["na"]
                 results.setdefault(draw, []).append(100 * row["ann_accuracy"])
-                print(f"{draw:9s} seed {seed}: ANN {100 * row['ann_accuracy']:.2f}%, SNN "
-                      + ", ".join(f"T={t} {100 * row['snn_accuracy'][t]:.2f}%" for t in (1, args.T)), flush=True)
+                print(
+                    f"{draw:9s} seed {seed}: ANN {100 * row['ann_accuracy']:.2f}%, SNN "
+                    + ", ".join(f"T={t} {100 * row['snn_accuracy'][t]:.2f}%" for t in (1, args.T)),
+                    flush=True,
+                )
     finally:
         quantizer._uniform = library_draw
     for draw, accuracies in results.items():
-        print(f"{draw:9s} ANN mean {statistics.mean(accuracies):.2f}%, range {min(accuracies):.2f}-"
-              f"{max(accuracies):.2f}% ({len(accuracies)} seeds, {args.epochs} epoch(s))")
+        print(
+            f"{draw:9s} ANN mean {statistics.mean(accuracies):.2f}%, range {min(accuracies):.2f}-"
+            f"{max(accuracies):.2f}% ({len(accuracies)} seeds, {args.epochs} epoch(s))"
+        )
 
 
 if __name__ == "__main__":

@@ -62,17 +62,22 @@ def main() -> None:
         fit(qmodel, train, args.epochs, progress=False)
     snn = convert(qmodel)
     ann = evaluate(qmodel, test)
-    variants = {"none": {}, "negative spikes": {"negative_spikes": True},
-                f"offset spikes (rho={args.rho})": {"offset_spikes": args.rho},
-                "negative + offset": {"negative_spikes": True, "offset_spikes": args.rho}}
+    variants = {
+        "none": {},
+        "negative spikes": {"negative_spikes": True},
+        f"offset spikes (rho={args.rho})": {"offset_spikes": args.rho},
+        "negative + offset": {"negative_spikes": True, "offset_spikes": args.rho},
+    }
     rows = {}
     for name, options in variants.items():
         result = simulate(snn, test, T=args.T, synops=True, progress=False, **options)
         rows[name] = {"ann_accuracy": ann, **result.row()}
         print(f"{name}: T=1 {100 * result.accuracy[1]:.2f}%  T={args.T} {100 * result.accuracy[args.T]:.2f}%")
     steps = [t for t in (1, 2, 4, 8, 16, 32, 64, 256) if t <= args.T]
-    print(f"\n{args.dataset}, {args.model}, {method} p={p}, {rows['none']['snn_accuracy'] and len(test.dataset)} "
-          f"test images, seed {args.seed}; offset-spike pre-steps not counted in T\n")
+    print(
+        f"\n{args.dataset}, {args.model}, {method} p={p}, {rows['none']['snn_accuracy'] and len(test.dataset)} "
+        f"test images, seed {args.seed}; offset-spike pre-steps not counted in T\n"
+    )
     print(accuracy_table(rows, steps))
     print("\nE_SNN / E_ANN per image (pre-steps excluded)")
     print(energy_table(rows, steps))

@@ -29,7 +29,6 @@ from noiseadaptor.models import create_model
 from noiseadaptor.report import write_json
 from noiseadaptor.train import OptimizerConfig
 
-
 MILESTONE_FRACTIONS = (0.2, 0.4, 0.6, 0.8, 0.95)  # paper 004 A.7: epochs 20, 40, 60, 80, 95 of 100
 
 
@@ -38,9 +37,15 @@ def train_one(config: DirectConfig, args, splits) -> tuple[float, list[list[floa
     train, test = splits.loaders(64, eval_batch_size=512, seed=args.seed)
     snn = to_direct_snn(create_model(args.model, splits.num_classes, splits.in_channels, width=args.width), config)
     widths: list[list[float]] = []
-    fit(snn, train, args.epochs, optimizer=OptimizerConfig.asgl(lr=args.lr, width_lr=args.width_lr), progress=False,
+    fit(
+        snn,
+        train,
+        args.epochs,
+        optimizer=OptimizerConfig.asgl(lr=args.lr, width_lr=args.width_lr),
+        progress=False,
         on_epoch_start=snn.start_epoch,
-        on_epoch_end=lambda epoch, row: widths.append([n.alpha.item() for _, n in snn.neurons()]))
+        on_epoch_end=lambda epoch, row: widths.append([n.alpha.item() for _, n in snn.neurons()]),
+    )
     return evaluate(snn, test), widths
 
 
@@ -52,8 +57,13 @@ def main() -> None:
     ap.add_argument("--alphas", type=float, nargs="+", default=[0.5, 1.0, 2.5, 5.0, 10.0])
     ap.add_argument("--T", type=int, default=2)
     ap.add_argument("--p", type=float, default=0.5, help="ASGL noise probability (at the start)")
-    ap.add_argument("--zetas", type=float, nargs="+", default=[1.0, 0.5],
-                    help="ASGL noise decay: p <- 1 - (1 - p) * zeta at 20/40/60/80/95%% of the epochs (1: fixed p)")
+    ap.add_argument(
+        "--zetas",
+        type=float,
+        nargs="+",
+        default=[1.0, 0.5],
+        help="ASGL noise decay: p <- 1 - (1 - p) * zeta at 20/40/60/80/95%% of the epochs (1: fixed p)",
+    )
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--width-lr", type=float, default=3e-4, help="the widths' Adam learning rate (authors: 3e-4)")
@@ -69,23 +79,38 @@ def main() -> None:
         sg, _ = train_one(DirectConfig.surrogate_gradient(T=args.T, alpha=alpha), args, splits)
         results[alpha] = {"sg": sg}
         for zeta, row in zip(args.zetas, asgl_rows):
-            config = DirectConfig.asgl(T=args.T, alpha=alpha, noise_p=args.p, noise_decay=zeta,
-                                       noise_milestones=milestones if zeta != 1 else ())
+            config = DirectConfig.asgl(
+                T=args.T,
+                alpha=alpha,
+                noise_p=args.p,
+                noise_decay=zeta,
+                noise_milestones=milestones if zeta != 1 else (),
+            )
             accuracy, widths = train_one(config, args, splits)
             results[alpha].update({row: accuracy, f"{row} widths per epoch": widths})
-        print(f"alpha={alpha:<5}  " + "   ".join(f"{row} {100 * results[alpha][row]:6.2f}%" for row in ["sg", *asgl_rows])
-              + "   learned widths " + " ".join(f"{w:.2f}" for w in results[alpha][f"{asgl_rows[0]} widths per epoch"][-1]))
+        print(
+            f"alpha={alpha:<5}  "
+            + "   ".join(f"{row} {100 * results[alpha][row]:6.2f}%" for row in ["sg", *asgl_rows])
+            + "   learned widths "
+            + " ".join(f"{w:.2f}" for w in results[alpha][f"{asgl_rows[0]} widths per epoch"][-1])
+        )
 
-    print(f"\n{args.dataset}, {args.model} (width {args.width}), T={args.T}, {args.epochs} epochs, "
-          f"ASGL p={args.p} (decay at epochs {list(milestones)}), seed {args.seed}: test accuracy (%)")
+    print(
+        f"\n{args.dataset}, {args.model} (width {args.width}), T={args.T}, {args.epochs} epochs, "
+        f"ASGL p={args.p} (decay at epochs {list(milestones)}), seed {args.seed}: test accuracy (%)"
+    )
     print("| width alpha | " + " | ".join(f"{a:g}" for a in args.alphas) + " |")
     print("|---|" + "---|" * len(args.alphas))
     for row in ["sg", *asgl_rows]:
-        print(f"| {row.upper() if row == 'sg' else 'ASGL, ' + row[5:]} | "
-              + " | ".join(f"{100 * results[a][row]:.2f}" for a in args.alphas) + " |")
+        print(
+            f"| {row.upper() if row == 'sg' else 'ASGL, ' + row[5:]} | "
+            + " | ".join(f"{100 * results[a][row]:.2f}" for a in args.alphas)
+            + " |"
+        )
 
-    fig, axes = plt.subplots(len(asgl_rows), len(args.alphas), figsize=(3 * len(args.alphas), 3 * len(asgl_rows)),
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        len(asgl_rows), len(args.alphas), figsize=(3 * len(args.alphas), 3 * len(asgl_rows)), sharey=True, squeeze=False
+    )
     for r, row in enumerate(asgl_rows):
         for ax, alpha in zip(axes[r], args.alphas):
             widths = torch.tensor(results[alpha][f"{row} widths per epoch"])
@@ -99,8 +124,10 @@ def main() -> None:
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)
-    write_json({"args": {k: str(v) for k, v in vars(args).items()}, "milestones": milestones, "results": results},
-               args.out.with_suffix(".json"))
+    write_json(
+        {"args": {k: str(v) for k, v in vars(args).items()}, "milestones": milestones, "results": results},
+        args.out.with_suffix(".json"),
+    )
     print(f"wrote {args.out}")
 
 

@@ -68,28 +68,56 @@ def main() -> None:
     test_data = DataLoader(spread_subset(splits.test, args.test_images), batch_size=500)
     model = create_model(args.model, num_classes=10)
     print(f"float {args.model}: {args.float_epochs} epochs, lr {args.float_lr}")
-    fit(model, train_data, args.float_epochs, lr=args.float_lr, checkpoint=args.out / "float.pt", resume=True,
-        config={"model": args.model, "seed": 0})
+    fit(
+        model,
+        train_data,
+        args.float_epochs,
+        lr=args.float_lr,
+        checkpoint=args.out / "float.pt",
+        resume=True,
+        config={"model": args.model, "seed": 0},
+    )
     rows = {"float": {"ann_accuracy": evaluate(model, test_data), "full_test_accuracy": evaluate(model, full_test)}}
     print(f"float ANN {100 * rows['float']['ann_accuracy']:.2f}% ({time.time() - start:.0f} s)")
 
     for seed in args.seeds:
         torch.manual_seed(seed)
         train_data, _ = splits.loaders(args.batch_size, seed=seed)
-        method_rows, _ = compare_methods(copy.deepcopy(model), train_data, test_data, ["na", "no-noise"], p=args.p,
-                                         epochs=args.epochs, lr=args.lr, T=args.T, seed=seed,
-                                         checkpoint_dir=args.out)
+        method_rows, _ = compare_methods(
+            copy.deepcopy(model),
+            train_data,
+            test_data,
+            ["na", "no-noise"],
+            p=args.p,
+            epochs=args.epochs,
+            lr=args.lr,
+            T=args.T,
+            seed=seed,
+            checkpoint_dir=args.out,
+        )
         rows.update({f"{m} (seed {seed})": r for m, r in method_rows.items()})
         print(f"seed {seed} done ({time.time() - start:.0f} s)")
 
     steps = [t for t in TABLE_T if t <= args.T]
-    print(f"\nCIFAR-10 (JPEG copy), {args.model}, p={args.p}, float {args.float_epochs} ep, QAT {args.epochs} ep, "
-          f"{len(test_data.dataset)} test images spread over the test set; {time.time() - start:.0f} s\n")
+    print(
+        f"\nCIFAR-10 (JPEG copy), {args.model}, p={args.p}, float {args.float_epochs} ep, QAT {args.epochs} ep, "
+        f"{len(test_data.dataset)} test images spread over the test set; {time.time() - start:.0f} s\n"
+    )
     print(accuracy_table(rows, steps))
-    write_json({"args": {k: str(v) for k, v in vars(args).items()}, "seconds": time.time() - start,
-                "torch": torch.__version__, "results": rows}, args.out / "results.json")
-    plot_accuracy({m: r for m, r in rows.items() if m != "float"}, args.out / "accuracy_vs_T.png",
-                  title=f"CIFAR-10, {args.model}, p={args.p}")
+    write_json(
+        {
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "seconds": time.time() - start,
+            "torch": torch.__version__,
+            "results": rows,
+        },
+        args.out / "results.json",
+    )
+    plot_accuracy(
+        {m: r for m, r in rows.items() if m != "float"},
+        args.out / "accuracy_vs_T.png",
+        title=f"CIFAR-10, {args.model}, p={args.p}",
+    )
 
 
 if __name__ == "__main__":

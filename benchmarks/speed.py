@@ -34,7 +34,6 @@ from torch import nn
 
 from noiseadaptor import QuantConfig, QuantReLU, convert, init_scales, prepare, simulate
 from noiseadaptor.models import create_model
-from noiseadaptor.neurons import IFNeuron
 
 
 def timed(fn, device: torch.device, repeats: int) -> float:
@@ -103,13 +102,25 @@ def bench_sim(args, device) -> list[dict]:
                 run = lambda T=args.T: simulate(snn, [(x, y)], T=T, steps_per_call=k, progress=False)  # noqa: E731
                 seconds = timed(run, device, args.repeats)
                 memory = [peak_memory(lambda: run(T), device) for T in (args.T, 4 * args.T)]
-                row = dict(model=name, device=str(device), batch=args.batch, T=args.T, steps_per_call=k,
-                           neuron_kernel=kernel, seconds=seconds, ann_limit_seconds=limit,
-                           ratio_to_limit=seconds / limit, peak_mib_T=memory[0], peak_mib_4T=memory[1])
+                row = dict(
+                    model=name,
+                    device=str(device),
+                    batch=args.batch,
+                    T=args.T,
+                    steps_per_call=k,
+                    neuron_kernel=kernel,
+                    seconds=seconds,
+                    ann_limit_seconds=limit,
+                    ratio_to_limit=seconds / limit,
+                    peak_mib_T=memory[0],
+                    peak_mib_4T=memory[1],
+                )
                 rows.append(row)
                 mem = "" if memory[0] is None else f"   peak {memory[0]:.0f} MiB at T, {memory[1]:.0f} MiB at 4T"
-                print(f"  simulate K={k:<3d} {kernel + ' neurons':14s} {seconds * 1e3:8.1f} ms"
-                      f"   {seconds / limit:5.2f}x the limit{mem}")
+                print(
+                    f"  simulate K={k:<3d} {kernel + ' neurons':14s} {seconds * 1e3:8.1f} ms"
+                    f"   {seconds / limit:5.2f}x the limit{mem}"
+                )
         os.environ.pop("NOISEADAPTOR_TRITON")
     return rows
 
@@ -180,19 +191,33 @@ def bench_spikingjelly(args, device) -> list[dict]:
         q, x, y = build(name, args.batch, device)
         snn = convert(q)
         for k in sorted({default_steps_per_call(device), args.T}):
-            ours = timed(lambda: simulate(snn, [(x, y)], T=args.T, steps_per_call=k, progress=False), device,
-                         args.repeats)
+            ours = timed(
+                lambda: simulate(snn, [(x, y)], T=args.T, steps_per_call=k, progress=False), device, args.repeats
+            )
             ours_pred = our_predictions(snn, x, args.T, k)
             print(f"\n{name}, batch {args.batch}, T={args.T} on {device}: ours (simulate, K={k}) {ours * 1e3:.1f} ms")
             for mode in ("s", "m"):
                 net = spikingjelly_net(snn, mode)
                 seconds = timed(lambda: spikingjelly_predictions(net, x, args.T, mode), device, args.repeats)
                 agree = (spikingjelly_predictions(net, x, args.T, mode) == ours_pred).float().mean().item()
-                rows.append(dict(model=name, device=str(device), batch=args.batch, T=args.T, steps_per_call=k,
-                                 spikingjelly_mode=mode, spikingjelly_seconds=seconds, ours_seconds=ours,
-                                 speedup=seconds / ours, prediction_agreement=agree))
-                print(f"  SpikingJelly step_mode={mode!r} {seconds * 1e3:8.1f} ms   ours is {seconds / ours:5.2f}x "
-                      f"faster   predictions identical at every T: {agree * 100:.2f}%")
+                rows.append(
+                    dict(
+                        model=name,
+                        device=str(device),
+                        batch=args.batch,
+                        T=args.T,
+                        steps_per_call=k,
+                        spikingjelly_mode=mode,
+                        spikingjelly_seconds=seconds,
+                        ours_seconds=ours,
+                        speedup=seconds / ours,
+                        prediction_agreement=agree,
+                    )
+                )
+                print(
+                    f"  SpikingJelly step_mode={mode!r} {seconds * 1e3:8.1f} ms   ours is {seconds / ours:5.2f}x "
+                    f"faster   predictions identical at every T: {agree * 100:.2f}%"
+                )
     return rows
 
 
@@ -225,10 +250,21 @@ def bench_train(args, device) -> list[dict]:
 
                 step()  # compile outside the timing
                 times[kind] = timed(step, device, args.repeats)
-            rows.append(dict(model=name, device=str(device), batch=args.batch, variant=label,
-                             relu_seconds=times["relu"], na_seconds=times["na"], overhead=times["na"] / times["relu"]))
-            print(f"  {label:26s} ReLU {times['relu'] * 1e3:7.2f} ms   Noise Adaptor {times['na'] * 1e3:7.2f} ms"
-                  f"   {times['na'] / times['relu']:.2f}x")
+            rows.append(
+                dict(
+                    model=name,
+                    device=str(device),
+                    batch=args.batch,
+                    variant=label,
+                    relu_seconds=times["relu"],
+                    na_seconds=times["na"],
+                    overhead=times["na"] / times["relu"],
+                )
+            )
+            print(
+                f"  {label:26s} ReLU {times['relu'] * 1e3:7.2f} ms   Noise Adaptor {times['na'] * 1e3:7.2f} ms"
+                f"   {times['na'] / times['relu']:.2f}x"
+            )
         os.environ.pop("NOISEADAPTOR_FUSED")
     return rows
 
@@ -265,6 +301,7 @@ def bench_data(args, device) -> list[dict]:
                 x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 if i + 1 == batches:
                     break
+
         return timed(go, device, 1) / batches
 
     q, x, y = build("cifar-resnet20", args.batch, device)
@@ -277,15 +314,33 @@ def bench_data(args, device) -> list[dict]:
         opt.step()
 
     step_seconds = timed(step, device, args.repeats)
-    print(f"\ndata for cifar-resnet20, batch {args.batch} on {device}: one Noise Adaptor step {step_seconds * 1e3:.2f} ms")
-    loaders = {f"DataLoader, {w} workers": torch.utils.data.DataLoader(
-        dataset, batch_size=args.batch, shuffle=True, num_workers=w, persistent_workers=w > 0,
-        pin_memory=device.type == "cuda") for w in args.workers}
+    print(
+        f"\ndata for cifar-resnet20, batch {args.batch} on {device}: one Noise Adaptor step {step_seconds * 1e3:.2f} ms"
+    )
+    loaders = {
+        f"DataLoader, {w} workers": torch.utils.data.DataLoader(
+            dataset,
+            batch_size=args.batch,
+            shuffle=True,
+            num_workers=w,
+            persistent_workers=w > 0,
+            pin_memory=device.type == "cuda",
+        )
+        for w in args.workers
+    }
     loaders["DeviceLoader"] = DeviceLoader.from_dataset(dataset, args.batch, "cifar10", device)
     for label, loader in loaders.items():
         seconds = per_batch(loader)
-        rows.append(dict(device=str(device), batch=args.batch, loader=label, seconds_per_batch=seconds,
-                         step_seconds=step_seconds, fraction_of_step=seconds / step_seconds))
+        rows.append(
+            dict(
+                device=str(device),
+                batch=args.batch,
+                loader=label,
+                seconds_per_batch=seconds,
+                step_seconds=step_seconds,
+                fraction_of_step=seconds / step_seconds,
+            )
+        )
         print(f"  {label:24s} {seconds * 1e3:8.2f} ms per batch   {seconds / step_seconds:6.2f}x a training step")
     return rows
 
@@ -293,8 +348,9 @@ def bench_data(args, device) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--sections", nargs="+", default=["sim", "sj", "train", "data"],
-                    choices=["sim", "sj", "train", "data"])
+    ap.add_argument(
+        "--sections", nargs="+", default=["sim", "sj", "train", "data"], choices=["sim", "sj", "train", "data"]
+    )
     ap.add_argument("--models", nargs="+", default=["cifar-resnet20", "cifar-vgg16"])
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--T", type=int, default=32)
@@ -305,11 +361,20 @@ def main() -> None:
     ap.add_argument("--json", help="write all measurements here")
     args = ap.parse_args()
     device = torch.device(args.device)
-    info = dict(torch=torch.__version__, python=platform.python_version(), threads=torch.get_num_threads(),
-                device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor())
+    info = dict(
+        torch=torch.__version__,
+        python=platform.python_version(),
+        threads=torch.get_num_threads(),
+        device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+    )
     print(f"torch {info['torch']}, {info['device_name'] or 'cpu'}, {info['threads']} CPU threads")
     results = {"info": info}
-    for section, bench in (("sim", bench_sim), ("sj", bench_spikingjelly), ("train", bench_train), ("data", bench_data)):
+    for section, bench in (
+        ("sim", bench_sim),
+        ("sj", bench_spikingjelly),
+        ("train", bench_train),
+        ("data", bench_data),
+    ):
         if section in args.sections:
             results[section] = bench(args, device)
     if args.json:

@@ -7,8 +7,22 @@ from noiseadaptor.cli import main
 
 def test_run_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["run", "--float-epochs", "1", "--epochs", "1", "--T", "8", "--methods", "na,no-noise",
-                 "--no-progress", "--out", str(out)])
+    code = main(
+        [
+            "run",
+            "--float-epochs",
+            "1",
+            "--epochs",
+            "1",
+            "--T",
+            "8",
+            "--methods",
+            "na,no-noise",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "T=8" in printed and "no-noise" in printed
@@ -18,12 +32,15 @@ def test_run_end_to_end(tmp_path, capsys):
     assert (out / "accuracy_vs_T.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--p", "0"], "--p must be a positive integer"),
-    (["--T", "0"], "--T must be a positive integer"),
-    (["--methods", "na,foo"], "unknown"),
-    (["--model", "resnet1000"], "unknown model"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--p", "0"], "--p must be a positive integer"),
+        (["--T", "0"], "--T must be a positive integer"),
+        (["--methods", "na,foo"], "unknown"),
+        (["--model", "resnet1000"], "unknown model"),
+    ],
+)
 def test_bad_input_is_reported_before_work(args, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main(["run", "--out", str(tmp_path), *args])

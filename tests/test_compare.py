@@ -28,9 +28,21 @@ def test_t_interval_and_paired_test_by_hand():
 
 
 def _tiny(**kwargs):
-    return StudyConfig(**{"dataset": "digits", "model": "small-cnn", "methods": ("na", "no-noise"), "seeds": (0, 1),
-                          "float_epochs": 1, "epochs": 1, "T": 4, "test_images": 60, "batch_size": 128,
-                          "variants": ("cos2",), **kwargs})
+    return StudyConfig(
+        **{
+            "dataset": "digits",
+            "model": "small-cnn",
+            "methods": ("na", "no-noise"),
+            "seeds": (0, 1),
+            "float_epochs": 1,
+            "epochs": 1,
+            "T": 4,
+            "test_images": 60,
+            "batch_size": 128,
+            "variants": ("cos2",),
+            **kwargs,
+        }
+    )
 
 
 def test_methods_of_one_seed_see_the_same_batches_and_calibration_batch(tmp_path, monkeypatch):
@@ -77,7 +89,10 @@ def test_a_killed_study_continues_where_it_stopped(tmp_path, monkeypatch):
     row = resumed["rows"]["na+cos2"]
     assert row["pre_steps"] == 2 and row["T_total"]["4"] == 6  # honest T: main steps + pre-steps
     assert len(row["snn_accuracy"]["1"]["values"]) == 2
-    assert set(resumed["differences"]) == {"na", "na+cos2"} and "p_value" in resumed["differences"]["na"]["snn_accuracy"]["2"]
+    assert (
+        set(resumed["differences"]) == {"na", "na+cos2"}
+        and "p_value" in resumed["differences"]["na"]["snn_accuracy"]["2"]
+    )
     json.loads((tmp_path / "killed" / "compare.json").read_text())  # valid JSON
     with pytest.raises(ValueError, match="other settings"):
         run_study(_tiny(T=8), tmp_path / "killed", log=lambda *a: None)
@@ -94,8 +109,13 @@ def test_layer_error_and_agreement_against_a_brute_force_count():
     r = simulate(snn, [(x, torch.zeros(30, dtype=torch.long))], T=T, progress=False, reference=q)
     # brute force: step by step, each layer's outputs and the summed prediction, against the ANN
     ann, outs = {}, {name: [] for name, _ in snn.neurons()}
-    hooks = [layer.register_forward_hook(lambda m, a, o, name=name: ann.__setitem__(name, o)) for name, layer in quantizers(q)]
-    hooks += [n.register_forward_hook(lambda m, a, o, name=name: outs[name].append(o.clone())) for name, n in snn.neurons()]
+    hooks = [
+        layer.register_forward_hook(lambda m, a, o, name=name: ann.__setitem__(name, o))
+        for name, layer in quantizers(q)
+    ]
+    hooks += [
+        n.register_forward_hook(lambda m, a, o, name=name: outs[name].append(o.clone())) for name, n in snn.neurons()
+    ]
     with torch.no_grad():
         prediction = q(x).argmax(1)
         snn.reset()

@@ -1,10 +1,9 @@
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from noiseadaptor import IFNeuron, QuantConfig, convert, init_scales, prepare, quantizers, simulate
-import torch.nn.functional as F
-
 from noiseadaptor.accounting import EnergyModel, fan_out
 
 
@@ -59,9 +58,15 @@ def _brute_force_sops(x, conv):
     return count
 
 
-@pytest.mark.parametrize("kwargs", [dict(kernel_size=3, padding=1), dict(kernel_size=3, stride=2, padding=1),
-                                    dict(kernel_size=(3, 2), stride=(2, 1), padding=(0, 1), dilation=(1, 2)),
-                                    dict(kernel_size=3, padding=1, groups=2)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(kernel_size=3, padding=1),
+        dict(kernel_size=3, stride=2, padding=1),
+        dict(kernel_size=(3, 2), stride=(2, 1), padding=(0, 1), dilation=(1, 2)),
+        dict(kernel_size=3, padding=1, groups=2),
+    ],
+)
 def test_conv_fan_out_equals_a_brute_force_count(kwargs):
     torch.manual_seed(0)
     conv = nn.Conv2d(4, 6, **kwargs)
@@ -74,8 +79,10 @@ def test_conv_fan_out_equals_a_brute_force_count(kwargs):
 def _spike_trains(snn, x, T):
     """Each neuron's output at every step, [T, B, ...], from a plain step-by-step run."""
     trains = {name: [] for name, _ in snn.neurons()}
-    handles = [n.register_forward_hook(lambda m, a, out, name=name: trains[name].append(out.clone()))
-               for name, n in snn.neurons()]
+    handles = [
+        n.register_forward_hook(lambda m, a, out, name=name: trains[name].append(out.clone()))
+        for name, n in snn.neurons()
+    ]
     snn.reset()
     with torch.no_grad():
         for _ in range(T):
@@ -183,8 +190,14 @@ def test_energy_accounting_in_simulate():
     q = prepare(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64, 3))).eval()
     snn = convert(q)
     x = torch.randn(5, 1, 4, 4)
-    r = simulate(snn, [(x, torch.zeros(5, dtype=torch.long))], T=[1, 4], synops=True, progress=False,
-                 energy=EnergyModel(e_mac_pj=4.6, e_ac_pj=0.9))
+    r = simulate(
+        snn,
+        [(x, torch.zeros(5, dtype=torch.long))],
+        T=[1, 4],
+        synops=True,
+        progress=False,
+        energy=EnergyModel(e_mac_pj=4.6, e_ac_pj=0.9),
+    )
     conv_macs = 4 * 16 * 9  # 4 output channels x 16 positions x 9 inputs each (padded ones included)
     assert r.macs_per_sample == {1: conv_macs, 4: 4 * conv_macs}
     assert r.ann_macs_per_sample == conv_macs + 64 * 3
@@ -210,8 +223,13 @@ def _count(snn, steps):
     return sum(snn(torch.ones(1, 1)) for _ in range(steps)).item()
 
 
-@pytest.mark.parametrize("w2, b2, ideal", [(-1.2, 0.6, 0.0),   # B fires at step 1, then gets -1.2: one too many
-                                           (2.0, 0.0, 2.0)])   # B gets 2 at step 2 but can fire once: one too few
+@pytest.mark.parametrize(
+    "w2, b2, ideal",
+    [
+        (-1.2, 0.6, 0.0),  # B fires at step 1, then gets -1.2: one too many
+        (2.0, 0.0, 2.0),
+    ],
+)  # B gets 2 at step 2 but can fire once: one too few
 def test_offset_spikes_fix_hand_built_over_and_under_firing(w2, b2, ideal):
     from noiseadaptor.corrections import calibrate_offsets
 

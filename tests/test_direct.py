@@ -50,8 +50,14 @@ def test_direct_training_learns_digits_and_keeps_the_float_model():
     snn = to_direct_snn(float_model, DirectConfig(T=2, alpha=1.0))
     assert len(snn.neurons()) == 3 and any(isinstance(m, nn.ReLU) for m in float_model.modules())
     widths = []
-    fit(snn, train, 3, lr=0.05, progress=False,
-        on_epoch_end=lambda epoch, row: widths.append([n.alpha.item() for _, n in snn.neurons()]))
+    fit(
+        snn,
+        train,
+        3,
+        lr=0.05,
+        progress=False,
+        on_epoch_end=lambda epoch, row: widths.append([n.alpha.item() for _, n in snn.neurons()]),
+    )
     assert evaluate(snn, test) > 0.5
     assert widths[-1] != [1.0, 1.0, 1.0]  # learned
 
@@ -67,11 +73,20 @@ def test_noise_probability_schedule_follows_the_paper_and_fit():
 
     torch.manual_seed(0)
     train, _ = digits().loaders(256)
-    snn = to_direct_snn(create_model("small-cnn", 10, 1, width=4),
-                        DirectConfig(T=1, noise_p=0.5, noise_decay=0.5, noise_milestones=(1, 2)))
+    snn = to_direct_snn(
+        create_model("small-cnn", 10, 1, width=4),
+        DirectConfig(T=1, noise_p=0.5, noise_decay=0.5, noise_milestones=(1, 2)),
+    )
     seen = []
-    fit(snn, train, 3, lr=0.05, progress=False, on_epoch_start=snn.start_epoch,
-        on_epoch_end=lambda epoch, row: seen.append([n.noise_p for _, n in snn.neurons()]))
+    fit(
+        snn,
+        train,
+        3,
+        lr=0.05,
+        progress=False,
+        on_epoch_start=snn.start_epoch,
+        on_epoch_end=lambda epoch, row: seen.append([n.noise_p for _, n in snn.neurons()]),
+    )
     assert seen == [[0.5] * 3, [0.75] * 3, [0.875] * 3]
 
 
@@ -92,8 +107,9 @@ def test_bad_direct_config():
 
 def _asgl_net(width=1.0):
     torch.manual_seed(0)
-    return to_direct_snn(create_model("small-cnn", num_classes=10, in_channels=1, width=4),
-                         DirectConfig.asgl(T=2, alpha=width))
+    return to_direct_snn(
+        create_model("small-cnn", num_classes=10, in_channels=1, width=4), DirectConfig.asgl(T=2, alpha=width)
+    )
 
 
 def test_weight_decay_never_touches_the_learned_width():
@@ -145,8 +161,15 @@ def test_two_optimizers_resume_from_a_checkpoint(tmp_path):
     first = _asgl_net()
     torch.manual_seed(1)
     with pytest.raises(KeyboardInterrupt):  # killed at the start of the second epoch
-        fit(first, train, 2, optimizer=config, progress=False, checkpoint=ckpt,
-            on_epoch_start=lambda epoch: _interrupt() if epoch == 1 else None)
+        fit(
+            first,
+            train,
+            2,
+            optimizer=config,
+            progress=False,
+            checkpoint=ckpt,
+            on_epoch_start=lambda epoch: _interrupt() if epoch == 1 else None,
+        )
     resumed = _asgl_net()
     fit(resumed, train, 2, optimizer=config, progress=False, checkpoint=ckpt, resume=True)
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):

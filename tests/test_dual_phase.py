@@ -6,8 +6,7 @@ import torch
 from torch import nn
 
 from noiseadaptor import QuantConfig, convert, init_scales, prepare, quantize, quantizers, requantize
-from noiseadaptor.dual_phase import (calibrate_initial_membrane, calibrate_weights, dual_phase_calibrate,
-                                     if_rate)
+from noiseadaptor.dual_phase import calibrate_initial_membrane, calibrate_weights, dual_phase_calibrate, if_rate
 from noiseadaptor.models import create_model
 
 
@@ -17,10 +16,10 @@ def test_bernoulli_quant_noise_passes_a_fraction_through_unrounded():
     v = torch.rand(200_000) * 3.7 + 0.01
     out = q.train()(v)
     rounded = torch.floor(v + 0.5).clamp(0, 4)
-    passed = (out != rounded)
+    passed = out != rounded
     assert passed.float().mean().item() == pytest.approx(0.25 * (1 - (v == rounded).float().mean().item()), abs=0.01)
-    assert torch.allclose(out[passed], v[passed])       # the pass-through elements are the identity here
-    assert torch.equal(q.eval()(v), rounded)            # evaluation: always quantized
+    assert torch.allclose(out[passed], v[passed])  # the pass-through elements are the identity here
+    assert torch.equal(q.eval()(v), rounded)  # evaluation: always quantized
     with pytest.raises(ValueError, match="noise_probability"):
         QuantConfig(noise="bernoulli", noise_probability=1.5)
 
@@ -42,7 +41,7 @@ def test_clip_source_ann_and_its_qc_ann_keep_the_threshold():
     q = prepare(nn.Sequential(nn.Linear(4, 4), nn.ReLU()), QuantConfig.clip())
     x = torch.randn(256, 4)
     init_scales(q, x)
-    (_, layer), = quantizers(q)
+    ((_, layer),) = quantizers(q)
     theta = layer.threshold.item()
     pre = q.get_submodule("0")(x)
     for mode in (q.train(), q.eval()):  # no rounding and no noise in either mode
@@ -66,8 +65,8 @@ def one_layer(p=4, seed=0):
 
 
 def mean_gap(snn, q, x, T):
-    (name, neuron), = snn.neurons()
-    (_, quantizer), = quantizers(q)
+    ((name, neuron),) = snn.neurons()
+    ((_, quantizer),) = quantizers(q)
     ann = []
     quantizer.register_forward_hook(lambda m, a, o: ann.append(o))
     q(x)
@@ -78,7 +77,7 @@ def mean_gap(snn, q, x, T):
 def test_if_rate_is_the_spiking_network():
     q, x = one_layer()
     snn = convert(q)
-    (_, neuron), = snn.neurons()
+    ((_, neuron),) = snn.neurons()
     neuron.initial_membrane = torch.rand(5)
     linear = snn.net.get_submodule("0")
     snn.reset()
@@ -98,7 +97,7 @@ def test_coarse_calibration_moves_the_snn_mean_onto_the_qc_ann():
     q = prepare(nn.Sequential(layer, nn.ReLU()), QuantConfig.dual_phase(p=4, probability=0.0)).eval()
     x = torch.rand(2048, 5) * 3.9 + 0.05
     snn = convert(q)
-    (name, neuron), = snn.neurons()
+    ((name, neuron),) = snn.neurons()
     neuron.initial_membrane = torch.tensor(0.0)
     before = mean_gap(snn, q, x, T=4)
     assert torch.allclose(before, torch.full((5,), 0.5), atol=0.05)
@@ -114,7 +113,7 @@ def test_fine_calibration_lowers_the_held_out_kl():
     snn.neurons()[0][1].initial_membrane = torch.tensor(0.0)  # a representation error to calibrate away
     weight = snn.net.get_submodule("0").weight.detach().clone()
     report = calibrate_weights(snn, q, x, T=T, num_samples=512, epochs=15, lr=5e-3, holdout=0.25)
-    (layer, r), = report.items()
+    ((layer, r),) = report.items()
     assert r["loss_after"] < 0.5 * r["loss_before"]  # held-out samples: never seen by the optimizer
     assert not torch.equal(snn.net.get_submodule("0").weight, weight)
     assert r["parameters"] == 6 * 5 + 5 + 5  # weight, bias, one initial membrane per neuron
@@ -140,8 +139,19 @@ def test_authors_options_learned_sigmoid_surrogate_and_a_final_coarse_pass():
     q, x = one_layer(seed=2)
     snn = convert(q)
     snn.neurons()[0][1].initial_membrane = torch.tensor(0.0)
-    report = dual_phase_calibrate(snn, q, x, T=4, num_samples=256, epochs=3, lr=5e-3, surrogate="sigmoid",
-                                  surrogate_width=0.8, learn_width=True, final_coarse=True)
+    report = dual_phase_calibrate(
+        snn,
+        q,
+        x,
+        T=4,
+        num_samples=256,
+        epochs=3,
+        lr=5e-3,
+        surrogate="sigmoid",
+        surrogate_width=0.8,
+        learn_width=True,
+        final_coarse=True,
+    )
     assert set(report) == {"coarse", "fine", "final_coarse"}
     (r,) = report["fine"].values()
     assert r["parameters"] == 6 * 5 + 5 + 5 + 1 and r["surrogate_width"] != 0.8  # the width trained too
@@ -178,13 +188,47 @@ def test_dual_phase_through_the_cli(tmp_path, capsys):
     common = ["--dataset", "digits", "--model", "small-cnn", "--workers", "0", "--no-progress", "--batch-size", "64"]
     out = tmp_path / "dp"
     # --epochs 0 checkpoints the untrained copy: the ablation's "copy weights" / "Phase II only"
-    assert main(["train", *common, "--method", "dual-phase", "--p", "4", "--quant-noise-p", "0.2", "--epochs", "0",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *common,
+                "--method",
+                "dual-phase",
+                "--p",
+                "4",
+                "--quant-noise-p",
+                "0.2",
+                "--epochs",
+                "0",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     state = load_checkpoint(out / "checkpoint.pt")
     assert state["config"]["method"] == "dual-phase" and state["config"]["quant_noise_p"] == 0.2
     assert state["epoch"] == 0
-    assert main(["evaluate", str(out / "checkpoint.pt"), "--T", "4", "--calibrate", "both", "--calibration-samples",
-                 "32", "--calibration-epochs", "1", "--no-progress", "--no-synops"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(out / "checkpoint.pt"),
+                "--T",
+                "4",
+                "--calibrate",
+                "both",
+                "--calibration-samples",
+                "32",
+                "--calibration-epochs",
+                "1",
+                "--no-progress",
+                "--no-synops",
+            ]
+        )
+        == 0
+    )
     assert "[phase II] both calibration at T=4" in capsys.readouterr().out
     result = json.loads((out / "evaluation.json").read_text())["results"]["dual-phase"]
     assert set(result["calibration"]["fine"]) and result["calibration"]["samples"] == 32
@@ -192,18 +236,62 @@ def test_dual_phase_through_the_cli(tmp_path, capsys):
         main(["train", *common, "--method", "na", "--quant-noise-p", "0.2", "--out", str(tmp_path / "x")])
     assert "--quant-noise-p: not a setting of method na" in capsys.readouterr().err
     with pytest.warns(DeprecationWarning, match="--quant-noise-p"):  # the old flag, for one release
-        assert main(["train", *common, "--method", "dual-phase", "--p", "4", "--noise-p", "0.3", "--epochs", "0",
-                     "--out", str(tmp_path / "old-flag")]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    *common,
+                    "--method",
+                    "dual-phase",
+                    "--p",
+                    "4",
+                    "--noise-p",
+                    "0.3",
+                    "--epochs",
+                    "0",
+                    "--out",
+                    str(tmp_path / "old-flag"),
+                ]
+            )
+            == 0
+        )
     assert load_checkpoint(tmp_path / "old-flag" / "checkpoint.pt")["config"]["quant_noise_p"] == 0.3
     # the paper's chain: a clip source ANN, then its QC-ANN with the learned thresholds
     assert main(["train", *common, "--method", "clip", "--epochs", "1", "--out", str(tmp_path / "clip")]) == 0
     source = load_checkpoint(tmp_path / "clip" / "checkpoint.pt")
-    assert main(["train", *common, "--method", "dual-phase", "--p", "4", "--epochs", "0", "--init",
-                 str(tmp_path / "clip" / "checkpoint.pt"), "--out", str(tmp_path / "qc")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *common,
+                "--method",
+                "dual-phase",
+                "--p",
+                "4",
+                "--epochs",
+                "0",
+                "--init",
+                str(tmp_path / "clip" / "checkpoint.pt"),
+                "--out",
+                str(tmp_path / "qc"),
+            ]
+        )
+        == 0
+    )
     qc = load_checkpoint(tmp_path / "qc" / "checkpoint.pt")
     scales = [k for k in source["model"] if k.endswith("scale")]
     assert scales and all(torch.allclose(4 * qc["model"][k], 2 * source["model"][k]) for k in scales)  # p 2 -> 4
     with pytest.raises(SystemExit):
-        main(["train", *common, "--method", "float", "--init", str(tmp_path / "clip" / "checkpoint.pt"),
-              "--out", str(tmp_path / "y")])
+        main(
+            [
+                "train",
+                *common,
+                "--method",
+                "float",
+                "--init",
+                str(tmp_path / "clip" / "checkpoint.pt"),
+                "--out",
+                str(tmp_path / "y"),
+            ]
+        )
     assert "is a quantized (clip) network" in capsys.readouterr().err

@@ -28,8 +28,9 @@ class TinyEvents:
 
     def __init__(self, n_samples=6, sensor=(16, 12, 2), dtype=VISION, seed=0):
         rng = np.random.default_rng(seed)
-        self.samples = [(random_events(rng, int(rng.integers(0, 400)) if i else 0, sensor, dtype), i % 3)
-                        for i in range(n_samples)]  # sample 0 has no events
+        self.samples = [
+            (random_events(rng, int(rng.integers(0, 400)) if i else 0, sensor, dtype), i % 3) for i in range(n_samples)
+        ]  # sample 0 has no events
 
     def __len__(self):
         return len(self.samples)
@@ -48,8 +49,10 @@ def test_frames_shape_and_event_counts_conserved(split_by):
             assert frames[:, polarity].sum().item() == (events["p"] == polarity).sum()
         if len(events):
             e = events[0]
-            assert frames[:, int(e["p"]), e["y"], e["x"]].sum() == ((events["x"] == e["x"]) & (events["y"] == e["y"])
-                                                                  & (events["p"] == e["p"])).sum()
+            assert (
+                frames[:, int(e["p"]), e["y"], e["x"]].sum()
+                == ((events["x"] == e["x"]) & (events["y"] == e["y"]) & (events["p"] == e["p"])).sum()
+            )
 
 
 def test_time_binning_by_hand():
@@ -163,7 +166,8 @@ def test_binning_matches_tonic_to_frame_except_the_last_event():
 
 
 needs_tonic = pytest.mark.skipif(
-    importlib.util.find_spec("tonic") is None or importlib.util.find_spec("h5py") is None, reason="tonic not installed")
+    importlib.util.find_spec("tonic") is None or importlib.util.find_spec("h5py") is None, reason="tonic not installed"
+)
 
 
 @needs_tonic
@@ -231,6 +235,17 @@ def test_train_command_routes_event_data_and_explains_what_is_missing(tmp_path, 
         main(["train", "--dataset", "shd", "--method", "na", "--out", str(tmp_path / "a")])
     assert stop.value.code == 2 and "direct method" in capsys.readouterr().err
     with pytest.raises(SystemExit) as stop:
-        main(["train", "--dataset", "dvs-cifar10", "--method", "asgl", "--data-dir", str(tmp_path),
-              "--out", str(tmp_path / "b")])
+        main(
+            [
+                "train",
+                "--dataset",
+                "dvs-cifar10",
+                "--method",
+                "asgl",
+                "--data-dir",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "b"),
+            ]
+        )
     assert stop.value.code == 2 and "CIFAR10DVS" in capsys.readouterr().err

@@ -29,8 +29,9 @@ def spiking(model: nn.Module, x: torch.Tensor, seed: int = 0):
 
 
 def conv_net():
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Flatten(), nn.Linear(64, 3))
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64, 3)
+    )
 
 
 def residual_net():  # identity and 1x1-conv shortcuts, AdaptiveAvgPool2d, torch.flatten
@@ -129,10 +130,12 @@ def test_spikingjelly_reads_the_same_network(make, tmp_path):
             m.v_reset = None  # reset by subtraction, as the metadata says
             m.v = torch.from_numpy(node.metadata["initial_membrane"]).expand(len(x), *node.v_threshold.shape).clone()
             sj.get_submodule(name.split(".")[0]).register_forward_hook(
-                lambda mod, i, out, key=name.split(".")[0]: theirs_spikes.setdefault(key, []).append(out[0]))
+                lambda mod, i, out, key=name.split(".")[0]: theirs_spikes.setdefault(key, []).append(out[0])
+            )
     for name, m in snn.neurons():
-        m.register_forward_hook(lambda mod, i, out, key=name.replace(".", "_"): ours_spikes.setdefault(key, [])
-                                .append(out / mod.threshold))
+        m.register_forward_hook(
+            lambda mod, i, out, key=name.replace(".", "_"): ours_spikes.setdefault(key, []).append(out / mod.threshold)
+        )
     assert len(theirs_spikes) == 0 and len(snn.neurons()) > 0
     snn.reset()
     state = None
@@ -156,8 +159,15 @@ def test_export_command_writes_nir_and_refuses_float_runs(tmp_path, capsys):
     from noiseadaptor.export import add_export_arguments, export_main
     from noiseadaptor.models import create_model
 
-    cfg = {"dataset": "digits", "model": "small-cnn", "num_classes": 10, "in_channels": 1, "image_size": 8,
-           "method": "na", "p": 2}
+    cfg = {
+        "dataset": "digits",
+        "model": "small-cnn",
+        "num_classes": 10,
+        "in_channels": 1,
+        "image_size": 8,
+        "method": "na",
+        "p": 2,
+    }
     model = prepare(create_model("small-cnn", 10, 1), QuantConfig(p=2))
     save_checkpoint(tmp_path / "checkpoint.pt", model, epoch=1, config=cfg)
     parser = argparse.ArgumentParser()
@@ -201,7 +211,7 @@ def test_if_neuron_fields_are_what_consumers_read():
     """NIR's IF per spec: r, v_threshold, v_reset; SpikingJelly needs one threshold per layer and r = 1/dt."""
     x = torch.randn(3, 4)
     snn = convert(prepare(nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 2))))
-    (name, neuron), = snn.neurons()
+    ((name, neuron),) = snn.neurons()
     neuron.threshold.fill_(0.7)
     node = export(snn, x).nodes[name]
     assert isinstance(node, nir.IF) and node.v_threshold.shape == (5,)

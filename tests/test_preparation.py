@@ -102,8 +102,9 @@ def test_max_pool_with_dilation_is_refused():
         prepare(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2, dilation=2)))
 
 
-@pytest.mark.parametrize("name", ["cifar-resnet18", "cifar-resnet19", "cifar-resnet20", "cifar-resnet34",
-                                  "cifar-vgg16", "small-cnn"])
+@pytest.mark.parametrize(
+    "name", ["cifar-resnet18", "cifar-resnet19", "cifar-resnet20", "cifar-resnet34", "cifar-vgg16", "small-cnn"]
+)
 def test_registered_cifar_models_prepare_and_convert(name):
     from noiseadaptor import convert, simulate
     from noiseadaptor.models import create_model, list_models

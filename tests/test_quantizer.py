@@ -101,8 +101,9 @@ def test_bad_options_are_clear():
         QuantConfig(gradient_window="ste")
 
 
-@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
-                    reason="torch.compile on a CPU needs a C++ compiler")
+@pytest.mark.skipif(
+    shutil.which("g++") is None and shutil.which("c++") is None, reason="torch.compile on a CPU needs a C++ compiler"
+)
 def test_fused_kernels_match_eager(monkeypatch):
     """The compiled forward/backward (the CUDA default, NOISEADAPTOR_FUSED=1 elsewhere) compute what the
     eager ones do, given the same noise and mask (checked here with the CPU compiler)."""

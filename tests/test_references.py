@@ -245,4 +245,6 @@ def test_offset_spikes_are_the_authors_cos_rule_layer_by_layer():
         start2 = _cos_initial_membrane([w2(s) for s in spikes1], rho)
     assert torch.allclose(first.expand_as(start1), start1, atol=1e-5)
     assert torch.allclose(second.expand_as(start2), start2, atol=1e-5)
-    assert not torch.equal(start1, torch.full_like(start1, 0.5)) or not torch.equal(start2, torch.full_like(start2, 0.5))
+    assert not torch.equal(start1, torch.full_like(start1, 0.5)) or not torch.equal(
+        start2, torch.full_like(start2, 0.5)
+    )

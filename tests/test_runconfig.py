@@ -14,12 +14,15 @@ from noiseadaptor.runconfig import RunConfig, load_run
 DATA = Path(__file__).parent / "data"
 
 
-@pytest.mark.parametrize("name, checks, correct", [
-    # written by session 12's code (`noiseadaptor train --dataset digits --model small-cnn --epochs 1
-    # --batch-size 256`, optimizer state stripped): its keys T and noise_p, and the accuracy it reported
-    ("session12-asgl.pt", {"method": "asgl", "time_steps": 2, "spike_noise_p": 0.7}, 30),
-    ("session12-dual-phase.pt", {"method": "dual-phase", "p": 4, "quant_noise_p": 0.2}, 91),
-])
+@pytest.mark.parametrize(
+    "name, checks, correct",
+    [
+        # written by session 12's code (`noiseadaptor train --dataset digits --model small-cnn --epochs 1
+        # --batch-size 256`, optimizer state stripped): its keys T and noise_p, and the accuracy it reported
+        ("session12-asgl.pt", {"method": "asgl", "time_steps": 2, "spike_noise_p": 0.7}, 30),
+        ("session12-dual-phase.pt", {"method": "dual-phase", "p": 4, "quant_noise_p": 0.2}, 91),
+    ],
+)
 def test_checkpoints_of_the_earlier_format_still_load(name, checks, correct):
     loaded = load_run(DATA / name)
     for key, value in checks.items():
@@ -53,13 +56,16 @@ def test_the_cli_is_generated_from_the_run_description_and_the_registry(capsys):
     assert get_method("qcfs").summary in flags["method"].help
 
 
-@pytest.mark.parametrize("recipe, message", [
-    ("- lr: 0.1\n", "expected a mapping"),
-    ("lr: 0.1\nresume: 'no'\n", "resume must be true or false"),
-    ("lr: [0.1, 0.2]\n", "lr must be a positive number"),
-    ("method: na\nspike_noise_p: 0.3\n", "--spike-noise-p: not a setting of method na"),
-    ("lerning_rate: 0.1\n", "unknown keys"),
-])
+@pytest.mark.parametrize(
+    "recipe, message",
+    [
+        ("- lr: 0.1\n", "expected a mapping"),
+        ("lr: 0.1\nresume: 'no'\n", "resume must be true or false"),
+        ("lr: [0.1, 0.2]\n", "lr must be a positive number"),
+        ("method: na\nspike_noise_p: 0.3\n", "--spike-noise-p: not a setting of method na"),
+        ("lerning_rate: 0.1\n", "unknown keys"),
+    ],
+)
 def test_bad_recipes_get_one_line(tmp_path, capsys, recipe, message):
     from noiseadaptor.cli import main
 
@@ -75,11 +81,31 @@ def test_one_rebuild_path_gives_the_trained_network(tmp_path):
     from noiseadaptor.cli import main
 
     out = tmp_path / "na"
-    assert main(["train", "--dataset", "digits", "--model", "small-cnn", "--method", "na", "--epochs", "1",
-                 "--workers", "0", "--no-progress", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "digits",
+                "--model",
+                "small-cnn",
+                "--method",
+                "na",
+                "--epochs",
+                "1",
+                "--workers",
+                "0",
+                "--no-progress",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     loaded = load_run(out / "checkpoint.pt")
     assert loaded.config.method == "na" and loaded.config.num_classes == 10 and loaded.epoch == 1
     scales = [v for k, v in loaded.model.state_dict().items() if k.endswith("scale")]
-    saved = [v for k, v in torch.load(out / "checkpoint.pt", weights_only=False)["model"].items()
-             if k.endswith("scale")]
+    saved = [
+        v for k, v in torch.load(out / "checkpoint.pt", weights_only=False)["model"].items() if k.endswith("scale")
+    ]
     assert all(torch.equal(a, b) for a, b in zip(scales, saved)) and scales

@@ -3,8 +3,18 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from noiseadaptor import (IFNeuron, QuantConfig, SpikingNetwork, convert, evaluate, fit, init_scales, prepare,
-                          quantizers, simulate)
+from noiseadaptor import (
+    IFNeuron,
+    QuantConfig,
+    SpikingNetwork,
+    convert,
+    evaluate,
+    fit,
+    init_scales,
+    prepare,
+    quantizers,
+    simulate,
+)
 from noiseadaptor.data import digits
 from noiseadaptor.models import create_model
 
@@ -129,8 +139,11 @@ def test_torchvision_bottleneck_resnet_converts_with_residual_adds_before_neuron
     init_scales(q, x)
     snn = convert(q)
     graph = snn.net.graph
-    neuron_inputs = {n.target: n.args[0] for n in graph.nodes if n.op == "call_module"
-                     and isinstance(snn.net.get_submodule(n.target), IFNeuron)}
+    neuron_inputs = {
+        n.target: n.args[0]
+        for n in graph.nodes
+        if n.op == "call_module" and isinstance(snn.net.get_submodule(n.target), IFNeuron)
+    }
     block_outputs = [t for t in neuron_inputs if t.endswith("relu_2")]
     assert len(block_outputs) == 16  # one per bottleneck block, downsample blocks included
     assert all(neuron_inputs[t].target in (operator.add, operator.iadd) for t in block_outputs)
@@ -146,8 +159,10 @@ def test_steps_per_call_changes_speed_not_results(trained_digits, negative_spike
     x, y = next(iter(test))
     data = [(x[:100], y[:100]), (x[100:150], y[100:150])]
     snn = convert(q)
-    runs = [simulate(snn, data, T=11, steps_per_call=k, synops=True, negative_spikes=negative_spikes,
-                     progress=False) for k in (1, 4, 11, 32)]
+    runs = [
+        simulate(snn, data, T=11, steps_per_call=k, synops=True, negative_spikes=negative_spikes, progress=False)
+        for k in (1, 4, 11, 32)
+    ]
     for r in runs[1:]:
         assert r.accuracy == runs[0].accuracy
         for t in range(1, 12):

@@ -168,9 +168,35 @@ def test_every_recipe_is_valid():
 
 def test_direct_training_through_the_cli(tmp_path, capsys):
     out = tmp_path / "asgl"
-    assert main(["train", "--dataset", "digits", "--model", "small-cnn", "--workers", "0", "--no-progress",
-                 "--method", "asgl", "--time-steps", "2", "--alpha", "2.5", "--epochs", "1",
-                 "--noise-decay", "0.5", "--noise-milestones", "0", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "digits",
+                "--model",
+                "small-cnn",
+                "--workers",
+                "0",
+                "--no-progress",
+                "--method",
+                "asgl",
+                "--time-steps",
+                "2",
+                "--alpha",
+                "2.5",
+                "--epochs",
+                "1",
+                "--noise-decay",
+                "0.5",
+                "--noise-milestones",
+                "0",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     state = load_checkpoint(out / "checkpoint.pt")
     assert state["config"]["time_steps"] == 2 and state["config"]["alpha"] == 2.5
     assert state["config"]["noise_decay"] == 0.5 and state["config"]["noise_milestones"] == [0]
@@ -217,7 +243,7 @@ def test_device_loader_augments_like_torchvision_and_repeats_per_epoch():
         for xi, yi in zip(x, y):  # a 32x32 window of the zero-padded image, maybe mirrored
             source = torch.nn.functional.pad(images[yi].float(), (4, 4, 4, 4))
             source = transforms.Normalize(mean, std)(source / 255)
-            windows = [source[:, r:r + 32, c:c + 32] for r in range(9) for c in range(9)]
+            windows = [source[:, r : r + 32, c : c + 32] for r in range(9) for c in range(9)]
             assert any(torch.allclose(xi, w, atol=1e-5) or torch.allclose(xi, w.flip(-1), atol=1e-5) for w in windows)
     again = [(x, y) for x, y in loader]
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(batches, again))
@@ -242,8 +268,21 @@ def test_train_with_data_on_device_reads_an_image_folder_tree(tmp_path, capsys):
             folder.mkdir(parents=True)
             for i in range(per_class):
                 Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-    args = ["train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "data"), "--model", "small-cnn",
-            "--epochs", "1", "--batch-size", "16", "--no-progress", "--data-on-device"]
+    args = [
+        "train",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--model",
+        "small-cnn",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--no-progress",
+        "--data-on-device",
+    ]
     assert main(args + ["--out", str(tmp_path / "run")]) == 0
     assert "test accuracy" in capsys.readouterr().out
     with pytest.raises(SystemExit):

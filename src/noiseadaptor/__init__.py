@@ -19,9 +19,21 @@ from .simulation import SimulationResult, simulate
 from .train import evaluate, fit
 
 __all__ = [
-    "QuantConfig", "QuantReLU", "quantize", "prepare", "quantizers", "requantize", "init_scales", "reestimate_batchnorm",
+    "QuantConfig",
+    "QuantReLU",
+    "quantize",
+    "prepare",
+    "quantizers",
+    "requantize",
+    "init_scales",
+    "reestimate_batchnorm",
     "balance_thresholds",
     "convert",
-    "IFNeuron", "SpikingNetwork", "simulate", "SimulationResult", "fit", "evaluate",
+    "IFNeuron",
+    "SpikingNetwork",
+    "simulate",
+    "SimulationResult",
+    "fit",
+    "evaluate",
 ]
 __version__ = "0.1.0"

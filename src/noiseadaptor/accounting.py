@@ -53,8 +53,14 @@ def fan_out(layer: nn.Module, input_shape: tuple[int, ...]) -> Tensor:
     """Number of synapses leaving each element of one input sample (shape `input_shape`, no batch)."""
     with torch.inference_mode(False), torch.enable_grad():
         probe = torch.ones((1, *input_shape), requires_grad=True)
-        _connections(layer.weight, probe, stride=getattr(layer, "stride", 1), padding=_padding(layer),
-                     dilation=getattr(layer, "dilation", 1), groups=getattr(layer, "groups", 1)).sum().backward()
+        _connections(
+            layer.weight,
+            probe,
+            stride=getattr(layer, "stride", 1),
+            padding=_padding(layer),
+            dilation=getattr(layer, "dilation", 1),
+            groups=getattr(layer, "groups", 1),
+        ).sum().backward()
     return probe.grad[0].detach()
 
 
@@ -93,8 +99,9 @@ def synaptic_map(net: fx.GraphModule, sample: Tensor) -> SynapticMap:
     read analog values, and the fan-out of every neuron through pooling, reshapes, additions and kept
     BatchNorm to the synaptic layers it feeds (see the module doc)."""
     if not isinstance(net, fx.GraphModule):
-        raise TypeError("synaptic operations are counted on the fx graph of a network from convert(); "
-                        f"got {type(net).__name__}")
+        raise TypeError(
+            f"synaptic operations are counted on the fx graph of a network from convert(); got {type(net).__name__}"
+        )
     with torch.inference_mode(False), torch.enable_grad():
         probe = _Connectivity(net)
         probe.run(torch.ones(sample.shape, dtype=torch.float32, device=sample.device))
@@ -149,8 +156,9 @@ class _Connectivity(fx.Interpreter):
             self.sources[n] = frozenset({n.target})
             return leaf
         if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
-            out = _connections(m.weight, x, getattr(m, "stride", 1), _padding(m), getattr(m, "dilation", 1),
-                               getattr(m, "groups", 1))
+            out = _connections(
+                m.weight, x, getattr(m, "stride", 1), _padding(m), getattr(m, "dilation", 1), getattr(m, "groups", 1)
+            )
             return self._synapse(n, n.target, m.weight, out)
         if isinstance(m, _BATCH_NORMS):
             return x
@@ -172,8 +180,14 @@ class _Connectivity(fx.Interpreter):
             names = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")
             given = {**dict(zip(names, args[1:])), **kwargs}
             kernel = given["kernel_size"]
-            return _sum_pool(args[0], kernel, given.get("stride") or kernel, given.get("padding", 0),
-                             given.get("ceil_mode", False), given.get("count_include_pad", True))
+            return _sum_pool(
+                args[0],
+                kernel,
+                given.get("stride") or kernel,
+                given.get("padding", 0),
+                given.get("ceil_mode", False),
+                given.get("count_include_pad", True),
+            )
         if f in (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d):
             return _adaptive_sum_pool(args[0], kwargs.get("output_size", args[1] if len(args) > 1 else None))
         if f is torch.mean:
@@ -198,8 +212,9 @@ def _sum_pool(x: Tensor, kernel, stride, padding, ceil_mode: bool, count_include
     dims = x.dim() - 2 if x.dim() > 2 else 1
     if dims == 1:  # avg_pool1d has no divisor_override: as a 2-d pool of height 1
         as_pair = [(1, v[0] if isinstance(v, (tuple, list)) else v) for v in (kernel, stride or kernel, padding)]
-        out = F.avg_pool2d(x.unsqueeze(-2), as_pair[0], as_pair[1], as_pair[2], ceil_mode, count_include_pad,
-                           divisor_override=1)
+        out = F.avg_pool2d(
+            x.unsqueeze(-2), as_pair[0], as_pair[1], as_pair[2], ceil_mode, count_include_pad, divisor_override=1
+        )
         return out.squeeze(-2)
     pool = F.avg_pool2d if dims == 2 else F.avg_pool3d
     return pool(x, kernel, stride or kernel, padding, ceil_mode, count_include_pad, divisor_override=1)
@@ -216,8 +231,9 @@ def _adaptive_sum_pool(x: Tensor, output_size) -> Tensor:
     area = torch.ones((), dtype=x.dtype, device=x.device)
     for d, m in enumerate(sizes):
         n = x.shape[-dims + d]
-        region = torch.tensor([math.ceil((i + 1) * n / m) - (i * n) // m for i in range(m)], dtype=x.dtype,
-                              device=x.device)
+        region = torch.tensor(
+            [math.ceil((i + 1) * n / m) - (i * n) // m for i in range(m)], dtype=x.dtype, device=x.device
+        )
         area = area.unsqueeze(-1) * region
     return out * area
 
@@ -246,8 +262,9 @@ class SynapticCounter:
             self._fan_out = {k: v.reshape(-1).to(x.device, torch.float32) for k, v in self.map.fan_out.items()}
         self.batch = x.shape[0]
         self.sops = torch.zeros(steps, dtype=torch.float64, device=x.device)
-        self.macs = torch.full((steps,), float(sum(self.map.analog_macs.values()) * x.shape[0]),
-                               dtype=torch.float64, device=x.device)
+        self.macs = torch.full(
+            (steps,), float(sum(self.map.analog_macs.values()) * x.shape[0]), dtype=torch.float64, device=x.device
+        )
 
     def _hook(self, name: str):
         def hook(module: nn.Module, args, output: Tensor) -> None:
@@ -259,6 +276,7 @@ class SynapticCounter:
             steps = len(self.sops)
             events = (output != 0).to(torch.float32).view(steps, -1, fan.numel())
             self.sops += torch.matmul(events, fan).sum(1).double()
+
         return hook
 
     def stop(self) -> None:

@@ -23,8 +23,14 @@ from .quantizer import QuantReLU
 
 
 @torch.no_grad()
-def init_scales(qmodel: nn.Module, batch: Tensor | tuple, max_elements: int = 1 << 17, grid: int = 128,
-                seed: int = 0, batchnorm: bool = True) -> dict[str, float]:
+def init_scales(
+    qmodel: nn.Module,
+    batch: Tensor | tuple,
+    max_elements: int = 1 << 17,
+    grid: int = 128,
+    seed: int = 0,
+    batchnorm: bool = True,
+) -> dict[str, float]:
     """Initialise every quantizer scale of a prepared model from one calibration batch.
 
     Targets are the activations of the same network with all quantizers off (plain ReLU, avg-pooling
@@ -43,9 +49,11 @@ def init_scales(qmodel: nn.Module, batch: Tensor | tuple, max_elements: int = 1 
     x = x.to(device)
     after_pools = [bn for _, bn in batchnorms_after_replaced_pools(qmodel)] if batchnorm else []
     if after_pools and len(x) < 2:
-        raise ValueError("init_scales re-estimates the BatchNorm statistics after the max-pools prepare() replaced, "
-                         "on its calibration batch, which needs more than one sample: pass a larger batch, or "
-                         "batchnorm=False to keep the old statistics")
+        raise ValueError(
+            "init_scales re-estimates the BatchNorm statistics after the max-pools prepare() replaced, "
+            "on its calibration batch, which needs more than one sample: pass a larger batch, or "
+            "batchnorm=False to keep the old statistics"
+        )
     reestimate_batchnorm(qmodel, x, after_pools)
     was_training = qmodel.training
     qmodel.eval()
@@ -55,8 +63,11 @@ def init_scales(qmodel: nn.Module, batch: Tensor | tuple, max_elements: int = 1 
     def sample(i: int, v: Tensor) -> Tensor:
         flat = v.detach().flatten()
         if i not in positions:
-            positions[i] = (torch.randperm(flat.numel(), generator=generator)[:max_elements].to(flat.device)
-                            if flat.numel() > max_elements else None)
+            positions[i] = (
+                torch.randperm(flat.numel(), generator=generator)[:max_elements].to(flat.device)
+                if flat.numel() > max_elements
+                else None
+            )
         return flat if positions[i] is None else flat[positions[i]]
 
     for _, q in layers:
@@ -91,8 +102,12 @@ def init_scales(qmodel: nn.Module, batch: Tensor | tuple, max_elements: int = 1 
 
 
 @torch.no_grad()
-def reestimate_batchnorm(qmodel: nn.Module, data: Tensor | Iterable, layers: Sequence[nn.Module] | None = None,
-                         num_batches: int | None = None) -> int:
+def reestimate_batchnorm(
+    qmodel: nn.Module,
+    data: Tensor | Iterable,
+    layers: Sequence[nn.Module] | None = None,
+    num_batches: int | None = None,
+) -> int:
     """Recompute the running mean and variance of `layers` (default: every BatchNorm of the model) as the
     plain average over `data` (a tensor of inputs, or an iterable of batches, the first `num_batches`),
     with the quantizers off and every other layer in eval mode: the statistics of the float network
@@ -130,8 +145,9 @@ def reestimate_batchnorm(qmodel: nn.Module, data: Tensor | Iterable, layers: Seq
 
 
 @torch.no_grad()
-def balance_thresholds(qmodel: nn.Module, data: Tensor | Iterable, percentile: float = 99.5,
-                       num_batches: int | None = None) -> dict[str, float]:
+def balance_thresholds(
+    qmodel: nn.Module, data: Tensor | Iterable, percentile: float = 99.5, num_batches: int | None = None
+) -> dict[str, float]:
     """Weight-threshold balancing in threshold form (Rueckauer et al. 2017, the dual-phase paper's route 2
     to a source ANN): every quantizer's threshold p*s becomes the `percentile`-th percentile of the
     full-precision activation it replaces (the ReLU output, quantizers off), the largest over the
@@ -150,6 +166,7 @@ def balance_thresholds(qmodel: nn.Module, data: Tensor | Iterable, percentile: f
     def record(i: int):
         def hook(module, args):
             highest[i] = max(highest[i], _quantile(torch.relu(args[0]).flatten().float(), percentile / 100))
+
         return hook
 
     was_training = qmodel.training
@@ -195,6 +212,7 @@ def _store(out: list, i: int, sample, stop: bool = False):
         out[i] = sample(i, args[0])
         if stop:
             raise StopForward
+
     return hook
 
 

@@ -19,23 +19,39 @@ FREE_ON_RESUME = ("data_dir", "download", "workers", "data_on_device", "compile"
 """Settings of how data is read or a step is run, not of what is trained: a resumed run may change them."""
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, *, epoch: int, config: dict,
-                    optimizer: torch.optim.Optimizer | None = None, scheduler=None,
-                    metrics: dict | None = None) -> None:
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    *,
+    epoch: int,
+    config: dict,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler=None,
+    metrics: dict | None = None,
+) -> None:
     path = Path(path)
     state = {
-        "format": FORMAT, "epoch": epoch, "config": config, "metrics": metrics or {},
+        "format": FORMAT,
+        "epoch": epoch,
+        "config": config,
+        "metrics": metrics or {},
         "model": _unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        },
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
     with atomic_path(path.with_suffix(".json")) as tmp:
-        Path(tmp).write_text(json.dumps({"format": FORMAT, "epoch": epoch, "config": config,
-                                         "metrics": metrics or {}}, indent=2, default=str))
+        Path(tmp).write_text(
+            json.dumps(
+                {"format": FORMAT, "epoch": epoch, "config": config, "metrics": metrics or {}}, indent=2, default=str
+            )
+        )
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -46,25 +62,35 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # truncated zip, pickle garbage, ...
-        raise ValueError(f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); it may be truncated. "
-                         "Delete it to start over, or point at another checkpoint") from err
+        raise ValueError(
+            f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); it may be truncated. "
+            "Delete it to start over, or point at another checkpoint"
+        ) from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} is not a noiseadaptor checkpoint (expected format {FORMAT})")
     return state
 
 
-def restore(state: dict, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
-            scheduler=None, config: dict | None = None, rng: bool = True) -> int:
+def restore(
+    state: dict,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler=None,
+    config: dict | None = None,
+    rng: bool = True,
+) -> int:
     """Load a checkpoint into live objects and return its epoch. With `config`, refuse a checkpoint whose
     recorded settings differ from it in any key both have (a different model, method or p would be
     resumed silently otherwise)."""
     if config is not None:
-        clash = {k: (state["config"][k], v) for k, v in config.items()
-                 if k in state["config"] and state["config"][k] != v and k not in FREE_ON_RESUME}
+        clash = {
+            k: (state["config"][k], v)
+            for k, v in config.items()
+            if k in state["config"] and state["config"][k] != v and k not in FREE_ON_RESUME
+        }
         if clash:
             detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in clash.items())
-            raise ValueError(f"checkpoint was made with other settings ({detail}); use another --out or "
-                             "drop --resume")
+            raise ValueError(f"checkpoint was made with other settings ({detail}); use another --out or drop --resume")
     try:
         _unwrap(model).load_state_dict(state["model"])
     except RuntimeError as err:

@@ -81,73 +81,120 @@ A killed run continues with the same command plus --resume (at most one epoch is
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The parser and its sub-command parsers by name."""
-    parser = argparse.ArgumentParser(prog="noiseadaptor", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="noiseadaptor", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     fmt = argparse.RawDescriptionHelpFormatter
 
-    run = commands.add_parser("run", help="train, quantize, convert and simulate on the embedded data set",
-                              description=DESCRIPTION, epilog=RUN_EPILOG, formatter_class=fmt)
+    run = commands.add_parser(
+        "run",
+        help="train, quantize, convert and simulate on the embedded data set",
+        description=DESCRIPTION,
+        epilog=RUN_EPILOG,
+        formatter_class=fmt,
+    )
     run.add_argument("--dataset", default="digits", choices=DATASETS, help="data set (default: %(default)s)")
     _model_args(run, default="cifar-resnet20")
-    run.add_argument("--methods", default=",".join(NA_COMPARISON),
-                     help="comma-separated quantization methods to compare (default: %(default)s)")
-    run.add_argument("--p", type=int, default=2, help="quantization upper bound p; SNN threshold = p*s "
-                     "(default: %(default)s)")
+    run.add_argument(
+        "--methods",
+        default=",".join(NA_COMPARISON),
+        help="comma-separated quantization methods to compare (default: %(default)s)",
+    )
+    run.add_argument(
+        "--p", type=int, default=2, help="quantization upper bound p; SNN threshold = p*s (default: %(default)s)"
+    )
     run.add_argument("--float-epochs", type=int, default=30, help="float pre-training epochs (default: %(default)s)")
     _optim_args(run, epochs=30, lr=0.05, weight_decay=5e-4, batch_size=64)
     _simulation_args(run)
     _common_args(run, out="noiseadaptor-run")
 
-    train = commands.add_parser("train", help="float pre-training or quantization-aware training on real data",
-                                description="Train a float network (--method float), a quantized one from float "
-                                "weights (--init or --weights), or an SNN directly, with checkpoints and resume. "
-                                "The flags are the fields of noiseadaptor.runconfig.RunConfig; a recipe is a YAML "
-                                "file of them.", epilog=TRAIN_EPILOG, formatter_class=fmt)
-    train.add_argument("--recipe", type=Path, help="YAML file of run settings (keys: the long flags with _ for -, "
-                       "and out); flags given on the command line win")
+    train = commands.add_parser(
+        "train",
+        help="float pre-training or quantization-aware training on real data",
+        description="Train a float network (--method float), a quantized one from float "
+        "weights (--init or --weights), or an SNN directly, with checkpoints and resume. "
+        "The flags are the fields of noiseadaptor.runconfig.RunConfig; a recipe is a YAML "
+        "file of them.",
+        epilog=TRAIN_EPILOG,
+        formatter_class=fmt,
+    )
+    train.add_argument(
+        "--recipe",
+        type=Path,
+        help="YAML file of run settings (keys: the long flags with _ for -, "
+        "and out); flags given on the command line win",
+    )
     add_run_arguments(train)
     train.add_argument("--noise-p", type=float, default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # deprecated
     train.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
     _common_args(train, out=None, seed=False)
 
-    ev = commands.add_parser("evaluate", help="ANN accuracy of a checkpoint and, if quantized, SNN accuracy per T",
-                             description="Rebuild the model of a train checkpoint, measure its ANN accuracy, "
-                             "convert it and simulate T = 1..--T.", formatter_class=fmt)
+    ev = commands.add_parser(
+        "evaluate",
+        help="ANN accuracy of a checkpoint and, if quantized, SNN accuracy per T",
+        description="Rebuild the model of a train checkpoint, measure its ANN accuracy, "
+        "convert it and simulate T = 1..--T.",
+        formatter_class=fmt,
+    )
     ev.add_argument("checkpoint", type=Path, help="a checkpoint.pt written by train")
     ev.add_argument("--data-dir", type=Path, help="override the data folder recorded in the checkpoint")
     ev.add_argument("--batch-size", type=int, default=256, help="(default: %(default)s)")
     ev.add_argument("--workers", type=int, default=0, help="data loader processes (default: %(default)s)")
     _simulation_args(ev)
-    phase2 = ev.add_argument_group("dual-phase Phase II: calibrate the SNN against its quantized ANN before "
-                                   "simulating, layer by layer, on unlabelled training images")
-    phase2.add_argument("--calibrate", default="none", choices=("none", "coarse", "fine", "both"),
-                        help="coarse: initial membrane in closed form (Eq. 16); fine: weights and initial "
-                             "membrane by BPTT (Eq. 17-19); both: coarse then fine (default: %(default)s)")
+    phase2 = ev.add_argument_group(
+        "dual-phase Phase II: calibrate the SNN against its quantized ANN before "
+        "simulating, layer by layer, on unlabelled training images"
+    )
+    phase2.add_argument(
+        "--calibrate",
+        default="none",
+        choices=("none", "coarse", "fine", "both"),
+        help="coarse: initial membrane in closed form (Eq. 16); fine: weights and initial "
+        "membrane by BPTT (Eq. 17-19); both: coarse then fine (default: %(default)s)",
+    )
     phase2.add_argument("--calibration-samples", type=int, default=256, help="(default: %(default)s)")
-    phase2.add_argument("--calibration-T", type=int, default=None,
-                        help="the T the calibration optimises for (default: --T; the paper calibrates at the "
-                             "T it reports, the p of a dual-phase checkpoint)")
-    phase2.add_argument("--calibration-epochs", type=int, default=30,
-                        help="fine calibration passes over the samples per layer (default: %(default)s)")
-    phase2.add_argument("--final-coarse", action="store_true",
-                        help="one more coarse pass over every layer at the end (the authors' script: coarse, "
-                             "fine, coarse)")
+    phase2.add_argument(
+        "--calibration-T",
+        type=int,
+        default=None,
+        help="the T the calibration optimises for (default: --T; the paper calibrates at the "
+        "T it reports, the p of a dual-phase checkpoint)",
+    )
+    phase2.add_argument(
+        "--calibration-epochs",
+        type=int,
+        default=30,
+        help="fine calibration passes over the samples per layer (default: %(default)s)",
+    )
+    phase2.add_argument(
+        "--final-coarse",
+        action="store_true",
+        help="one more coarse pass over every layer at the end (the authors' script: coarse, fine, coarse)",
+    )
     _common_args(ev, out=None)
 
-    cmp = commands.add_parser("compare", help="paired multi-seed study of conversion methods, with 95% intervals",
-                              description=COMPARE_DESCRIPTION, epilog=COMPARE_EPILOG, formatter_class=fmt)
+    cmp = commands.add_parser(
+        "compare",
+        help="paired multi-seed study of conversion methods, with 95% intervals",
+        description=COMPARE_DESCRIPTION,
+        epilog=COMPARE_EPILOG,
+        formatter_class=fmt,
+    )
     cmp.add_argument("--recipe", type=Path, help="YAML file of study settings (keys: the flags with _ for -)")
     add_config_arguments(cmp, StudyConfig, {"dataset": DATASETS}, grouped=False)
     cmp.add_argument("--out", type=Path, default=Path("runs/compare"), help="study folder (default: %(default)s)")
     cmp.add_argument("--report", action="store_true", help="only print the tables and plot from --out's cells")
     cmp.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
-    ex = commands.add_parser("export", help="write a quantized checkpoint as NIR (the SNN) or ONNX (the ANN)",
-                             description="Rebuild a quantized train checkpoint, convert it and write the SNN "
-                             "as a NIR graph (pip install noiseadaptor[nir]), or the quantized ANN as ONNX. "
-                             "Read the semantics note in the README before running the file elsewhere.",
-                             formatter_class=fmt)
+    ex = commands.add_parser(
+        "export",
+        help="write a quantized checkpoint as NIR (the SNN) or ONNX (the ANN)",
+        description="Rebuild a quantized train checkpoint, convert it and write the SNN "
+        "as a NIR graph (pip install noiseadaptor[nir]), or the quantized ANN as ONNX. "
+        "Read the semantics note in the README before running the file elsewhere.",
+        formatter_class=fmt,
+    )
     add_export_arguments(ex)
 
     return parser, {"run": run, "train": train, "evaluate": ev, "compare": cmp, "export": ex}
@@ -182,19 +229,26 @@ def _optim_args(p: argparse.ArgumentParser, epochs: int, lr: float, weight_decay
 
 def _simulation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--T", type=int, default=256, help="simulate T = 1..this many steps (default: %(default)s)")
-    p.add_argument("--negative-spikes", action="store_true",
-                   help="run-time correction: QFFS negative spikes (Li, Ma & Furber 2022)")
-    p.add_argument("--offset-spikes", type=int, default=0, metavar="RHO",
-                   help="run-time correction: COS two-stage offset spikes with RHO pre-simulation steps "
-                        "(not counted in T, as in the COS paper); 0 = off (default)")
+    p.add_argument(
+        "--negative-spikes",
+        action="store_true",
+        help="run-time correction: QFFS negative spikes (Li, Ma & Furber 2022)",
+    )
+    p.add_argument(
+        "--offset-spikes",
+        type=int,
+        default=0,
+        metavar="RHO",
+        help="run-time correction: COS two-stage offset spikes with RHO pre-simulation steps "
+        "(not counted in T, as in the COS paper); 0 = off (default)",
+    )
     p.add_argument("--no-synops", action="store_true", help="skip counting synaptic operations and energy")
 
 
 def _simulate_options(args: argparse.Namespace) -> dict:
     if args.offset_spikes < 0:
         raise ValueError(f"--offset-spikes must be >= 0, got {args.offset_spikes}")
-    return {"negative_spikes": args.negative_spikes, "offset_spikes": args.offset_spikes,
-            "synops": not args.no_synops}
+    return {"negative_spikes": args.negative_spikes, "offset_spikes": args.offset_spikes, "synops": not args.no_synops}
 
 
 def _print_tables(rows: dict, title: str) -> None:
@@ -208,22 +262,29 @@ def _print_tables(rows: dict, title: str) -> None:
         print(energy)
     corrections = next((r["corrections"] for r in rows.values() if "corrections" in r), {})
     if corrections.get("offset_spikes_pre_steps"):
-        print(f"\noffset spikes: {corrections['offset_spikes_pre_steps']} pre-simulation steps per image, "
-              "not counted in T (nor in the energy above)")
+        print(
+            f"\noffset spikes: {corrections['offset_spikes_pre_steps']} pre-simulation steps per image, "
+            "not counted in T (nor in the energy above)"
+        )
 
 
 def _common_args(p: argparse.ArgumentParser, out: str | None, seed: bool = True) -> None:
     if seed:
         p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    p.add_argument("--out", type=Path, default=Path(out) if out else None,
-                   help="output folder" + (" (default: %(default)s)" if out else
-                                           " (default: the recipe's out, or beside the checkpoint / runs/train)"))
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path(out) if out else None,
+        help="output folder"
+        + (" (default: %(default)s)" if out else " (default: the recipe's out, or beside the checkpoint / runs/train)"),
+    )
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, config_class, choices: dict | None = None,
-                         grouped: bool = True) -> None:
+def add_config_arguments(
+    parser: argparse.ArgumentParser, config_class, choices: dict | None = None, grouped: bool = True
+) -> None:
     """One flag per field of a settings dataclass (RunConfig, StudyConfig), with its help and default; a flag
     not given stays absent from the namespace, so a recipe's value or the field's default applies."""
     choices = choices or {}
@@ -246,9 +307,14 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class, choices:
         if f.type.startswith("tuple"):
             kwargs["nargs"] = "*"
         shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
-        groups[group].add_argument(flag, type=kind, choices=f.metadata.get("choices") or choices.get(f.name),
-                                   metavar=f.name.upper() if f.name in choices else None,
-                                   help=text if default is None else f"{text} (default: {shown})", **kwargs)
+        groups[group].add_argument(
+            flag,
+            type=kind,
+            choices=f.metadata.get("choices") or choices.get(f.name),
+            metavar=f.name.upper() if f.name in choices else None,
+            help=text if default is None else f"{text} (default: {shown})",
+            **kwargs,
+        )
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -312,17 +378,38 @@ def _run(args: argparse.Namespace) -> int:
     splits = get_dataset(args.dataset)
     train_data, test_data = splits.loaders(args.batch_size, eval_batch_size=512, seed=args.seed)
     model = create_model(args.model, num_classes=splits.num_classes, in_channels=splits.in_channels).to(device)
-    print(f"[float] training {args.model} on {args.dataset} ({len(splits.train)} train / {len(splits.test)} "
-          f"test images), {args.float_epochs} epochs, device {device}")
-    fit(model, train_data, args.float_epochs, lr=args.lr, weight_decay=args.weight_decay, device=device,
-        progress=progress, desc="float")
+    print(
+        f"[float] training {args.model} on {args.dataset} ({len(splits.train)} train / {len(splits.test)} "
+        f"test images), {args.float_epochs} epochs, device {device}"
+    )
+    fit(
+        model,
+        train_data,
+        args.float_epochs,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        device=device,
+        progress=progress,
+        desc="float",
+    )
     rows = {"float": {"ann_accuracy": evaluate(model, test_data, device)}}
     print(f"[float] ANN {100 * rows['float']['ann_accuracy']:.2f}%")
 
-    method_rows, _ = compare_methods(model, train_data, test_data, methods, p=args.p, epochs=args.epochs,
-                                     lr=args.lr, weight_decay=args.weight_decay, T=time_steps(args.T),
-                                     seed=args.seed, device=device, progress=progress,
-                                     simulate_options=_simulate_options(args))
+    method_rows, _ = compare_methods(
+        model,
+        train_data,
+        test_data,
+        methods,
+        p=args.p,
+        epochs=args.epochs,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        T=time_steps(args.T),
+        seed=args.seed,
+        device=device,
+        progress=progress,
+        simulate_options=_simulate_options(args),
+    )
     rows.update(method_rows)
     print()
     _print_tables(rows, f"Top-1 accuracy (%) on {args.dataset} test, {args.model}, p={args.p}, seed {args.seed}")
@@ -343,32 +430,48 @@ def _train(args: argparse.Namespace) -> int:
     start = RunConfig.from_dict(init_state["config"], f"--init {run.init}") if init_state is not None else None
     quantized_start = start is not None and start.method_info.family == "conversion"  # e.g. a clip source ANN
     if quantized_start and method.family != "conversion":
-        raise ValueError(f"--init {run.init} is a quantized ({start.method}) network: continue it with a "
-                         f"quantization method ({', '.join(list_methods('conversion'))}), or start {run.method} "
-                         "from a float one")
+        raise ValueError(
+            f"--init {run.init} is a quantized ({start.method}) network: continue it with a "
+            f"quantization method ({', '.join(list_methods('conversion'))}), or start {run.method} "
+            "from a float one"
+        )
     checkpoint = args.out / "checkpoint.pt"
     if checkpoint.exists() and not args.resume:
         raise ValueError(f"{checkpoint} exists: add --resume to continue it, or choose another --out")
     events = run.dataset in EVENT_DATASETS
     if events and method.family != "direct":
-        raise ValueError(f"{run.dataset} is event data (frames over T steps): train it with a direct method "
-                         f"({', '.join(list_methods('direct'))})")
-    if run.data_on_device and (run.dataset not in ("cifar10", "cifar100", "mnist", "fashion-mnist")
-                               or run.augment != "standard" or run.cutout):
-        raise ValueError("--data-on-device holds CIFAR-10/100 or (Fashion-)MNIST on the device with the standard "
-                         "augmentation; drop it for other data sets, --augment or --cutout")
+        raise ValueError(
+            f"{run.dataset} is event data (frames over T steps): train it with a direct method "
+            f"({', '.join(list_methods('direct'))})"
+        )
+    if run.data_on_device and (
+        run.dataset not in ("cifar10", "cifar100", "mnist", "fashion-mnist") or run.augment != "standard" or run.cutout
+    ):
+        raise ValueError(
+            "--data-on-device holds CIFAR-10/100 or (Fashion-)MNIST on the device with the standard "
+            "augmentation; drop it for other data sets, --augment or --cutout"
+        )
     device = init_from_env(args.device)
     torch.manual_seed(run.seed)
-    splits = (event_dataset(run.dataset, run.data_dir, run.time_steps, run.download) if events else
-              get_dataset(run.dataset, run.data_dir, run.download, run.augment, run.cutout))
+    splits = (
+        event_dataset(run.dataset, run.data_dir, run.time_steps, run.download)
+        if events
+        else get_dataset(run.dataset, run.data_dir, run.download, run.augment, run.cutout)
+    )
     if run.data_on_device:
-        train_data, test_data = (DeviceLoader.from_dataset(d, run.batch_size, run.dataset, device, train=t,
-                                                           seed=run.seed)
-                                 for d, t in ((splits.train, True), (splits.test, False)))
+        train_data, test_data = (
+            DeviceLoader.from_dataset(d, run.batch_size, run.dataset, device, train=t, seed=run.seed)
+            for d, t in ((splits.train, True), (splits.test, False))
+        )
     else:
         train_data, test_data = splits.loaders(run.batch_size, seed=run.seed, num_workers=run.workers)
-    run = dataclasses.replace(run, num_classes=splits.num_classes, in_channels=splits.in_channels,
-                              image_size=splits.image_size, event_input=events)
+    run = dataclasses.replace(
+        run,
+        num_classes=splits.num_classes,
+        in_channels=splits.in_channels,
+        image_size=splits.image_size,
+        event_input=events,
+    )
     extra = {"weights": run.weights} if run.weights else {}
     model = create_model(run.model, splits.num_classes, splits.in_channels, **extra)
     if quantized_start:
@@ -384,11 +487,24 @@ def _train(args: argparse.Namespace) -> int:
     trained = torch.compile(model) if run.compile else model
     if is_main():
         detail = {"conversion": f", p={run.p}", "direct": f", T={run.time_steps}"}.get(method.family, "")
-        print(f"[train] {run.model} on {run.dataset}, method {run.method}{detail}, {run.epochs} epochs, "
-              f"device {device}")
-    history = fit(trained, train_data, run.epochs, optimizer=optimizer, device=device, progress=_progress(args),
-                  desc=run.method, checkpoint=checkpoint, resume=args.resume, config=run.to_dict(), amp=run.amp,
-                  log_dir=args.out, on_epoch_start=model.start_epoch if method.family == "direct" else None)
+        print(
+            f"[train] {run.model} on {run.dataset}, method {run.method}{detail}, {run.epochs} epochs, device {device}"
+        )
+    history = fit(
+        trained,
+        train_data,
+        run.epochs,
+        optimizer=optimizer,
+        device=device,
+        progress=_progress(args),
+        desc=run.method,
+        checkpoint=checkpoint,
+        resume=args.resume,
+        config=run.to_dict(),
+        amp=run.amp,
+        log_dir=args.out,
+        on_epoch_start=model.start_epoch if method.family == "direct" else None,
+    )
     accuracy = evaluate(model, test_data, device)
     if is_main():
         config = run.to_dict()
@@ -401,8 +517,9 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .conversion import convert
 
-    _check_positive(args, "T", "batch_size", "calibration_samples", "calibration_epochs",
-                    allow_zero=("calibration_epochs",))
+    _check_positive(
+        args, "T", "batch_size", "calibration_samples", "calibration_epochs", allow_zero=("calibration_epochs",)
+    )
     if args.calibration_T is not None:
         _check_positive(args, "calibration_T")
     _simulate_options(args)
@@ -410,30 +527,38 @@ def _evaluate(args: argparse.Namespace) -> int:
     run, model = loaded.config, loaded.model
     device = init_from_env(args.device)
     data_dir = args.data_dir or run.data_dir
-    splits = (event_dataset(run.dataset, data_dir, run.time_steps) if run.event_input else
-              get_dataset(run.dataset, data_dir))
+    splits = (
+        event_dataset(run.dataset, data_dir, run.time_steps) if run.event_input else get_dataset(run.dataset, data_dir)
+    )
     train_data, test_data = splits.loaders(args.batch_size, seed=args.seed, num_workers=args.workers)
     quantized = run.method_info.family == "conversion"  # converted and simulated; others evaluated as trained
     start = time.time()
     name = run.method
     if args.calibrate != "none" and not quantized:
-        raise ValueError(f"--calibrate needs a quantized checkpoint ({', '.join(list_methods('conversion'))}); "
-                         f"this one is {name}")
+        raise ValueError(
+            f"--calibrate needs a quantized checkpoint ({', '.join(list_methods('conversion'))}); this one is {name}"
+        )
     rows = {name: {"ann_accuracy": evaluate(model.to(device), test_data, device)}}
     if quantized:
         snn = convert(model)
         if args.calibrate != "none":
             rows[name]["calibration"] = _phase2(args, snn, model, train_data)
-        result = simulate(snn, test_data, T=args.T, device=device, progress=_progress(args),
-                          **_simulate_options(args))
+        result = simulate(snn, test_data, T=args.T, device=device, progress=_progress(args), **_simulate_options(args))
         rows[name].update(result.row())
     args.out = args.out or args.checkpoint.parent
     if is_main():
-        _print_tables(rows, f"Top-1 accuracy (%) on {run.dataset} test, {run.model}"
-                      + (f", p={run.p}" if quantized else ""))
-        _write_results(args, rows, device, start, title=f"{run.model} on {run.dataset}",
-                       extra={"checkpoint": str(args.checkpoint), "checkpoint_config": run.to_dict()},
-                       name="evaluation")
+        _print_tables(
+            rows, f"Top-1 accuracy (%) on {run.dataset} test, {run.model}" + (f", p={run.p}" if quantized else "")
+        )
+        _write_results(
+            args,
+            rows,
+            device,
+            start,
+            title=f"{run.model} on {run.dataset}",
+            extra={"checkpoint": str(args.checkpoint), "checkpoint_config": run.to_dict()},
+            name="evaluation",
+        )
     return 0
 
 
@@ -481,20 +606,38 @@ def _phase2(args: argparse.Namespace, snn, qmodel, train_data) -> dict:
 
     T = args.calibration_T or args.T
     print(f"[phase II] {args.calibrate} calibration at T={T} on {args.calibration_samples} training images")
-    report = dual_phase_calibrate(snn, qmodel, train_data, T=T, coarse=args.calibrate in ("coarse", "both"),
-                                  fine=args.calibrate in ("fine", "both"), num_samples=args.calibration_samples,
-                                  epochs=args.calibration_epochs, seed=args.seed, final_coarse=args.final_coarse)
+    report = dual_phase_calibrate(
+        snn,
+        qmodel,
+        train_data,
+        T=T,
+        coarse=args.calibrate in ("coarse", "both"),
+        fine=args.calibrate in ("fine", "both"),
+        num_samples=args.calibration_samples,
+        epochs=args.calibration_epochs,
+        seed=args.seed,
+        final_coarse=args.final_coarse,
+    )
     for layer, r in report.get("fine", {}).items():
         print(f"  {layer}: held-out KL {r['loss_before']:.3g} -> {r['loss_after']:.3g}")
     return {"T": T, "mode": args.calibrate, "samples": args.calibration_samples, **report}
 
 
-def _write_results(args, rows: dict, device, start: float, title: str, extra: dict | None = None,
-                   name: str = "results") -> None:
+def _write_results(
+    args, rows: dict, device, start: float, title: str, extra: dict | None = None, name: str = "results"
+) -> None:
     json_path, png_path = args.out / f"{name}.json", args.out / "accuracy_vs_T.png"
-    write_json({"config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                **(extra or {}), "device": str(device), "torch": torch.__version__,
-                "seconds": round(time.time() - start, 1), "results": rows}, json_path)
+    write_json(
+        {
+            "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            **(extra or {}),
+            "device": str(device),
+            "torch": torch.__version__,
+            "seconds": round(time.time() - start, 1),
+            "results": rows,
+        },
+        json_path,
+    )
     curves = {m: r for m, r in rows.items() if "snn_accuracy" in r}
     if curves:
         plot_accuracy(curves, png_path, title=title)

@@ -54,8 +54,9 @@ class StudyConfig:
     data_dir: str | None = setting(None, "data folder (torchvision layout or image-folder tree)")
     model: str = setting("cifar-resnet20", "architecture")
     methods: tuple[str, ...] = setting(("na", "no-noise", "qcfs"), "conversion methods trained per seed")
-    seeds: tuple[int, ...] = setting(tuple(range(8)), "seeds (each: every method from the same float net, data "
-                                                      "order and calibration batch)")
+    seeds: tuple[int, ...] = setting(
+        tuple(range(8)), "seeds (each: every method from the same float net, data order and calibration batch)"
+    )
     p: int = setting(2, "quantization levels above zero")
     float_epochs: int = setting(6, "epochs of the float network every cell starts from (seed 0)")
     float_lr: float = setting(0.1, "its learning rate")
@@ -86,8 +87,11 @@ class StudyConfig:
         for v in self.variants:
             _variant(v)
         for name in ("p", "T", "batch_size", "phase2_T"):
-            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) \
-                    or getattr(self, name) < 1:
+            if (
+                isinstance(getattr(self, name), bool)
+                or not isinstance(getattr(self, name), int)
+                or getattr(self, name) < 1
+            ):
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         for name in ("float_epochs", "epochs", "test_images", "workers"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
@@ -95,8 +99,7 @@ class StudyConfig:
 
     def rows(self) -> list[str]:
         """Row names: each method, then '<method>+<variant>' for the variant methods."""
-        return [*self.methods, *(f"{m}+{v}" for m in self.variant_methods if m in self.methods
-                                 for v in self.variants)]
+        return [*self.methods, *(f"{m}+{v}" for m in self.variant_methods if m in self.methods for v in self.variants)]
 
 
 def _variant(name: str) -> dict:
@@ -136,8 +139,10 @@ def run_study(config: StudyConfig, out: Path, progress: bool = False, log=print)
             if "diverged" in cell:
                 log(f"[{method} seed {seed}] diverged: {cell['diverged']}")
                 continue
-            log(f"[{method} seed {seed}] ANN {100 * cell['ann_accuracy']:.2f}%, SNN T={config.T} "
-                f"{100 * cell['rows'][method]['snn_accuracy'][str(config.T)]:.2f}% ({time.time() - start:.0f} s)")
+            log(
+                f"[{method} seed {seed}] ANN {100 * cell['ann_accuracy']:.2f}%, SNN T={config.T} "
+                f"{100 * cell['rows'][method]['snn_accuracy'][str(config.T)]:.2f}% ({time.time() - start:.0f} s)"
+            )
     summary = summarize(config, load_cells(out))
     write_json(summary, out / "compare.json")
     return summary
@@ -148,8 +153,11 @@ def _check_same_study(config: StudyConfig, out: Path) -> None:
     settings = dataclasses.asdict(config)
     if saved.exists():
         old = json.loads(saved.read_text())
-        fixed = {k: v for k, v in settings.items() if k not in ("seeds", "methods", "variants", "variant_methods",
-                                                               "data_dir", "workers", "baseline")}
+        fixed = {
+            k: v
+            for k, v in settings.items()
+            if k not in ("seeds", "methods", "variants", "variant_methods", "data_dir", "workers", "baseline")
+        }
         clash = {k: (old.get(k), v) for k, v in json.loads(json.dumps(fixed)).items() if old.get(k) != v}
         if clash:
             detail = ", ".join(f"{k}: {a!r} there vs {b!r} now" for k, (a, b) in clash.items())
@@ -162,9 +170,18 @@ def _float_network(config: StudyConfig, splits, out: Path, progress: bool, log):
     train, _ = splits.loaders(config.batch_size, seed=0, num_workers=config.workers)
     model = create_model(config.model, splits.num_classes, splits.in_channels)
     log(f"[float] {config.model}, {config.float_epochs} epochs (shared by every cell)")
-    fit(model, train, config.float_epochs, lr=config.float_lr, weight_decay=config.weight_decay, progress=progress,
-        desc="float", checkpoint=out / "float.pt", resume=True,
-        config={"model": config.model, "dataset": config.dataset, "seed": 0})
+    fit(
+        model,
+        train,
+        config.float_epochs,
+        lr=config.float_lr,
+        weight_decay=config.weight_decay,
+        progress=progress,
+        desc="float",
+        checkpoint=out / "float.pt",
+        resume=True,
+        config={"model": config.model, "dataset": config.dataset, "seed": 0},
+    )
     return model.eval()
 
 
@@ -174,10 +191,18 @@ def _cell(config: StudyConfig, method: str, seed: int, float_model, train, test,
     qmodel = prepare(copy.deepcopy(float_model), quant_config(method, config.p))
     init_scales(qmodel, next(iter(train)))  # the seed's first batch: the same for every method
     try:
-        history = fit(qmodel, train, config.epochs, lr=config.lr, weight_decay=config.weight_decay,
-                      progress=progress, desc=f"QAT {method} seed {seed}",
-                      checkpoint=out / "qat" / f"{method}-seed{seed}.pt", resume=True,
-                      config={"method": method, "p": config.p, "seed": seed, "model": config.model})
+        history = fit(
+            qmodel,
+            train,
+            config.epochs,
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+            progress=progress,
+            desc=f"QAT {method} seed {seed}",
+            checkpoint=out / "qat" / f"{method}-seed{seed}.pt",
+            resume=True,
+            config={"method": method, "p": config.p, "seed": seed, "model": config.model},
+        )
     except TrainingDiverged as err:  # a result of the study: counted per row, left out of its statistics
         return {"method": method, "seed": seed, "diverged": str(err), "rows": {}}
     qmodel.eval()
@@ -191,8 +216,12 @@ def _cell(config: StudyConfig, method: str, seed: int, float_model, train, test,
 
             dual_phase_calibrate(snn, qmodel, train, T=config.phase2_T, seed=seed)
         result = simulate(snn, test, T=config.T, progress=progress, reference=qmodel, **options)
-        cell["rows"][row] = {"snn_accuracy": result.accuracy, "agreement": result.agreement,
-                             "layer_error": result.layer_error, "pre_steps": pre_steps}
+        cell["rows"][row] = {
+            "snn_accuracy": result.accuracy,
+            "agreement": result.agreement,
+            "layer_error": result.layer_error,
+            "pre_steps": pre_steps,
+        }
     return json.loads(json.dumps(cell))  # keys as JSON has them (T as strings), as a reloaded cell
 
 
@@ -247,15 +276,19 @@ def summarize(config: StudyConfig, cells: list[dict]) -> dict:
         pre = data[0]["pre_steps"]
         layers = list(data[0]["layer_error"][steps[0]])
         rows[row] = {
-            "seeds": seeds, "diverged_seeds": diverged[method], "pre_steps": pre,
+            "seeds": seeds,
+            "diverged_seeds": diverged[method],
+            "pre_steps": pre,
             "T_total": {t: int(t) + pre for t in steps},  # steps run per image, pre-steps included
             "ann_accuracy": t_interval([by[(method, s)]["ann_accuracy"] for s in seeds]),
             "snn_accuracy": {t: t_interval([d["snn_accuracy"][t] for d in data]) for t in steps},
             "agreement": {t: t_interval([d["agreement"][t] for d in data]) for t in steps},
-            "layer_error": {t: {layer: t_interval([d["layer_error"][t][layer] for d in data]) for layer in layers}
-                            for t in steps},
-            "mean_layer_error": {t: t_interval([sum(d["layer_error"][t].values()) / len(layers) for d in data])
-                                 for t in steps},
+            "layer_error": {
+                t: {layer: t_interval([d["layer_error"][t][layer] for d in data]) for layer in layers} for t in steps
+            },
+            "mean_layer_error": {
+                t: t_interval([sum(d["layer_error"][t].values()) / len(layers) for d in data]) for t in steps
+            },
         }
     differences = {}
     base = config.baseline
@@ -266,14 +299,28 @@ def summarize(config: StudyConfig, cells: list[dict]) -> dict:
         seeds = [s for s in complete if row in by[(method, s)]["rows"]]
         if not seeds:
             continue
-        differences[row] = {"seeds": seeds, "snn_accuracy": {
-            t: paired_difference([by[(method, s)]["rows"][row]["snn_accuracy"][t] for s in seeds],
-                                 [by[(base, s)]["rows"][base]["snn_accuracy"][t] for s in seeds]) for t in steps},
-            "ann_accuracy": paired_difference([by[(method, s)]["ann_accuracy"] for s in seeds],
-                                              [by[(base, s)]["ann_accuracy"] for s in seeds])}
-    return {"format": "noiseadaptor-compare-v1", "study": json.loads(json.dumps(dataclasses.asdict(config))),
-            "confidence": 0.95, "complete_seeds": complete, "baseline": base, "rows": rows,
-            "differences": differences}
+        differences[row] = {
+            "seeds": seeds,
+            "snn_accuracy": {
+                t: paired_difference(
+                    [by[(method, s)]["rows"][row]["snn_accuracy"][t] for s in seeds],
+                    [by[(base, s)]["rows"][base]["snn_accuracy"][t] for s in seeds],
+                )
+                for t in steps
+            },
+            "ann_accuracy": paired_difference(
+                [by[(method, s)]["ann_accuracy"] for s in seeds], [by[(base, s)]["ann_accuracy"] for s in seeds]
+            ),
+        }
+    return {
+        "format": "noiseadaptor-compare-v1",
+        "study": json.loads(json.dumps(dataclasses.asdict(config))),
+        "confidence": 0.95,
+        "complete_seeds": complete,
+        "baseline": base,
+        "rows": rows,
+        "differences": differences,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -293,11 +340,14 @@ def report_table(summary: dict, steps: Sequence[int] = (1, 2, 4, 8, 16, 32, 64))
     T = summary["study"]["T"]
     steps = [t for t in steps if t <= T]
     n = len(summary["complete_seeds"])
-    lines = [f"SNN top-1 (%), mean ± 95% CI half-width over seeds ({n} complete)",
-             f"{'row':<16}{'ANN':>16}" + "".join(f"{'T=' + str(t):>16}" for t in steps)]
+    lines = [
+        f"SNN top-1 (%), mean ± 95% CI half-width over seeds ({n} complete)",
+        f"{'row':<16}{'ANN':>16}" + "".join(f"{'T=' + str(t):>16}" for t in steps),
+    ]
     for row, r in summary["rows"].items():
-        lines.append(f"{row:<16}{_pm(r['ann_accuracy']):>16}"
-                     + "".join(f"{_pm(r['snn_accuracy'][str(t)]):>16}" for t in steps))
+        lines.append(
+            f"{row:<16}{_pm(r['ann_accuracy']):>16}" + "".join(f"{_pm(r['snn_accuracy'][str(t)]):>16}" for t in steps)
+        )
         if r["pre_steps"]:
             lines.append(f"{'':<16}{'(T counts main steps; run = T + ' + str(r['pre_steps']) + ')':<32}")
     lines.append("")
@@ -333,8 +383,11 @@ def plot_study(summary: dict, path: Path) -> None:
         axes[1].plot(steps, mean, label=f"{row} - {summary['baseline']}", color=colour[row])
         axes[1].fill_between(steps, low, high, color=colour[row], alpha=0.2)
     axes[1].axhline(0, color="black", linewidth=0.8)
-    titles = ("SNN accuracy (%), 95% CI", f"paired difference to {summary['baseline']} (points)",
-              "mean per-layer conversion error / threshold")
+    titles = (
+        "SNN accuracy (%), 95% CI",
+        f"paired difference to {summary['baseline']} (points)",
+        "mean per-layer conversion error / threshold",
+    )
     for ax, title in zip(axes, titles):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("time steps T")
@@ -356,4 +409,3 @@ def _band(stats: dict, steps: list[int], scale: float = 100.0):
         low.append(scale * (m - h))
         high.append(scale * (m + h))
     return mean, low, high
-

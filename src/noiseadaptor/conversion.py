@@ -25,8 +25,10 @@ _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 def convert(qmodel: nn.Module, fold_batchnorm: bool = True) -> SpikingNetwork:
     """Return a `SpikingNetwork` copy of a prepared (and trained) model; `qmodel` is left untouched."""
     if not isinstance(qmodel, nn.Module) or not quantizers(qmodel):
-        raise TypeError("convert() expects a model returned by noiseadaptor.prepare() (it has no QuantReLU "
-                        "layers); call prepare(model, QuantConfig(...)) and train it first")
+        raise TypeError(
+            "convert() expects a model returned by noiseadaptor.prepare() (it has no QuantReLU "
+            "layers); call prepare(model, QuantConfig(...)) and train it first"
+        )
     net = copy.deepcopy(qmodel).eval()
     for name, q in quantizers(net):
         net.set_submodule(name, IFNeuron(q.threshold.detach()))
@@ -44,8 +46,9 @@ def _fold_batchnorm(gm: fx.GraphModule) -> None:
         if node.op != "call_module" or not isinstance(gm.get_submodule(node.target), _BATCH_NORMS):
             continue
         prev = node.args[0]
-        if not (isinstance(prev, fx.Node) and prev.op == "call_module" and len(prev.users) == 1
-                and calls[prev.target] == 1):
+        if not (
+            isinstance(prev, fx.Node) and prev.op == "call_module" and len(prev.users) == 1 and calls[prev.target] == 1
+        ):
             continue
         layer, bn = gm.get_submodule(prev.target), gm.get_submodule(node.target)
         if isinstance(layer, nn.modules.conv._ConvNd) and not layer.transposed:

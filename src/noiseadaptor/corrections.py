@@ -66,8 +66,9 @@ class _Trace:
             self.highest_silent = torch.full_like(self.potential, -_SENTINEL)
         self.count += fired
         self.lowest_fired = torch.where(fired, torch.minimum(self.lowest_fired, self.potential), self.lowest_fired)
-        self.highest_silent = torch.where(fired, self.highest_silent,
-                                          torch.maximum(self.highest_silent, self.potential))
+        self.highest_silent = torch.where(
+            fired, self.highest_silent, torch.maximum(self.highest_silent, self.potential)
+        )
         raise StopForward
 
     def shift(self) -> Tensor:

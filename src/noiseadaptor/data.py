@@ -35,22 +35,24 @@ class DataSplits:
     in_channels: int
     image_size: int
 
-    def loaders(self, batch_size: int, eval_batch_size: int | None = None, seed: int = 0,
-                num_workers: int = 0) -> tuple[DataLoader, DataLoader]:
+    def loaders(
+        self, batch_size: int, eval_batch_size: int | None = None, seed: int = 0, num_workers: int = 0
+    ) -> tuple[DataLoader, DataLoader]:
         """Shuffled training batches and ordered test batches.
 
         The training order is a function of (seed, epoch) alone (`fit` calls ``sampler.set_epoch``), so a
         resumed run sees the same batches as an uninterrupted one. Under torch.distributed each process
         gets its share: training through DistributedSampler, test through a sampler that never pads (so
         no sample is counted twice in accuracy)."""
-        common = dict(num_workers=num_workers, pin_memory=torch.cuda.is_available(),
-                      persistent_workers=num_workers > 0)
+        common = dict(num_workers=num_workers, pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0)
         shard = {} if is_distributed() else {"num_replicas": 1, "rank": 0}
         train_sampler = DistributedSampler(self.train, shuffle=True, seed=seed, drop_last=True, **shard)
-        train = DataLoader(self.train, batch_size=batch_size, sampler=train_sampler,
-                           drop_last=len(self.train) > batch_size, **common)
-        test = DataLoader(self.test, batch_size=eval_batch_size or batch_size,
-                          sampler=ShardedEvalSampler(self.test), **common)
+        train = DataLoader(
+            self.train, batch_size=batch_size, sampler=train_sampler, drop_last=len(self.train) > batch_size, **common
+        )
+        test = DataLoader(
+            self.test, batch_size=eval_batch_size or batch_size, sampler=ShardedEvalSampler(self.test), **common
+        )
         return train, test
 
 
@@ -68,8 +70,9 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("NOISEADAPTOR_DATA", Path.home() / ".cache" / "noiseadaptor" / "data"))
 
 
-def get_dataset(name: str, data_dir: str | Path | None = None, download: bool = False,
-                augment: str = "standard", cutout: int = 0) -> DataSplits:
+def get_dataset(
+    name: str, data_dir: str | Path | None = None, download: bool = False, augment: str = "standard", cutout: int = 0
+) -> DataSplits:
     """Load a data set by name (see the module docstring for the layouts). Raises ValueError with the
     expected layout when the files are not there."""
     if name not in DATASETS:
@@ -113,9 +116,11 @@ def _mnist(name: str, root: Path, download: bool) -> DataSplits:
     try:
         splits = [cls(str(root), train=t, download=download, transform=_transforms(name, t)) for t in (True, False)]
     except RuntimeError as err:
-        raise ValueError(f"{name}: not found under {root} ({err}). Expected torchvision's layout "
-                         f"{root}/{cls.__name__}/raw/*-ubyte(.gz); pass --download (needs internet) or "
-                         "--data-dir pointing at the folder that contains it") from err
+        raise ValueError(
+            f"{name}: not found under {root} ({err}). Expected torchvision's layout "
+            f"{root}/{cls.__name__}/raw/*-ubyte(.gz); pass --download (needs internet) or "
+            "--data-dir pointing at the folder that contains it"
+        ) from err
     return DataSplits(*splits, num_classes=10, in_channels=1, image_size=28)
 
 
@@ -134,7 +139,8 @@ def _cifar(name: str, root: Path, download: bool, augment: str, cutout: int) -> 
             raise ValueError(
                 f"{name}: not found under {root}. Expected torchvision's layout ({root}/{cls.base_folder}) "
                 f"or an image-folder tree ({root}/train/<class>/*.png and {root}/test/<class>/*.png); "
-                "pass --download (needs internet) or --data-dir") from err
+                "pass --download (needs internet) or --data-dir"
+            ) from err
     if len(train.classes) != num_classes:
         raise ValueError(f"{name}: {root} has {len(train.classes)} classes, expected {num_classes}")
     return DataSplits(train, test, num_classes=num_classes, in_channels=3, image_size=32)
@@ -149,8 +155,10 @@ def _image_folders(root: Path, test_names: tuple[str, ...], train_tf, test_tf):
     from torchvision.datasets import ImageFolder
 
     test_dir = next((root / n for n in test_names if (root / n).is_dir()), None)
-    layout = (f"{root}/train/<class>/<image> and {root}/{test_names[0]}/<class>/<image> "
-              "(one sub-folder per class, the same classes in both)")
+    layout = (
+        f"{root}/train/<class>/<image> and {root}/{test_names[0]}/<class>/<image> "
+        "(one sub-folder per class, the same classes in both)"
+    )
     if not (root / "train").is_dir() or test_dir is None:
         raise ValueError(f"no image-folder tree at {root}: expected {layout}")
     try:
@@ -175,9 +183,13 @@ def digits(test_fraction: float = 0.2, split_seed: int = 0) -> DataSplits:
     test_idx, train_idx = order[:n_test], order[n_test:]
     mean, std = images[train_idx].mean(), images[train_idx].std()
     images = (images - mean) / std
-    return DataSplits(train=TensorDataset(images[train_idx], labels[train_idx]),
-                      test=TensorDataset(images[test_idx], labels[test_idx]),
-                      num_classes=10, in_channels=1, image_size=8)
+    return DataSplits(
+        train=TensorDataset(images[train_idx], labels[train_idx]),
+        test=TensorDataset(images[test_idx], labels[test_idx]),
+        num_classes=10,
+        in_channels=1,
+        image_size=8,
+    )
 
 
 def spread_subset(dataset: Dataset, n: int | None) -> Dataset:
@@ -201,9 +213,20 @@ class DeviceLoader:
     train=False gives ordered, unaugmented batches of every sample (sharded without padding).
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, mean, std,
-                 device: torch.device | str, train: bool = True, seed: int = 0, padding: int = 4,
-                 flip: bool = True, channels_last_input: bool = False):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        mean,
+        std,
+        device: torch.device | str,
+        train: bool = True,
+        seed: int = 0,
+        padding: int = 4,
+        flip: bool = True,
+        channels_last_input: bool = False,
+    ):
         from .distributed import rank, world_size
 
         images = torch.as_tensor(images)
@@ -232,12 +255,23 @@ class DeviceLoader:
             images = torch.from_numpy(np.stack([np.asarray(dataset.loader(path)) for path, _ in dataset.samples]))
             targets = [label for _, label in dataset.samples]
         else:
-            raise ValueError(f"DeviceLoader cannot read the images of a {type(dataset).__name__}: it takes "
-                             "torchvision's CIFAR10/100 and MNIST classes or an ImageFolder")
+            raise ValueError(
+                f"DeviceLoader cannot read the images of a {type(dataset).__name__}: it takes "
+                "torchvision's CIFAR10/100 and MNIST classes or an ImageFolder"
+            )
         images = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)
         padding = 4 if images.shape[-1] == 32 else 0  # the standard crop is a CIFAR augmentation
-        return cls(images, torch.as_tensor(targets), batch_size, *_STATS[name], device, train=train,
-                   seed=seed, padding=padding, flip=padding > 0)
+        return cls(
+            images,
+            torch.as_tensor(targets),
+            batch_size,
+            *_STATS[name],
+            device,
+            train=train,
+            seed=seed,
+            padding=padding,
+            flip=padding > 0,
+        )
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -247,7 +281,7 @@ class DeviceLoader:
         if not self.train:
             return torch.arange(self.rank, n, self.world, device=self.device)
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(n, generator=generator)[: n - n % self.world][self.rank::self.world]
+        order = torch.randperm(n, generator=generator)[: n - n % self.world][self.rank :: self.world]
         return order.to(self.device)
 
     def __len__(self) -> int:
@@ -260,7 +294,7 @@ class DeviceLoader:
         order = self._order()
         generator = torch.Generator(self.device).manual_seed(self.seed * 100_003 + self.epoch + 1)
         for i in range(len(self)):
-            index = order[i * self.batch_size:(i + 1) * self.batch_size]
+            index = order[i * self.batch_size : (i + 1) * self.batch_size]
             x = self.images[index]
             if self.padding or self.flip:
                 x = self._augment(x, generator)
@@ -271,8 +305,11 @@ class DeviceLoader:
         b, c, h, w = x.shape
         pad = self.padding
         x = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-        dy, dx = (torch.randint(0, 2 * pad + 1, (2, b), generator=generator, device=self.device)
-                  if pad else torch.zeros(2, b, dtype=torch.long, device=self.device))
+        dy, dx = (
+            torch.randint(0, 2 * pad + 1, (2, b), generator=generator, device=self.device)
+            if pad
+            else torch.zeros(2, b, dtype=torch.long, device=self.device)
+        )
         rows = dy[:, None] + torch.arange(h, device=self.device)
         cols = dx[:, None] + torch.arange(w, device=self.device)
         if self.flip:

@@ -70,8 +70,10 @@ class DirectConfig:
         surrogate.check_shape(self.surrogate)
         if self.steepness is not None:
             if self.surrogate != "sigmoid":
-                raise ValueError("DirectConfig.steepness is the sigmoid shape's 1/2 tanh(steepness x) + 1/2; for the "
-                                 f"{self.surrogate} surrogate give its width as alpha")
+                raise ValueError(
+                    "DirectConfig.steepness is the sigmoid shape's 1/2 tanh(steepness x) + 1/2; for the "
+                    f"{self.surrogate} surrogate give its width as alpha"
+                )
             object.__setattr__(self, "alpha", surrogate.width_from_steepness(self.steepness))
         if not self.alpha > 0:
             raise ValueError(f"DirectConfig.alpha (surrogate width) must be positive, got {self.alpha!r}")
@@ -82,10 +84,13 @@ class DirectConfig:
         if not 0 <= self.noise_decay <= 1:
             raise ValueError(f"DirectConfig.noise_decay (zeta) must be in [0, 1], got {self.noise_decay!r}")
         milestones = tuple(self.noise_milestones)
-        if any(isinstance(m, bool) or not isinstance(m, int) or m < 0 for m in milestones) \
-                or list(milestones) != sorted(set(milestones)):
-            raise ValueError("DirectConfig.noise_milestones must be increasing non-negative epoch numbers, got "
-                             f"{self.noise_milestones!r}")
+        if any(isinstance(m, bool) or not isinstance(m, int) or m < 0 for m in milestones) or list(
+            milestones
+        ) != sorted(set(milestones)):
+            raise ValueError(
+                "DirectConfig.noise_milestones must be increasing non-negative epoch numbers, got "
+                f"{self.noise_milestones!r}"
+            )
         object.__setattr__(self, "noise_milestones", milestones)  # lists from a JSON config become a tuple
 
     def noise_probability(self, epoch: int) -> float:
@@ -139,8 +144,10 @@ class LIFNeuron(nn.Module):
 
     def extra_repr(self) -> str:
         c = self.config
-        return (f"T={c.T}, tau={c.tau}, threshold={c.threshold}, reset={c.reset}, {c.surrogate} "
-                f"width={self.alpha.item():.3g}{' (learned)' if c.learn_alpha else ''}, p={self.noise_p}")
+        return (
+            f"T={c.T}, tau={c.tau}, threshold={c.threshold}, reset={c.reset}, {c.surrogate} "
+            f"width={self.alpha.item():.3g}{' (learned)' if c.learn_alpha else ''}, p={self.noise_p}"
+        )
 
 
 class MultiStepNetwork(nn.Module):
@@ -176,8 +183,7 @@ class MultiStepNetwork(nn.Module):
             neuron.noise_p = neuron.config.noise_probability(epoch)
 
 
-def to_direct_snn(model: nn.Module, config: DirectConfig | None = None, static_input: bool = True
-                  ) -> MultiStepNetwork:
+def to_direct_snn(model: nn.Module, config: DirectConfig | None = None, static_input: bool = True) -> MultiStepNetwork:
     """A copy of a ReLU network with every ReLU call replaced by its own LIF neuron (and max-pooling by
     average pooling), wrapped to run T steps: train it with `fit` like any classifier."""
     config = DirectConfig() if config is None else config

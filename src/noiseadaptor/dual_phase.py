@@ -65,8 +65,15 @@ LossKind = Literal["kl", "mse"]
 # The differentiable IF step
 
 
-def if_rate(current: Tensor, threshold: Tensor, initial_membrane: Tensor, T: int, batch: int,
-            surrogate_width: Tensor | float = 1.0, surrogate: str = "rectangular") -> Tensor:
+def if_rate(
+    current: Tensor,
+    threshold: Tensor,
+    initial_membrane: Tensor,
+    T: int,
+    batch: int,
+    surrogate_width: Tensor | float = 1.0,
+    surrogate: str = "rectangular",
+) -> Tensor:
     """Mean output over T steps of IF neurons (reset by subtraction, output spike*threshold), with
     gradients to `current` and `initial_membrane` by BPTT through the surrogate (`noiseadaptor.surrogate`,
     width in thresholds; a tensor width that requires grad is learned).
@@ -91,8 +98,20 @@ def if_rate(current: Tensor, threshold: Tensor, initial_membrane: Tensor, T: int
 # Public API
 
 
-FINE_DEFAULTS = dict(epochs=30, lr=5e-4, loss="kl", surrogate="rectangular", surrogate_width=1.0, learn_width=False,
-                     weights=True, membrane=True, holdout=0.2, patience=None, seed=0, cache_bytes=1 << 30)
+FINE_DEFAULTS = dict(
+    epochs=30,
+    lr=5e-4,
+    loss="kl",
+    surrogate="rectangular",
+    surrogate_width=1.0,
+    learn_width=False,
+    weights=True,
+    membrane=True,
+    holdout=0.2,
+    patience=None,
+    seed=0,
+    cache_bytes=1 << 30,
+)
 """Fine calibration options: `epochs` passes over the samples per layer, Adam `lr` (cosine schedule), `loss`
 "kl" (Eq. 17) or "mse", the `surrogate` shape ("rectangular", Eq. 18; "sigmoid", the authors' code) and its
 `surrogate_width` in thresholds, learned with the layer when `learn_width` (the authors' code), train the
@@ -102,10 +121,17 @@ layer stops, `seed` of the shuffling, `cache_bytes` for a layer's inputs over T 
 above it)."""
 
 
-def calibrate_initial_membrane(snn: SpikingNetwork, qmodel: nn.Module, data, T: int, num_samples: int = 256,
-                               granularity: Granularity = "neuron", batch_size: int = 128,
-                               steps_per_call: int | None = None, layers: Sequence[str] | None = None
-                               ) -> dict[str, float]:
+def calibrate_initial_membrane(
+    snn: SpikingNetwork,
+    qmodel: nn.Module,
+    data,
+    T: int,
+    num_samples: int = 256,
+    granularity: Granularity = "neuron",
+    batch_size: int = 128,
+    steps_per_call: int | None = None,
+    layers: Sequence[str] | None = None,
+) -> dict[str, float]:
     """Coarse calibration (Eq. 16): shift every neuron's initial membrane so that the SNN's mean rate over
     `num_samples` samples and T steps equals the QC-ANN's mean activation, layer by layer.
 
@@ -113,27 +139,65 @@ def calibrate_initial_membrane(snn: SpikingNetwork, qmodel: nn.Module, data, T: 
     `num_samples` inputs are used, labels never. granularity: one start per "neuron" (the paper),
     per "channel" (dim 1) or per "layer". layers: the neuron names to calibrate (default all, in graph
     order). Returns {layer: mean |shift|, in thresholds}."""
-    return dual_phase_calibrate(snn, qmodel, data, T, fine=False, num_samples=num_samples, granularity=granularity,
-                                batch_size=batch_size, steps_per_call=steps_per_call, layers=layers)["coarse"]
+    return dual_phase_calibrate(
+        snn,
+        qmodel,
+        data,
+        T,
+        fine=False,
+        num_samples=num_samples,
+        granularity=granularity,
+        batch_size=batch_size,
+        steps_per_call=steps_per_call,
+        layers=layers,
+    )["coarse"]
 
 
-def calibrate_weights(snn: SpikingNetwork, qmodel: nn.Module, data, T: int, num_samples: int = 256,
-                      batch_size: int = 32, steps_per_call: int | None = None, layers: Sequence[str] | None = None,
-                      **options) -> dict[str, dict]:
+def calibrate_weights(
+    snn: SpikingNetwork,
+    qmodel: nn.Module,
+    data,
+    T: int,
+    num_samples: int = 256,
+    batch_size: int = 32,
+    steps_per_call: int | None = None,
+    layers: Sequence[str] | None = None,
+    **options,
+) -> dict[str, dict]:
     """Fine calibration (Eq. 17-19): per layer, in graph order, train the layer's weights and biases and
     its neurons' initial membrane by BPTT over T steps with the rectangular surrogate, to minimise the
     loss between the layer's mean output over T and the QC-ANN's activation. `options`: see
     `FINE_DEFAULTS`. Returns {layer: {"loss_before", "loss_after" (held-out), "best_epoch", "parameters"
     (trained element count)}}."""
-    return dual_phase_calibrate(snn, qmodel, data, T, coarse=False, num_samples=num_samples, batch_size=batch_size,
-                                steps_per_call=steps_per_call, layers=layers, **options)["fine"]
+    return dual_phase_calibrate(
+        snn,
+        qmodel,
+        data,
+        T,
+        coarse=False,
+        num_samples=num_samples,
+        batch_size=batch_size,
+        steps_per_call=steps_per_call,
+        layers=layers,
+        **options,
+    )["fine"]
 
 
-def dual_phase_calibrate(snn: SpikingNetwork, qmodel: nn.Module, data, T: int, coarse: bool = True,
-                         fine: bool = True, num_samples: int = 256, granularity: Granularity = "neuron",
-                         batch_size: int = 32, steps_per_call: int | None = None,
-                         layers: Sequence[str] | None = None, final_coarse: bool = False,
-                         **fine_options) -> dict[str, dict]:
+def dual_phase_calibrate(
+    snn: SpikingNetwork,
+    qmodel: nn.Module,
+    data,
+    T: int,
+    coarse: bool = True,
+    fine: bool = True,
+    num_samples: int = 256,
+    granularity: Granularity = "neuron",
+    batch_size: int = 32,
+    steps_per_call: int | None = None,
+    layers: Sequence[str] | None = None,
+    final_coarse: bool = False,
+    **fine_options,
+) -> dict[str, dict]:
     """Phase II on a converted network, in place: for each layer in graph order, coarse calibration of
     the initial membrane (if `coarse`) and then fine calibration of weights and initial membrane (if
     `fine`; `fine_options`, see `FINE_DEFAULTS`), so each layer is calibrated on the outputs of the
@@ -160,8 +224,9 @@ def dual_phase_calibrate(snn: SpikingNetwork, qmodel: nn.Module, data, T: int, c
         if fine:
             report["fine"][name] = cal.fine(name, sub, boundary, seen, batch_size=batch_size, **options)
     if final_coarse:
-        report["final_coarse"] = {name: cal.coarse(name, granularity, cal.observe(name, [], cache_bytes))
-                                  for name in cal.layers(layers)}
+        report["final_coarse"] = {
+            name: cal.coarse(name, granularity, cal.observe(name, [], cache_bytes)) for name in cal.layers(layers)
+        }
     return report
 
 
@@ -177,8 +242,9 @@ def _fine_options(given: dict) -> dict:
         raise ValueError(f"holdout must be a fraction in [0, 1), got {options['holdout']!r}")
     surrogates.check_shape(options["surrogate"])
     if options["lr"] <= 0 or options["surrogate_width"] <= 0:
-        raise ValueError(f"lr and surrogate_width must be positive, got {options['lr']!r} and "
-                         f"{options['surrogate_width']!r}")
+        raise ValueError(
+            f"lr and surrogate_width must be positive, got {options['lr']!r} and {options['surrogate_width']!r}"
+        )
     return options
 
 
@@ -205,7 +271,7 @@ def collect_samples(data, num_samples: int) -> Tensor:
             x = batch[0] if isinstance(batch, (tuple, list)) else batch
             if not isinstance(x, Tensor):
                 raise TypeError("calibration data must be a tensor or batches of (inputs, labels) or inputs")
-            parts.append(x[:num_samples - have])
+            parts.append(x[: num_samples - have])
             have += len(parts[-1])
             if have >= num_samples:
                 break
@@ -220,8 +286,16 @@ class _Calibration:
     """The shared state of one Phase II run: the samples, the graph order of the neurons, and how to
     run the SNN and the QC-ANN up to a layer."""
 
-    def __init__(self, snn: SpikingNetwork, qmodel: nn.Module, data, T: int, num_samples: int,
-                 batch_size: int, steps_per_call: int | None):
+    def __init__(
+        self,
+        snn: SpikingNetwork,
+        qmodel: nn.Module,
+        data,
+        T: int,
+        num_samples: int,
+        batch_size: int,
+        steps_per_call: int | None,
+    ):
         if not isinstance(snn, SpikingNetwork):
             raise TypeError(f"expected the SpikingNetwork returned by convert(), got {type(snn).__name__}")
         if not quantizers(qmodel):
@@ -238,12 +312,15 @@ class _Calibration:
         self.quantizers = dict(quantizers(qmodel))
         missing = [name for name in self.neurons if name not in self.quantizers]
         if missing:
-            raise ValueError(f"SNN neurons {missing} have no QuantReLU of the same name in qmodel; pass the "
-                             "prepared model this SNN was converted from")
+            raise ValueError(
+                f"SNN neurons {missing} have no QuantReLU of the same name in qmodel; pass the "
+                "prepared model this SNN was converted from"
+            )
         self.graph = snn.net if isinstance(snn.net, fx.GraphModule) else None
         if self.graph is not None:
-            self.order = [n.target for n in self.graph.graph.nodes
-                          if n.op == "call_module" and n.target in self.neurons]
+            self.order = [
+                n.target for n in self.graph.graph.nodes if n.op == "call_module" and n.target in self.neurons
+            ]
         else:
             self.order = list(self.neurons)
         self.calibrated: set[int] = set()  # ids of parameters already fine-calibrated with an earlier layer
@@ -294,6 +371,7 @@ class _Calibration:
         def keep(key):
             def hook(module, args, output):
                 records[key].append(output.view(-1, batch, *output.shape[1:]))
+
             return hook
 
         def last(module, args, output):
@@ -376,9 +454,25 @@ class _Calibration:
         graph.output(env[source])
         return fx.GraphModule(self.graph, graph), boundary
 
-    def fine(self, name: str, sub: fx.GraphModule, boundary: list[fx.Node], seen: "_Observed", epochs: int,
-             lr: float, batch_size: int, loss: str, surrogate: str, surrogate_width: float, learn_width: bool,
-             weights: bool, membrane: bool, holdout: float, patience: int | None, seed: int) -> dict:
+    def fine(
+        self,
+        name: str,
+        sub: fx.GraphModule,
+        boundary: list[fx.Node],
+        seen: "_Observed",
+        epochs: int,
+        lr: float,
+        batch_size: int,
+        loss: str,
+        surrogate: str,
+        surrogate_width: float,
+        learn_width: bool,
+        weights: bool,
+        membrane: bool,
+        holdout: float,
+        patience: int | None,
+        seed: int,
+    ) -> dict:
         neuron = self.neurons[name]
         record = [b.target for b in boundary if b.op == "call_module"]
         placeholders = [b for b in boundary if b.op == "placeholder"]
@@ -398,8 +492,11 @@ class _Calibration:
         held, train = (order[:n_held], order[n_held:]) if n_held else (order, order)
 
         def inputs(index: Tensor) -> list[Tensor]:
-            recorded = ({r: cache[r][:, index.to(cache[r].device)] for r in record} if cache is not None
-                        else self.run_snn(name, self.x[index], record)[1])
+            recorded = (
+                {r: cache[r][:, index.to(cache[r].device)] for r in record}
+                if cache is not None
+                else self.run_snn(name, self.x[index], record)[1]
+            )
             values = []
             for b in boundary:
                 if b.op == "placeholder":
@@ -417,8 +514,7 @@ class _Calibration:
 
         def held_loss() -> float:
             with torch.no_grad():
-                total = sum(criterion(forward(i), targets[i]).item() * len(i)
-                            for i in _split(held, batch_size))
+                total = sum(criterion(forward(i), targets[i]).item() * len(i) for i in _split(held, batch_size))
             return total / len(held)
 
         saved_flags = {p: p.requires_grad for p in sub.parameters()}
@@ -456,8 +552,12 @@ class _Calibration:
         self.calibrated.update(id(p) for p in params)
         if membrane:
             neuron.initial_membrane = start.detach().clone()
-        report = {"loss_before": before, "loss_after": best, "best_epoch": best_epoch,
-                  "parameters": sum(t.numel() for t in trained)}
+        report = {
+            "loss_before": before,
+            "loss_after": best,
+            "best_epoch": best_epoch,
+            "parameters": sum(t.numel() for t in trained),
+        }
         return {**report, "surrogate_width": width.item()} if learn_width else report
 
 
@@ -471,15 +571,16 @@ class _Observed(NamedTuple):
 
 def _split(index: Tensor, size: int):
     for i in range(0, len(index), size):
-        yield index[i:i + size]
+        yield index[i : i + size]
 
 
 def _kl_loss(output: Tensor, target: Tensor) -> Tensor:
     """KL(softmax(target) || softmax(output)) over each sample's flattened layer, averaged over samples
     (Eq. 17 as the authors' kl_loss computes it)."""
     b = output.shape[0]
-    return F.kl_div(F.log_softmax(output.reshape(b, -1), -1), F.softmax(target.reshape(b, -1), -1),
-                    reduction="batchmean")
+    return F.kl_div(
+        F.log_softmax(output.reshape(b, -1), -1), F.softmax(target.reshape(b, -1), -1), reduction="batchmean"
+    )
 
 
 def _mse_loss(output: Tensor, target: Tensor) -> Tensor:

@@ -24,7 +24,8 @@ keeps every event: with ``split_by="time"`` the span [first event, last event] o
 T equal intervals, the last one closed (tonic's ``ToFrame(n_time_bins=T)`` floors the interval length and drops
 the events after T such intervals, always including the last event); with ``split_by="number"`` each of the T
 frames gets an equal share of the events in time order (n // T or n // T + 1, the earlier frames taking the
-remainder; SpikingJelly's ``split_by="number"``, the usual choice for DVS-CIFAR10, gives it to the last frame). A frame holds event counts per (polarity, y, x), as float32.
+remainder; SpikingJelly's ``split_by="number"``, the usual choice for DVS-CIFAR10, gives it to the last
+frame). A frame holds event counts per (polarity, y, x), as float32.
 
 Samples are ``(frames [T, C, H, W] or [T, C, X] or [T, features], label)``; the default DataLoader collate
 stacks them to [B, T, ...], which is what ``MultiStepNetwork(static_input=False)`` (``to_direct_snn(...,
@@ -49,8 +50,14 @@ _CIFAR10DVS_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "
 _INSTALL = "pip install noiseadaptor[events]"
 
 
-def events_to_frames(events: np.ndarray, T: int, sensor_size: Sequence[int], split_by: str = "time",
-                     duration: float | None = None, size: int | Sequence[int] | None = None) -> np.ndarray:
+def events_to_frames(
+    events: np.ndarray,
+    T: int,
+    sensor_size: Sequence[int],
+    split_by: str = "time",
+    duration: float | None = None,
+    size: int | Sequence[int] | None = None,
+) -> np.ndarray:
     """Accumulate one recording's events into T frames of event counts.
 
     events: a structured numpy array with fields x, y, t, p (vision) or x, t, p (audio), in any order.
@@ -86,8 +93,10 @@ def events_to_frames(events: np.ndarray, T: int, sensor_size: Sequence[int], spl
     p = np.zeros_like(x) if polarities == 1 else events["p"].astype(np.int64)
     for name, values, bound in (("x", x, width), ("y", y, height), ("p", p, polarities)):
         if values.size and (values.min() < 0 or values.max() >= bound):
-            raise ValueError(f"event {name} out of range [0, {bound}) for sensor_size {tuple(sensor_size)}: "
-                             f"min {values.min()}, max {values.max()}")
+            raise ValueError(
+                f"event {name} out of range [0, {bound}) for sensor_size {tuple(sensor_size)}: "
+                f"min {values.min()}, max {values.max()}"
+            )
     if out_w != width:
         x = x * out_w // width
     if out_h != height:
@@ -145,9 +154,17 @@ class FramesDataset(Dataset):
     [T, features] with ``flatten=True``). Binning is `events_to_frames` (see there for split_by, duration
     and size); ``transform`` (optional) is applied to the frame tensor, e.g. for augmentation."""
 
-    def __init__(self, events_dataset, T: int, sensor_size: Sequence[int], split_by: str = "time",
-                 duration: float | None = None, size: int | Sequence[int] | None = None, flatten: bool = False,
-                 transform: Callable[[Tensor], Tensor] | None = None):
+    def __init__(
+        self,
+        events_dataset,
+        T: int,
+        sensor_size: Sequence[int],
+        split_by: str = "time",
+        duration: float | None = None,
+        size: int | Sequence[int] | None = None,
+        flatten: bool = False,
+        transform: Callable[[Tensor], Tensor] | None = None,
+    ):
         if isinstance(T, bool) or not isinstance(T, int) or T < 1:
             raise ValueError(f"T must be a positive integer, got {T!r}")
         if split_by not in ("time", "number"):
@@ -161,8 +178,9 @@ class FramesDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         events, label = self.events_dataset[index]
-        frames = torch.from_numpy(events_to_frames(events, self.T, self.sensor_size, self.split_by,
-                                                   self.duration, self.size))
+        frames = torch.from_numpy(
+            events_to_frames(events, self.T, self.sensor_size, self.split_by, self.duration, self.size)
+        )
         if self.flatten:
             frames = frames.reshape(self.T, -1)
         if self.transform is not None:
@@ -170,8 +188,9 @@ class FramesDataset(Dataset):
         return frames, int(label)
 
 
-def split_per_class(targets: Sequence[int], keys: Sequence | None = None, test_fraction: float = 0.1
-                    ) -> tuple[list[int], list[int]]:
+def split_per_class(
+    targets: Sequence[int], keys: Sequence | None = None, test_fraction: float = 0.1
+) -> tuple[list[int], list[int]]:
     """Deterministic train/test indices for a data set without an official split: within each class, items
     ordered by ``keys`` (e.g. file paths; index order when None), the last ``round(n * test_fraction)``
     are the test set. Returns (train indices, test indices), each in ascending order."""
@@ -185,15 +204,22 @@ def split_per_class(targets: Sequence[int], keys: Sequence | None = None, test_f
     for label in sorted(set(targets)):
         members = sorted((i for i, t in enumerate(targets) if t == label), key=lambda i: keys[i])
         n_test = int(round(len(members) * test_fraction))
-        train += members[:len(members) - n_test]
-        test += members[len(members) - n_test:]
+        train += members[: len(members) - n_test]
+        test += members[len(members) - n_test :]
     return sorted(train), sorted(test)
 
 
-def event_dataset(name: str, data_dir: str | Path | None = None, T: int = 10, download: bool = False,
-                  size: int | None = None, split_by: str | None = None, duration: float | None = None,
-                  test_fraction: float = 0.1, train_transform: Callable[[Tensor], Tensor] | None = None
-                  ) -> DataSplits:
+def event_dataset(
+    name: str,
+    data_dir: str | Path | None = None,
+    T: int = 10,
+    download: bool = False,
+    size: int | None = None,
+    split_by: str | None = None,
+    duration: float | None = None,
+    test_fraction: float = 0.1,
+    train_transform: Callable[[Tensor], Tensor] | None = None,
+) -> DataSplits:
     """Load an event data set by name (see the module docstring for layouts) as T-frame samples.
 
     size: dvs-cifar10 frame side (default 48; 128 = full resolution); shd channel count (default 700).
@@ -210,37 +236,60 @@ def event_dataset(name: str, data_dir: str | Path | None = None, T: int = 10, do
         raise ValueError(f"unknown event data set {name!r}; available: {', '.join(EVENT_DATASETS)}")
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     if key == "dvs-cifar10":
-        return _cifar10dvs(root, T, download, 48 if size is None else size, split_by or "number", duration,
-                           test_fraction, train_transform)
+        return _cifar10dvs(
+            root,
+            T,
+            download,
+            48 if size is None else size,
+            split_by or "number",
+            duration,
+            test_fraction,
+            train_transform,
+        )
     return _shd(root, T, download, 700 if size is None else size, split_by or "time", duration, train_transform)
 
 
 def _import_tonic(*extra: str):
     try:
         import tonic
+
         for module in extra:
             __import__(module)
     except ImportError as err:
-        raise ImportError(f"event data sets need tonic{' and ' + ', '.join(extra) if extra else ''} "
-                          f"({err}); install them with `{_INSTALL}`") from err
+        raise ImportError(
+            f"event data sets need tonic{' and ' + ', '.join(extra) if extra else ''} "
+            f"({err}); install them with `{_INSTALL}`"
+        ) from err
     return tonic
 
 
-def _cifar10dvs(root: Path, T: int, download: bool, size: int, split_by: str, duration: float | None,
-                test_fraction: float, train_transform) -> DataSplits:
+def _cifar10dvs(
+    root: Path,
+    T: int,
+    download: bool,
+    size: int,
+    split_by: str,
+    duration: float | None,
+    test_fraction: float,
+    train_transform,
+) -> DataSplits:
     folder = root / "CIFAR10DVS"
     if not download:
         n_files = len(list(folder.glob("**/*.aedat4"))) if folder.is_dir() else 0
         has_zip = (folder / "CIFAR10DVS.zip").is_file()
         if n_files < 1000 or not has_zip:
-            found = (f"found {n_files} .aedat4 files" + ("" if has_zip else " and no CIFAR10DVS.zip")
-                     if folder.is_dir() else f"{folder} does not exist")
+            found = (
+                f"found {n_files} .aedat4 files" + ("" if has_zip else " and no CIFAR10DVS.zip")
+                if folder.is_dir()
+                else f"{folder} does not exist"
+            )
             raise ValueError(
                 f"dvs-cifar10: not found under {root} ({found}). Expected tonic's layout "
                 f"{folder}/CIFAR10DVS.zip and the extracted {folder}/<class>/*.aedat4 "
                 f"(<class> = {', '.join(_CIFAR10DVS_CLASSES)}; tonic needs the archive present too, or it downloads "
                 f"again). Install the reader with `{_INSTALL}` (tonic and aedat) and pass download=True (--download, "
-                "needs internet) or a data dir that contains CIFAR10DVS/")
+                "needs internet) or a data dir that contains CIFAR10DVS/"
+            )
     tonic = _import_tonic("aedat")
     base = tonic.datasets.CIFAR10DVS(save_to=str(root))
     sensor = tuple(base.sensor_size)  # (128, 128, 2)
@@ -251,22 +300,29 @@ def _cifar10dvs(root: Path, T: int, download: bool, size: int, split_by: str, du
     return DataSplits(train, test, num_classes=10, in_channels=sensor[2], image_size=size)
 
 
-def _shd(root: Path, T: int, download: bool, size: int, split_by: str, duration: float | None,
-         train_transform) -> DataSplits:
+def _shd(
+    root: Path, T: int, download: bool, size: int, split_by: str, duration: float | None, train_transform
+) -> DataSplits:
     folder = root / "SHD"
     if not download:
-        missing = [f for f in ("shd_train.h5", "shd_test.h5", "shd_train.h5.zip", "shd_test.h5.zip")
-                   if not (folder / f).is_file()]
+        missing = [
+            f
+            for f in ("shd_train.h5", "shd_test.h5", "shd_train.h5.zip", "shd_test.h5.zip")
+            if not (folder / f).is_file()
+        ]
         if missing:
             hint = ""
             if all(f.endswith(".zip") for f in missing):
-                hint = (" The .h5 files are there but tonic also checks for the archives (it downloads again "
-                        "without them): put them back, or create empty files with those names.")
+                hint = (
+                    " The .h5 files are there but tonic also checks for the archives (it downloads again "
+                    "without them): put them back, or create empty files with those names."
+                )
             raise ValueError(
                 f"shd: not found under {root} (missing {', '.join(missing)} in {folder}). Expected tonic's layout "
                 f"{folder}/shd_train.h5, {folder}/shd_test.h5 and their archives shd_train.h5.zip, shd_test.h5.zip."
                 f"{hint} Install the reader with `{_INSTALL}` and pass download=True (--download, needs internet) "
-                "or a data dir that contains SHD/")
+                "or a data dir that contains SHD/"
+            )
     tonic = _import_tonic()
     train_base = tonic.datasets.SHD(save_to=str(root), train=True)
     test_base = tonic.datasets.SHD(save_to=str(root), train=False)

@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader
 
 from .calibrate import init_scales
 from .conversion import convert
-from .preparation import prepare, quantizers
 from .methods import get_method, list_methods
+from .preparation import prepare, quantizers
 from .quantizer import QuantConfig
 from .simulation import simulate, time_steps
 from .train import TrainingDiverged, evaluate, fit
@@ -22,16 +22,28 @@ from .train import TrainingDiverged, evaluate, fit
 NA_COMPARISON = ("na", "no-noise", "qcfs")  # the Noise Adaptor paper's comparison, `run`'s default
 
 
-def compare_methods(float_model: nn.Module, train_data: DataLoader, test_data: DataLoader,
-                    methods: Sequence[str] = NA_COMPARISON, p: int = 2, epochs: int = 30, lr: float = 0.05,
-                    weight_decay: float = 5e-4, T: int | Sequence[int] = 256, seed: int = 0,
-                    device: torch.device | str | None = None, progress: bool = True,
-                    checkpoint_dir: str | Path | None = None, simulate_options: dict | None = None,
-                    log=print) -> tuple[dict[str, dict], dict[str, nn.Module]]:
+def compare_methods(
+    float_model: nn.Module,
+    train_data: DataLoader,
+    test_data: DataLoader,
+    methods: Sequence[str] = NA_COMPARISON,
+    p: int = 2,
+    epochs: int = 30,
+    lr: float = 0.05,
+    weight_decay: float = 5e-4,
+    T: int | Sequence[int] = 256,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    checkpoint_dir: str | Path | None = None,
+    simulate_options: dict | None = None,
+    log=print,
+) -> tuple[dict[str, dict], dict[str, nn.Module]]:
     """Returns ({method: {"ann_accuracy", "snn_accuracy", "firing_rate", "spikes_per_sample", "history",
     "scales"}}, {method: trained quantized model}). Every method starts from `float_model` with the same
-    seed, calibration batch and data order; `simulate_options` go to simulate(). With `checkpoint_dir`, each method's training writes
-    `<dir>/<method>-seed<seed>.pt` every epoch and a rerun resumes from it."""
+    seed, calibration batch and data order; `simulate_options` go to simulate(). With `checkpoint_dir`, each
+    method's training writes `<dir>/<method>-seed<seed>.pt` every epoch and a rerun resumes from it. A method
+    whose training diverges gets the row {"diverged": message}."""
     configs = {m: quant_config(m, p) for m in methods}  # fail on a bad name before any work
     steps = time_steps(T)
     calibration_batch = next(iter(train_data))
@@ -45,16 +57,27 @@ def compare_methods(float_model: nn.Module, train_data: DataLoader, test_data: D
         log(f"[{method}] quantization-aware training, p={p}, {epochs} epochs")
         checkpoint = Path(checkpoint_dir) / f"{method}-seed{seed}.pt" if checkpoint_dir is not None else None
         try:
-            history = fit(qmodel, train_data, epochs, lr=lr, weight_decay=weight_decay, device=device,
-                          progress=progress, desc=f"QAT {method}", checkpoint=checkpoint, resume=True,
-                          config={"method": method, "p": p, "seed": seed})
+            history = fit(
+                qmodel,
+                train_data,
+                epochs,
+                lr=lr,
+                weight_decay=weight_decay,
+                device=device,
+                progress=progress,
+                desc=f"QAT {method}",
+                checkpoint=checkpoint,
+                resume=True,
+                config={"method": method, "p": p, "seed": seed},
+            )
         except TrainingDiverged as err:  # one method's failure is a result of the comparison, not its end
             log(f"[{method}] diverged: {err}")
             rows[method] = {"diverged": str(err)}
             continue
         ann = evaluate(qmodel, test_data, device)
-        result = simulate(convert(qmodel), test_data, T=steps, device=device, progress=progress,
-                          **(simulate_options or {}))
+        result = simulate(
+            convert(qmodel), test_data, T=steps, device=device, progress=progress, **(simulate_options or {})
+        )
         log(f"[{method}] ANN {100 * ann:.2f}%  SNN T={steps[-1]} {100 * result.accuracy[steps[-1]]:.2f}%")
         rows[method] = {
             "ann_accuracy": ann,
@@ -64,7 +87,6 @@ def compare_methods(float_model: nn.Module, train_data: DataLoader, test_data: D
         }
         models[method] = qmodel
     return rows, models
-
 
 
 def quant_config(method: str, p: int) -> QuantConfig:

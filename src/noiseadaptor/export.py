@@ -58,13 +58,16 @@ from torch import Tensor, fx, nn
 
 from .neurons import IFNeuron, SpikingNetwork
 
-SUPPORTED = ("Conv2d, Linear, AvgPool2d, AdaptiveAvgPool2d, Flatten/torch.flatten, residual add, "
-             "Identity, Dropout, IFNeuron")
+SUPPORTED = (
+    "Conv2d, Linear, AvgPool2d, AdaptiveAvgPool2d, Flatten/torch.flatten, residual add, Identity, Dropout, IFNeuron"
+)
 _ADDS = {operator.add, operator.iadd, torch.add}
 _ENDS = {"placeholder": "input", "output": "output"}
 _PASS_THROUGH = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d)
-SEMANTICS = ("IF nodes reset by subtraction (not to v_reset), start at metadata 'initial_membrane' (not 0) "
-             "and fire on v >= v_threshold; the input is analog and the same at every step")
+SEMANTICS = (
+    "IF nodes reset by subtraction (not to v_reset), start at metadata 'initial_membrane' (not 0) "
+    "and fire on v >= v_threshold; the input is analog and the same at every step"
+)
 
 
 def export_nir(snn: SpikingNetwork, sample_input: Tensor, path: str | Path | None = None):
@@ -80,9 +83,9 @@ def export_nir(snn: SpikingNetwork, sample_input: Tensor, path: str | Path | Non
     gm = snn.net if isinstance(snn.net, fx.GraphModule) else fx.GraphModule(snn.net, _Tracer().trace(snn.net))
     shapes = _shapes(gm, sample_input)
     gains = _Gains()
-    gain: dict[fx.Node, float | str] = {}      # ours = gain * NIR's, per value (see _Gains)
-    sources: dict[fx.Node, list[str]] = {}     # the NIR nodes whose summed outputs are this value
-    builders, edges = {}, []                   # NIR nodes are built once every gain is known
+    gain: dict[fx.Node, float | str] = {}  # ours = gain * NIR's, per value (see _Gains)
+    sources: dict[fx.Node, list[str]] = {}  # the NIR nodes whose summed outputs are this value
+    builders, edges = {}, []  # NIR nodes are built once every gain is known
 
     def emit(node: fx.Node, make, source: fx.Node | None) -> None:
         # named after the module (IF nodes as snn.neurons() names them), unique, without dots
@@ -113,8 +116,13 @@ def export_nir(snn: SpikingNetwork, sample_input: Tensor, path: str | Path | Non
             gain[node] = float(module.threshold)
         elif isinstance(module, (nn.Conv2d, nn.Linear)):
             _check_weighted(node, module)
-            emit(node, lambda m=module, n=node, x=x: _weighted(nir, m, shapes[x], gains.resolve(gain[x]),
-                                                               gains.resolve(gain[n])), x)
+            emit(
+                node,
+                lambda m=module, n=node, x=x: _weighted(
+                    nir, m, shapes[x], gains.resolve(gain[x]), gains.resolve(gain[n])
+                ),
+                x,
+            )
             gain[node] = gains.free(node.name)
         elif isinstance(module, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
             kernel, stride, padding = _pool_geometry(node, module, shapes[x], shapes[node])
@@ -134,8 +142,10 @@ def export_nir(snn: SpikingNetwork, sample_input: Tensor, path: str | Path | Non
         elif node.op == "call_function" and node.target in _ADDS:
             terms = list(node.args)
             if len(terms) != 2 or node.kwargs or not all(isinstance(t, fx.Node) for t in terms):
-                raise TypeError(f"cannot export add at node '{node.name}': only the sum of two tensors "
-                                "(no constants, no alpha) maps to NIR edges")
+                raise TypeError(
+                    f"cannot export add at node '{node.name}': only the sum of two tensors "
+                    "(no constants, no alpha) maps to NIR edges"
+                )
             sources[node] = sources[terms[0]] + sources[terms[1]]
             if len(set(sources[node])) < len(sources[node]):  # edges are a set: x + x would count once
                 raise TypeError(f"cannot export add at node '{node.name}': it sums one value with itself")
@@ -146,14 +156,26 @@ def export_nir(snn: SpikingNetwork, sample_input: Tensor, path: str | Path | Non
             raise TypeError(f"cannot export {what} at node '{node.name}' to NIR{hint}; supported: {SUPPORTED}")
 
     nodes = {name: make() for name, make in builders.items()}
-    graph = nir.NIRGraph(nodes, edges, metadata={
-        "producer": "noiseadaptor", "semantics": SEMANTICS, "neuron_reset": "subtract",
-        "input_encoding": "analog, same every step", "dt": 1.0, "output_scale": gains.resolve(gain[out_value]),
-        "note": "outputs are per step; the prediction is the argmax of their sum over steps"})
-    warnings.warn("NIR export: " + SEMANTICS + ". Tools that follow the NIR spec only (hard reset to v_reset, "
-                  "membrane from 0: Lava, SpiNNaker2, Xylo) will read a different network unless they honour "
-                  "each IF node's metadata; SpikingJelly does after setting v_reset=None and the membrane.",
-                  UserWarning, stacklevel=2)
+    graph = nir.NIRGraph(
+        nodes,
+        edges,
+        metadata={
+            "producer": "noiseadaptor",
+            "semantics": SEMANTICS,
+            "neuron_reset": "subtract",
+            "input_encoding": "analog, same every step",
+            "dt": 1.0,
+            "output_scale": gains.resolve(gain[out_value]),
+            "note": "outputs are per step; the prediction is the argmax of their sum over steps",
+        },
+    )
+    warnings.warn(
+        "NIR export: " + SEMANTICS + ". Tools that follow the NIR spec only (hard reset to v_reset, "
+        "membrane from 0: Lava, SpiNNaker2, Xylo) will read a different network unless they honour "
+        "each IF node's metadata; SpikingJelly does after setting v_reset=None and the membrane.",
+        UserWarning,
+        stacklevel=2,
+    )
     if path is not None:
         nir.write(str(path), graph)
     return graph
@@ -188,8 +210,10 @@ class _Gains:
         """All of `gs` share one gain from now on (they are summed); returns it."""
         known = sorted({v for v in map(self.value, gs) if v is not None})
         if known and not np.isclose(known[0], known[-1], rtol=1e-6):
-            raise ValueError(f"cannot export add at node '{where}': it sums spike trains of different thresholds "
-                             f"{known} with no Conv/Linear on their way to rescale them")
+            raise ValueError(
+                f"cannot export add at node '{where}': it sums spike trains of different thresholds "
+                f"{known} with no Conv/Linear on their way to rescale them"
+            )
         roots = {self._root(g) for g in gs if isinstance(g, str)}
         for r in roots:
             self.parent[r] = min(roots)
@@ -226,17 +250,29 @@ def _shapes(gm: fx.GraphModule, sample: Tensor) -> dict[fx.Node, tuple[int, ...]
 
 def _check_neuron(node: fx.Node, neuron: IFNeuron) -> None:
     if neuron.threshold.numel() != 1 or neuron.negative_spikes:
-        raise ValueError(f"cannot export IFNeuron at node '{node.name}': per-neuron thresholds and negative "
-                         "spikes have no NIR IF equivalent (SpikingJelly also needs one threshold per layer)")
+        raise ValueError(
+            f"cannot export IFNeuron at node '{node.name}': per-neuron thresholds and negative "
+            "spikes have no NIR IF equivalent (SpikingJelly also needs one threshold per layer)"
+        )
 
 
 def _if_node(nir, neuron: IFNeuron, shape: tuple, gain_in: float):
     threshold = float(neuron.threshold) / gain_in  # in the units of the exported input
     start = (neuron.initial_membrane.detach().cpu() * threshold).expand(shape).numpy().astype(np.float32)
     ones = np.ones(shape, np.float32)
-    return nir.IF(r=ones, v_threshold=ones * threshold, v_reset=np.zeros(shape, np.float32), metadata={
-        "reset": "subtract", "initial_membrane": start, "fire": "v >= v_threshold",
-        "input": "analog, same every step", "threshold": float(neuron.threshold), "input_gain": gain_in})
+    return nir.IF(
+        r=ones,
+        v_threshold=ones * threshold,
+        v_reset=np.zeros(shape, np.float32),
+        metadata={
+            "reset": "subtract",
+            "initial_membrane": start,
+            "fire": "v >= v_threshold",
+            "input": "analog, same every step",
+            "threshold": float(neuron.threshold),
+            "input_gain": gain_in,
+        },
+    )
 
 
 def _check_weighted(node: fx.Node, m: nn.Module) -> None:
@@ -250,22 +286,33 @@ def _weighted(nir, m: nn.Module, in_shape: tuple, gain_in: float, gain_out: floa
     b = None if m.bias is None else (m.bias.detach().cpu() / gain_out).numpy().astype(np.float32)
     if isinstance(m, nn.Linear):
         return nir.Linear(w) if b is None else nir.Affine(w, b)
-    return nir.Conv2d(tuple(in_shape[-2:]), w, m.stride, m.padding, m.dilation, m.groups,
-                      np.zeros(w.shape[0], np.float32) if b is None else b)
+    return nir.Conv2d(
+        tuple(in_shape[-2:]),
+        w,
+        m.stride,
+        m.padding,
+        m.dilation,
+        m.groups,
+        np.zeros(w.shape[0], np.float32) if b is None else b,
+    )
 
 
 def _pool_geometry(node: fx.Node, m: nn.Module, in_shape: tuple, out_shape: tuple):
     if isinstance(m, nn.AdaptiveAvgPool2d):  # a fixed pool where the input tiles evenly
         (hi, wi), (ho, wo) = in_shape[-2:], out_shape[-2:]
         if hi % ho or wi % wo:
-            raise TypeError(f"cannot export AdaptiveAvgPool2d at node '{node.name}': input {hi}x{wi} does not "
-                            f"divide into {ho}x{wo}, so it is no fixed AvgPool2d")
+            raise TypeError(
+                f"cannot export AdaptiveAvgPool2d at node '{node.name}': input {hi}x{wi} does not "
+                f"divide into {ho}x{wo}, so it is no fixed AvgPool2d"
+            )
         return (hi // ho, wi // wo), (hi // ho, wi // wo), (0, 0)
     pair = nn.modules.utils._pair
     padding = pair(m.padding)
     if m.ceil_mode or m.divisor_override or (any(padding) and not m.count_include_pad):
-        raise TypeError(f"cannot export AvgPool2d at node '{node.name}': NIR's AvgPool2d has no ceil_mode, "
-                        "divisor_override or count_include_pad=False")
+        raise TypeError(
+            f"cannot export AvgPool2d at node '{node.name}': NIR's AvgPool2d has no ceil_mode, "
+            "divisor_override or count_include_pad=False"
+        )
     return pair(m.kernel_size), pair(m.stride if m.stride is not None else m.kernel_size), padding
 
 
@@ -293,8 +340,9 @@ def export_onnx(qmodel: nn.Module, sample_input: Tensor, path: str | Path) -> No
     was_training = qmodel.training
     try:
         with torch.no_grad():
-            torch.onnx.export(qmodel.eval(), (sample_input,), str(path), input_names=["input"],
-                              output_names=["output"], verbose=False)
+            torch.onnx.export(
+                qmodel.eval(), (sample_input,), str(path), input_names=["input"], output_names=["output"], verbose=False
+            )
     finally:
         qmodel.train(was_training)
 
@@ -306,10 +354,17 @@ def add_export_arguments(p) -> None:
     """The flags of `noiseadaptor export` on an argparse (sub)parser."""
     from .methods import list_methods
 
-    p.add_argument("checkpoint", type=Path, help="a checkpoint.pt of a quantized train run (a conversion method: "
-                   f"{', '.join(list_methods('conversion'))})")
-    p.add_argument("--format", default="nir", choices=("nir", "onnx"),
-                   help="nir: the converted SNN (IF neurons); onnx: the quantized ANN (default: %(default)s)")
+    p.add_argument(
+        "checkpoint",
+        type=Path,
+        help=f"a checkpoint.pt of a quantized train run (a conversion method: {', '.join(list_methods('conversion'))})",
+    )
+    p.add_argument(
+        "--format",
+        default="nir",
+        choices=("nir", "onnx"),
+        help="nir: the converted SNN (IF neurons); onnx: the quantized ANN (default: %(default)s)",
+    )
     p.add_argument("--input-shape", help="C,H,W of one input (default: from the checkpoint's data set)")
     p.add_argument("--out", type=Path, help="output file (default: model.nir or model.onnx beside the checkpoint)")
 
@@ -323,8 +378,10 @@ def export_main(args) -> int:
     loaded = load_run(args.checkpoint)
     run, model = loaded.config, loaded.model
     if run.method_info.family != "conversion":
-        raise ValueError(f"{args.checkpoint} is a '{run.method}' run; export needs a quantized one "
-                         f"({', '.join(list_methods('conversion'))}) to convert")
+        raise ValueError(
+            f"{args.checkpoint} is a '{run.method}' run; export needs a quantized one "
+            f"({', '.join(list_methods('conversion'))}) to convert"
+        )
     if args.input_shape:
         shape = tuple(int(d) for d in args.input_shape.split(","))
     elif run.image_size:

@@ -23,8 +23,9 @@ def _kernel():
     import triton.language as tl
 
     @triton.jit
-    def integrate_and_fire(x_ptr, membrane_ptr, out_ptr, counts_ptr, threshold, n, steps, x_step_stride,
-                           BLOCK: tl.constexpr):
+    def integrate_and_fire(
+        x_ptr, membrane_ptr, out_ptr, counts_ptr, threshold, n, steps, x_step_stride, BLOCK: tl.constexpr
+    ):
         offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         inside = offsets < n
         u = tl.load(membrane_ptr + offsets, mask=inside, other=0.0)
@@ -65,4 +66,3 @@ def integrate_and_fire(membrane: Tensor, x: Tensor, threshold: float, steps: int
     counts = torch.empty((steps, blocks), dtype=torch.int32, device=membrane.device)
     _kernel()[(blocks,)](x, membrane, out, counts, threshold, n, steps, 0 if x.numel() == n else n, BLOCK=block)
     return out, counts.sum(1)
-

@@ -44,8 +44,9 @@ class Method:
     optimizer_preset: Callable[..., OptimizerConfig] = field(default=OptimizerConfig)
 
     def optimizer(self, run: "RunConfig") -> OptimizerConfig:
-        return self.optimizer_preset(kind=run.optimizer, lr=run.lr, weight_decay=run.weight_decay,
-                                     width_lr=run.width_lr)
+        return self.optimizer_preset(
+            kind=run.optimizer, lr=run.lr, weight_decay=run.weight_decay, width_lr=run.width_lr
+        )
 
     def build(self, model: nn.Module, run: "RunConfig") -> nn.Module:
         """The trainable network of `run` from its float `model`."""
@@ -87,34 +88,93 @@ def methods_help(family: Family | None = None) -> str:
 def _direct(run: "RunConfig", learned: bool) -> "DirectConfig":
     from .direct import DirectConfig
 
-    options = dict(T=run.time_steps, tau=run.tau, threshold=run.threshold, alpha=run.alpha, reset=run.reset,
-                   surrogate=run.surrogate, steepness=run.steepness)
+    options = dict(
+        T=run.time_steps,
+        tau=run.tau,
+        threshold=run.threshold,
+        alpha=run.alpha,
+        reset=run.reset,
+        surrogate=run.surrogate,
+        steepness=run.steepness,
+    )
     if learned:
-        return DirectConfig.asgl(noise_p=run.spike_noise_p, noise_decay=run.noise_decay,
-                                 noise_milestones=tuple(run.noise_milestones), **options)
+        return DirectConfig.asgl(
+            noise_p=run.spike_noise_p,
+            noise_decay=run.noise_decay,
+            noise_milestones=tuple(run.noise_milestones),
+            **options,
+        )
     return DirectConfig.surrogate_gradient(**options)
 
 
 _DIRECT = ("time_steps", "tau", "threshold", "alpha", "steepness", "reset", "surrogate", "width_lr")
 
 register_method(Method("float", "float", "the ReLU network (pre-training; the source of every other method)"))
-register_method(Method("na", "conversion", "Noise Adaptor: uniform noise U(-0.5, 0.5) before rounding in training",
-                       ("p",), quant=lambda run: QuantConfig.noise_adaptor(p=run.p)))
-register_method(Method("no-noise", "conversion", "the same quantizer without noise (the paper's 'w/o NA')",
-                       ("p",), quant=lambda run: QuantConfig.no_noise(p=run.p)))
-register_method(Method("qcfs", "conversion", "QCFS clip-floor-shift with a learned threshold (Bu et al. 2022)",
-                       ("p",), quant=lambda run: QuantConfig.qcfs(p=run.p)))
-register_method(Method("clip", "conversion", "dual-phase's source ANN, clip(x, 0, theta) with a trainable theta",
-                       ("p",), quant=lambda run: QuantConfig.clip(p=run.p)))
-register_method(Method("dual-phase", "conversion",
-                       "dual-phase Phase I: QC-ANN with Bernoulli Quant-Noise, p = its T (Wang et al. 2023)",
-                       ("p", "quant_noise_p"),
-                       quant=lambda run: QuantConfig.dual_phase(p=run.p, probability=run.quant_noise_p)))
-register_method(Method("asgl", "direct", "ASGL: LIF, spike noise through a random mask, learned surrogate width",
-                       (*_DIRECT, "spike_noise_p", "noise_decay", "noise_milestones"),
-                       direct=lambda run: _direct(run, learned=True), optimizer_preset=OptimizerConfig.asgl))
-register_method(Method("sg", "direct", "plain surrogate gradient, fixed width (ASGL's baseline)", _DIRECT,
-                       direct=lambda run: _direct(run, learned=False), optimizer_preset=OptimizerConfig.asgl))
+register_method(
+    Method(
+        "na",
+        "conversion",
+        "Noise Adaptor: uniform noise U(-0.5, 0.5) before rounding in training",
+        ("p",),
+        quant=lambda run: QuantConfig.noise_adaptor(p=run.p),
+    )
+)
+register_method(
+    Method(
+        "no-noise",
+        "conversion",
+        "the same quantizer without noise (the paper's 'w/o NA')",
+        ("p",),
+        quant=lambda run: QuantConfig.no_noise(p=run.p),
+    )
+)
+register_method(
+    Method(
+        "qcfs",
+        "conversion",
+        "QCFS clip-floor-shift with a learned threshold (Bu et al. 2022)",
+        ("p",),
+        quant=lambda run: QuantConfig.qcfs(p=run.p),
+    )
+)
+register_method(
+    Method(
+        "clip",
+        "conversion",
+        "dual-phase's source ANN, clip(x, 0, theta) with a trainable theta",
+        ("p",),
+        quant=lambda run: QuantConfig.clip(p=run.p),
+    )
+)
+register_method(
+    Method(
+        "dual-phase",
+        "conversion",
+        "dual-phase Phase I: QC-ANN with Bernoulli Quant-Noise, p = its T (Wang et al. 2023)",
+        ("p", "quant_noise_p"),
+        quant=lambda run: QuantConfig.dual_phase(p=run.p, probability=run.quant_noise_p),
+    )
+)
+register_method(
+    Method(
+        "asgl",
+        "direct",
+        "ASGL: LIF, spike noise through a random mask, learned surrogate width",
+        (*_DIRECT, "spike_noise_p", "noise_decay", "noise_milestones"),
+        direct=lambda run: _direct(run, learned=True),
+        optimizer_preset=OptimizerConfig.asgl,
+    )
+)
+register_method(
+    Method(
+        "sg",
+        "direct",
+        "plain surrogate gradient, fixed width (ASGL's baseline)",
+        _DIRECT,
+        direct=lambda run: _direct(run, learned=False),
+        optimizer_preset=OptimizerConfig.asgl,
+    )
+)
 
 METHOD_FIELDS = tuple(dict.fromkeys(f for m in _REGISTRY.values() for f in m.reads))
 """RunConfig fields that only some methods read."""

@@ -38,8 +38,10 @@ def _torchvision_model(arch: str) -> Callable[..., nn.Module]:
         try:
             model = torchvision.models.get_model(arch, weights=weights)
         except (OSError, RuntimeError) as err:  # no network, no cached file, or a bad file
-            raise ValueError(f"could not load {arch} weights {weights!r} ({err}). torchvision downloads them to "
-                             "$TORCH_HOME/hub/checkpoints on first use; without internet, place the file there") from err
+            raise ValueError(
+                f"could not load {arch} weights {weights!r} ({err}). torchvision downloads them to "
+                "$TORCH_HOME/hub/checkpoints on first use; without internet, place the file there"
+            ) from err
         if num_classes != 1000:  # a new head for another label set; the backbone keeps its weights
             head_owner, attr = (model, "fc") if hasattr(model, "fc") else (model.classifier, "6")
             old = getattr(head_owner, attr)
@@ -98,8 +100,9 @@ class BasicBlock(nn.Module):
 class CifarResNet(nn.Module):
     """ResNet for 32x32 inputs: a 3x3 stem with no max-pool, then stages of BasicBlocks."""
 
-    def __init__(self, blocks: list[int], widths: list[int], num_classes: int, in_channels: int = 3,
-                 hidden: int | None = None):
+    def __init__(
+        self, blocks: list[int], widths: list[int], num_classes: int, in_channels: int = 3, hidden: int | None = None
+    ):
         super().__init__()
         self.stem = nn.Sequential(*_conv_bn_relu(in_channels, widths[0]))
         stages, c_in = [], widths[0]
@@ -109,8 +112,12 @@ class CifarResNet(nn.Module):
                 c_in = width
         self.layers = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = (nn.Linear(c_in, num_classes) if hidden is None else  # hidden: a two-layer classifier
-                   nn.Sequential(nn.Linear(c_in, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, num_classes)))
+        self.fc = (
+            nn.Linear(c_in, num_classes)
+            if hidden is None
+            # hidden: a two-layer classifier
+            else nn.Sequential(nn.Linear(c_in, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, num_classes))
+        )
 
     def forward(self, x):
         return self.fc(torch.flatten(self.pool(self.layers(self.stem(x))), 1))

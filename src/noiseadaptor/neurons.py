@@ -31,8 +31,9 @@ class IFNeuron(nn.Module):
     and negative) since then, `step_counts` those of each step of the last call, `steps` the steps run.
     """
 
-    def __init__(self, threshold: Tensor | float, initial_membrane: Tensor | float = 0.5,
-                 negative_spikes: bool = False):
+    def __init__(
+        self, threshold: Tensor | float, initial_membrane: Tensor | float = 0.5, negative_spikes: bool = False
+    ):
         super().__init__()
         threshold = torch.as_tensor(threshold, dtype=torch.float32).detach().clone()
         if (threshold <= 0).any():
@@ -59,8 +60,11 @@ class IFNeuron(nn.Module):
             start = (self.initial_membrane * self.threshold).to(x.dtype)
             self.membrane = start.expand(batch, *x.shape[1:]).clone()  # own memory: updated in place
             # read once per batch: .item() waits for the GPU
-            self._fused_threshold = (self.threshold.item() if not self.negative_spikes
-                                     and kernels.fused_available(x, self.threshold) else None)
+            self._fused_threshold = (
+                self.threshold.item()
+                if not self.negative_spikes and kernels.fused_available(x, self.threshold)
+                else None
+            )
         m = self.membrane
         constant = x.shape[0] == m.shape[0]  # K == 1, or the same input at every step
         if self._fused_threshold is not None and x.is_contiguous():

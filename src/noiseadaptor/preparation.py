@@ -28,20 +28,71 @@ _MAX_POOL_MODULES = {nn.MaxPool1d: nn.AvgPool1d, nn.MaxPool2d: nn.AvgPool2d, nn.
 # Layers that act on each time step of a spiking network as they do on the ANN's activations:
 # linear maps (the SNN feeds them spikes * threshold) and shape plumbing.
 LINEAR_MODULES = (
-    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,
-    nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
-    nn.AdaptiveAvgPool3d, nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
-    nn.Dropout3d, QuantReLU,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.Linear,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+    nn.Flatten,
+    nn.Unflatten,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    QuantReLU,
 )
 _LINEAR_FUNCTIONS = {
-    operator.add, operator.iadd, operator.sub, operator.neg, torch.add, torch.sub, torch.cat, torch.flatten,
-    torch.mean, operator.getitem, getattr, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
-    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.dropout, F.linear, F.conv2d,
+    operator.add,
+    operator.iadd,
+    operator.sub,
+    operator.neg,
+    torch.add,
+    torch.sub,
+    torch.cat,
+    torch.flatten,
+    torch.mean,
+    operator.getitem,
+    getattr,
+    F.avg_pool1d,
+    F.avg_pool2d,
+    F.avg_pool3d,
+    F.adaptive_avg_pool1d,
+    F.adaptive_avg_pool2d,
+    F.adaptive_avg_pool3d,
+    F.dropout,
+    F.linear,
+    F.conv2d,
 }
 _SCALAR_FUNCTIONS = {operator.mul, operator.truediv, torch.mul}  # linear when one side is a constant
 _LINEAR_METHODS = {
-    "view", "reshape", "flatten", "size", "contiguous", "mean", "permute", "transpose", "squeeze",
-    "unsqueeze", "add", "add_", "dim", "chunk", "split", "expand", "expand_as", "view_as", "flip",
+    "view",
+    "reshape",
+    "flatten",
+    "size",
+    "contiguous",
+    "mean",
+    "permute",
+    "transpose",
+    "squeeze",
+    "unsqueeze",
+    "add",
+    "add_",
+    "dim",
+    "chunk",
+    "split",
+    "expand",
+    "expand_as",
+    "view_as",
+    "flip",
 }
 
 
@@ -68,8 +119,9 @@ def replace_activations(model: nn.Module, make_activation: Callable[[], nn.Modul
         raise TypeError(f"expected a torch.nn.Module, got {type(model).__name__}")
     kind = type(make_activation())
     if any(isinstance(m, kind) for m in model.modules()):
-        raise ValueError(f"this model is already prepared (it contains {kind.__name__} layers); "
-                         "start from the float model")
+        raise ValueError(
+            f"this model is already prepared (it contains {kind.__name__} layers); start from the float model"
+        )
     graph_module = _trace(copy.deepcopy(model))
     taken: set[str] = set()
     # Classify every node before changing any: a reused ReLU module must be seen as a ReLU at each call.
@@ -79,8 +131,9 @@ def replace_activations(model: nn.Module, make_activation: Callable[[], nn.Modul
         if role == "relu":
             _replace_with_module(graph_module, node, make_activation(), _input_of(node), taken)
         elif role == "max_pool":
-            pools.append(_replace_with_module(graph_module, node, _average_pool_like(graph_module, node),
-                                              _input_of(node), taken))
+            pools.append(
+                _replace_with_module(graph_module, node, _average_pool_like(graph_module, node), _input_of(node), taken)
+            )
     graph_module.meta["replaced_max_pools"] = pools
     if not any(isinstance(m, kind) for m in graph_module.modules()):
         raise ValueError("the model has no ReLU to replace: these methods convert ReLU networks")
@@ -155,13 +208,15 @@ def _role(gm: fx.GraphModule, node: fx.Node) -> str:
             return "relu"
         if type(module) in _MAX_POOL_MODULES:
             if module.return_indices or _not_one(module.dilation):
-                raise TypeError(f"cannot convert module '{node.target}' ({module}): only max-pooling without "
-                                "dilation or return_indices can become average-pooling")
+                raise TypeError(
+                    f"cannot convert module '{node.target}' ({module}): only max-pooling without "
+                    "dilation or return_indices can become average-pooling"
+                )
             return "max_pool"
         if isinstance(module, LINEAR_MODULES):
             return "linear"
-        raise TypeError(
-            f"cannot convert module '{node.target}' ({type(module).__name__}): {_why_unsupported(type(module).__name__)}")
+        name = type(module).__name__
+        raise TypeError(f"cannot convert module '{node.target}' ({name}): {_why_unsupported(name)}")
     if node.op == "call_function":
         if node.target in _RELU_FUNCTIONS:
             return "relu"
@@ -177,15 +232,18 @@ def _role(gm: fx.GraphModule, node: fx.Node) -> str:
         return "relu"
     if node.target in _LINEAR_METHODS:
         return "linear"
-    raise TypeError(f"cannot convert tensor method .{node.target}() at '{_where(node)}': "
-                    f"{_why_unsupported(node.target)}")
+    raise TypeError(
+        f"cannot convert tensor method .{node.target}() at '{_where(node)}': {_why_unsupported(node.target)}"
+    )
 
 
 def _why_unsupported(name: str) -> str:
-    return (f"{name} has no integrate-and-fire equivalent. A convertible network uses only ReLU as "
-            "nonlinearity, max- or average-pooling, and linear layers (conv, linear, batch norm, add, "
-            "flatten); replace it (e.g. GELU/SiLU/LeakyReLU -> nn.ReLU, softmax at the output -> nothing) "
-            "and fine-tune the float model before prepare().")
+    return (
+        f"{name} has no integrate-and-fire equivalent. A convertible network uses only ReLU as "
+        "nonlinearity, max- or average-pooling, and linear layers (conv, linear, batch norm, add, "
+        "flatten); replace it (e.g. GELU/SiLU/LeakyReLU -> nn.ReLU, softmax at the output -> nothing) "
+        "and fine-tune the float model before prepare()."
+    )
 
 
 def _not_one(value) -> bool:
@@ -210,17 +268,22 @@ def _average_pool_like(gm: fx.GraphModule, node: fx.Node) -> nn.Module:
         avg_class = _MAX_POOL_FUNCTIONS[node.target]
         args = node.normalized_arguments(gm, normalize_to_only_use_kwargs=True).kwargs
         if args.get("return_indices") or _not_one(args.get("dilation", 1)):
-            raise TypeError(f"cannot convert max-pooling at '{_where(node)}': only max-pooling without "
-                            "dilation or return_indices can become average-pooling")
-        kernel, stride, padding, ceil = (args["kernel_size"], args.get("stride") or args["kernel_size"],
-                                         args.get("padding", 0), args.get("ceil_mode", False))
+            raise TypeError(
+                f"cannot convert max-pooling at '{_where(node)}': only max-pooling without "
+                "dilation or return_indices can become average-pooling"
+            )
+        kernel, stride, padding, ceil = (
+            args["kernel_size"],
+            args.get("stride") or args["kernel_size"],
+            args.get("padding", 0),
+            args.get("ceil_mode", False),
+        )
     # count_include_pad=True keeps the pool a plain convolution with constant weights (exportable as a
     # sum-pool and a scale); padded zeros are exactly what a silent neuron contributes.
     return avg_class(kernel, stride, padding, ceil_mode=ceil, count_include_pad=True)
 
 
-def _replace_with_module(gm: fx.GraphModule, node: fx.Node, module: nn.Module, source: fx.Node,
-                         taken: set[str]) -> str:
+def _replace_with_module(gm: fx.GraphModule, node: fx.Node, module: nn.Module, source: fx.Node, taken: set[str]) -> str:
     """Route `node` through a new submodule named after where it was (``layer1.0.relu``, then
     ``layer1.0.relu_1`` for the second call of a reused module); returns that name."""
     if node.op == "call_module":

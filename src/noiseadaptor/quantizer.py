@@ -83,20 +83,29 @@ class QuantConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.p, bool) or not isinstance(self.p, int) or self.p <= 0:
-            raise ValueError(f"QuantConfig.p must be a positive integer (the number of quantization levels "
-                             f"above zero, e.g. 2 for CIFAR, 3 for ImageNet); got {self.p!r}")
+            raise ValueError(
+                f"QuantConfig.p must be a positive integer (the number of quantization levels "
+                f"above zero, e.g. 2 for CIFAR, 3 for ImageNet); got {self.p!r}"
+            )
         if self.noise not in ("uniform", "gaussian", "bernoulli", "none"):
-            raise ValueError(f"QuantConfig.noise must be 'uniform', 'gaussian', 'bernoulli' or 'none'; "
-                             f"got {self.noise!r}")
+            raise ValueError(
+                f"QuantConfig.noise must be 'uniform', 'gaussian', 'bernoulli' or 'none'; got {self.noise!r}"
+            )
         if not (isinstance(self.noise_amplitude, (int, float)) and self.noise_amplitude >= 0):
             raise ValueError(f"QuantConfig.noise_amplitude must be a number >= 0; got {self.noise_amplitude!r}")
-        if (isinstance(self.noise_probability, bool) or not isinstance(self.noise_probability, (int, float))
-                or not 0 <= self.noise_probability <= 1):
-            raise ValueError(f"QuantConfig.noise_probability must be a number in [0, 1] (the probability that an "
-                             f"element passes through unquantized); got {self.noise_probability!r}")
+        if (
+            isinstance(self.noise_probability, bool)
+            or not isinstance(self.noise_probability, (int, float))
+            or not 0 <= self.noise_probability <= 1
+        ):
+            raise ValueError(
+                f"QuantConfig.noise_probability must be a number in [0, 1] (the probability that an "
+                f"element passes through unquantized); got {self.noise_probability!r}"
+            )
         if not self.rounding and self.noise != "none":
-            raise ValueError("QuantConfig.rounding=False is the plain clip activation; it takes no noise "
-                             f"(got noise={self.noise!r})")
+            raise ValueError(
+                f"QuantConfig.rounding=False is the plain clip activation; it takes no noise (got noise={self.noise!r})"
+            )
         if self.scale_grad not in ("algorithm1", "qcfs", "none"):
             raise ValueError(f"QuantConfig.scale_grad must be 'algorithm1', 'qcfs' or 'none'; got {self.scale_grad!r}")
         if self.gradient_window not in ("clip", "rounding"):
@@ -126,8 +135,16 @@ class QuantConfig:
         CIFAR-100 and ImageNet at every T (CIFAR-10: 0.1-0.2 for T <= 4, 0 above). Phase II is
         `noiseadaptor.dual_phase.dual_phase_calibrate` on the converted network. Gradients: the authors'
         ``NoisyQC`` as it ran (``gradient_window="rounding"``)."""
-        return cls(p=p, **{"noise": "bernoulli", "noise_probability": probability, "scale_grad": "qcfs",
-                           "gradient_window": "rounding", **kwargs})
+        return cls(
+            p=p,
+            **{
+                "noise": "bernoulli",
+                "noise_probability": probability,
+                "scale_grad": "qcfs",
+                "gradient_window": "rounding",
+                **kwargs,
+            },
+        )
 
     @classmethod
     def clip(cls, p: int = 1) -> "QuantConfig":
@@ -159,8 +176,9 @@ def _noise(like: Tensor, kind: str, amplitude: float) -> Tensor:
     return torch.randn_like(like).mul_(amplitude / math.sqrt(12.0))
 
 
-def _forward(v: Tensor, scale: Tensor, p: int, eps: Tensor | None, noise: str, amplitude: float,
-             mask: Tensor | None = None):
+def _forward(
+    v: Tensor, scale: Tensor, p: int, eps: Tensor | None, noise: str, amplitude: float, mask: Tensor | None = None
+):
     """Output, z = v/s + eps (noise drawn here unless `eps` is given), and the mask of quantized elements
     (None unless some elements pass through: noise "bernoulli", or a given `mask`).
 
@@ -235,9 +253,18 @@ class _Quantize(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, v: Tensor, scale: Tensor, eps: Tensor | None, p: int, grad_factor: float,
-                noise: str = "none", amplitude: float = 0.0, mask: Tensor | None = None,
-                window: str = "clip") -> Tensor:
+    def forward(
+        ctx,
+        v: Tensor,
+        scale: Tensor,
+        eps: Tensor | None,
+        p: int,
+        grad_factor: float,
+        noise: str = "none",
+        amplitude: float = 0.0,
+        mask: Tensor | None = None,
+        window: str = "clip",
+    ) -> Tensor:
         forward, backward = _kernels(v)
         out, z, mask = forward(v, scale, p, eps, noise, amplitude, mask)
         if mask is None:
@@ -255,8 +282,15 @@ class _Quantize(torch.autograd.Function):
         return grad_v if ctx.needs_input_grad[0] else None, grad_s, None, None, None, None, None, None, None
 
 
-def quantize(v: Tensor, scale: Tensor, p: int, eps: Tensor | None = None, grad_factor: float = 1.0,
-             mask: Tensor | None = None, gradient_window: GradientWindow = "clip") -> Tensor:
+def quantize(
+    v: Tensor,
+    scale: Tensor,
+    p: int,
+    eps: Tensor | None = None,
+    grad_factor: float = 1.0,
+    mask: Tensor | None = None,
+    gradient_window: GradientWindow = "clip",
+) -> Tensor:
     """Functional quantizer: ``scale * clip(round_half_up(v/scale + eps), 0, p)`` with Eq. 7-8 gradients.
 
     mask: Eq. 13's M of Bernoulli Quant-Noise, a bool tensor shaped like `v`: True where the element is
@@ -318,14 +352,30 @@ class QuantReLU(nn.Module):
             return torch.relu(v)
         if not self.config.rounding:  # clip(v, 0, p*s): gradient 1 to v inside, p to s above, by autograd
             return torch.minimum(torch.relu(v), _grad_scaled(self.threshold, self.grad_factor(v)))
-        return _Quantize.apply(v, self.scale, None, self.p, self.grad_factor(v), self.noise_kind(),
-                               self.noise_parameter(), None, self.config.gradient_window)
+        return _Quantize.apply(
+            v,
+            self.scale,
+            None,
+            self.p,
+            self.grad_factor(v),
+            self.noise_kind(),
+            self.noise_parameter(),
+            None,
+            self.config.gradient_window,
+        )
 
     def extra_repr(self) -> str:
         c = self.config
-        noise = ("none" if c.noise == "none" else f"bernoulli(pass_through={c.noise_probability})"
-                 if c.noise == "bernoulli" else f"{c.noise}(amplitude={c.noise_amplitude})")
+        noise = (
+            "none"
+            if c.noise == "none"
+            else f"bernoulli(pass_through={c.noise_probability})"
+            if c.noise == "bernoulli"
+            else f"{c.noise}(amplitude={c.noise_amplitude})"
+        )
         if not c.rounding:
             return f"clip, threshold={self.threshold.item():.4g}, scale_grad={c.scale_grad}"
-        return (f"p={self.p}, scale={self.scale.item():.4g}, noise={noise}, scale_grad={c.scale_grad}, "
-                f"gradient_window={c.gradient_window}")
+        return (
+            f"p={self.p}, scale={self.scale.item():.4g}, noise={noise}, scale_grad={c.scale_grad}, "
+            f"gradient_window={c.gradient_window}"
+        )

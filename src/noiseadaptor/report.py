@@ -13,17 +13,29 @@ TABLE_T = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 def accuracy_table(rows: dict[str, dict], steps: list[int] | None = None) -> str:
     """rows: {method: {"ann_accuracy": float, "snn_accuracy": {T: float}}} -> a fixed-width text table (%)."""
-    return _per_T_table(rows, "snn_accuracy", steps, first=("ANN", lambda r: f"{100 * r['ann_accuracy']:.2f}"),
-                        cell=lambda v: f"{100 * v:.2f}")
+    return _per_T_table(
+        rows,
+        "snn_accuracy",
+        steps,
+        first=("ANN", lambda r: f"{100 * r['ann_accuracy']:.2f}"),
+        cell=lambda v: f"{100 * v:.2f}",
+    )
 
 
 def energy_table(rows: dict[str, dict], steps: list[int] | None = None) -> str:
     """E_SNN / E_ANN per T for rows that carry "energy_pj_per_sample" and "ann_energy_pj_per_sample"."""
-    rows = {m: {**r, "energy_ratio": {t: e / r["ann_energy_pj_per_sample"] for t, e in r["energy_pj_per_sample"].items()}}
-            for m, r in rows.items() if r.get("energy_pj_per_sample")}
-    return _per_T_table(rows, "energy_ratio", steps,
-                        first=("E_ANN uJ", lambda r: f"{r['ann_energy_pj_per_sample'] / 1e6:.3f}"),
-                        cell=lambda v: f"{v:.3f}")
+    rows = {
+        m: {**r, "energy_ratio": {t: e / r["ann_energy_pj_per_sample"] for t, e in r["energy_pj_per_sample"].items()}}
+        for m, r in rows.items()
+        if r.get("energy_pj_per_sample")
+    }
+    return _per_T_table(
+        rows,
+        "energy_ratio",
+        steps,
+        first=("E_ANN uJ", lambda r: f"{r['ann_energy_pj_per_sample'] / 1e6:.3f}"),
+        cell=lambda v: f"{v:.3f}",
+    )
 
 
 def _per_T_table(rows: dict[str, dict], key: str, steps: list[int] | None, first, cell) -> str:

@@ -36,11 +36,13 @@ def setting(default, help: str, group: str = "", **extra):
 class RunConfig:
     # data
     dataset: str = setting("cifar10", "data set", "data")
-    data_dir: str | None = setting(None, "data folder (default: $NOISEADAPTOR_DATA or ~/.cache/noiseadaptor/data)",
-                                  "data")
+    data_dir: str | None = setting(
+        None, "data folder (default: $NOISEADAPTOR_DATA or ~/.cache/noiseadaptor/data)", "data"
+    )
     download: bool = setting(False, "let torchvision download the data set (needs internet)", "data")
-    augment: str = setting("standard", "training augmentation for 32x32 data", "data",
-                          choices=("standard", "autoaugment", "none"))
+    augment: str = setting(
+        "standard", "training augmentation for 32x32 data", "data", choices=("standard", "autoaugment", "none")
+    )
     cutout: int = setting(0, "Cutout square side in pixels, 0 = off", "data")
     data_on_device: bool = setting(False, "hold CIFAR/MNIST whole on the GPU and augment there", "data")
     workers: int = setting(4, "data loader processes", "data")
@@ -48,24 +50,39 @@ class RunConfig:
     # model
     model: str = setting("cifar-resnet18", "architecture (noiseadaptor.models.list_models())", "model")
     weights: str | None = setting(None, "torchvision pre-trained weights (DEFAULT, IMAGENET1K_V1, ...)", "model")
-    init: str | None = setting(None, "start from this checkpoint: a float one, or a quantized one whose thresholds "
-                                    "are kept (e.g. dual-phase from its clip source ANN)", "model")
+    init: str | None = setting(
+        None,
+        "start from this checkpoint: a float one, or a quantized one whose thresholds "
+        "are kept (e.g. dual-phase from its clip source ANN)",
+        "model",
+    )
     # method
     method: str = setting("na", "training method", "method")
     p: int = setting(2, "quantization levels above zero; the SNN threshold is p*s (dual-phase: its T)", "method")
-    quant_noise_p: float = setting(0.1, "dual-phase Quant-Noise: probability that an element skips the rounding",
-                                  "method")
+    quant_noise_p: float = setting(
+        0.1, "dual-phase Quant-Noise: probability that an element skips the rounding", "method"
+    )
     time_steps: int = setting(4, "steps the directly trained SNN runs", "method")
     tau: float = setting(2.0, "LIF time constant, leak 1 - 1/tau", "method")
     threshold: float = setting(1.0, "LIF firing threshold", "method")
-    alpha: float = setting(1.0, "initial surrogate width a (slope 1/a at 0 for every shape; the rectangle's "
-                               "width of ASGL Tables 4/11)", "method")
-    steepness: float | None = setting(None, "instead of alpha, for the sigmoid surrogate: the paper's "
-                                           "1/2 tanh(steepness x) + 1/2 (ASGL Table 5: 2.5)", "method")
-    spike_noise_p: float = setting(0.5, "ASGL: probability that an element carries the true spike in training",
-                                  "method")
-    noise_decay: float = setting(1.0, "ASGL schedule: at each milestone, spike_noise_p <- 1 - (1 - it) * this "
-                                     "(1: fixed; CIFAR-100: 0.8)", "method")
+    alpha: float = setting(
+        1.0,
+        "initial surrogate width a (slope 1/a at 0 for every shape; the rectangle's width of ASGL Tables 4/11)",
+        "method",
+    )
+    steepness: float | None = setting(
+        None,
+        "instead of alpha, for the sigmoid surrogate: the paper's 1/2 tanh(steepness x) + 1/2 (ASGL Table 5: 2.5)",
+        "method",
+    )
+    spike_noise_p: float = setting(
+        0.5, "ASGL: probability that an element carries the true spike in training", "method"
+    )
+    noise_decay: float = setting(
+        1.0,
+        "ASGL schedule: at each milestone, spike_noise_p <- 1 - (1 - it) * this (1: fixed; CIFAR-100: 0.8)",
+        "method",
+    )
     noise_milestones: tuple[int, ...] = setting((), "0-based epochs where noise_decay applies", "method")
     reset: str = setting("hard", "LIF reset", "method", choices=("hard", "soft"))
     surrogate: str = setting("rectangular", "surrogate shape", "method", choices=("rectangular", "sigmoid"))
@@ -106,8 +123,10 @@ class RunConfig:
                 raise ValueError(f"{f.name} must be one of {', '.join(choices)}, got {getattr(self, f.name)!r}")
         object.__setattr__(self, "noise_milestones", tuple(self.noise_milestones))
         if (self.noise_decay != 1.0) != bool(self.noise_milestones):
-            raise ValueError("ASGL's noise schedule needs both noise_decay (zeta < 1) and noise_milestones; "
-                             "one alone changes nothing")
+            raise ValueError(
+                "ASGL's noise schedule needs both noise_decay (zeta < 1) and noise_milestones; "
+                "one alone changes nothing"
+            )
         if self.init is not None and self.weights is not None:
             raise ValueError("give init (our float checkpoint) or weights (torchvision's), not both")
 
@@ -136,8 +155,10 @@ class RunConfig:
         ignored = {"epochs_done", "optimization"}  # written beside the run description, not part of it
         unknown = sorted(set(values) - known - ignored)
         if unknown:
-            raise ValueError(f"{source}: unknown keys {unknown}; the keys are RunConfig's fields, e.g. "
-                             f"{', '.join(sorted(known)[:8])}, ...")
+            raise ValueError(
+                f"{source}: unknown keys {unknown}; the keys are RunConfig's fields, e.g. "
+                f"{', '.join(sorted(known)[:8])}, ..."
+            )
         given = {k: v for k, v in values.items() if k in known and v is not None}  # None: the default
         return cls(**given)
 
@@ -148,8 +169,10 @@ def check_method_fields(method: str, given: set[str]) -> None:
     foreign = sorted((given & set(METHOD_FIELDS)) - set(info.reads))
     if foreign:
         flags = ", ".join("--" + f.replace("_", "-") for f in foreign)
-        raise ValueError(f"{flags}: not a setting of method {method}; it reads "
-                         f"{', '.join(info.reads) or 'none of the method settings'}")
+        raise ValueError(
+            f"{flags}: not a setting of method {method}; it reads "
+            f"{', '.join(info.reads) or 'none of the method settings'}"
+        )
 
 
 def _positive_int(name: str, value, allow_zero: bool = False) -> None:
@@ -161,8 +184,11 @@ def _positive_int(name: str, value, allow_zero: bool = False) -> None:
 def deprecated_noise_p(method: str, value: float) -> dict[str, float]:
     """The one-release alias --noise-p / noise_p: meant dual-phase's pass-through or ASGL's spike probability."""
     key = "quant_noise_p" if method == "dual-phase" else "spike_noise_p"
-    warnings.warn(f"--noise-p (noise_p) is deprecated: it is --{key.replace('_', '-')} for method {method}",
-                  DeprecationWarning, stacklevel=2)
+    warnings.warn(
+        f"--noise-p (noise_p) is deprecated: it is --{key.replace('_', '-')} for method {method}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     return {key: value}
 
 

@@ -56,14 +56,22 @@ class SimulationResult:
     def row(self) -> dict:
         """What a results row keeps: per-T curves, and firing rates at the largest T."""
         t_max = max(self.accuracy)
-        keep = {"snn_accuracy": self.accuracy, "firing_rate": self.firing_rate[t_max],
-                "spikes_per_sample": self.spikes_per_sample, "corrections": self.corrections}
+        keep = {
+            "snn_accuracy": self.accuracy,
+            "firing_rate": self.firing_rate[t_max],
+            "spikes_per_sample": self.spikes_per_sample,
+            "corrections": self.corrections,
+        }
         if self.agreement:
             keep.update(agreement=self.agreement, layer_error=self.layer_error)
         if self.sops_per_sample:
-            keep.update(sops_per_sample=self.sops_per_sample, macs_per_sample=self.macs_per_sample,
-                        energy_pj_per_sample=self.energy_pj_per_sample, ann_macs_per_sample=self.ann_macs_per_sample,
-                        ann_energy_pj_per_sample=self.ann_energy_pj_per_sample)
+            keep.update(
+                sops_per_sample=self.sops_per_sample,
+                macs_per_sample=self.macs_per_sample,
+                energy_pj_per_sample=self.energy_pj_per_sample,
+                ann_macs_per_sample=self.ann_macs_per_sample,
+                ann_energy_pj_per_sample=self.ann_energy_pj_per_sample,
+            )
         return keep
 
 
@@ -86,10 +94,19 @@ def default_steps_per_call(device: torch.device | str) -> int:
 
 
 @torch.inference_mode()
-def simulate(snn: SpikingNetwork, data: Iterable, T: int | Sequence[int] = DEFAULT_T,
-             device: torch.device | str | None = None, progress: bool = True, negative_spikes: bool = False,
-             offset_spikes: int = 0, synops: bool = False, energy: EnergyModel = EnergyModel(),
-             steps_per_call: int | None = None, reference: nn.Module | None = None) -> SimulationResult:
+def simulate(
+    snn: SpikingNetwork,
+    data: Iterable,
+    T: int | Sequence[int] = DEFAULT_T,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    negative_spikes: bool = False,
+    offset_spikes: int = 0,
+    synops: bool = False,
+    energy: EnergyModel = EnergyModel(),
+    steps_per_call: int | None = None,
+    reference: nn.Module | None = None,
+) -> SimulationResult:
     """Simulate `snn` on every (inputs, labels) batch of `data` for max(T) steps.
 
     T: an int n (report every step 1..n) or a list of steps to report. The input is analog: the same
@@ -110,7 +127,9 @@ def simulate(snn: SpikingNetwork, data: Iterable, T: int | Sequence[int] = DEFAU
     if isinstance(offset_spikes, bool) or not isinstance(offset_spikes, int) or offset_spikes < 0:
         raise ValueError(f"offset_spikes must be a number of pre-simulation steps >= 0, got {offset_spikes!r}")
     t_max, report_at = steps[-1], {t: i for i, t in enumerate(steps)}
-    device = torch.device(device) if device is not None else next(itertools.chain(snn.parameters(), snn.buffers())).device
+    device = (
+        torch.device(device) if device is not None else next(itertools.chain(snn.parameters(), snn.buffers())).device
+    )
     steps_per_call = default_steps_per_call(device) if steps_per_call is None else steps_per_call
     if isinstance(steps_per_call, bool) or not isinstance(steps_per_call, int) or steps_per_call < 1:
         raise ValueError(f"steps_per_call must be a positive integer, got {steps_per_call!r}")
@@ -129,8 +148,9 @@ def simulate(snn: SpikingNetwork, data: Iterable, T: int | Sequence[int] = DEFAU
     try:
         for batch in tqdm(data, desc=f"simulate T={t_max}", disable=not progress, leave=False):
             if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
-                raise TypeError("simulate() needs batches of (inputs, labels), as a DataLoader of a labelled "
-                                "data set gives")
+                raise TypeError(
+                    "simulate() needs batches of (inputs, labels), as a DataLoader of a labelled data set gives"
+                )
             x, y = batch[0].to(device), batch[1].to(device)
             if tracker is not None:
                 tracker.pause()  # the offset-spike pre-steps are not compared
@@ -150,12 +170,12 @@ def simulate(snn: SpikingNetwork, data: Iterable, T: int | Sequence[int] = DEFAU
                     tracker.step = t0
                 cumulative = total + snn.run(x, k).cumsum(0)  # [k, B, classes]: summed output up to each step
                 total = cumulative[-1]
-                hits[t0:t0 + k] += (cumulative.argmax(-1) == y).sum(1)
+                hits[t0 : t0 + k] += (cumulative.argmax(-1) == y).sum(1)
                 if tracker is not None:
-                    tracker.agree[t0:t0 + k] += (cumulative.argmax(-1) == tracker.prediction).sum(1)
-                step_spikes[t0:t0 + k] += torch.stack([n.step_counts for _, n in neurons], 1)
+                    tracker.agree[t0 : t0 + k] += (cumulative.argmax(-1) == tracker.prediction).sum(1)
+                step_spikes[t0 : t0 + k] += torch.stack([n.step_counts for _, n in neurons], 1)
                 if counter is not None:
-                    step_ops[t0:t0 + k] += torch.stack([counter.sops, counter.macs], 1)
+                    step_ops[t0 : t0 + k] += torch.stack([counter.sops, counter.macs], 1)
                     counter.stop()
             num_samples += y.numel()
             sizes = {name: n.neurons_per_sample() for name, n in neurons}
@@ -178,25 +198,36 @@ def simulate(snn: SpikingNetwork, data: Iterable, T: int | Sequence[int] = DEFAU
     ops = all_reduce_sum(step_ops).cumsum(0)[at].cpu()
     result = SimulationResult(
         accuracy={t: correct[i] / num_samples for t, i in report_at.items()},
-        firing_rate={t: {name: float(spikes[i, j]) / (max(sizes[name], 1) * t * num_samples)
-                         for j, (name, _) in enumerate(neurons)} for t, i in report_at.items()},
+        firing_rate={
+            t: {
+                name: float(spikes[i, j]) / (max(sizes[name], 1) * t * num_samples)
+                for j, (name, _) in enumerate(neurons)
+            }
+            for t, i in report_at.items()
+        },
         spikes_per_sample={t: float(spikes[i].sum()) / num_samples for t, i in report_at.items()},
         num_samples=num_samples,
         neurons_per_sample=sizes,
-        corrections={"negative_spikes": negative_spikes, "offset_spikes_pre_steps": offset_spikes,
-                     "pre_steps_counted_in_T": False},
+        corrections={
+            "negative_spikes": negative_spikes,
+            "offset_spikes_pre_steps": offset_spikes,
+            "pre_steps_counted_in_T": False,
+        },
     )
     if tracker is not None:
         agree = all_reduce_sum(tracker.agree)[at].tolist()
         errors = all_reduce_sum(tracker.error).cpu()  # [reported T, layer]
         result.agreement = {t: agree[i] / num_samples for t, i in report_at.items()}
-        result.layer_error = {t: {name: float(errors[i, j]) / (max(sizes[name], 1) * num_samples)
-                                  for j, (name, _) in enumerate(neurons)} for t, i in report_at.items()}
+        result.layer_error = {
+            t: {name: float(errors[i, j]) / (max(sizes[name], 1) * num_samples) for j, (name, _) in enumerate(neurons)}
+            for t, i in report_at.items()
+        }
     if counter is not None:
         result.sops_per_sample = {t: float(ops[i, 0]) / num_samples for t, i in report_at.items()}
         result.macs_per_sample = {t: float(ops[i, 1]) / num_samples for t, i in report_at.items()}
-        result.energy_pj_per_sample = {t: energy.snn(result.macs_per_sample[t], result.sops_per_sample[t])
-                                       for t in report_at}
+        result.energy_pj_per_sample = {
+            t: energy.snn(result.macs_per_sample[t], result.sops_per_sample[t]) for t in report_at
+        }
         result.ann_macs_per_sample = sum(counter.dense_macs.values())
         result.ann_energy_pj_per_sample = energy.ann(result.ann_macs_per_sample)
     return result
@@ -212,8 +243,10 @@ class _ReferenceTracker:
         neurons = snn.neurons()
         missing = [name for name, _ in neurons if name not in layers]
         if missing:
-            raise ValueError(f"reference has no quantizer named like the SNN's neurons {missing}: pass the "
-                             "prepared model this SNN was converted from")
+            raise ValueError(
+                f"reference has no quantizer named like the SNN's neurons {missing}: pass the "
+                "prepared model this SNN was converted from"
+            )
         self.reference, self.names = reference.to(device), [name for name, _ in neurons]
         self.report = {t - 1: i for i, t in enumerate(steps)}  # 0-based step -> row
         self.agree = torch.zeros(steps[-1], dtype=torch.long, device=device)
@@ -228,6 +261,7 @@ class _ReferenceTracker:
     def _keep(self, name: str):
         def hook(module, args, output: Tensor) -> None:
             self.activations[name] = output.detach()
+
         return hook
 
     def pause(self) -> None:
@@ -256,6 +290,7 @@ class _ReferenceTracker:
                     gap = (total / (self.step + k + 1) - target).abs_().div_(neuron.threshold)
                     self.error[row, j] += gap.sum().double()
             self.sums[name] = total
+
         return hook
 
     def remove(self) -> None:

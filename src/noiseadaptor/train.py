@@ -156,13 +156,26 @@ def build_optimizer(model: nn.Module, config: OptimizerConfig, epochs: int):
     return _Optimizers(main, width), schedule
 
 
-def fit(model: nn.Module, train_data: Iterable, epochs: int, lr: float | None = None,
-        weight_decay: float | None = None, momentum: float | None = None, optimizer: OptimizerConfig | None = None,
-        val_data: Iterable | None = None, device: torch.device | str | None = None,
-        progress: bool = True, desc: str = "train", checkpoint: str | Path | None = None,
-        resume: bool = False, config: dict | None = None, amp: bool = False,
-        log_dir: str | Path | None = None, on_epoch_start: Callable[[int], None] | None = None,
-        on_epoch_end: Callable[[int, dict], None] | None = None) -> list[dict]:
+def fit(
+    model: nn.Module,
+    train_data: Iterable,
+    epochs: int,
+    lr: float | None = None,
+    weight_decay: float | None = None,
+    momentum: float | None = None,
+    optimizer: OptimizerConfig | None = None,
+    val_data: Iterable | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    desc: str = "train",
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    config: dict | None = None,
+    amp: bool = False,
+    log_dir: str | Path | None = None,
+    on_epoch_start: Callable[[int], None] | None = None,
+    on_epoch_end: Callable[[int, dict], None] | None = None,
+) -> list[dict]:
     """Train `model` in place for `epochs` epochs; returns one dict of metrics per epoch.
 
     optimizer: an OptimizerConfig (default: SGD, momentum 0.9, lr 0.05, weight decay 5e-4 on every
@@ -189,12 +202,16 @@ def fit(model: nn.Module, train_data: Iterable, epochs: int, lr: float | None = 
         state = load_checkpoint(checkpoint)
         start = restore(state, model, optimizer, schedule, config)
         history = state["metrics"].get("history", [])
-    net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
-        if is_distributed() else model
+    net = (
+        nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        if is_distributed()
+        else model
+    )
 
     logger = _EpochLogger(log_dir) if log_dir is not None and is_main() else None
-    bar = tqdm(range(start, epochs), desc=desc, disable=not (progress and is_main()), leave=False,
-               initial=start, total=epochs)
+    bar = tqdm(
+        range(start, epochs), desc=desc, disable=not (progress and is_main()), leave=False, initial=start, total=epochs
+    )
     for epoch in bar:
         net.train()
         epoch_aware = train_data if hasattr(train_data, "set_epoch") else getattr(train_data, "sampler", None)
@@ -211,11 +228,16 @@ def fit(model: nn.Module, train_data: Iterable, epochs: int, lr: float | None = 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            totals += torch.stack([loss.detach() * y.numel(), (logits.argmax(1) == y).sum(),
-                                   torch.tensor(y.numel(), device=device)]).double()
+            totals += torch.stack(
+                [loss.detach() * y.numel(), (logits.argmax(1) == y).sum(), torch.tensor(y.numel(), device=device)]
+            ).double()
         loss_sum, correct, seen = all_reduce_sum(totals).tolist()
-        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / max(seen, 1),
-               "train_acc": correct / max(seen, 1)}
+        row = {
+            "epoch": epoch + 1,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": loss_sum / max(seen, 1),
+            "train_acc": correct / max(seen, 1),
+        }
         check_trained(model, epoch + 1, row["train_loss"])  # before anything is saved: the last good checkpoint stays
         schedule.step()
         if val_data is not None:
@@ -226,15 +248,29 @@ def fit(model: nn.Module, train_data: Iterable, epochs: int, lr: float | None = 
         bar.set_postfix({k: round(v, 4) for k, v in row.items() if k != "epoch"})
         if is_main():
             if checkpoint is not None:
-                save_checkpoint(checkpoint, model, epoch=epoch + 1, config=config, optimizer=optimizer,
-                                scheduler=schedule, metrics={"history": history})
+                save_checkpoint(
+                    checkpoint,
+                    model,
+                    epoch=epoch + 1,
+                    config=config,
+                    optimizer=optimizer,
+                    scheduler=schedule,
+                    metrics={"history": history},
+                )
             if logger is not None:
                 logger.log(row)
         barrier()
     if epochs == 0 and checkpoint is not None and not Path(checkpoint).exists() and is_main():
         # no training asked: the starting point (e.g. a quantized copy with initialised scales) is the result
-        save_checkpoint(checkpoint, model, epoch=0, config=config, optimizer=optimizer, scheduler=schedule,
-                        metrics={"history": history})
+        save_checkpoint(
+            checkpoint,
+            model,
+            epoch=0,
+            config=config,
+            optimizer=optimizer,
+            scheduler=schedule,
+            metrics={"history": history},
+        )
     return history
 
 
@@ -249,18 +285,24 @@ def check_trained(model: nn.Module, epoch: int, loss: float) -> None:
     from .quantizer import QuantReLU
 
     if not math.isfinite(loss):
-        raise TrainingDiverged(f"epoch {epoch}: the training loss is {loss} (diverged); the last good checkpoint is "
-                               "kept. Lower the learning rate (--lr) and resume or restart")
+        raise TrainingDiverged(
+            f"epoch {epoch}: the training loss is {loss} (diverged); the last good checkpoint is "
+            "kept. Lower the learning rate (--lr) and resume or restart"
+        )
     bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
     if bad:
-        raise TrainingDiverged(f"epoch {epoch}: {len(bad)} parameter tensors are not finite (first: {bad[0]}); the "
-                               "last good checkpoint is kept. Lower the learning rate (--lr)")
+        raise TrainingDiverged(
+            f"epoch {epoch}: {len(bad)} parameter tensors are not finite (first: {bad[0]}); the "
+            "last good checkpoint is kept. Lower the learning rate (--lr)"
+        )
     for name, module in model.named_modules():
         if isinstance(module, QuantReLU) and module.config.rounding and not module.threshold.item() > 0:
-            raise TrainingDiverged(f"epoch {epoch}: quantizer {name or 'activation'} has threshold "
-                                   f"{module.threshold.item():.4g} <= 0 (its scale gradient overshot), so it cannot "
-                                   "become a spiking neuron; the last good checkpoint is kept. Lower the learning rate "
-                                   "(--lr), or start from a float network (--init)")
+            raise TrainingDiverged(
+                f"epoch {epoch}: quantizer {name or 'activation'} has threshold "
+                f"{module.threshold.item():.4g} <= 0 (its scale gradient overshot), so it cannot "
+                "become a spiking neuron; the last good checkpoint is kept. Lower the learning rate "
+                "(--lr), or start from a float network (--init)"
+            )
 
 
 @torch.inference_mode()

@@ -110,3 +110,42 @@ def test_asgl_width_table_runs(tmp_path):
     )
     results = json.loads(out.with_suffix(".json").read_text())
     assert set(results["results"]["2.5"]) >= {"sg", "asgl zeta=1", "asgl zeta=0.5"} and out.exists()
+
+
+def _tiny_pack(path, per_class=(3, 1)):
+    """A pack.npz in the layout of ../shared/datasets/cifar10-jpeg: JPEG bytes, offsets, labels per split."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in zip(("train", "test"), per_class):
+        blobs, labels = [], []
+        for label in range(10):
+            for _ in range(n):
+                buffer = io.BytesIO()
+                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(buffer, format="JPEG")
+                blobs.append(np.frombuffer(buffer.getvalue(), dtype=np.uint8))
+                labels.append(label)
+        arrays[f"{split}_jpeg"] = np.concatenate(blobs)
+        arrays[f"{split}_offsets"] = np.cumsum([0] + [len(b) for b in blobs])
+        arrays[f"{split}_labels"] = np.array(labels, dtype=np.uint8)
+    np.savez(path, **arrays)
+
+
+def test_gpu_study_script_runs_end_to_end_on_a_tiny_pack(tmp_path):
+    pack = tmp_path / "pack.npz"
+    _tiny_pack(pack)
+    out = tmp_path / "gpu"
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_study.py"), "--pack", str(pack), "--out", str(out),
+         "--device", "cpu", "--model", "small-cnn", "--seeds", "2", "--float-epochs", "1", "--epochs", "1",
+         "--batch-size", "8", "--T", "4", "--variants", "cos2"],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    timing = json.loads((out / "timing.json").read_text())
+    assert {"unpack", "float", "study"} <= set(timing["seconds"]) and timing["images"] == {"train": 30, "test": 10}
+    summary = json.loads((out / "study" / "compare.json").read_text())
+    assert summary["complete_seeds"] == [0, 1] and set(summary["rows"]) == {"na", "no-noise", "qcfs", "na+cos2"}

@@ -71,6 +71,8 @@ class StudyConfig:
     variant_methods: tuple[str, ...] = setting(("na",), "the methods that get the variant rows")
     phase2_T: int = setting(4, "the T that Phase II calibrates for")
     workers: int = setting(0, "data loader processes")
+    device: str | None = setting(None, "cpu, cuda, ... (default: cuda if available)")
+    data_on_device: bool = setting(False, "hold the training set on the device and augment there (CIFAR, MNIST)")
 
     def __post_init__(self) -> None:
         for name in ("methods", "seeds", "variants", "variant_methods"):
@@ -123,18 +125,19 @@ def run_study(config: StudyConfig, out: Path, progress: bool = False, log=print)
     out = Path(out)
     (out / "cells").mkdir(parents=True, exist_ok=True)
     _check_same_study(config, out)
+    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     splits = get_dataset(config.dataset, config.data_dir)
     test = DataLoader(spread_subset(splits.test, config.test_images or None), batch_size=500)
     start = time.time()
-    float_model = _float_network(config, splits, out, progress, log)
+    float_model = _float_network(config, splits, out, device, progress, log)
     for seed in config.seeds:
         for method in config.methods:
             path = out / "cells" / f"{method}-seed{seed}.json"
             if path.exists():
                 continue
             torch.manual_seed(seed)
-            train, _ = splits.loaders(config.batch_size, seed=seed, num_workers=config.workers)
-            cell = _cell(config, method, seed, float_model, train, test, out, progress)
+            train = _train_loader(config, splits, seed, device)
+            cell = _cell(config, method, seed, float_model, train, test, out, device, progress)
             write_json(cell, path)
             if "diverged" in cell:
                 log(f"[{method} seed {seed}] diverged: {cell['diverged']}")
@@ -156,7 +159,7 @@ def _check_same_study(config: StudyConfig, out: Path) -> None:
         fixed = {
             k: v
             for k, v in settings.items()
-            if k not in ("seeds", "methods", "variants", "variant_methods", "data_dir", "workers", "baseline")
+            if k not in ("seeds", "methods", "variants", "variant_methods", "data_dir", "workers", "baseline", "device")
         }
         clash = {k: (old.get(k), v) for k, v in json.loads(json.dumps(fixed)).items() if old.get(k) != v}
         if clash:
@@ -165,30 +168,45 @@ def _check_same_study(config: StudyConfig, out: Path) -> None:
     write_json(settings, saved)
 
 
-def _float_network(config: StudyConfig, splits, out: Path, progress: bool, log):
+def _train_loader(config: StudyConfig, splits, seed: int, device: torch.device):
+    if config.data_on_device:
+        from .data import DeviceLoader
+
+        return DeviceLoader.from_dataset(splits.train, config.batch_size, config.dataset, device, train=True, seed=seed)
+    return splits.loaders(config.batch_size, seed=seed, num_workers=config.workers)[0]
+
+
+def _float_network(config: StudyConfig, splits, out: Path, device: torch.device, progress: bool, log):
     torch.manual_seed(0)
-    train, _ = splits.loaders(config.batch_size, seed=0, num_workers=config.workers)
+    train = _train_loader(config, splits, 0, device)
     model = create_model(config.model, splits.num_classes, splits.in_channels)
     log(f"[float] {config.model}, {config.float_epochs} epochs (shared by every cell)")
+    begin = time.time()
     fit(
         model,
         train,
         config.float_epochs,
         lr=config.float_lr,
         weight_decay=config.weight_decay,
+        device=device,
         progress=progress,
         desc="float",
         checkpoint=out / "float.pt",
         resume=True,
         config={"model": config.model, "dataset": config.dataset, "seed": 0},
     )
+    if not (out / "float_seconds.json").exists():  # the time of the run that trained it (a resume reloads it)
+        write_json({"seconds": time.time() - begin}, out / "float_seconds.json")
     return model.eval()
 
 
-def _cell(config: StudyConfig, method: str, seed: int, float_model, train, test, out: Path, progress: bool) -> dict:
+def _cell(
+    config: StudyConfig, method: str, seed: int, float_model, train, test, out: Path, device, progress: bool
+) -> dict:
     """One seed of one method: QAT from the float net, the ANN's accuracy, and every row's simulation."""
     torch.manual_seed(seed)
-    qmodel = prepare(copy.deepcopy(float_model), quant_config(method, config.p))
+    begin = time.time()
+    qmodel = prepare(copy.deepcopy(float_model), quant_config(method, config.p)).to(device)
     init_scales(qmodel, next(iter(train)))  # the seed's first batch: the same for every method
     try:
         history = fit(
@@ -197,6 +215,7 @@ def _cell(config: StudyConfig, method: str, seed: int, float_model, train, test,
             config.epochs,
             lr=config.lr,
             weight_decay=config.weight_decay,
+            device=device,
             progress=progress,
             desc=f"QAT {method} seed {seed}",
             checkpoint=out / "qat" / f"{method}-seed{seed}.pt",
@@ -206,7 +225,17 @@ def _cell(config: StudyConfig, method: str, seed: int, float_model, train, test,
     except TrainingDiverged as err:  # a result of the study: counted per row, left out of its statistics
         return {"method": method, "seed": seed, "diverged": str(err), "rows": {}}
     qmodel.eval()
-    cell = {"method": method, "seed": seed, "ann_accuracy": evaluate(qmodel, test), "history": history, "rows": {}}
+    seconds = {"qat": time.time() - begin}
+    accuracy = evaluate(qmodel, test, device)
+    cell = {
+        "method": method,
+        "seed": seed,
+        "ann_accuracy": accuracy,
+        "history": history,
+        "rows": {},
+        "seconds": seconds,
+    }
+    begin = time.time()
     variants = config.variants if method in config.variant_methods else ()
     for row, options in [(method, {}), *((f"{method}+{v}", _variant(v)) for v in variants)]:
         snn = convert(qmodel)
@@ -215,13 +244,14 @@ def _cell(config: StudyConfig, method: str, seed: int, float_model, train, test,
             from .dual_phase import dual_phase_calibrate
 
             dual_phase_calibrate(snn, qmodel, train, T=config.phase2_T, seed=seed)
-        result = simulate(snn, test, T=config.T, progress=progress, reference=qmodel, **options)
+        result = simulate(snn, test, T=config.T, device=device, progress=progress, reference=qmodel, **options)
         cell["rows"][row] = {
             "snn_accuracy": result.accuracy,
             "agreement": result.agreement,
             "layer_error": result.layer_error,
             "pre_steps": pre_steps,
         }
+    seconds["simulate"] = time.time() - begin
     return json.loads(json.dumps(cell))  # keys as JSON has them (T as strings), as a reloaded cell
 
 
@@ -312,9 +342,11 @@ def summarize(config: StudyConfig, cells: list[dict]) -> dict:
                 [by[(method, s)]["ann_accuracy"] for s in seeds], [by[(base, s)]["ann_accuracy"] for s in seeds]
             ),
         }
+    seconds = {part: sum(c.get("seconds", {}).get(part, 0.0) for c in cells) for part in ("qat", "simulate")}
     return {
         "format": "noiseadaptor-compare-v1",
         "study": json.loads(json.dumps(dataclasses.asdict(config))),
+        "seconds": seconds,
         "confidence": 0.95,
         "complete_seeds": complete,
         "baseline": base,

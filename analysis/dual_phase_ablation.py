@@ -158,7 +158,7 @@ def main() -> None:
     for T in args.T:  # every T trains (or reloads) in order, so a rerun draws the same batches
         name = f"phase1-{args.source}-T{T}" if source is not None else f"phase1-{args.thresholds}-T{T}"
         copied, phase1 = qat(
-            QuantConfig.dual_phase(p=T, probability=quant_noise(T)), name, source, args.phase1_lr, args.thresholds
+            QuantConfig.dual_phase(p=T, quant_noise_p=quant_noise(T)), name, source, args.phase1_lr, args.thresholds
         )
         if str(T) not in results["ablation"]:
             row = {

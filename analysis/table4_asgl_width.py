@@ -76,13 +76,13 @@ def main() -> None:
 
     results = {}
     for alpha in args.alphas:
-        sg, _ = train_one(DirectConfig.surrogate_gradient(T=args.T, alpha=alpha), args, splits)
+        sg, _ = train_one(DirectConfig.surrogate_gradient(time_steps=args.T, alpha=alpha), args, splits)
         results[alpha] = {"sg": sg}
         for zeta, row in zip(args.zetas, asgl_rows):
             config = DirectConfig.asgl(
                 T=args.T,
                 alpha=alpha,
-                noise_p=args.p,
+                spike_noise_p=args.p,
                 noise_decay=zeta,
                 noise_milestones=milestones if zeta != 1 else (),
             )

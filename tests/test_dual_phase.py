@@ -12,7 +12,7 @@ from noiseadaptor.models import create_model
 
 def test_bernoulli_quant_noise_passes_a_fraction_through_unrounded():
     torch.manual_seed(0)
-    q = prepare(nn.Sequential(nn.ReLU()), QuantConfig.dual_phase(p=4, probability=0.25))
+    q = prepare(nn.Sequential(nn.ReLU()), QuantConfig.dual_phase(p=4, quant_noise_p=0.25))
     v = torch.rand(200_000) * 3.7 + 0.01
     out = q.train()(v)
     rounded = torch.floor(v + 0.5).clamp(0, 4)
@@ -20,8 +20,8 @@ def test_bernoulli_quant_noise_passes_a_fraction_through_unrounded():
     assert passed.float().mean().item() == pytest.approx(0.25 * (1 - (v == rounded).float().mean().item()), abs=0.01)
     assert torch.allclose(out[passed], v[passed])  # the pass-through elements are the identity here
     assert torch.equal(q.eval()(v), rounded)  # evaluation: always quantized
-    with pytest.raises(ValueError, match="noise_probability"):
-        QuantConfig(noise="bernoulli", noise_probability=1.5)
+    with pytest.raises(ValueError, match="quant_noise_p"):
+        QuantConfig(noise="bernoulli", quant_noise_p=1.5)
 
 
 def test_bernoulli_mask_gradients():
@@ -58,7 +58,7 @@ def test_clip_source_ann_and_its_qc_ann_keep_the_threshold():
 def one_layer(p=4, seed=0):
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
-    q = prepare(model, QuantConfig.dual_phase(p=p, probability=0.0))
+    q = prepare(model, QuantConfig.dual_phase(p=p, quant_noise_p=0.0))
     x = torch.randn(512, 6)
     init_scales(q, x[:256])
     return q.eval(), x
@@ -94,7 +94,7 @@ def test_coarse_calibration_moves_the_snn_mean_onto_the_qc_ann():
     with torch.no_grad():
         layer.weight.copy_(torch.eye(5))
         layer.bias.zero_()
-    q = prepare(nn.Sequential(layer, nn.ReLU()), QuantConfig.dual_phase(p=4, probability=0.0)).eval()
+    q = prepare(nn.Sequential(layer, nn.ReLU()), QuantConfig.dual_phase(p=4, quant_noise_p=0.0)).eval()
     x = torch.rand(2048, 5) * 3.9 + 0.05
     snn = convert(q)
     ((name, neuron),) = snn.neurons()

@@ -113,7 +113,7 @@ def test_direct_network_consumes_batched_frames():
     data = FramesDataset(TinyEvents(sensor=(16, 16, 2)), T=4, sensor_size=(16, 16, 2))
     frames, labels = next(iter(DataLoader(data, batch_size=3)))
     assert frames.shape == (3, 4, 2, 16, 16) and labels.tolist() == [0, 1, 2]  # [B, T, C, H, W]
-    snn = to_direct_snn(create_model("small-cnn", 3, 2, width=4), DirectConfig(T=4), static_input=False)
+    snn = to_direct_snn(create_model("small-cnn", 3, 2, width=4), DirectConfig(time_steps=4), static_input=False)
     out = snn(frames)
     assert out.shape == (3, 3)
     out.sum().backward()

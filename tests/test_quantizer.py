@@ -129,3 +129,8 @@ def test_fused_kernels_match_eager(monkeypatch):
     # noise drawn inside the compiled kernel: still U(-1/2, 1/2) around v/s before rounding
     _, z, _ = fused_forward(v.new_zeros(100_000), scale, 2, None, "uniform", 1.0)
     assert -0.5 <= z.min().item() and z.max().item() <= 0.5 and abs(z.mean().item()) < 0.01
+
+
+def test_the_old_name_of_the_pass_through_probability_still_works_for_one_release():
+    with pytest.warns(DeprecationWarning, match="quant_noise_p"):
+        assert QuantConfig(noise="bernoulli", noise_probability=0.2) == QuantConfig(noise="bernoulli", quant_noise_p=0.2)

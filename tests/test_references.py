@@ -138,8 +138,8 @@ def test_dual_phase_is_the_authors_noisy_qc():
     assert torch.equal(z_ours.grad, z_ref.grad)
     assert s.grad.item() == pytest.approx(T * theta.grad.item(), rel=1e-5)  # d/ds = T * d/dtheta
     # the module trains theta = p*s by plain SGD: scale_grad "qcfs" (1/p**2), Bernoulli pass-through
-    config = QuantConfig.dual_phase(p=T, probability=0.1)
-    assert (config.scale_grad, config.noise, config.noise_probability) == ("qcfs", "bernoulli", 0.1)
+    config = QuantConfig.dual_phase(p=T, quant_noise_p=0.1)
+    assert (config.scale_grad, config.noise, config.quant_noise_p) == ("qcfs", "bernoulli", 0.1)
 
 
 def test_deliberate_difference_ties_round_up_where_the_references_round_to_even():
@@ -161,7 +161,7 @@ def test_asgl_spike_is_the_authors_noisy_spike_and_eq11():
     x[:4] = torch.tensor([-0.4, 0.0, 0.39, 0.41])
     upstream = torch.randn_like(x)
 
-    neuron = LIFNeuron(DirectConfig.asgl(alpha=width, noise_p=spike_probability)).train()
+    neuron = LIFNeuron(DirectConfig.asgl(alpha=width, spike_noise_p=spike_probability)).train()
     x_ours = x.clone().requires_grad_()
     torch.manual_seed(1)
     out = neuron.spike(x_ours)

@@ -18,7 +18,8 @@ layer's output (Eq. 5).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import InitVar, dataclass
 from typing import Literal
 
 import torch
@@ -30,7 +31,8 @@ from .preparation import replace_activations
 
 @dataclass(frozen=True)
 class DirectConfig:
-    """T: time steps. tau: membrane time constant, leak gamma = 1 - 1/tau. threshold: firing threshold.
+    """time_steps: the steps the SNN runs (exactly). tau: membrane time constant, leak gamma = 1 - 1/tau.
+    threshold: firing threshold.
     reset: "hard" (to zero, the paper's Eq. 1) or "soft" (subtract the threshold).
     surrogate: "rectangular" (H = clip(x/a + 1/2, 0, 1)) or "sigmoid" (H = 1/2 + 1/2 tanh(2x/a)); see
         `noiseadaptor.surrogate`.
@@ -40,29 +42,38 @@ class DirectConfig:
         and 1/w for its sigmoid(x/w)); it is clamped at 1e-3 so that H stays defined.
     steepness: instead of alpha, the paper's steepness for the sigmoid shape, ``1/2 tanh(steepness x)
         + 1/2`` (Table 5 and Appendix A.6 write alpha = 2.5 for it): alpha becomes 2/steepness.
-    noise_p: probability that an element carries the true spike in training (1.0: SG's forward).
-    noise_decay, noise_milestones: the paper's schedule of noise_p (004, Appendix A.3, Table 6): at the
+    spike_noise_p: probability that an element carries the true spike in training (the paper's p of Eq. 9-10;
+        1.0: SG's forward; the authors' code's p is one minus it).
+    noise_decay, noise_milestones: the paper's schedule of spike_noise_p (004, Appendix A.3, Table 6): at the
         start of each milestone epoch (0-based: milestone 90 is the 91st epoch) p <- 1 - (1 - p) * zeta,
         zeta = noise_decay, so the analog share of the forward shrinks by zeta each time and the trained
         network ends closer to the SNN it is evaluated as. CIFAR-100: p 0.6, zeta 0.8, milestones
         90, 210, 270, 285 of 300; the width ablation (Table 11): milestones 20, 40, 60, 80, 95 of 100.
-        zeta = 1 (the default) keeps p fixed."""
+        zeta = 1 (the default) keeps p fixed.
+    T, noise_p: the names of time_steps and spike_noise_p until session 13, accepted with a DeprecationWarning."""
 
-    T: int = 4
+    time_steps: int = 4
     tau: float = 2.0
     threshold: float = 1.0
     reset: Literal["hard", "soft"] = "hard"
     surrogate: Literal["rectangular", "sigmoid"] = "rectangular"
     alpha: float = 1.0
     learn_alpha: bool = True
-    noise_p: float = 0.5
+    spike_noise_p: float = 0.5
     noise_decay: float = 1.0
     noise_milestones: tuple[int, ...] = ()
     steepness: float | None = None
+    T: InitVar[int | None] = None
+    noise_p: InitVar[float | None] = None
 
-    def __post_init__(self) -> None:
-        if isinstance(self.T, bool) or not isinstance(self.T, int) or self.T < 1:
-            raise ValueError(f"DirectConfig.T must be a positive integer, got {self.T!r}")
+    def __post_init__(self, T: int | None, noise_p: float | None) -> None:
+        for old, new, value in (("T", "time_steps", T), ("noise_p", "spike_noise_p", noise_p)):
+            if value is not None:
+                warnings.warn(f"DirectConfig({old}=...) is deprecated: use {new}", DeprecationWarning, stacklevel=3)
+                object.__setattr__(self, new, value)
+        steps = self.time_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"DirectConfig.time_steps must be a positive integer, got {steps!r}")
         if self.tau < 1:
             raise ValueError(f"DirectConfig.tau must be >= 1 (leak 1 - 1/tau in [0, 1)), got {self.tau!r}")
         if self.reset not in ("hard", "soft"):
@@ -77,8 +88,8 @@ class DirectConfig:
             object.__setattr__(self, "alpha", surrogate.width_from_steepness(self.steepness))
         if not self.alpha > 0:
             raise ValueError(f"DirectConfig.alpha (surrogate width) must be positive, got {self.alpha!r}")
-        if not 0 <= self.noise_p <= 1:
-            raise ValueError(f"DirectConfig.noise_p must be a probability in [0, 1], got {self.noise_p!r}")
+        if not 0 <= self.spike_noise_p <= 1:
+            raise ValueError(f"DirectConfig.spike_noise_p must be a probability in [0, 1], got {self.spike_noise_p!r}")
         if not self.threshold > 0:
             raise ValueError(f"DirectConfig.threshold must be positive, got {self.threshold!r}")
         if not 0 <= self.noise_decay <= 1:
@@ -93,10 +104,10 @@ class DirectConfig:
             )
         object.__setattr__(self, "noise_milestones", milestones)  # lists from a JSON config become a tuple
 
-    def noise_probability(self, epoch: int) -> float:
-        """noise_p in (0-based) `epoch` under the zeta schedule."""
+    def spike_noise_at(self, epoch: int) -> float:
+        """spike_noise_p in (0-based) `epoch` under the zeta schedule."""
         passed = sum(epoch >= m for m in self.noise_milestones)
-        return 1.0 - (1.0 - self.noise_p) * self.noise_decay**passed
+        return 1.0 - (1.0 - self.spike_noise_p) * self.noise_decay**passed
 
     @classmethod
     def asgl(cls, **kwargs) -> "DirectConfig":
@@ -104,7 +115,8 @@ class DirectConfig:
 
     @classmethod
     def surrogate_gradient(cls, **kwargs) -> "DirectConfig":
-        return cls(**{**kwargs, "learn_alpha": False, "noise_p": 1.0})
+        kwargs.pop("noise_p", None)
+        return cls(**{**kwargs, "learn_alpha": False, "spike_noise_p": 1.0})
 
 
 class LIFNeuron(nn.Module):
@@ -113,9 +125,9 @@ class LIFNeuron(nn.Module):
     def __init__(self, config: DirectConfig):
         super().__init__()
         self.config = config
-        self.T = config.T
+        self.time_steps = config.time_steps
         self.gamma = 1.0 - 1.0 / config.tau
-        self.noise_p = config.noise_p  # may be scheduled during training
+        self.spike_noise_p = config.spike_noise_p  # may be scheduled during training
         self.alpha = nn.Parameter(torch.tensor(float(config.alpha)), requires_grad=config.learn_alpha)
 
     def smooth(self, x: Tensor) -> Tensor:
@@ -125,15 +137,16 @@ class LIFNeuron(nn.Module):
     def spike(self, x: Tensor) -> Tensor:
         if not self.training:
             return (x >= 0).to(x.dtype)
-        mask = None if self.noise_p >= 1.0 else torch.bernoulli(torch.full_like(x, self.noise_p))
+        p = self.spike_noise_p
+        mask = None if p >= 1.0 else torch.bernoulli(torch.full_like(x, p))
         return surrogate.spike(x, self.config.surrogate, self.alpha.clamp(min=1e-3), mask)
 
     def forward(self, current: Tensor) -> Tensor:
-        steps = current.reshape(self.T, -1, *current.shape[1:])
+        steps = current.reshape(self.time_steps, -1, *current.shape[1:])
         u = torch.zeros_like(steps[0])
         s = torch.zeros_like(steps[0])
         out = []
-        for t in range(self.T):
+        for t in range(self.time_steps):
             if self.config.reset == "hard":
                 u = self.gamma * u * (1 - s) + steps[t]
             else:
@@ -145,8 +158,8 @@ class LIFNeuron(nn.Module):
     def extra_repr(self) -> str:
         c = self.config
         return (
-            f"T={c.T}, tau={c.tau}, threshold={c.threshold}, reset={c.reset}, {c.surrogate} "
-            f"width={self.alpha.item():.3g}{' (learned)' if c.learn_alpha else ''}, p={self.noise_p}"
+            f"time_steps={c.time_steps}, tau={c.tau}, threshold={c.threshold}, reset={c.reset}, {c.surrogate} "
+            f"width={self.alpha.item():.3g}{' (learned)' if c.learn_alpha else ''}, spike_noise_p={self.spike_noise_p}"
         )
 
 
@@ -154,33 +167,34 @@ class MultiStepNetwork(nn.Module):
     """Runs `net` on T copies of the (static) input folded into the batch and returns the mean over T of
     its output. With static_input=False the input is event frames [B, T, ...], one frame per step."""
 
-    def __init__(self, net: nn.Module, T: int, static_input: bool = True):
+    def __init__(self, net: nn.Module, time_steps: int, static_input: bool = True):
         super().__init__()
-        self.net, self.T, self.static_input = net, T, static_input
+        self.net, self.time_steps, self.static_input = net, time_steps, static_input
 
     def forward(self, x: Tensor) -> Tensor:
+        T = self.time_steps
         if self.static_input:
-            folded = x.unsqueeze(0).expand(self.T, *x.shape).reshape(self.T * x.shape[0], *x.shape[1:])
+            folded = x.unsqueeze(0).expand(T, *x.shape).reshape(T * x.shape[0], *x.shape[1:])
         else:  # [B, T, ...] event frames
-            if x.shape[1] != self.T:
-                raise ValueError(f"event input has {x.shape[1]} time bins, the network was built for T={self.T}")
-            folded = x.transpose(0, 1).reshape(self.T * x.shape[0], *x.shape[2:])
+            if x.shape[1] != T:
+                raise ValueError(f"event input has {x.shape[1]} time bins, the network was built for {T} steps")
+            folded = x.transpose(0, 1).reshape(T * x.shape[0], *x.shape[2:])
         out = self.net(folded)
-        return out.reshape(self.T, -1, *out.shape[1:]).mean(0)
+        return out.reshape(T, -1, *out.shape[1:]).mean(0)
 
     def neurons(self) -> list[tuple[str, LIFNeuron]]:
         return [(name, m) for name, m in self.net.named_modules() if isinstance(m, LIFNeuron)]
 
-    def set_noise_probability(self, p: float) -> None:
-        """Change ASGL's noise probability (e.g. from a schedule between epochs)."""
+    def set_spike_noise_p(self, p: float) -> None:
+        """Change ASGL's spike-noise probability (e.g. from another schedule, between epochs)."""
         for _, neuron in self.neurons():
-            neuron.noise_p = p
+            neuron.spike_noise_p = p
 
     def start_epoch(self, epoch: int) -> None:
         """Set the noise probability of (0-based) `epoch` from each neuron's config schedule: pass as
         ``fit(..., on_epoch_start=snn.start_epoch)``. A resumed run lands on the same value."""
         for _, neuron in self.neurons():
-            neuron.noise_p = neuron.config.noise_probability(epoch)
+            neuron.spike_noise_p = neuron.config.spike_noise_at(epoch)
 
 
 def to_direct_snn(model: nn.Module, config: DirectConfig | None = None, static_input: bool = True) -> MultiStepNetwork:
@@ -189,4 +203,4 @@ def to_direct_snn(model: nn.Module, config: DirectConfig | None = None, static_i
     config = DirectConfig() if config is None else config
     if not isinstance(config, DirectConfig):
         raise TypeError(f"config must be a noiseadaptor.direct.DirectConfig, got {type(config).__name__}")
-    return MultiStepNetwork(replace_activations(model, lambda: LIFNeuron(config)), config.T, static_input)
+    return MultiStepNetwork(replace_activations(model, lambda: LIFNeuron(config)), config.time_steps, static_input)

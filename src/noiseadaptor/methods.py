@@ -89,7 +89,7 @@ def _direct(run: "RunConfig", learned: bool) -> "DirectConfig":
     from .direct import DirectConfig
 
     options = dict(
-        T=run.time_steps,
+        time_steps=run.time_steps,
         tau=run.tau,
         threshold=run.threshold,
         alpha=run.alpha,
@@ -99,7 +99,7 @@ def _direct(run: "RunConfig", learned: bool) -> "DirectConfig":
     )
     if learned:
         return DirectConfig.asgl(
-            noise_p=run.spike_noise_p,
+            spike_noise_p=run.spike_noise_p,
             noise_decay=run.noise_decay,
             noise_milestones=tuple(run.noise_milestones),
             **options,
@@ -152,7 +152,7 @@ register_method(
         "conversion",
         "dual-phase Phase I: QC-ANN with Bernoulli Quant-Noise, p = its T (Wang et al. 2023)",
         ("p", "quant_noise_p"),
-        quant=lambda run: QuantConfig.dual_phase(p=run.p, probability=run.quant_noise_p),
+        quant=lambda run: QuantConfig.dual_phase(p=run.p, quant_noise_p=run.quant_noise_p),
     )
 )
 register_method(

@@ -18,7 +18,7 @@ One quantizer serves every method of the paper's comparisons::
   and threshold theta = p*s (``s * clip(round(x/s), 0, p)``), its trainable theta the ``"qcfs"`` scale
   gradient. Its Quant-Noise fine-tuning, ``Q^(x) = x + (Q(x) - x) * M``, is ``noise="bernoulli"``: in
   training, each element is quantized where M = 1 and passes through clipped but unrounded,
-  ``s * clip(v/s, 0, p)``, where M = 0, with P(M = 0) = ``noise_probability`` (see QuantConfig).
+  ``s * clip(v/s, 0, p)``, where M = 0, with P(M = 0) = ``quant_noise_p`` (see QuantConfig).
 
 Rounding is round-half-up, ``floor(z + 1/2)``, because the spiking neuron it is converted to fires on
 ``u >= threshold`` from a half-threshold start: ties go up in both, so a one-layer ANN and SNN agree
@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+import warnings
+from dataclasses import InitVar, dataclass
 from typing import Literal
 
 import torch
@@ -47,11 +48,11 @@ class QuantConfig:
     p: quantization upper bound (positive integer); the SNN threshold is p*s.
     noise: training-time noise. "uniform" adds the paper's U(-a/2, a/2) to v/s before rounding;
         "gaussian" adds N(0, a^2/12), the same variance; "bernoulli" is the dual-phase method's
-        Quant-Noise (Wang et al. 2023, Eq. 13): a random fraction `noise_probability` of the elements
+        Quant-Noise (Wang et al. 2023, Eq. 13): a random fraction `quant_noise_p` of the elements
         skips the rounding (output s*clip(v/s, 0, p), the clipped identity), the rest are quantized;
         "none" gives the plain quantizer. Evaluation is always the plain quantizer.
     noise_amplitude: a above (1.0 = the paper's U(-0.5, 0.5)); unused by "bernoulli".
-    noise_probability: for "bernoulli", the probability that an element passes through UNquantized in a
+    quant_noise_p: for "bernoulli", the probability that an element passes through UNquantized in a
         training forward, i.e. P(M = 0) in Eq. 13's ``x + (Q(x) - x) * M``. This is the convention of
         the paper's experiments ("the probability of quantization noise p is set as 0.1 ... otherwise,
         no noise") and of the authors' code (Windere/snn-cvt-dual-phase, ``NoisyQC``: mask =
@@ -77,11 +78,17 @@ class QuantConfig:
     noise: NoiseKind = "uniform"
     noise_amplitude: float = 1.0
     scale_grad: ScaleGrad = "algorithm1"
-    noise_probability: float = 0.1
+    quant_noise_p: float = 0.1
     rounding: bool = True
     gradient_window: GradientWindow = "clip"
+    noise_probability: InitVar[float | None] = None  # until session 13: quant_noise_p (deprecated)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, noise_probability: float | None) -> None:
+        if noise_probability is not None:
+            warnings.warn(
+                "QuantConfig(noise_probability=...) is deprecated: use quant_noise_p", DeprecationWarning, stacklevel=3
+            )
+            object.__setattr__(self, "quant_noise_p", noise_probability)
         if isinstance(self.p, bool) or not isinstance(self.p, int) or self.p <= 0:
             raise ValueError(
                 f"QuantConfig.p must be a positive integer (the number of quantization levels "
@@ -93,14 +100,11 @@ class QuantConfig:
             )
         if not (isinstance(self.noise_amplitude, (int, float)) and self.noise_amplitude >= 0):
             raise ValueError(f"QuantConfig.noise_amplitude must be a number >= 0; got {self.noise_amplitude!r}")
-        if (
-            isinstance(self.noise_probability, bool)
-            or not isinstance(self.noise_probability, (int, float))
-            or not 0 <= self.noise_probability <= 1
-        ):
+        value = self.quant_noise_p
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
             raise ValueError(
-                f"QuantConfig.noise_probability must be a number in [0, 1] (the probability that an "
-                f"element passes through unquantized); got {self.noise_probability!r}"
+                "QuantConfig.quant_noise_p must be a number in [0, 1] (the probability that an element passes "
+                f"through unquantized); got {value!r}"
             )
         if not self.rounding and self.noise != "none":
             raise ValueError(
@@ -126,12 +130,12 @@ class QuantConfig:
         return cls(p=p, **{"noise": "none", "scale_grad": "qcfs", "gradient_window": "rounding", **kwargs})
 
     @classmethod
-    def dual_phase(cls, p: int = 4, probability: float = 0.1, **kwargs) -> "QuantConfig":
+    def dual_phase(cls, p: int = 4, quant_noise_p: float = 0.1, **kwargs) -> "QuantConfig":
         """Phase I of the dual-phase method (Wang et al. 2023): the QC-ANN ``theta*clip(round(x*T/theta)/T,
         0, 1)`` with p = T levels (give the simulation length as p) and a trainable threshold theta = p*s
         (the "qcfs" scale gradient: plain autograd on theta), fine-tuned with Bernoulli Quant-Noise.
 
-        probability: P(an element passes through unquantized) in training; 0.1 is the authors' value for
+        quant_noise_p: P(an element passes through unquantized) in training; 0.1 is the authors' value for
         CIFAR-100 and ImageNet at every T (CIFAR-10: 0.1-0.2 for T <= 4, 0 above). Phase II is
         `noiseadaptor.dual_phase.dual_phase_calibrate` on the converted network. Gradients: the authors'
         ``NoisyQC`` as it ran (``gradient_window="rounding"``)."""
@@ -139,7 +143,7 @@ class QuantConfig:
             p=p,
             **{
                 "noise": "bernoulli",
-                "noise_probability": probability,
+                "quant_noise_p": quant_noise_p,
                 "scale_grad": "qcfs",
                 "gradient_window": "rounding",
                 **kwargs,
@@ -332,7 +336,7 @@ class QuantReLU(nn.Module):
     def noise_parameter(self) -> float:
         """What the kernel's noise takes: the amplitude a, or the pass-through probability for "bernoulli"."""
         cfg = self.config
-        return cfg.noise_probability if cfg.noise == "bernoulli" else cfg.noise_amplitude
+        return cfg.quant_noise_p if cfg.noise == "bernoulli" else cfg.noise_amplitude
 
     def sample_noise(self, v: Tensor) -> Tensor | None:
         """One draw of the additive noise eps that forward adds to v/s (drawn inside the kernel there);
@@ -369,7 +373,7 @@ class QuantReLU(nn.Module):
         noise = (
             "none"
             if c.noise == "none"
-            else f"bernoulli(pass_through={c.noise_probability})"
+            else f"bernoulli(pass_through={c.quant_noise_p})"
             if c.noise == "bernoulli"
             else f"{c.noise}(amplitude={c.noise_amplitude})"
         )

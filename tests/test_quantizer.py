@@ -133,4 +133,5 @@ def test_fused_kernels_match_eager(monkeypatch):
 
 def test_the_old_name_of_the_pass_through_probability_still_works_for_one_release():
     with pytest.warns(DeprecationWarning, match="quant_noise_p"):
-        assert QuantConfig(noise="bernoulli", noise_probability=0.2) == QuantConfig(noise="bernoulli", quant_noise_p=0.2)
+        old = QuantConfig(noise="bernoulli", noise_probability=0.2)
+    assert old == QuantConfig(noise="bernoulli", quant_noise_p=0.2)

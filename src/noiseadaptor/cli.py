@@ -503,6 +503,7 @@ def _train(args: argparse.Namespace) -> int:
         config=run.to_dict(),
         amp=run.amp,
         log_dir=args.out,
+        log_epochs=not args.no_progress and not sys.stderr.isatty(),
         on_epoch_start=model.start_epoch if method.family == "direct" else None,
     )
     accuracy = evaluate(model, test_data, device)

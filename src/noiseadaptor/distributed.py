@@ -39,7 +39,23 @@ def init_from_env(device: str | None = None) -> torch.device:
             torch.cuda.set_device(local)
             return torch.device("cuda", local)
         return torch.device("cpu")
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return check_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """The device, or a ValueError saying what to give when it does not exist here."""
+    try:
+        found = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"--device {device}: not a device name ({err}); use cpu, cuda or cuda:N") from None
+    if found.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: this machine has no CUDA GPU (torch sees none); use --device cpu")
+        if found.index is not None and found.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: only {torch.cuda.device_count()} CUDA devices here")
+    elif found.type not in ("cpu", "mps", "xpu", "meta"):
+        raise ValueError(f"--device {device}: unsupported device type {found.type}; use cpu or cuda")
+    return found
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:

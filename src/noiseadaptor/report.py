@@ -103,8 +103,19 @@ def _finite(obj):
     return obj
 
 
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Delete the temporary files a killed `atomic_path` write of `path` left beside it (call at the start
+    of a run that owns `path`); returns what was removed."""
+    path = Path(path)
+    stale = [p for p in path.parent.glob(f".{path.name}.*") if p.is_file()] if path.parent.is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 class atomic_path:
-    """Write to a temporary file beside `path`, then rename: a killed run never leaves half a file."""
+    """Write to a temporary file beside `path`, then rename: a killed run never leaves half a file (and
+    `remove_stale_temporaries` clears what a kill during the write left)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, restore, save_checkpoint
 from .distributed import all_reduce_sum, barrier, is_distributed, is_main
+from .report import remove_stale_temporaries
 
 Role = Literal["weight", "bias", "norm", "scale", "width"]
 ROLES = ("weight", "bias", "norm", "scale", "width")
@@ -173,6 +174,7 @@ def fit(
     config: dict | None = None,
     amp: bool = False,
     log_dir: str | Path | None = None,
+    log_epochs: bool = False,
     on_epoch_start: Callable[[int], None] | None = None,
     on_epoch_end: Callable[[int, dict], None] | None = None,
 ) -> list[dict]:
@@ -184,6 +186,7 @@ def fit(
     checkpoint: file written (atomically) after every epoch. resume: continue from it when it exists,
     refusing one made with a different `config`. amp: bfloat16 autocast (CUDA and CPU).
     log_dir: per-epoch metrics go to log_dir/log.csv, and to TensorBoard there when it is installed.
+    log_epochs: print one line of metrics per epoch (for output that is not a terminal).
     on_epoch_start(epoch) runs before each epoch (e.g. a noise schedule); on_epoch_end(epoch, row) after
     it, and may add entries to the epoch's metrics row.
     """
@@ -198,6 +201,9 @@ def fit(
     if optim != OptimizerConfig(lr=optim.lr, weight_decay=optim.weight_decay):  # recorded when not the default
         config["optimization"] = asdict(optim)
     start, history = 0, []
+    if checkpoint is not None and is_main():  # temporaries of a write killed in an earlier run
+        for name in (Path(checkpoint), Path(checkpoint).with_suffix(".json")):
+            remove_stale_temporaries(name)
     if resume and checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint)
         start = restore(state, model, optimizer, schedule, config)
@@ -246,6 +252,9 @@ def fit(
             on_epoch_end(epoch, row)
         history.append(row)
         bar.set_postfix({k: round(v, 4) for k, v in row.items() if k != "epoch"})
+        if log_epochs and is_main():  # where no bar is drawn (a batch job, nohup): one line per epoch
+            metrics = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
+            print(f"[{desc}] epoch {epoch + 1}/{epochs}: {metrics}", flush=True)
         if is_main():
             if checkpoint is not None:
                 save_checkpoint(

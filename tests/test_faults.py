@@ -1,0 +1,102 @@
+"""Faults caused, not assumed: a SIGKILL in the middle of a checkpoint write, a non-finite run, bad devices,
+output that is not a terminal. (More cases: tests/test_runconfig.py for recipes, tests/test_training.py
+for a threshold driven negative.)"""
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from noiseadaptor import QuantConfig, fit, prepare
+from noiseadaptor.checkpoint import load_checkpoint, save_checkpoint
+from noiseadaptor.cli import main
+from noiseadaptor.data import digits
+from noiseadaptor.models import create_model
+
+KILL_DURING_SAVE = textwrap.dedent(
+    """
+    import os, signal, sys, torch
+    from noiseadaptor.checkpoint import save_checkpoint
+    from noiseadaptor.models import create_model
+
+    real_save = torch.save
+
+    def dies_half_way(obj, f, *args, **kwargs):
+        with open(f, "wb") as out:
+            out.write(b"PK half a checkpoint")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    torch.save = dies_half_way
+    save_checkpoint(sys.argv[1], create_model("small-cnn", 10, 1, width=4), epoch=2, config={})
+    """
+)
+
+
+def test_sigkill_during_a_checkpoint_write_keeps_the_old_one_and_the_next_start_cleans_up(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    model = create_model("small-cnn", 10, 1, width=4)
+    save_checkpoint(path, model, epoch=1, config={})
+    killed = subprocess.run([sys.executable, "-c", KILL_DURING_SAVE, str(path)], capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    leftovers = list(tmp_path.glob(".checkpoint.pt.*"))
+    assert leftovers  # the half-written temporary file, hidden beside the checkpoint
+    assert load_checkpoint(path)["epoch"] == 1  # the checkpoint itself is intact
+    train, _ = digits().loaders(256, seed=0)
+    fit(model, train, 2, progress=False, checkpoint=path, resume=True, config={})
+    assert not list(tmp_path.glob(".checkpoint.pt.*")) and load_checkpoint(path)["epoch"] == 2
+
+
+def test_a_nan_run_stops_with_one_line_and_writes_valid_json(tmp_path, capsys):
+    out = tmp_path / "nan"
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--dataset", "digits", "--model", "small-cnn", "--method", "na", "--epochs", "2",
+              "--lr", "1e6", "--workers", "0", "--no-progress", "--out", str(out)])  # fmt: skip
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "epoch 1: the training loss is nan" in err and len(err.strip().splitlines()) == 1
+    assert not (out / "checkpoint.pt").exists()  # no non-finite checkpoint
+    from noiseadaptor.report import write_json
+
+    write_json({"loss": float("nan"), "x": [float("inf"), 1.0]}, tmp_path / "r.json")
+    assert json.loads((tmp_path / "r.json").read_text()) == {"loss": None, "x": [None, 1.0]}
+
+
+@pytest.mark.parametrize("device, message", [("foo", "not a device name"), ("cuda:7", "CUDA")])
+def test_bad_devices_get_one_line(tmp_path, capsys, device, message):
+    if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has 8 GPUs")
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--dataset", "digits", "--model", "small-cnn", "--epochs", "1", "--device", device,
+              "--out", str(tmp_path)])  # fmt: skip
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_off_a_terminal_train_prints_one_line_per_epoch(tmp_path):
+    out = tmp_path / "r"
+    run = subprocess.run(
+        [sys.executable, "-m", "noiseadaptor.cli", "train", "--dataset", "digits", "--model", "small-cnn",
+         "--method", "float", "--epochs", "2", "--workers", "0", "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    lines = [line for line in run.stdout.splitlines() if line.startswith("[float] epoch")]
+    assert len(lines) == 2 and "train_loss" in lines[0] and lines[1].startswith("[float] epoch 2/2")
+
+
+def test_quantized_training_from_random_weights_is_refused_or_said(tmp_path):
+    # a quantized method from random weights drove scales negative with exit 0 (issue 15): now training
+    # stops at the first epoch whose threshold is <= 0, naming it
+    torch.manual_seed(0)
+    q = prepare(create_model("small-cnn", 10, 1, width=4), QuantConfig(p=2))
+    for _, p in q.named_parameters():
+        if p.dim() == 0:
+            p.data.fill_(-0.5)
+    from noiseadaptor.train import TrainingDiverged
+
+    train, _ = digits().loaders(256, seed=0)
+    with pytest.raises(TrainingDiverged, match="threshold"):
+        fit(q, train, 1, progress=False)

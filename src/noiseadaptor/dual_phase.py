@@ -53,7 +53,7 @@ from torch import Tensor, fx, nn
 
 from . import surrogate as surrogates
 from .hooks import StopForward
-from .neurons import SpikingNetwork
+from .neurons import SpikingNetwork, StepMode, integrate_and_fire
 from .preparation import quantizers
 from .simulation import default_steps_per_call
 
@@ -81,16 +81,17 @@ def if_rate(
     current: ``[T*batch, ...]`` time-major, or ``[batch, ...]`` for the same input at every step (as
     `SpikingNetwork.run` passes them). initial_membrane: in units of the threshold, broadcastable to one
     sample's shape. The forward is the same arithmetic as `IFNeuron` (same spikes, same rate)."""
-    constant = current.shape[0] == batch
-    steps = None if constant else current.reshape(T, batch, *current.shape[1:])
+    steps = StepMode(T, batch).unfold(current)  # None: the same current at every step
     width = surrogate_width * threshold.to(current.dtype)
     membrane = initial_membrane * threshold
     total = None
+
+    def spike(x: Tensor) -> Tensor:
+        return surrogates.spike(x, surrogate, width)
+
     for t in range(T):
-        membrane = membrane + (current if constant else steps[t])
-        spike = surrogates.spike(membrane - threshold, surrogate, width)
-        total = spike if total is None else total + spike
-        membrane = membrane - spike * threshold
+        membrane, fired = integrate_and_fire(membrane, current if steps is None else steps[t], threshold, spike)
+        total = fired if total is None else total + fired
     return total * threshold / T
 
 

@@ -1,11 +1,70 @@
-"""Spiking neurons and the network that holds them."""
+"""Spiking neurons and the network that holds them.
+
+Step mode is explicit: a `StepMode` says how many time steps one call of the network advances and for
+how large a batch; `SpikingNetwork.run` sets it for the duration of one call (`SpikingNetwork.step_mode`),
+and every neuron reads it from there. `StepMode.unfold` is the one place that tells an input stacked over
+the steps (``[steps*batch, ...]``, time-major) from one that is the same at every step (``[batch, ...]``).
+The integrate-and-fire update itself is `integrate_and_fire`, called by the neuron's eager loop and by
+dual-phase calibration's differentiable run (the fused CUDA kernel in kernels.py is tested bit-identical
+against it).
+"""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from . import kernels
+
+
+@dataclass(frozen=True)
+class StepMode:
+    """One call of a network advances `steps` time steps for a batch of `batch` samples."""
+
+    steps: int = 1
+    batch: int | None = None
+
+    def unfold(self, x: Tensor, batch: int | None = None) -> Tensor | None:
+        """`x` as ``[steps, batch, ...]`` when it holds one input per step, or None when it is the same at
+        every step (one step per call, or a ``[batch, ...]`` input such as the analog image's current)."""
+        batch = self.batch if batch is None else batch
+        if self.steps == 1 or x.shape[0] == batch:
+            return None
+        return x.reshape(self.steps, batch, *x.shape[1:])
+
+
+SINGLE_STEP = StepMode()
+
+
+def integrate_and_fire(
+    membrane: Tensor,
+    x: Tensor,
+    threshold: Tensor,
+    spike: Callable[[Tensor], Tensor] | None = None,
+    out: Tensor | None = None,
+    correct: Callable[[Tensor, Tensor], None] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """One step of IF neurons with reset by subtraction: ``u += x``; fire where ``u >= threshold``;
+    ``u -= spike * threshold``. Returns (membrane, spikes).
+
+    Without `spike` (inference): in place, the membrane updated and the spikes (0/1 as a float compare)
+    written into `out`; `correct(membrane, spikes)` may change the spikes before the reset (negative
+    spikes). With `spike` (a surrogate's Heaviside of u - threshold, as `noiseadaptor.surrogate.spike`):
+    new tensors, with gradients through the spike and the reset."""
+    if spike is None:
+        membrane.add_(x)
+        fired = torch.ge(membrane, threshold, out=out)
+        if correct is not None:
+            correct(membrane, fired)
+        membrane.addcmul_(fired, threshold, value=-1)
+        return membrane, fired
+    membrane = membrane + x
+    fired = spike(membrane - threshold)
+    return membrane - fired * threshold, fired
 
 
 class IFNeuron(nn.Module):
@@ -21,8 +80,8 @@ class IFNeuron(nn.Module):
     0 while its net spike count is positive has over-fired; it emits -threshold and gets threshold back,
     so its count is corrected downward and never goes below zero.
 
-    One call advances `steps_per_call` steps (set by `SpikingNetwork.run`; 1 by default). With K > 1
-    the input is K steps stacked time-major, ``[K*B, ...]``, or ``[B, ...]`` for an input that is the
+    One call advances `mode.steps` steps (`StepMode`, set by `SpikingNetwork.run`; 1 by default). With
+    K > 1 the input is K steps stacked time-major, ``[K*B, ...]``, or ``[B, ...]`` for an input that is the
     same at every step (the analog input after the first layer): stateless layers then run once on all
     K steps (or once for all of them), and only the neuron loops over time. The membrane is updated in
     place, so the state is one tensor the size of one step's input, whatever K and T.
@@ -41,7 +100,7 @@ class IFNeuron(nn.Module):
         self.register_buffer("threshold", threshold)
         self.register_buffer("initial_membrane", torch.as_tensor(initial_membrane, dtype=torch.float32).clone())
         self.negative_spikes = negative_spikes
-        self.steps_per_call, self.batch_size = 1, None  # set by SpikingNetwork.run
+        self.mode = SINGLE_STEP  # set by SpikingNetwork.step_mode
         self.reset()
 
     def reset(self) -> None:
@@ -54,9 +113,9 @@ class IFNeuron(nn.Module):
 
     @torch.no_grad()  # a spike has no gradient; surrogate-gradient training uses direct.LIFNeuron
     def forward(self, x: Tensor) -> Tensor:
-        K = self.steps_per_call
+        K = self.mode.steps
         if self.membrane is None:
-            batch = x.shape[0] if K == 1 else self.batch_size
+            batch = x.shape[0] if K == 1 else self.mode.batch
             start = (self.initial_membrane * self.threshold).to(x.dtype)
             self.membrane = start.expand(batch, *x.shape[1:]).clone()  # own memory: updated in place
             # read once per batch: .item() waits for the GPU
@@ -66,32 +125,34 @@ class IFNeuron(nn.Module):
                 else None
             )
         m = self.membrane
-        constant = x.shape[0] == m.shape[0]  # K == 1, or the same input at every step
+        xs = self.mode.unfold(x, m.shape[0])  # None: the same input at every step
         if self._fused_threshold is not None and x.is_contiguous():
             out, counts = kernels.integrate_and_fire(m, x, self._fused_threshold, K)
             self.step_counts = counts.double()
             self.spike_count = self.spike_count + self.step_counts.sum()
             self.steps += K
             return out.view(K * m.shape[0], *m.shape[1:])
-        xs = x.view(K, *m.shape) if not constant else None
         spikes = torch.empty((K, *m.shape), dtype=x.dtype, device=x.device)  # +1 / -1 / 0 per step
-        if self.negative_spikes and self.net_count is None:
-            self.net_count = torch.zeros_like(m)
+        correct = None
+        if self.negative_spikes:
+            if self.net_count is None:
+                self.net_count = torch.zeros_like(m)
+            correct = self._negative
         for k in range(K):
             # float compares written into the output and one fused update: a CPU ``torch.where`` of a
             # bool mask costs several times these (benchmarks/speed.py, docs/PERFORMANCE.md)
-            m.add_(x if constant else xs[k])
-            fired = torch.ge(m, self.threshold, out=spikes[k])
-            if self.negative_spikes:  # over-fired: below zero with a positive net count
-                fired.sub_(((m < 0) & (self.net_count > 0)).to(fired.dtype))
-                self.net_count.add_(fired)
-            m.addcmul_(fired, self.threshold, value=-1)
+            integrate_and_fire(m, x if xs is None else xs[k], self.threshold, out=spikes[k], correct=correct)
         events = spikes.abs() if self.negative_spikes else spikes
         # per-sample sums are exact in float32 (< 2**24 neurons a sample); the batch total in float64
         self.step_counts = events.view(K, m.shape[0], -1).sum(2).double().sum(1)
         self.spike_count = self.spike_count + self.step_counts.sum()
         self.steps += K
         return spikes.mul_(self.threshold).view(K * m.shape[0], *m.shape[1:])
+
+    def _negative(self, membrane: Tensor, fired: Tensor) -> None:
+        """QFFS: a neuron below zero with a positive net count over-fired; it emits a negative spike."""
+        fired.sub_(((membrane < 0) & (self.net_count > 0)).to(fired.dtype))
+        self.net_count.add_(fired)
 
     def neurons_per_sample(self) -> int:
         return 0 if self.membrane is None else self.membrane[0].numel()
@@ -117,17 +178,23 @@ class SpikingNetwork(nn.Module):
         for _, neuron in self.neurons():
             neuron.reset()
 
+    @contextlib.contextmanager
+    def step_mode(self, mode: StepMode):
+        """Every neuron in `mode` inside the block, single-step again after it."""
+        neurons = [n for _, n in self.neurons()]
+        for n in neurons:
+            n.mode = mode
+        try:
+            yield mode
+        finally:
+            for n in neurons:
+                n.mode = SINGLE_STEP
+
     def run(self, x: Tensor, steps: int) -> Tensor:
         """`steps` time steps of the same analog input `x`, layer by layer over all steps at once
         (memory grows with `steps`, not with the total T; see IFNeuron)."""
-        neurons = self.neurons()
-        for _, n in neurons:
-            n.steps_per_call, n.batch_size = steps, x.shape[0]
-        try:
+        with self.step_mode(StepMode(steps, x.shape[0])):
             out = self.net(x)
-        finally:
-            for _, n in neurons:
-                n.steps_per_call, n.batch_size = 1, None
         if out.shape[0] == x.shape[0] * steps:
             return out.view(steps, x.shape[0], *out.shape[1:])
         return out.expand(steps, *out.shape)  # no neuron on the way: the same every step

@@ -3,6 +3,7 @@ output that is not a terminal. (More cases: tests/test_runconfig.py for recipes,
 for a threshold driven negative.)"""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -100,3 +101,33 @@ def test_quantized_training_from_random_weights_is_refused_or_said(tmp_path):
     train, _ = digits().loaders(256, seed=0)
     with pytest.raises(TrainingDiverged, match="threshold"):
         fit(q, train, 1, progress=False)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_sigkill_mid_run_and_resume_is_bit_identical(tmp_path, workers):
+    import time
+
+    from noiseadaptor.runconfig import load_run
+
+    command = [sys.executable, "-m", "noiseadaptor.cli", "train", "--dataset", "digits", "--model", "small-cnn",
+               "--method", "na", "--epochs", "4", "--batch-size", "32", "--workers", str(workers),
+               "--no-progress"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    straight = tmp_path / "straight"
+    subprocess.run([*command, "--out", str(straight)], check=True, capture_output=True, env=env, timeout=600)
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([*command, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=env)  # fmt: skip
+    meta = killed / "checkpoint.json"
+    while process.poll() is None:  # kill it as soon as epoch 2 is saved, in the middle of epoch 3
+        if meta.exists() and json.loads(meta.read_text() or "{}").get("epoch", 0) >= 2:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    subprocess.run([*command, "--out", str(killed), "--resume"], check=True, capture_output=True, env=env, timeout=600)
+    a, b = (
+        load_run(straight / "checkpoint.pt").model.state_dict(),
+        load_run(killed / "checkpoint.pt").model.state_dict(),
+    )
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -43,8 +43,14 @@ class DataSplits:
         The training order is a function of (seed, epoch) alone (`fit` calls ``sampler.set_epoch``), so a
         resumed run sees the same batches as an uninterrupted one. Under torch.distributed each process
         gets its share: training through DistributedSampler, test through a sampler that never pads (so
-        no sample is counted twice in accuracy)."""
-        common = dict(num_workers=num_workers, pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0)
+        no sample is counted twice in accuracy).
+
+        Workers are started anew each epoch (not persistent): a DataLoader draws its workers' seeds from
+        the global RNG when an epoch's iteration starts, so with fresh workers every epoch draws at the same
+        point of the RNG stream, which a checkpoint restores, and a resumed run is bit-identical to an
+        uninterrupted one for any number of workers (persistent workers draw once, at the first epoch a
+        process runs, which shifts the stream of a resumed run)."""
+        common = dict(num_workers=num_workers, pin_memory=torch.cuda.is_available())
         shard = {} if is_distributed() else {"num_replicas": 1, "rank": 0}
         train_sampler = DistributedSampler(self.train, shuffle=True, seed=seed, drop_last=True, **shard)
         train = DataLoader(

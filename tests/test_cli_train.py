@@ -1,0 +1,137 @@
+"""The train and evaluate commands: recipes, direct training, data on the device, clear errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from noiseadaptor.checkpoint import load_checkpoint
+from noiseadaptor.cli import main
+
+
+def test_train_then_evaluate_commands(tmp_path, capsys):
+    common = ["--dataset", "digits", "--model", "small-cnn", "--workers", "0", "--no-progress", "--batch-size", "64"]
+    assert main(["train", *common, "--method", "float", "--epochs", "2", "--out", str(tmp_path / "f")]) == 0
+    recipe = tmp_path / "na.yaml"
+    recipe.write_text(f"method: na\np: 2\nepochs: 1\ninit: {tmp_path / 'f' / 'checkpoint.pt'}\n")
+    assert main(["train", "--recipe", str(recipe), *common, "--out", str(tmp_path / "q")]) == 0
+    assert (tmp_path / "q" / "model.safetensors").exists() and (tmp_path / "q" / "log.csv").exists()
+    with pytest.raises(SystemExit):  # the same --out again without --resume
+        main(["train", "--recipe", str(recipe), *common, "--out", str(tmp_path / "q")])
+    assert "--resume" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "q" / "checkpoint.pt"), "--T", "8", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "T=8" in printed and (tmp_path / "q" / "accuracy_vs_T.png").exists()
+    result = json.loads((tmp_path / "q" / "evaluation.json").read_text())["results"]["na"]
+    assert set(result["snn_accuracy"]) == {str(t) for t in range(1, 9)}
+
+
+def test_recipe_with_unknown_key_is_refused(tmp_path, capsys):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("learning_rate: 0.1\n")
+    with pytest.raises(SystemExit):
+        main(["train", "--recipe", str(recipe)])
+    assert "unknown keys ['learning_rate']" in capsys.readouterr().err
+
+
+def test_missing_data_folder_is_one_clear_message(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert "cifar-10-batches-py" in err and "train/<class>" in err and "Traceback" not in err
+
+
+def test_every_recipe_is_valid():
+    from pathlib import Path
+
+    from noiseadaptor.cli import build_parser, run_config
+
+    recipes = sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml"))
+    assert len(recipes) >= 10
+    train = build_parser()[1]["train"]
+    for recipe in recipes:
+        args = train.parse_args(["--recipe", str(recipe)])
+        run = run_config(args)
+        assert args.out.name == recipe.stem and run.epochs > 0, recipe
+        assert run_config(train.parse_args(["--recipe", str(recipe), "--epochs", "3"])).epochs == 3  # flags win
+
+
+def test_direct_training_through_the_cli(tmp_path, capsys):
+    out = tmp_path / "asgl"
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "digits",
+                "--model",
+                "small-cnn",
+                "--workers",
+                "0",
+                "--no-progress",
+                "--method",
+                "asgl",
+                "--time-steps",
+                "2",
+                "--alpha",
+                "2.5",
+                "--epochs",
+                "1",
+                "--noise-decay",
+                "0.5",
+                "--noise-milestones",
+                "0",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["config"]["time_steps"] == 2 and state["config"]["alpha"] == 2.5
+    assert state["config"]["noise_decay"] == 0.5 and state["config"]["noise_milestones"] == [0]
+    assert main(["evaluate", str(out / "checkpoint.pt"), "--no-progress"]) == 0
+    assert "asgl" in capsys.readouterr().out
+
+
+def test_noise_schedule_is_refused_for_methods_without_spike_noise(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--dataset", "digits", "--method", "na", "--noise-decay", "0.5", "--out", str(tmp_path)])
+    assert "--noise-decay: not a setting of method na" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--dataset", "digits", "--method", "asgl", "--noise-decay", "0.5", "--out", str(tmp_path)])
+    assert "needs both noise_decay" in capsys.readouterr().err
+
+
+def test_train_with_data_on_device_reads_an_image_folder_tree(tmp_path, capsys):
+    from PIL import Image
+
+    from noiseadaptor.cli import main
+
+    rng = np.random.default_rng(0)
+    for split, per_class in (("train", 8), ("test", 2)):
+        for c in range(10):
+            folder = tmp_path / "data" / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    args = [
+        "train",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--model",
+        "small-cnn",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--no-progress",
+        "--data-on-device",
+    ]
+    assert main(args + ["--out", str(tmp_path / "run")]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(args + ["--out", str(tmp_path / "run2"), "--cutout", "8"])
+    assert "--data-on-device" in capsys.readouterr().err

@@ -1,0 +1,47 @@
+"""Data: spread test subsets, the on-device loader."""
+
+import pytest
+import torch
+
+
+def test_spread_subset_keeps_every_class_of_a_class_sorted_set():
+    from torch.utils.data import TensorDataset
+
+    from noiseadaptor.data import spread_subset
+
+    labels = torch.arange(10).repeat_interleave(100)  # sorted by class, as an image-folder tree is
+    subset = spread_subset(TensorDataset(torch.zeros(1000, 1), labels), 50)
+    assert len(subset) == 50 and set(labels[subset.indices].tolist()) == set(range(10))
+    with pytest.raises(ValueError, match="at least one"):
+        spread_subset(TensorDataset(torch.zeros(3, 1)), 0)
+
+
+def test_device_loader_augments_like_torchvision_and_repeats_per_epoch():
+    from torchvision import transforms
+
+    from noiseadaptor.data import DeviceLoader
+
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.arange(40)
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    reference = transforms.Normalize(mean, std)(images.float() / 255)
+    loader = DeviceLoader(images, labels, 16, mean, std, "cpu", train=True, seed=3)
+    assert len(loader) == 2
+    batches = [(x.clone(), y.clone()) for x, y in loader]
+    for x, y in batches:
+        assert x.shape == (16, 3, 32, 32) and len(set(y.tolist())) == 16
+        for xi, yi in zip(x, y):  # a 32x32 window of the zero-padded image, maybe mirrored
+            source = torch.nn.functional.pad(images[yi].float(), (4, 4, 4, 4))
+            source = transforms.Normalize(mean, std)(source / 255)
+            windows = [source[:, r : r + 32, c : c + 32] for r in range(9) for c in range(9)]
+            assert any(torch.allclose(xi, w, atol=1e-5) or torch.allclose(xi, w.flip(-1), atol=1e-5) for w in windows)
+    again = [(x, y) for x, y in loader]
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(batches, again))
+    loader.set_epoch(1)
+    assert not torch.equal(next(iter(loader))[1], batches[0][1])
+    evaluation = DeviceLoader(images, labels, 16, mean, std, "cpu", train=False)
+    x, y = torch.cat([b[0] for b in evaluation]), torch.cat([b[1] for b in evaluation])
+    assert len(evaluation) == 3 and torch.equal(y, labels) and torch.allclose(x, reference, atol=1e-5)
+    with pytest.raises(ValueError, match="uint8"):
+        DeviceLoader(images.float(), labels, 16, mean, std, "cpu")

@@ -15,4 +15,3 @@ def small_cnn():
         return create_model("small-cnn", num_classes=10, in_channels=1, width=width)
 
     return make
-

@@ -225,25 +225,8 @@ def fit(
             epoch_aware.set_epoch(epoch)
         if on_epoch_start is not None:
             on_epoch_start(epoch)
-        totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen
-        for x, y in train_data:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with _autocast(device, amp):
-                logits = net(x)
-                loss = F.cross_entropy(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            totals += torch.stack(
-                [loss.detach() * y.numel(), (logits.argmax(1) == y).sum(), torch.tensor(y.numel(), device=device)]
-            ).double()
-        loss_sum, correct, seen = all_reduce_sum(totals).tolist()
-        row = {
-            "epoch": epoch + 1,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": loss_sum / max(seen, 1),
-            "train_acc": correct / max(seen, 1),
-        }
+        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+               **train_one_epoch(net, train_data, optimizer, device, amp)}  # fmt: skip
         check_trained(model, epoch + 1, row["train_loss"])  # before anything is saved: the last good checkpoint stays
         schedule.step()
         if val_data is not None:
@@ -281,6 +264,24 @@ def fit(
             metrics={"history": history},
         )
     return history
+
+
+def train_one_epoch(net: nn.Module, data: Iterable, optimizer, device: torch.device, amp: bool = False) -> dict:
+    """One pass over `data` with cross-entropy; returns the epoch's mean training loss and accuracy, summed
+    over processes under torchrun."""
+    totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen
+    for x, y in data:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with _autocast(device, amp):
+            logits = net(x)
+            loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        seen = torch.tensor(y.numel(), device=device)
+        totals += torch.stack([loss.detach() * y.numel(), (logits.argmax(1) == y).sum(), seen]).double()
+    loss_sum, correct, seen = all_reduce_sum(totals).tolist()
+    return {"train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1)}
 
 
 class TrainingDiverged(ValueError):

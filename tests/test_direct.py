@@ -93,8 +93,9 @@ def test_noise_probability_schedule_follows_the_paper_and_fit():
 def test_bad_direct_config():
     with pytest.raises(ValueError, match="time_steps must be"):
         DirectConfig(time_steps=0)
-    with pytest.warns(DeprecationWarning, match="use time_steps"):  # the old names, for one release
+    with pytest.warns(DeprecationWarning) as caught:  # the old names, for one release
         assert DirectConfig(T=3, noise_p=0.7) == DirectConfig(time_steps=3, spike_noise_p=0.7)
+    assert sorted(str(w.message).split(": use ")[1] for w in caught) == ["spike_noise_p", "time_steps"]
     with pytest.raises(ValueError, match="probability"):
         DirectConfig(spike_noise_p=1.5)
     with pytest.raises(ValueError, match="width"):

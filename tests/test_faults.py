@@ -131,3 +131,21 @@ def test_sigkill_mid_run_and_resume_is_bit_identical(tmp_path, workers):
         load_run(killed / "checkpoint.pt").model.state_dict(),
     )
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_api_misuse_gets_one_clear_error(small_cnn, monkeypatch):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    model = small_cnn()
+    with pytest.raises(ValueError, match="yielded no batches"):
+        fit(model, [], 1, progress=False)
+    wrong = DataLoader(TensorDataset(torch.randn(8, 1, 8, 8), torch.full((8,), 12)), batch_size=4)
+    with pytest.raises(ValueError, match="labels run from 12 to 12 but the network has 10 outputs"):
+        fit(model, wrong, 1, progress=False)
+    # an optional extra that is not installed: the pip line, not a ModuleNotFoundError
+    from noiseadaptor import convert
+    from noiseadaptor.export import export_nir
+
+    monkeypatch.setitem(sys.modules, "nir", None)
+    with pytest.raises(ValueError, match='pip install "noiseadaptor\\[nir\\]"'):
+        export_nir(convert(prepare(model, QuantConfig(p=2))), torch.zeros(1, 1, 8, 8))

@@ -95,6 +95,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         formatter_class=fmt,
     )
     run.add_argument("--dataset", default="digits", choices=DATASETS, help="data set (default: %(default)s)")
+    run.add_argument("--data-dir", type=Path, help="data folder for a data set other than digits")
     _model_args(run, default="cifar-resnet20")
     run.add_argument(
         "--methods",
@@ -375,7 +376,7 @@ def _run(args: argparse.Namespace) -> int:
     progress, start = _progress(args), time.time()
 
     torch.manual_seed(args.seed)
-    splits = get_dataset(args.dataset)
+    splits = get_dataset(args.dataset, args.data_dir)
     train_data, test_data = splits.loaders(args.batch_size, eval_batch_size=512, seed=args.seed)
     model = create_model(args.model, num_classes=splits.num_classes, in_channels=splits.in_channels).to(device)
     print(

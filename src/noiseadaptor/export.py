@@ -70,13 +70,23 @@ SEMANTICS = (
 )
 
 
+def optional(module: str, install: str):
+    """Import an optional extra, or a ValueError with the line that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError:
+        raise ValueError(f"this needs the optional package {module}: {install}") from None
+
+
 def export_nir(snn: SpikingNetwork, sample_input: Tensor, path: str | Path | None = None):
     """The NIR graph of `snn` (a `convert` result), written to `path` with ``nir.write`` when given.
 
     `sample_input` is one batch of input as `snn` takes it (``[B, C, H, W]``); it fixes the shapes.
     Raises TypeError for a layer NIR cannot express, ValueError for a neuron it cannot; warns that
     spec-only consumers read the IF nodes as hard reset from zero (module docstring)."""
-    import nir
+    nir = optional("nir", 'pip install "noiseadaptor[nir]"')
 
     if not isinstance(snn, SpikingNetwork):
         raise TypeError(f"export_nir expects a SpikingNetwork from noiseadaptor.convert(), got {type(snn).__name__}")
@@ -337,6 +347,11 @@ def export_onnx(qmodel: nn.Module, sample_input: Tensor, path: str | Path) -> No
     """Write the quantized ANN (a `prepare` result; exported in eval mode, where the quantizer is a round
     and a clip, then restored) to ONNX with torch.onnx.export; needs onnx and onnxscript. The batch size
     is the sample's: the quantizer's gradient scale reads the tensor size, which fixes the shape."""
+    for module, line in (
+        ("onnx", 'pip install "noiseadaptor[onnx]"'),
+        ("onnxscript", 'pip install "noiseadaptor[onnx]"'),
+    ):
+        optional(module, line)
     was_training = qmodel.training
     try:
         with torch.no_grad():

@@ -270,10 +270,12 @@ def train_one_epoch(net: nn.Module, data: Iterable, optimizer, device: torch.dev
     """One pass over `data` with cross-entropy; returns the epoch's mean training loss and accuracy, summed
     over processes under torchrun."""
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen
-    for x, y in data:
+    for i, (x, y) in enumerate(data):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with _autocast(device, amp):
             logits = net(x)
+            if i == 0:  # once per epoch (a check per batch would wait for the GPU every step)
+                _check_labels(y, logits)
             loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -281,7 +283,22 @@ def train_one_epoch(net: nn.Module, data: Iterable, optimizer, device: torch.dev
         seen = torch.tensor(y.numel(), device=device)
         totals += torch.stack([loss.detach() * y.numel(), (logits.argmax(1) == y).sum(), seen]).double()
     loss_sum, correct, seen = all_reduce_sum(totals).tolist()
-    return {"train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1)}
+    if seen == 0:
+        raise ValueError(
+            "the training data yielded no batches (an empty data set, or fewer samples than one batch with drop_last)"
+        )
+    return {"train_loss": loss_sum / seen, "train_acc": correct / seen}
+
+
+def _check_labels(y: torch.Tensor, logits: torch.Tensor) -> None:
+    if y.dtype.is_floating_point or y.dim() != 1:
+        return  # soft targets: cross-entropy checks their shape itself
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= logits.shape[1]:
+        raise ValueError(
+            f"labels run from {low} to {high} but the network has {logits.shape[1]} outputs: the data "
+            "set and the model's num_classes disagree"
+        )
 
 
 class TrainingDiverged(ValueError):

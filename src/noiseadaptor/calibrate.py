@@ -115,17 +115,31 @@ def reestimate_batchnorm(
     layers = [m for m in qmodel.modules() if isinstance(m, _BatchNorm)] if layers is None else list(layers)
     if not layers:
         return 0
-    batches = [data] if isinstance(data, Tensor) else data
-    device = next(qmodel.parameters()).device
     was_training, momenta = qmodel.training, [bn.momentum for bn in layers]
-    enabled = [(q, q.enabled) for _, q in quantizers(qmodel)]
     qmodel.eval()
-    for q, _ in enabled:
-        q.enabled = False
     for bn in layers:
         bn.reset_running_stats()
         bn.momentum = None  # cumulative average
         bn.train()
+    try:
+        used = _float_passes(qmodel, data, num_batches)
+    finally:
+        for bn, momentum in zip(layers, momenta):
+            bn.momentum = momentum
+        qmodel.train(was_training)
+    if not used:
+        raise ValueError("reestimate_batchnorm() got no batches")
+    return used
+
+
+def _float_passes(qmodel: nn.Module, data: Tensor | Iterable, num_batches: int | None) -> int:
+    """Forward passes of the float network (every quantizer off, in the modes the caller set) over `data`, a
+    tensor of inputs or an iterable of batches (the first `num_batches`); returns the batches used."""
+    batches = [data] if isinstance(data, Tensor) else data
+    device = next(qmodel.parameters()).device
+    enabled = [(q, q.enabled) for _, q in quantizers(qmodel)]
+    for q, _ in enabled:
+        q.enabled = False
     used = 0
     try:
         for batch in batches:
@@ -134,13 +148,8 @@ def reestimate_batchnorm(
             qmodel((batch[0] if isinstance(batch, (tuple, list)) else batch).to(device))
             used += 1
     finally:
-        for bn, momentum in zip(layers, momenta):
-            bn.momentum = momentum
         for q, on in enabled:
             q.enabled = on
-        qmodel.train(was_training)
-    if not used:
-        raise ValueError("reestimate_batchnorm() got no batches")
     return used
 
 
@@ -159,8 +168,6 @@ def balance_thresholds(
     layers = quantizers(qmodel)
     if not layers:
         raise ValueError("balance_thresholds() expects a model returned by prepare(); this one has no QuantReLU")
-    batches = [data] if isinstance(data, Tensor) else data
-    device = next(qmodel.parameters()).device
     highest = [0.0] * len(layers)
 
     def record(i: int):
@@ -171,21 +178,12 @@ def balance_thresholds(
 
     was_training = qmodel.training
     qmodel.eval()
-    for _, q in layers:
-        q.enabled = False
     handles = [q.register_forward_pre_hook(record(i)) for i, (_, q) in enumerate(layers)]
-    used = 0
     try:
-        for batch in batches:
-            if num_batches is not None and used >= num_batches:
-                break
-            qmodel((batch[0] if isinstance(batch, (tuple, list)) else batch).to(device))
-            used += 1
+        used = _float_passes(qmodel, data, num_batches)
     finally:
         for h in handles:
             h.remove()
-        for _, q in layers:
-            q.enabled = True
         qmodel.train(was_training)
     if not used:
         raise ValueError("balance_thresholds() got no batches")

@@ -19,7 +19,6 @@ error. COS rows report T as the COS paper counts it (main steps) and honestly (T
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
@@ -31,13 +30,11 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from .calibrate import init_scales
 from .conversion import convert
 from .data import get_dataset, spread_subset
-from .experiment import quant_config
+from .experiment import quant_config, train_quantized
 from .methods import get_method
 from .models import create_model
-from .preparation import prepare
 from .report import write_json
 from .runconfig import setting
 from .simulation import simulate
@@ -204,24 +201,14 @@ def _cell(
     config: StudyConfig, method: str, seed: int, float_model, train, test, out: Path, device, progress: bool
 ) -> dict:
     """One seed of one method: QAT from the float net, the ANN's accuracy, and every row's simulation."""
-    torch.manual_seed(seed)
     begin = time.time()
-    qmodel = prepare(copy.deepcopy(float_model), quant_config(method, config.p)).to(device)
-    init_scales(qmodel, next(iter(train)))  # the seed's first batch: the same for every method
-    try:
-        history = fit(
-            qmodel,
-            train,
-            config.epochs,
-            lr=config.lr,
-            weight_decay=config.weight_decay,
-            device=device,
-            progress=progress,
-            desc=f"QAT {method} seed {seed}",
+    try:  # the seed's first batch calibrates (None): the same for every method
+        qmodel, history = train_quantized(
+            float_model, quant_config(method, config.p), train, None, config.epochs, config.lr,
+            config.weight_decay, seed, device, progress=progress, desc=f"QAT {method} seed {seed}",
             checkpoint=out / "qat" / f"{method}-seed{seed}.pt",
-            resume=True,
             config={"method": method, "p": config.p, "seed": seed, "model": config.model},
-        )
+        )  # fmt: skip
     except TrainingDiverged as err:  # a result of the study: counted per row, left out of its statistics
         return {"method": method, "seed": seed, "diverged": str(err), "rows": {}}
     qmodel.eval()

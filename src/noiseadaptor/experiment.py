@@ -49,27 +49,14 @@ def compare_methods(
     calibration_batch = next(iter(train_data))
     rows, models = {}, {}
     for method, config in configs.items():
-        torch.manual_seed(seed)
-        qmodel = prepare(copy.deepcopy(float_model), config)
-        if device is not None:
-            qmodel.to(device)
-        init_scales(qmodel, calibration_batch)
         log(f"[{method}] quantization-aware training, p={p}, {epochs} epochs")
         checkpoint = Path(checkpoint_dir) / f"{method}-seed{seed}.pt" if checkpoint_dir is not None else None
         try:
-            history = fit(
-                qmodel,
-                train_data,
-                epochs,
-                lr=lr,
-                weight_decay=weight_decay,
-                device=device,
-                progress=progress,
-                desc=f"QAT {method}",
-                checkpoint=checkpoint,
-                resume=True,
+            qmodel, history = train_quantized(
+                float_model, config, train_data, calibration_batch, epochs, lr, weight_decay, seed, device,
+                progress=progress, desc=f"QAT {method}", checkpoint=checkpoint,
                 config={"method": method, "p": p, "seed": seed},
-            )
+            )  # fmt: skip
         except TrainingDiverged as err:  # one method's failure is a result of the comparison, not its end
             log(f"[{method}] diverged: {err}")
             rows[method] = {"diverged": str(err)}
@@ -87,6 +74,31 @@ def compare_methods(
         }
         models[method] = qmodel
     return rows, models
+
+
+def train_quantized(
+    float_model: nn.Module,
+    quant: QuantConfig,
+    train_data,
+    calibration_batch,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    device: torch.device | str | None = None,
+    **fit_options,
+) -> tuple[nn.Module, list[dict]]:
+    """The quantized copy of `float_model` with `quant`, its scales initialised on `calibration_batch` (None:
+    the first batch of `train_data`, drawn after seeding), trained by `fit` from `seed` (resumed from a
+    `checkpoint` in `fit_options`): the one QAT step of `run` and `compare`. Raises TrainingDiverged."""
+    torch.manual_seed(seed)
+    qmodel = prepare(copy.deepcopy(float_model), quant)
+    if device is not None:
+        qmodel.to(device)
+    init_scales(qmodel, next(iter(train_data)) if calibration_batch is None else calibration_batch)
+    history = fit(qmodel, train_data, epochs, lr=lr, weight_decay=weight_decay, device=device, resume=True,
+                  **fit_options)  # fmt: skip
+    return qmodel, history
 
 
 def quant_config(method: str, p: int) -> QuantConfig:

@@ -46,8 +46,10 @@ def _tiny(**kwargs):
 
 
 def test_methods_of_one_seed_see_the_same_batches_and_calibration_batch(tmp_path, monkeypatch):
+    from noiseadaptor import experiment
+
     seen = {}
-    real_fit, real_init = study.fit, study.init_scales
+    real_fit, real_init = experiment.fit, experiment.init_scales
 
     def fit(model, data, epochs, **kwargs):
         key = kwargs.get("desc", "")
@@ -58,8 +60,8 @@ def test_methods_of_one_seed_see_the_same_batches_and_calibration_batch(tmp_path
         seen.setdefault("calibration", []).append(batch[1].tolist())
         return real_init(model, batch)
 
-    monkeypatch.setattr(study, "fit", fit)
-    monkeypatch.setattr(study, "init_scales", init_scales)
+    monkeypatch.setattr(experiment, "fit", fit)
+    monkeypatch.setattr(experiment, "init_scales", init_scales)
     run_study(_tiny(seeds=(3,), variants=()), tmp_path, log=lambda *a: None)
     assert seen["QAT na seed 3"] == seen["QAT no-noise seed 3"]
     first, second = seen["calibration"]

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from .methods import METHOD_FIELDS, get_method
@@ -220,11 +219,3 @@ def load_run(checkpoint: str | Path) -> LoadedRun:
     model = build(run)
     restore(state, model, rng=False)
     return LoadedRun(run, model, int(state["epoch"]), state.get("metrics", {}))
-
-
-def device_of(module: nn.Module) -> torch.device:
-    """The device of a module's first parameter or buffer (CPU for a module with neither)."""
-    tensor = next(iter(module.parameters()), None)
-    if tensor is None:
-        tensor = next(iter(module.buffers()), None)
-    return tensor.device if tensor is not None else torch.device("cpu")

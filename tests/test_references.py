@@ -248,3 +248,31 @@ def test_offset_spikes_are_the_authors_cos_rule_layer_by_layer():
     assert not torch.equal(start1, torch.full_like(start1, 0.5)) or not torch.equal(
         start2, torch.full_like(start2, 0.5)
     )
+
+
+def test_coarse_calibration_is_the_authors_step():
+    """Windere/snn-cvt-dual-phase calibInitMemPoten: init_mem += T * (mean over samples of the ANN's layer
+    output - mean over samples and steps of the SNN's), per neuron, layer by layer from the input."""
+    from noiseadaptor.dual_phase import calibrate_initial_membrane
+
+    torch.manual_seed(5)
+    net = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 2))
+    q = prepare(net, QuantConfig.dual_phase(p=4, quant_noise_p=0.0)).eval()
+    for _, layer in quantizers(q):
+        layer.scale.data.fill_(0.25)  # threshold 1
+    x, T = torch.rand(64, 4) * 2, 4
+    snn = convert(q)
+    calibrate_initial_membrane(snn, q, x, T=T, num_samples=64)
+    with torch.no_grad():
+        a1 = q.get_submodule("1")(net[0](x))  # the QC-ANN's activations, layer by layer
+        a2 = q.get_submodule("3")(net[2](a1))
+        start1 = torch.full((6,), 0.5)
+        rate1 = torch.stack(_run_layer([net[0](x)] * T, start1.expand(64, 6))).mean(0)
+        start1 = start1 + T * (a1.mean(0) - rate1.mean(0))  # the reference's update, in thresholds
+        spikes1 = _run_layer([net[0](x)] * T, start1.expand(64, 6))  # layer 2 sees the calibrated layer 1
+        currents2 = [net[2](s) for s in spikes1]
+        start2 = torch.full((5,), 0.5)
+        rate2 = torch.stack(_run_layer(currents2, start2.expand(64, 5))).mean(0)
+        start2 = start2 + T * (a2.mean(0) - rate2.mean(0))
+    first, second = (n.initial_membrane for _, n in snn.neurons())
+    assert torch.allclose(first, start1, atol=1e-5) and torch.allclose(second, start2, atol=1e-5)

@@ -251,3 +251,17 @@ def test_offset_spikes_in_simulate_do_not_leak_between_runs():
     assert all(n.initial_membrane.numel() == 1 and n.initial_membrane.item() == 0.5 for _, n in snn.neurons())
     with pytest.raises(ValueError, match="offset_spikes"):
         simulate(snn, data, T=2, offset_spikes=-1)
+
+
+def test_sops_through_a_1d_pool_and_a_mismatched_reference_leaves_nothing_behind():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv1d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool1d(2), nn.Flatten(), nn.Linear(8, 3))
+    x = torch.randn(16, 1, 8)
+    snn = _trained_like(net, x)
+    (train,) = _spike_trains(snn, x, 4).values()
+    assert _synops(snn, x, 4)[0] == pytest.approx(3 * (train != 0).sum().item() / 16)
+    other = prepare(nn.Sequential(nn.Linear(8, 2), nn.Identity(), nn.ReLU()), QuantConfig(p=2))  # neuron "2"
+    with pytest.raises(ValueError, match="reference has no quantizer"):
+        simulate(snn, [(x, torch.zeros(16, dtype=torch.long))], T=2, progress=False, negative_spikes=True,
+                 synops=True, reference=other)  # fmt: skip
+    assert not any(n.negative_spikes or n._forward_hooks for _, n in snn.neurons())

@@ -109,3 +109,39 @@ def test_one_rebuild_path_gives_the_trained_network(tmp_path):
         v for k, v in torch.load(out / "checkpoint.pt", weights_only=False)["model"].items() if k.endswith("scale")
     ]
     assert all(torch.equal(a, b) for a, b in zip(scales, saved)) and scales
+
+
+def test_review_fixes_float_checkpoints_old_optimisers_seeds_and_deprecated_reads(tmp_path, small_cnn):
+    import shutil
+    import warnings
+
+    from noiseadaptor import fit
+    from noiseadaptor.cli import build_parser, study_config
+    from noiseadaptor.direct import DirectConfig
+    from noiseadaptor.runconfig import checkpoint_run
+    from noiseadaptor.train import OptimizerConfig
+
+    # a float network checkpointed by fit() from Python records no method: it is a float run
+    train, _ = digits().loaders(256, seed=0)
+    fit(small_cnn(), train, 1, progress=False, checkpoint=tmp_path / "float.pt", config={"model": "small-cnn"})
+    assert checkpoint_run(torch.load(tmp_path / "float.pt", weights_only=False)["config"], "x").method == "float"
+    # a session-12 ASGL checkpoint (one SGD group) is not resumed with today's ASGL optimiser, with one line
+    old = tmp_path / "asgl.pt"
+    shutil.copy(DATA / "session12-asgl.pt", old)
+    loaded = load_run(old)
+    with pytest.raises(ValueError, match="optimization"):
+        fit(loaded.model, train, 1, optimizer=OptimizerConfig.asgl(), checkpoint=old, resume=True, progress=False,
+            config={"method": "asgl"})  # fmt: skip
+    # --seeds N is a count; several values are the seeds; a recipe list is the seeds
+    compare = build_parser()[1]["compare"]
+    assert study_config(compare.parse_args(["--seeds", "3"])).seeds == (0, 1, 2)
+    assert study_config(compare.parse_args(["--seeds", "4", "7"])).seeds == (4, 7)
+    recipe = tmp_path / "study.yaml"
+    recipe.write_text("seeds: [5]\n")
+    assert study_config(compare.parse_args(["--recipe", str(recipe)])).seeds == (5,)
+    # reading a deprecated name warns and gives the value (not the InitVar default None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        config = DirectConfig(time_steps=3)
+    with pytest.warns(DeprecationWarning, match="time_steps"):
+        assert config.T == 3

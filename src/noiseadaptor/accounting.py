@@ -211,10 +211,8 @@ def _sum_pool(x: Tensor, kernel, stride, padding, ceil_mode: bool, count_include
     """Average pooling without the division: each output is the sum of its window."""
     dims = x.dim() - 2 if x.dim() > 2 else 1
     if dims == 1:  # avg_pool1d has no divisor_override: as a 2-d pool of height 1
-        as_pair = [(1, v[0] if isinstance(v, (tuple, list)) else v) for v in (kernel, stride or kernel, padding)]
-        out = F.avg_pool2d(
-            x.unsqueeze(-2), as_pair[0], as_pair[1], as_pair[2], ceil_mode, count_include_pad, divisor_override=1
-        )
+        k, st, pad = (v[0] if isinstance(v, (tuple, list)) else v for v in (kernel, stride or kernel, padding))
+        out = F.avg_pool2d(x.unsqueeze(-2), (1, k), (1, st), (0, pad), ceil_mode, count_include_pad, divisor_override=1)
         return out.squeeze(-2)
     pool = F.avg_pool2d if dims == 2 else F.avg_pool3d
     return pool(x, kernel, stride or kernel, padding, ceil_mode, count_include_pad, divisor_override=1)

@@ -22,7 +22,7 @@ from .export import add_export_arguments, export_main
 from .methods import list_methods, methods_help
 from .models import create_model, list_models
 from .report import accuracy_table, plot_accuracy, write_json
-from .runconfig import RunConfig, check_method_fields, deprecated_noise_p, load_run
+from .runconfig import RunConfig, check_method_fields, checkpoint_run, deprecated_noise_p, load_run
 from .simulation import simulate, time_steps
 from .train import evaluate, fit
 
@@ -336,7 +336,10 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     values.update({k: v for k, v in vars(args).items() if k in fields})
     noise = getattr(args, "noise_p", values.pop("noise_p", None))
     if noise is not None:
-        values.update(deprecated_noise_p(values.get("method", RunConfig.method), noise))
+        alias = deprecated_noise_p(values.get("method", RunConfig.method), noise)
+        if set(alias) & set(values):
+            raise ValueError(f"give {next(iter(alias))} or the deprecated noise_p, not both")
+        values.update(alias)
     check_method_fields(values.get("method", RunConfig.method), set(values))
     return RunConfig.from_dict(values, source=f"recipe {args.recipe}" if args.recipe else "command line")
 
@@ -428,7 +431,7 @@ def _train(args: argparse.Namespace) -> int:
     if run.init is not None and not Path(run.init).is_file():
         raise ValueError(f"--init {run.init}: no such checkpoint")
     init_state = load_checkpoint(run.init) if run.init is not None else None
-    start = RunConfig.from_dict(init_state["config"], f"--init {run.init}") if init_state is not None else None
+    start = checkpoint_run(init_state["config"], f"--init {run.init}") if init_state is not None else None
     quantized_start = start is not None and start.method_info.family == "conversion"  # e.g. a clip source ANN
     if quantized_start and method.family != "conversion":
         raise ValueError(
@@ -577,9 +580,16 @@ def study_config(args: argparse.Namespace) -> StudyConfig:
         if key in values:
             items = [values[key]] if isinstance(values[key], str) else values[key]
             values[key] = tuple(part for item in items for part in str(item).split(",") if part)
-    if "seeds" in values:
-        seeds = [values["seeds"]] if isinstance(values["seeds"], int) else list(values["seeds"])
-        values["seeds"] = tuple(range(seeds[0])) if len(seeds) == 1 else tuple(seeds)
+    if "seeds" in values:  # a count (--seeds N, or a number in a recipe), or the seeds (several, or a recipe list)
+        seeds = values["seeds"]
+        from_flag = "seeds" in vars(args)
+        if isinstance(seeds, int) or (from_flag and len(seeds) == 1):
+            count = seeds if isinstance(seeds, int) else seeds[0]
+            values["seeds"] = tuple(range(count))
+        elif not seeds:
+            raise ValueError("--seeds needs a number of seeds (0..N-1) or the seeds themselves")
+        else:
+            values["seeds"] = tuple(seeds)
     return StudyConfig(**values)
 
 

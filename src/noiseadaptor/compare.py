@@ -156,7 +156,7 @@ def _check_same_study(config: StudyConfig, out: Path) -> None:
         fixed = {
             k: v
             for k, v in settings.items()
-            if k not in ("seeds", "methods", "variants", "variant_methods", "data_dir", "workers", "baseline", "device")
+            if k not in ("seeds", "methods", "data_dir", "workers", "baseline", "device")
         }
         clash = {k: (old.get(k), v) for k, v in json.loads(json.dumps(fixed)).items() if old.get(k) != v}
         if clash:

@@ -119,6 +119,25 @@ class DirectConfig:
         return cls(**{**kwargs, "learn_alpha": False, "spike_noise_p": 1.0})
 
 
+def _deprecated_alias(old: str, new: str) -> property:
+    def get(self):
+        warnings.warn(f"{type(self).__name__}.{old} is deprecated: use {new}", DeprecationWarning, stacklevel=2)
+        return getattr(self, new)
+
+    return property(get)
+
+
+# After the class is made (its __init__ keeps the InitVar defaults): reading an old name warns, not None.
+DirectConfig.T = _deprecated_alias("T", "time_steps")
+DirectConfig.noise_p = _deprecated_alias("noise_p", "spike_noise_p")
+DirectConfig.noise_probability = lambda self, epoch: _warned(self, "noise_probability(epoch)", "spike_noise_at")(epoch)
+
+
+def _warned(obj, old: str, new: str):
+    warnings.warn(f"{type(obj).__name__}.{old} is deprecated: use {new}", DeprecationWarning, stacklevel=3)
+    return getattr(obj, new)
+
+
 class LIFNeuron(nn.Module):
     """Leaky integrate-and-fire over T steps folded into the batch (Eq. 1-3), with the ASGL spike."""
 
@@ -184,6 +203,10 @@ class MultiStepNetwork(nn.Module):
 
     def neurons(self) -> list[tuple[str, LIFNeuron]]:
         return [(name, m) for name, m in self.net.named_modules() if isinstance(m, LIFNeuron)]
+
+    def set_noise_probability(self, p: float) -> None:
+        """Deprecated name of set_spike_noise_p."""
+        _warned(self, "set_noise_probability", "set_spike_noise_p")(p)
 
     def set_spike_noise_p(self, p: float) -> None:
         """Change ASGL's spike-noise probability (e.g. from another schedule, between epochs)."""

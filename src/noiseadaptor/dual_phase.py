@@ -23,7 +23,7 @@ already-calibrated SNN layers before it.
   graph (Eq. 19's ``1 - theta*h``). The authors' code differs here: its fine calibration swaps in a
   learnable ``1/2 tanh(a x) + 1/2`` (a = 2.5 at the start, trained with the layer), which is
   ``surrogate="sigmoid", surrogate_width=0.8, learn_width=True`` (widths here are in thresholds, the
-  authors' x is in absolute units). The loss (Eq. 17, the authors'
+  authors' x is in absolute units: the same for a layer whose threshold is 1). The loss (Eq. 17, the authors'
   ``kl_loss``) is KL(softmax(a_hat) || softmax(r)) over each sample's flattened layer output, averaged
   over the batch; "mse" is an option. Adam, lr 5e-4, no weight decay, cosine schedule over the epochs;
   a held-out fifth of the samples picks the best epoch (the authors' early stopping on N/4 extra
@@ -511,7 +511,7 @@ class _Calibration:
 
         def forward(index: Tensor) -> Tensor:
             current = sub(*inputs(index))
-            return if_rate(current, threshold, start, self.T, len(index), width, surrogate)
+            return if_rate(current, threshold, start, self.T, len(index), width.clamp(min=1e-3), surrogate)
 
         def held_loss() -> float:
             with torch.no_grad():

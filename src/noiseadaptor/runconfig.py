@@ -162,6 +162,12 @@ class RunConfig:
         return cls(**given)
 
 
+def checkpoint_run(config: dict, source: str) -> RunConfig:
+    """The RunConfig of a checkpoint's config: one written by `fit` without a method (a float network
+    trained from Python or by a benchmark) is a float run."""
+    return RunConfig.from_dict({"method": "float", **config}, source=source)
+
+
 def check_method_fields(method: str, given: set[str]) -> None:
     """Refuse settings, explicitly given, that `method` does not read (e.g. --spike-noise-p for na)."""
     info = get_method(method)
@@ -215,7 +221,7 @@ def load_run(checkpoint: str | Path) -> LoadedRun:
     from .checkpoint import load_checkpoint, restore
 
     state = load_checkpoint(checkpoint)
-    run = RunConfig.from_dict(state["config"], source=f"checkpoint {checkpoint}")
+    run = checkpoint_run(state["config"], f"checkpoint {checkpoint}")
     model = build(run)
     restore(state, model, rng=False)
     return LoadedRun(run, model, int(state["epoch"]), state.get("metrics", {}))

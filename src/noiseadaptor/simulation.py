@@ -120,6 +120,7 @@ def simulate(
         proportion; the total T does not change memory. Default: `default_steps_per_call(device)`.
     reference: the quantized ANN `snn` was converted from; measures agreement and per-layer conversion
         error against it (see SimulationResult; costs one ANN pass per batch and a running sum per layer).
+        It is moved to `device`, as `snn` is.
     """
     if not isinstance(snn, SpikingNetwork):
         raise TypeError(f"simulate() expects the SpikingNetwork returned by convert(), got {type(snn).__name__}")
@@ -135,11 +136,11 @@ def simulate(
         raise ValueError(f"steps_per_call must be a positive integer, got {steps_per_call!r}")
     snn.to(device).eval()
     neurons = snn.neurons()
+    tracker = _ReferenceTracker(snn, reference, steps, device) if reference is not None else None  # validates first
     saved = [(n.negative_spikes, n.initial_membrane) for _, n in neurons]
     for _, n in neurons:
         n.negative_spikes = negative_spikes
     counter = SynapticCounter(snn) if synops else None
-    tracker = _ReferenceTracker(snn, reference, steps, device) if reference is not None else None
 
     hits = torch.zeros(t_max, dtype=torch.long, device=device)  # per step: correct predictions
     step_spikes = torch.zeros(t_max, len(neurons), dtype=torch.float64, device=device)  # events per step

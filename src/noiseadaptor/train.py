@@ -197,15 +197,19 @@ def fit(
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device)
     optimizer, schedule = build_optimizer(model, optim, epochs)
-    config = {**(config or {}), "epochs": epochs, "lr": optim.lr, "weight_decay": optim.weight_decay}
-    if optim != OptimizerConfig(lr=optim.lr, weight_decay=optim.weight_decay):  # recorded when not the default
-        config["optimization"] = asdict(optim)
+    config = {**(config or {}), "epochs": epochs, "lr": optim.lr, "weight_decay": optim.weight_decay,
+              "optimization": asdict(optim)}  # fmt: skip
     start, history = 0, []
     if checkpoint is not None and is_main():  # temporaries of a write killed in an earlier run
         for name in (Path(checkpoint), Path(checkpoint).with_suffix(".json")):
             remove_stale_temporaries(name)
     if resume and checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint)
+        if "optimization" not in state["config"]:  # written before session 13: SGD on every parameter, which
+            widths = any(role == "width" for role, _ in parameter_roles(model))  # is today's default without widths
+            earlier = OptimizerConfig(lr=optim.lr, weight_decay=optim.weight_decay, momentum=optim.momentum,
+                                      no_decay=() if widths else ("width",))  # fmt: skip
+            state["config"]["optimization"] = asdict(earlier)
         start = restore(state, model, optimizer, schedule, config)
         history = state["metrics"].get("history", [])
     net = (
@@ -323,7 +327,7 @@ def check_trained(model: nn.Module, epoch: int, loss: float) -> None:
             "last good checkpoint is kept. Lower the learning rate (--lr)"
         )
     for name, module in model.named_modules():
-        if isinstance(module, QuantReLU) and module.config.rounding and not module.threshold.item() > 0:
+        if isinstance(module, QuantReLU) and not module.threshold.item() > 0:
             raise TrainingDiverged(
                 f"epoch {epoch}: quantizer {name or 'activation'} has threshold "
                 f"{module.threshold.item():.4g} <= 0 (its scale gradient overshot), so it cannot "

@@ -104,9 +104,13 @@ def main() -> None:
     else:
         fit(model, train, args.float_epochs, lr=0.1, checkpoint=args.out / "float.pt", resume=True)
     settings = {k: str(v) for k, v in vars(args).items() if k != "report"}
+    where = ("out", "data_dir", "float_checkpoint")  # locations, not settings: a moved study still resumes
     saved = args.out / "results.json"
     results = json.loads(saved.read_text()) if saved.exists() else {}
-    if results.get("args") != settings:  # a rerun with the same settings keeps what was measured
+    same = {k: v for k, v in results.get("args", {}).items() if k not in where} == {
+        k: v for k, v in settings.items() if k not in where
+    }
+    if not same:  # a rerun with the same settings keeps what was measured
         results = {"args": settings, "float": evaluate(model, test), "ablation": {}, "sweep": {}, "na": {}}
     print(f"float ANN {100 * results['float']:.2f}% on {len(test.dataset)} test images")
 

@@ -149,3 +149,26 @@ def test_api_misuse_gets_one_clear_error(small_cnn, monkeypatch):
     monkeypatch.setitem(sys.modules, "nir", None)
     with pytest.raises(ValueError, match='pip install "noiseadaptor\\[nir\\]"'):
         export_nir(convert(prepare(model, QuantConfig(p=2))), torch.zeros(1, 1, 8, 8))
+
+
+def test_bad_calibration_batches_nan_checkpoints_and_wrong_export_shapes(tmp_path, small_cnn, capsys):
+    from noiseadaptor import init_scales
+    from noiseadaptor.runconfig import load_run
+
+    q = prepare(small_cnn(), QuantConfig(p=2))
+    with pytest.raises(ValueError, match="non-empty calibration batch"):
+        init_scales(q, torch.empty(0, 1, 8, 8))
+    with pytest.raises(ValueError, match="NaN"):
+        init_scales(q, torch.full((4, 1, 8, 8), float("nan")))
+    out = tmp_path / "na"
+    assert main(["train", "--dataset", "digits", "--model", "small-cnn", "--method", "na", "--epochs", "0",
+                 "--workers", "0", "--no-progress", "--out", str(out)]) == 0  # fmt: skip
+    pytest.importorskip("nir")
+    with pytest.raises(SystemExit):
+        main(["export", str(out / "checkpoint.pt"), "--input-shape", "3,8,8"])
+    assert "--input-shape 3,8,8 does not fit this network" in capsys.readouterr().err
+    state = load_checkpoint(out / "checkpoint.pt")
+    next(iter(state["model"].values())).fill_(float("nan"))
+    torch.save(state, out / "checkpoint.pt")
+    with pytest.raises(ValueError, match="non-finite weights"):
+        load_run(out / "checkpoint.pt")

@@ -45,6 +45,10 @@ def init_scales(
     layers = quantizers(qmodel)
     if not layers:
         raise ValueError("init_scales() expects a model returned by prepare(); this one has no QuantReLU")
+    if not isinstance(x, Tensor) or not x.numel():
+        raise ValueError("init_scales() needs a non-empty calibration batch (inputs, or (inputs, labels))")
+    if not torch.isfinite(x).all():
+        raise ValueError("the calibration batch holds NaN or infinite values: the scales would be NaN")
     device = next(qmodel.parameters()).device
     x = x.to(device)
     after_pools = [bn for _, bn in batchnorms_after_replaced_pools(qmodel)] if batchnorm else []

@@ -404,6 +404,15 @@ def export_main(args) -> int:
     else:  # checkpoints written before train recorded the image size
         raise ValueError(f"{args.checkpoint} does not record its input size: give --input-shape C,H,W")
     sample = torch.zeros(1, *shape)  # shapes only
+    try:
+        with torch.no_grad():
+            model.eval()(sample)
+    except RuntimeError as err:
+        given = ",".join(map(str, shape))
+        raise ValueError(
+            f"--input-shape {given} does not fit this network ({str(err).splitlines()[0][:160]}); "
+            "give C,H,W of one input as it was trained"
+        ) from None
     out = args.out or args.checkpoint.parent / f"model.{args.format}"
     if args.format == "nir":
         export_nir(convert(model.eval()), sample, out)

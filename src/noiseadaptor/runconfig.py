@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from .methods import METHOD_FIELDS, get_method
@@ -224,4 +225,10 @@ def load_run(checkpoint: str | Path) -> LoadedRun:
     run = checkpoint_run(state["config"], f"checkpoint {checkpoint}")
     model = build(run)
     restore(state, model, rng=False)
+    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise ValueError(
+            f"checkpoint {checkpoint} holds non-finite weights ({len(bad)} tensors, first {bad[0]}): the run "
+            "diverged; use an earlier checkpoint or retrain with a lower learning rate"
+        )
     return LoadedRun(run, model, int(state["epoch"]), state.get("metrics", {}))

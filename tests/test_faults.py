@@ -86,6 +86,7 @@ def test_off_a_terminal_train_prints_one_line_per_epoch(tmp_path):
     assert run.returncode == 0, run.stderr
     lines = [line for line in run.stdout.splitlines() if line.startswith("[float] epoch")]
     assert len(lines) == 2 and "train_loss" in lines[0] and lines[1].startswith("[float] epoch 2/2")
+    assert "test_acc" in lines[0] and "test_acc" in (out / "log.csv").read_text().splitlines()[0]
 
 
 def test_quantized_training_from_random_weights_is_refused_or_said(tmp_path):

@@ -499,6 +499,8 @@ def _train(args: argparse.Namespace) -> int:
         train_data,
         run.epochs,
         optimizer=optimizer,
+        val_data=test_data,
+        val_name="test_acc",
         device=device,
         progress=_progress(args),
         desc=run.method,

@@ -166,6 +166,7 @@ def fit(
     momentum: float | None = None,
     optimizer: OptimizerConfig | None = None,
     val_data: Iterable | None = None,
+    val_name: str = "val_acc",
     device: torch.device | str | None = None,
     progress: bool = True,
     desc: str = "train",
@@ -187,6 +188,7 @@ def fit(
     refusing one made with a different `config`. amp: bfloat16 autocast (CUDA and CPU).
     log_dir: per-epoch metrics go to log_dir/log.csv, and to TensorBoard there when it is installed.
     log_epochs: print one line of metrics per epoch (for output that is not a terminal).
+    val_data: evaluated after each epoch, its accuracy recorded as `val_name` (log.csv, TensorBoard, history).
     on_epoch_start(epoch) runs before each epoch (e.g. a noise schedule); on_epoch_end(epoch, row) after
     it, and may add entries to the epoch's metrics row.
     """
@@ -234,7 +236,7 @@ def fit(
         check_trained(model, epoch + 1, row["train_loss"])  # before anything is saved: the last good checkpoint stays
         schedule.step()
         if val_data is not None:
-            row["val_acc"] = evaluate(model, val_data, device)
+            row[val_name] = evaluate(model, val_data, device)
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
         history.append(row)

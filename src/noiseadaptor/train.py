@@ -231,8 +231,8 @@ def fit(
             epoch_aware.set_epoch(epoch)
         if on_epoch_start is not None:
             on_epoch_start(epoch)
-        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-               **train_one_epoch(net, train_data, optimizer, device, amp)}  # fmt: skip
+        metrics = train_one_epoch(net, train_data, optimizer, device, amp, progress=progress and is_main())
+        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], **metrics}
         check_trained(model, epoch + 1, row["train_loss"])  # before anything is saved: the last good checkpoint stays
         schedule.step()
         if val_data is not None:
@@ -272,11 +272,14 @@ def fit(
     return history
 
 
-def train_one_epoch(net: nn.Module, data: Iterable, optimizer, device: torch.device, amp: bool = False) -> dict:
+def train_one_epoch(
+    net: nn.Module, data: Iterable, optimizer, device: torch.device, amp: bool = False, progress: bool = False
+) -> dict:
     """One pass over `data` with cross-entropy; returns the epoch's mean training loss and accuracy, summed
-    over processes under torchrun."""
+    over processes under torchrun. progress: a bar over the batches."""
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen
-    for i, (x, y) in enumerate(data):
+    batches = tqdm(data, desc="batches", leave=False, disable=not progress)
+    for i, (x, y) in enumerate(batches):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with _autocast(device, amp):
             logits = net(x)

@@ -93,3 +93,15 @@ def test_a_threshold_driven_negative_stops_training_with_one_line_and_keeps_the_
     assert all(torch.equal(a, b) for a, b in zip(good.values(), load_checkpoint(ckpt)["model"].values()))
     with pytest.raises(TrainingDiverged, match="loss is nan"):
         fit(prepare(small_cnn(), QuantConfig(p=2)), train, 1, lr=1e6, progress=False)
+
+
+def test_progress_bars_do_not_change_the_numbers(small_cnn):
+    # a bar must not touch the RNG stream (tqdm.auto's iterator calls iter() twice: a DataLoader draws a seed)
+    train, _ = digits().loaders(128, seed=0)
+    runs = []
+    for progress in (False, True):
+        model = prepare(small_cnn(), QuantConfig(p=2))
+        torch.manual_seed(1)
+        fit(model, train, 1, progress=progress)
+        runs.append(model.state_dict())
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])

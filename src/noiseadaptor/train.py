@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from tqdm.auto import tqdm
+from tqdm.std import tqdm as std_tqdm
 
 from .checkpoint import load_checkpoint, restore, save_checkpoint
 from .distributed import all_reduce_sum, barrier, is_distributed, is_main
@@ -278,7 +279,8 @@ def train_one_epoch(
     """One pass over `data` with cross-entropy; returns the epoch's mean training loss and accuracy, summed
     over processes under torchrun. progress: a bar over the batches."""
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen
-    batches = tqdm(data, desc="batches", leave=False, disable=not progress)
+    # tqdm.std: tqdm.auto's asyncio variant calls iter() once more, and a DataLoader's iter() draws from the RNG
+    batches = std_tqdm(data, desc="batches", leave=False) if progress else data
     for i, (x, y) in enumerate(batches):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with _autocast(device, amp):

@@ -131,3 +131,17 @@ def test_layer_error_and_agreement_against_a_brute_force_count():
             mean = torch.stack(outs[name][:t]).mean(0)
             expected = ((mean - ann[name]).abs() / n.threshold).mean().item()
             assert r.layer_error[t][name] == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_method_that_diverges_leaves_the_other_pairs_standing():
+    config = StudyConfig(methods=("na", "no-noise", "qcfs"), seeds=(0, 1), T=2, test_images=10)
+    steps = {"1": 0.5, "2": 0.6}
+    row = {"snn_accuracy": steps, "agreement": steps, "layer_error": {"1": {"a": 0.1}, "2": {"a": 0.1}},
+           "pre_steps": 0}  # fmt: skip
+    cells = [
+        {"method": m, "seed": s, "ann_accuracy": 0.7, "rows": {m: row}} for m in ("na", "no-noise") for s in (0, 1)
+    ]
+    cells += [{"method": "qcfs", "seed": s, "diverged": "epoch 1: threshold <= 0", "rows": {}} for s in (0, 1)]
+    summary = study.summarize(config, cells)
+    assert summary["complete_seeds"] == [] and "qcfs" not in summary["rows"]  # no seed had all three
+    assert summary["differences"]["na"]["seeds"] == [0, 1] and "qcfs" not in summary["differences"]

@@ -277,8 +277,8 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
 
 
 def summarize(config: StudyConfig, cells: list[dict]) -> dict:
-    """The study's statistics (schema in README, "compare.json"). Only seeds with every method done enter
-    the paired differences."""
+    """The study's statistics (schema in README, "compare.json"). Each row is paired with the baseline over
+    the seeds where both trained; a diverged cell is counted in `diverged_seeds` and left out."""
     by = {(c["method"], c["seed"]): c for c in cells if "diverged" not in c}
     diverged = {m: [c["seed"] for c in cells if c["method"] == m and "diverged" in c] for m in config.methods}
     complete = [s for s in config.seeds if all((m, s) in by for m in config.methods)]
@@ -313,7 +313,9 @@ def summarize(config: StudyConfig, cells: list[dict]) -> dict:
         if row == base:
             continue
         method = row.split("+")[0]
-        seeds = [s for s in complete if row in by[(method, s)]["rows"]]
+        # paired per row: the seeds where this row and the baseline both trained (a method that diverged
+        # at some seed leaves that seed out of its own differences, not out of the others')
+        seeds = [s for s in config.seeds if (method, s) in by and (base, s) in by and row in by[(method, s)]["rows"]]
         if not seeds:
             continue
         differences[row] = {

@@ -69,6 +69,27 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def broadcast_state(module: torch.nn.Module) -> None:
+    """Give every process rank 0's parameters and buffers (in place); a no-op in a single process.
+
+    DistributedDataParallel keeps parameters equal, but each process updates its BatchNorm running
+    statistics on its own shard after DDP's broadcast at the start of the forward pass: without this,
+    every process would evaluate a slightly different network and the accuracy reported under
+    torchrun would not be that of the checkpoint rank 0 saves.
+    """
+    if not is_distributed():
+        return
+    nccl = dist.get_backend() == "nccl"
+    for tensor in [*module.parameters(), *module.buffers()]:
+        data = tensor.data
+        if nccl and data.device.type != "cuda":
+            moved = data.cuda()
+            dist.broadcast(moved, src=0)
+            data.copy_(moved.to(data.device))
+        else:
+            dist.broadcast(data, src=0)
+
+
 def barrier() -> None:
     if is_distributed():
         dist.barrier()

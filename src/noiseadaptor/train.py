@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from tqdm.std import tqdm as std_tqdm
 
 from .checkpoint import load_checkpoint, restore, save_checkpoint
-from .distributed import all_reduce_sum, barrier, is_distributed, is_main
+from .distributed import all_reduce_sum, barrier, broadcast_state, is_distributed, is_main
 from .report import remove_stale_temporaries
 
 Role = Literal["weight", "bias", "norm", "scale", "width"]
@@ -233,6 +233,7 @@ def fit(
         if on_epoch_start is not None:
             on_epoch_start(epoch)
         metrics = train_one_epoch(net, train_data, optimizer, device, amp, progress=progress and is_main())
+        broadcast_state(model)  # every process evaluates the network rank 0 saves (BatchNorm statistics)
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], **metrics}
         check_trained(model, epoch + 1, row["train_loss"])  # before anything is saved: the last good checkpoint stays
         schedule.step()

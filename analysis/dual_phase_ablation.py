@@ -40,8 +40,9 @@ from noiseadaptor.calibrate import balance_thresholds
 from noiseadaptor.checkpoint import load_checkpoint, restore
 from noiseadaptor.data import get_dataset, spread_subset
 from noiseadaptor.dual_phase import collect_samples, dual_phase_calibrate
+from noiseadaptor.files import write_json
 from noiseadaptor.models import create_model
-from noiseadaptor.report import plot_accuracy, write_json
+from noiseadaptor.report import plot_accuracy
 
 
 def quant_noise(T: int) -> float:

@@ -17,8 +17,9 @@ import torch
 from noiseadaptor import fit
 from noiseadaptor.data import get_dataset
 from noiseadaptor.experiment import compare_methods
+from noiseadaptor.files import write_json
 from noiseadaptor.models import create_model
-from noiseadaptor.report import accuracy_table, plot_accuracy, write_json
+from noiseadaptor.report import accuracy_table, plot_accuracy
 
 
 def main() -> None:

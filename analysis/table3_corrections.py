@@ -24,8 +24,9 @@ from noiseadaptor import QuantConfig, convert, evaluate, fit, init_scales, prepa
 from noiseadaptor.checkpoint import load_checkpoint, restore
 from noiseadaptor.data import get_dataset, spread_subset
 from noiseadaptor.experiment import quant_config
+from noiseadaptor.files import write_json
 from noiseadaptor.models import create_model
-from noiseadaptor.report import accuracy_table, energy_table, write_json
+from noiseadaptor.report import accuracy_table, energy_table
 
 
 def main() -> None:

@@ -3,6 +3,7 @@ output that is not a terminal. (More cases: tests/test_runconfig.py for recipes,
 for a threshold driven negative.)"""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -60,7 +61,7 @@ def test_a_nan_run_stops_with_one_line_and_writes_valid_json(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "epoch 1: the training loss is nan" in err and len(err.strip().splitlines()) == 1
     assert not (out / "checkpoint.pt").exists()  # no non-finite checkpoint
-    from noiseadaptor.report import write_json
+    from noiseadaptor.files import write_json
 
     write_json({"loss": float("nan"), "x": [float("inf"), 1.0]}, tmp_path / "r.json")
     assert json.loads((tmp_path / "r.json").read_text()) == {"loss": None, "x": [None, 1.0]}
@@ -173,3 +174,92 @@ def test_bad_calibration_batches_nan_checkpoints_and_wrong_export_shapes(tmp_pat
     torch.save(state, out / "checkpoint.pt")
     with pytest.raises(ValueError, match="non-finite weights"):
         load_run(out / "checkpoint.pt")
+
+
+def _image_tree(root, rng, per_class=(("train", 3), ("test", 1))):
+    from PIL import Image
+
+    for split, n in per_class:
+        for c in range(10):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype="uint8")).save(folder / f"{i}.png")
+
+
+def _idx(path, data, magic):
+    import gzip
+    import struct
+
+    with gzip.open(path, "wb") as f:
+        f.write(struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in data.shape) + data.tobytes())
+
+
+def test_data_folders_a_broken_image_and_mnist_as_distributed(tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    from noiseadaptor.data import get_dataset
+
+    rng = np.random.default_rng(0)
+    _image_tree(tmp_path / "cifar", rng)
+    (tmp_path / "cifar" / "train" / "class3" / "1.png").write_bytes(b"not a png")
+    with pytest.raises(SystemExit):  # raised in a DataLoader worker: one line still, naming the file
+        main(["train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "cifar"), "--model", "small-cnn",
+              "--epochs", "1", "--workers", "2", "--no-progress", "--out", str(tmp_path / "run")])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "class3/1.png is not a readable image" in err[0], err
+    # MNIST's original *-ubyte.gz files, as distributed: unpacked into the cache, the data folder untouched
+    raw = tmp_path / "mnist" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for split, n in (("train", 6), ("t10k", 4)):
+        _idx(raw / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype="uint8"), 0x803)
+        _idx(raw / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, (n,), dtype="uint8"), 0x801)
+    before = sorted(p.name for p in raw.iterdir())
+    monkeypatch.setenv("NOISEADAPTOR_DATA", str(tmp_path / "cache"))
+    splits = get_dataset("mnist", tmp_path / "mnist")
+    assert (len(splits.train), len(splits.test)) == (6, 4) and splits.train[0][0].shape == (1, 28, 28)
+    assert sorted(p.name for p in raw.iterdir()) == before
+    assert len(get_dataset("mnist", tmp_path / "mnist").train) == 6  # the second time from the cache
+
+
+def test_grey_images_into_a_colour_network_and_a_mismatched_checkpoint(small_cnn):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from noiseadaptor import convert, evaluate, simulate
+    from noiseadaptor.checkpoint import restore
+
+    colour = create_model("small-cnn", 10, 3, width=4)
+    grey = DataLoader(TensorDataset(torch.randn(8, 1, 8, 8), torch.zeros(8, dtype=torch.long)), batch_size=4)
+    message = "the data has 1 channels per sample but the network's first layer .* takes 3"
+    for run in (lambda: fit(colour, grey, 1, progress=False), lambda: evaluate(colour, grey),
+                lambda: simulate(convert(prepare(colour, QuantConfig(p=2))), grey, T=2)):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            run()
+    state = {"model": create_model("cifar-resnet20", 10, 3).state_dict(), "config": {}, "epoch": 1}
+    with pytest.raises(ValueError) as err:
+        restore(state, small_cnn(), rng=False)
+    assert len(str(err.value)) < 400 and "missing" in str(err.value) and "more" in str(err.value)
+
+
+def test_resume_extends_a_finished_run_and_shared_files_are_deterministic(tmp_path):
+    from noiseadaptor.checkpoint import load_checkpoint
+
+    train, _ = digits().loaders(256, seed=0)
+    model = create_model("small-cnn", 10, 1, width=4)
+    path = tmp_path / "checkpoint.pt"
+    fit(model, train, 2, lr=0.1, progress=False, checkpoint=path)
+    with pytest.warns(UserWarning, match="cosine schedule continues as that of a 4-epoch run"):
+        history = fit(model, train, 4, lr=0.1, progress=False, checkpoint=path, resume=True)
+    assert [round(r["lr"], 6) for r in history] == [0.1, 0.05, 0.05, round(0.05 * (1 + math.cos(0.75 * math.pi)), 6)]
+    assert load_checkpoint(path)["epoch"] == 4
+    with pytest.raises(ValueError, match="trained 4 epochs already"):
+        fit(model, train, 3, lr=0.1, progress=False, checkpoint=path, resume=True)
+    # files meant for sharing: the mode open() would give (not mkstemp's 0600), and identical runs, identical bytes
+    for out in ("a", "b"):
+        main(["train", "--dataset", "digits", "--model", "small-cnn", "--epochs", "1", "--workers", "0",
+              "--no-progress", "--out", str(tmp_path / out)])  # fmt: skip
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("model.safetensors", "checkpoint.pt", "results.json"):
+        assert (tmp_path / "a" / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .report import atomic_path
+from .files import atomic_path
 
 FORMAT = "noiseadaptor-checkpoint-v1"
 FREE_ON_RESUME = ("data_dir", "download", "workers", "data_on_device", "compile")
@@ -91,10 +91,7 @@ def restore(
         if clash:
             detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in clash.items())
             raise ValueError(f"checkpoint was made with other settings ({detail}); use another --out or drop --resume")
-    try:
-        _unwrap(model).load_state_dict(state["model"])
-    except RuntimeError as err:
-        raise ValueError(f"checkpoint does not fit this model: {err}") from err
+    _load_weights(_unwrap(model), state["model"])
     if optimizer is not None and state.get("optimizer") is not None:
         optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state.get("scheduler") is not None:
@@ -108,12 +105,40 @@ def restore(
 
 
 def export_weights(model: nn.Module, path: str | Path, metadata: dict | None = None) -> None:
-    """Weights alone as safetensors, for sharing (no pickled code)."""
+    """Weights alone as safetensors, for sharing (no pickled code). `metadata` is stored as one entry,
+    "config", holding it as JSON with sorted keys (safetensors writes a metadata map in hash order, which
+    would make two identical runs differ byte for byte): ``json.loads(safe_open(path, "pt").metadata()
+    ["config"])`` reads it back."""
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().contiguous().cpu() for k, v in _unwrap(model).state_dict().items()}
+    header = {"config": json.dumps(metadata, sort_keys=True)} if metadata else None
     with atomic_path(path) as tmp:
-        save_file(tensors, tmp, metadata={k: str(v) for k, v in (metadata or {}).items()})
+        save_file(tensors, tmp, metadata=header)
+
+
+def _load_weights(model: nn.Module, weights: dict) -> None:
+    """load_state_dict with a short ValueError: the counts of missing and unexpected keys and a few of each
+    (torch's own message lists every key, kilobytes for a ResNet)."""
+    expected, given = set(model.state_dict()), set(weights)
+    missing, unexpected = sorted(expected - given), sorted(given - expected)
+
+    def few(keys: list[str]) -> str:
+        return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+    if missing or unexpected:
+        parts = [f"{len(missing)} missing ({few(missing)})"] if missing else []
+        parts += [f"{len(unexpected)} unexpected ({few(unexpected)})"] if unexpected else []
+        raise ValueError(
+            f"checkpoint does not fit this model: {'; '.join(parts)} keys; was it made for another --model or method?"
+        )
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:  # same keys, other shapes (e.g. another width or number of classes)
+        shapes = [line.strip() for line in str(err).splitlines() if "size mismatch" in line]
+        raise ValueError(
+            f"checkpoint does not fit this model: {len(shapes)} tensors differ in shape ({'; '.join(shapes[:2])})"
+        ) from None
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -19,9 +19,10 @@ from .distributed import init_from_env, is_main
 from .events import EVENT_DATASETS, event_dataset
 from .experiment import NA_COMPARISON, compare_methods
 from .export import add_export_arguments, export_main
+from .files import write_json
 from .methods import list_methods, methods_help
 from .models import create_model, list_models
-from .report import accuracy_table, plot_accuracy, write_json
+from .report import accuracy_table, plot_accuracy
 from .runconfig import RunConfig, check_method_fields, checkpoint_run, deprecated_noise_p, load_run
 from .simulation import simulate, time_steps
 from .train import evaluate, fit
@@ -214,7 +215,17 @@ def main(argv: list[str] | None = None) -> int:
         commands = {"run": _run, "train": _train, "evaluate": _evaluate, "compare": _compare, "export": export_main}
         return commands[args.command](args)
     except ValueError as err:  # bad input found by the library, before any heavy work
-        parser.exit(2, f"noiseadaptor {args.command}: error: {err}\n")
+        parser.exit(2, f"noiseadaptor {args.command}: error: {_one_line(err)}\n")
+
+
+def _one_line(err: Exception) -> str:
+    """The message of `err`; for one raised in a DataLoader worker (which torch re-raises with the worker's
+    whole traceback), the original message alone."""
+    message = str(err)
+    if message.startswith("Caught ") and "Original Traceback" in message:
+        last = message.strip().splitlines()[-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return message
 
 
 def _model_args(p: argparse.ArgumentParser, default: str) -> None:

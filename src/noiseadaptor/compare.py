@@ -33,9 +33,9 @@ from torch.utils.data import DataLoader
 from .conversion import convert
 from .data import get_dataset, spread_subset
 from .experiment import quant_config, train_quantized
+from .files import write_json
 from .methods import get_method
 from .models import create_model
-from .report import write_json
 from .runconfig import setting
 from .simulation import simulate
 from .train import TrainingDiverged, evaluate, fit
@@ -389,7 +389,7 @@ def plot_study(summary: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .report import atomic_path
+    from .files import atomic_path
 
     steps = list(range(1, summary["study"]["T"] + 1))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))

@@ -17,7 +17,9 @@ that side), random-resized crop and flip for ImageNet.
 
 from __future__ import annotations
 
+import gzip
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,6 +121,7 @@ def _mnist(name: str, root: Path, download: bool) -> DataSplits:
     from torchvision import datasets
 
     cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
+    root = _extracted_mnist(root / cls.__name__ / "raw", cls.__name__)
     try:
         splits = [cls(str(root), train=t, download=download, transform=_transforms(name, t)) for t in (True, False)]
     except RuntimeError as err:
@@ -128,6 +131,27 @@ def _mnist(name: str, root: Path, download: bool) -> DataSplits:
             "--data-dir pointing at the folder that contains it"
         ) from err
     return DataSplits(*splits, num_classes=10, in_channels=1, image_size=28)
+
+
+def _extracted_mnist(raw: Path, folder: str) -> Path:
+    """The root torchvision's MNIST classes should read. MNIST is distributed as ``*-ubyte.gz`` files, which
+    torchvision unpacks only inside download=True; where `raw` holds them without their unpacked copies,
+    they are unpacked into the cache (default_data_dir()/unpacked, never into the data folder, which may be
+    shared or read-only) and the cache is the root."""
+    packed = sorted(raw.glob("*-ubyte.gz"))
+    if not packed or all(a.with_suffix("").exists() for a in packed):
+        return raw.parent.parent
+    target = default_data_dir() / "unpacked" / folder / "raw"
+    target.mkdir(parents=True, exist_ok=True)
+    for archive in packed:
+        unpacked = target / archive.with_suffix("").name
+        if unpacked.exists():
+            continue
+        partial = unpacked.with_name(unpacked.name + ".partial")  # never a half-written file under the real name
+        with gzip.open(archive, "rb") as source, open(partial, "wb") as sink:
+            shutil.copyfileobj(source, sink)
+        os.replace(partial, unpacked)
+    return target.parent.parent
 
 
 def _cifar(name: str, root: Path, download: bool, augment: str, cutout: int) -> DataSplits:
@@ -168,12 +192,25 @@ def _image_folders(root: Path, test_names: tuple[str, ...], train_tf, test_tf):
     if not (root / "train").is_dir() or test_dir is None:
         raise ValueError(f"no image-folder tree at {root}: expected {layout}")
     try:
-        train, test = ImageFolder(str(root / "train"), train_tf), ImageFolder(str(test_dir), test_tf)
+        train, test = (
+            ImageFolder(str(d), tf, loader=read_image) for d, tf in ((root / "train", train_tf), (test_dir, test_tf))
+        )
     except (FileNotFoundError, RuntimeError) as err:
         raise ValueError(f"malformed image-folder tree at {root} ({err}); expected {layout}") from err
     if train.classes != test.classes:
         raise ValueError(f"{root}: train and {test_dir.name} have different class folders; expected {layout}")
     return train, test
+
+
+def read_image(path: str):
+    """torchvision's PIL loader (RGB), with a one-line error naming the file that cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with open(path, "rb") as f:
+            return Image.open(f).convert("RGB")
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"{path} is not a readable image ({type(err).__name__}): delete or replace it") from None
 
 
 def digits(test_fraction: float = 0.2, split_seed: int = 0) -> DataSplits:

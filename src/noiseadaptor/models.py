@@ -10,6 +10,24 @@ from torch import nn
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 
+def check_input(model: nn.Module, x: torch.Tensor) -> None:
+    """A one-line ValueError when a batch `x` cannot enter `model`'s first conv/linear layer (e.g. grey
+    images into a network built for colour), instead of torch's error from deep inside the forward pass."""
+    first = next(((n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))), None)
+    if first is None:
+        return
+    name, layer = first
+    conv = isinstance(layer, nn.Conv2d)
+    if x.dim() == (4 if conv else 2):
+        wants = layer.in_channels if conv else layer.in_features
+        if x.shape[1] != wants:
+            unit = "channels" if conv else "features"
+            raise ValueError(
+                f"the data has {x.shape[1]} {unit} per sample but the network's first layer ({name}) takes {wants}: "
+                f"build the model for this data (in_channels) or give it data with {wants} {unit}"
+            )
+
+
 def register_model(fn: Callable[..., nn.Module], name: str | None = None) -> Callable[..., nn.Module]:
     _REGISTRY[name or fn.__name__.replace("_", "-")] = fn
     return fn

@@ -1,12 +1,10 @@
-"""Accuracy-vs-T and energy tables, plots, and atomic file writes."""
+"""Accuracy-vs-T and energy tables, and plots."""
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import tempfile
 from pathlib import Path
+
+from .files import atomic_path
 
 TABLE_T = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -85,49 +83,3 @@ def plot_accuracy(rows: dict[str, dict], path: str | Path, title: str = "SNN acc
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
-
-
-def write_json(obj, path: str | Path) -> None:
-    """Valid JSON always: a non-finite number (NaN, infinity) is written as null."""
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(_finite(obj), indent=2, sort_keys=False, allow_nan=False))
-
-
-def _finite(obj):
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def remove_stale_temporaries(path: str | Path) -> list[Path]:
-    """Delete the temporary files a killed `atomic_path` write of `path` left beside it (call at the start
-    of a run that owns `path`); returns what was removed."""
-    path = Path(path)
-    stale = [p for p in path.parent.glob(f".{path.name}.*") if p.is_file()] if path.parent.is_dir() else []
-    for p in stale:
-        p.unlink(missing_ok=True)
-    return stale
-
-
-class atomic_path:
-    """Write to a temporary file beside `path`, then rename: a killed run never leaves half a file (and
-    `remove_stale_temporaries` clears what a kill during the write left)."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-
-    def __enter__(self) -> str:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-        os.close(fd)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            os.unlink(self.tmp)

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from .accounting import EnergyModel, SynapticCounter
 from .corrections import calibrate_offsets
 from .distributed import all_reduce_sum
+from .models import check_input
 from .neurons import SpikingNetwork
 from .preparation import quantizers
 
@@ -153,6 +154,8 @@ def simulate(
                     "simulate() needs batches of (inputs, labels), as a DataLoader of a labelled data set gives"
                 )
             x, y = batch[0].to(device), batch[1].to(device)
+            if num_samples == 0:
+                check_input(snn, x)
             if tracker is not None:
                 tracker.pause()  # the offset-spike pre-steps are not compared
             if offset_spikes:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,7 +35,8 @@ from tqdm.std import tqdm as std_tqdm
 
 from .checkpoint import load_checkpoint, restore, save_checkpoint
 from .distributed import all_reduce_sum, barrier, broadcast_state, is_distributed, is_main
-from .report import remove_stale_temporaries
+from .files import remove_stale_temporaries
+from .models import check_input
 
 Role = Literal["weight", "bias", "norm", "scale", "width"]
 ROLES = ("weight", "bias", "norm", "scale", "width")
@@ -111,7 +113,10 @@ class _Optimizers:
 
     def __init__(self, main: torch.optim.Optimizer, width: torch.optim.Optimizer | None):
         self.main, self.width = main, width
-        self.param_groups = main.param_groups
+
+    @property
+    def param_groups(self) -> list[dict]:  # load_state_dict replaces the main optimiser's list: never keep a copy
+        return self.main.param_groups
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for opt in (self.main, self.width):
@@ -213,7 +218,17 @@ def fit(
             earlier = OptimizerConfig(lr=optim.lr, weight_decay=optim.weight_decay, momentum=optim.momentum,
                                       no_decay=() if widths else ("width",))  # fmt: skip
             state["config"]["optimization"] = asdict(earlier)
+        earlier_epochs = state["config"].get("epochs", epochs)
+        if earlier_epochs != epochs:  # e.g. a finished run trained further
+            state = _with_epochs(state, epochs)
         start = restore(state, model, optimizer, schedule, config)
+        if earlier_epochs != epochs:
+            _lay_schedule(optimizer, schedule, start)
+            warnings.warn(
+                f"resumed at epoch {start} with {epochs} epochs instead of the checkpoint's {earlier_epochs}: the "
+                f"cosine schedule continues as that of a {epochs}-epoch run (not the same as one run start to end)",
+                stacklevel=2,
+            )
         history = state["metrics"].get("history", [])
     net = (
         nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
@@ -274,6 +289,24 @@ def fit(
     return history
 
 
+def _with_epochs(state: dict, epochs: int) -> dict:
+    """A checkpoint's state to resume with another total of epochs: its schedule is laid anew."""
+    reached = int(state["epoch"])
+    if epochs < reached:
+        raise ValueError(f"the checkpoint has trained {reached} epochs already; give --epochs {reached} or more")
+    return {**state, "config": {**state["config"], "epochs": epochs}, "scheduler": None}
+
+
+def _lay_schedule(optimizer, schedule, start: int) -> None:
+    """Move a fresh schedule to epoch `start` from the base learning rates (not the loaded, decayed ones)."""
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"]
+    with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": no step is owed here
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(start):
+            schedule.step()
+
+
 def train_one_epoch(
     net: nn.Module, data: Iterable, optimizer, device: torch.device, amp: bool = False, progress: bool = False
 ) -> dict:
@@ -284,6 +317,8 @@ def train_one_epoch(
     batches = std_tqdm(data, desc="batches", leave=False) if progress else data
     for i, (x, y) in enumerate(batches):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if i == 0:
+            check_input(net, x)
         with _autocast(device, amp):
             logits = net(x)
             if i == 0:  # once per epoch (a check per batch would wait for the GPU every step)
@@ -352,9 +387,14 @@ def evaluate(model: nn.Module, data: Iterable, device: torch.device | str | None
     was_training = model.training
     model.to(device).eval()
     counts = torch.zeros(2, dtype=torch.long, device=device)  # correct, seen
-    for x, y in data:
+    for i, (x, y) in enumerate(data):
         x, y = x.to(device), y.to(device)
-        counts[0] += (model(x).argmax(1) == y).sum()
+        if i == 0:
+            check_input(model, x)
+        logits = model(x)
+        if i == 0:
+            _check_labels(y, logits)
+        counts[0] += (logits.argmax(1) == y).sum()
         counts[1] += y.numel()
     model.train(was_training)
     correct, seen = all_reduce_sum(counts).tolist()

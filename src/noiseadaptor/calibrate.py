@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from .checks import module_device
 from .hooks import StopForward
 from .preparation import batchnorms_after_replaced_pools, quantizers
 from .quantizer import QuantReLU
@@ -49,7 +50,7 @@ def init_scales(
         raise ValueError("init_scales() needs a non-empty calibration batch (inputs, or (inputs, labels))")
     if not torch.isfinite(x).all():
         raise ValueError("the calibration batch holds NaN or infinite values: the scales would be NaN")
-    device = next(qmodel.parameters()).device
+    device = module_device(qmodel)
     x = x.to(device)
     after_pools = [bn for _, bn in batchnorms_after_replaced_pools(qmodel)] if batchnorm else []
     if after_pools and len(x) < 2:
@@ -140,7 +141,7 @@ def _float_passes(qmodel: nn.Module, data: Tensor | Iterable, num_batches: int |
     """Forward passes of the float network (every quantizer off, in the modes the caller set) over `data`, a
     tensor of inputs or an iterable of batches (the first `num_batches`); returns the batches used."""
     batches = [data] if isinstance(data, Tensor) else data
-    device = next(qmodel.parameters()).device
+    device = module_device(qmodel)
     enabled = [(q, q.enabled) for _, q in quantizers(qmodel)]
     for q, _ in enabled:
         q.enabled = False

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import export_weights, load_checkpoint, restore
+from .checks import positive_int
 from .compare import StudyConfig
 from .data import DATASETS, DeviceLoader, get_dataset
 from .distributed import init_from_env, is_main
@@ -258,8 +259,7 @@ def _simulation_args(p: argparse.ArgumentParser) -> None:
 
 
 def _simulate_options(args: argparse.Namespace) -> dict:
-    if args.offset_spikes < 0:
-        raise ValueError(f"--offset-spikes must be >= 0, got {args.offset_spikes}")
+    positive_int(args.offset_spikes, "--offset-spikes", zero=True)
     return {"negative_spikes": args.negative_spikes, "offset_spikes": args.offset_spikes, "synops": not args.no_synops}
 
 
@@ -368,10 +368,7 @@ def read_recipe(recipe: Path) -> dict:
 
 def _check_positive(args: argparse.Namespace, *flags: str, allow_zero: tuple[str, ...] = ()) -> None:
     for flag in flags:
-        value = getattr(args, flag)
-        if value < (0 if flag in allow_zero else 1):
-            kind = "a non-negative" if flag in allow_zero else "a positive"
-            raise ValueError(f"--{flag.replace('_', '-')} must be {kind} integer, got {value}")
+        positive_int(getattr(args, flag), f"--{flag.replace('_', '-')}", zero=flag in allow_zero)
 
 
 def _progress(args: argparse.Namespace) -> bool:

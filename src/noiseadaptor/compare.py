@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from .checks import positive_int
 from .conversion import convert
 from .data import get_dataset, spread_subset
 from .experiment import quant_config, train_quantized
@@ -86,15 +87,9 @@ class StudyConfig:
         for v in self.variants:
             _variant(v)
         for name in ("p", "T", "batch_size", "phase2_T"):
-            if (
-                isinstance(getattr(self, name), bool)
-                or not isinstance(getattr(self, name), int)
-                or getattr(self, name) < 1
-            ):
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+            positive_int(getattr(self, name), name)
         for name in ("float_epochs", "epochs", "test_images", "workers"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {getattr(self, name)!r}")
+            positive_int(getattr(self, name), name, zero=True)
 
     def rows(self) -> list[str]:
         """Row names: each method, then '<method>+<variant>' for the variant methods."""

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from . import surrogate
+from .checks import positive_int
 from .preparation import replace_activations
 
 
@@ -71,9 +72,7 @@ class DirectConfig:
             if value is not None:
                 warnings.warn(f"DirectConfig({old}=...) is deprecated: use {new}", DeprecationWarning, stacklevel=3)
                 object.__setattr__(self, new, value)
-        steps = self.time_steps
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"DirectConfig.time_steps must be a positive integer, got {steps!r}")
+        positive_int(self.time_steps, "DirectConfig.time_steps")
         if self.tau < 1:
             raise ValueError(f"DirectConfig.tau must be >= 1 (leak 1 - 1/tau in [0, 1)), got {self.tau!r}")
         if self.reset not in ("hard", "soft"):

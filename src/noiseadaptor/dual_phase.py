@@ -43,7 +43,6 @@ exactly like it. Calibrated values are written back in place: the SNN's weights,
 from __future__ import annotations
 
 import contextlib
-import itertools
 from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
@@ -52,6 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
 from . import surrogate as surrogates
+from .checks import module_device, positive_int
 from .hooks import StopForward
 from .neurons import SpikingNetwork, StepMode, integrate_and_fire
 from .preparation import quantizers
@@ -238,7 +238,7 @@ def _fine_options(given: dict) -> dict:
     options = {**FINE_DEFAULTS, **given}
     if options["loss"] not in ("kl", "mse"):
         raise ValueError(f"loss must be 'kl' or 'mse', got {options['loss']!r}")
-    _check_positive(epochs=options["epochs"], allow_zero=("epochs",))
+    positive_int(options["epochs"], "epochs", zero=True)
     if not 0 <= options["holdout"] < 1:
         raise ValueError(f"holdout must be a fraction in [0, 1), got {options['holdout']!r}")
     surrogates.check_shape(options["surrogate"])
@@ -251,14 +251,6 @@ def _fine_options(given: dict) -> dict:
 
 # ---------------------------------------------------------------------------------------------------
 # Implementation
-
-
-def _check_positive(allow_zero: tuple[str, ...] = (), **values) -> None:
-    for name, value in values.items():
-        low = 0 if name in allow_zero else 1
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            kind = "non-negative" if low == 0 else "positive"
-            raise ValueError(f"{name} must be a {kind} integer, got {value!r}")
 
 
 def collect_samples(data, num_samples: int) -> Tensor:
@@ -301,11 +293,11 @@ class _Calibration:
             raise TypeError(f"expected the SpikingNetwork returned by convert(), got {type(snn).__name__}")
         if not quantizers(qmodel):
             raise TypeError("qmodel must be the prepared (quantized) model the SNN was converted from")
-        _check_positive(T=T, batch_size=batch_size)
-        _check_positive(num_samples=num_samples, allow_zero=("num_samples",))
+        positive_int(T, "T")
+        positive_int(batch_size, "batch_size")
+        positive_int(num_samples, "num_samples", zero=True)
         self.snn, self.qmodel, self.T, self.batch_size = snn, qmodel, T, batch_size
-        self.device = next(itertools.chain(snn.parameters(), snn.buffers())).device
-        self.q_device = next(itertools.chain(qmodel.parameters(), qmodel.buffers())).device
+        self.device, self.q_device = module_device(snn), module_device(qmodel)
         self.steps_per_call = steps_per_call or default_steps_per_call(self.device)
         self.x = collect_samples(data, num_samples) if num_samples else torch.empty(0)
         self.n = len(self.x)

@@ -42,6 +42,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
+from .checks import positive_int
 from .data import DataSplits, default_data_dir
 
 EVENT_DATASETS = ("dvs-cifar10", "shd")
@@ -72,8 +73,7 @@ def events_to_frames(
         channel count for audio; a pair is (H, W).
     Returns float32 [T, P, H, W] for vision, [T, P, X] for audio.
     """
-    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-        raise ValueError(f"T must be a positive integer, got {T!r}")
+    positive_int(T, "T")
     if split_by not in ("time", "number"):
         raise ValueError(f"split_by must be 'time' or 'number', got {split_by!r}")
     if duration is not None and split_by != "time":
@@ -165,8 +165,7 @@ class FramesDataset(Dataset):
         flatten: bool = False,
         transform: Callable[[Tensor], Tensor] | None = None,
     ):
-        if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-            raise ValueError(f"T must be a positive integer, got {T!r}")
+        positive_int(T, "T")
         if split_by not in ("time", "number"):
             raise ValueError(f"split_by must be 'time' or 'number', got {split_by!r}")
         self.events_dataset, self.T, self.sensor_size = events_dataset, T, tuple(int(s) for s in sensor_size)

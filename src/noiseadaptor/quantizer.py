@@ -36,6 +36,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from .checks import positive_int
+
 NoiseKind = Literal["uniform", "gaussian", "bernoulli", "none"]
 ScaleGrad = Literal["algorithm1", "qcfs", "none"]
 GradientWindow = Literal["clip", "rounding"]
@@ -89,11 +91,7 @@ class QuantConfig:
                 "QuantConfig(noise_probability=...) is deprecated: use quant_noise_p", DeprecationWarning, stacklevel=3
             )
             object.__setattr__(self, "quant_noise_p", noise_probability)
-        if isinstance(self.p, bool) or not isinstance(self.p, int) or self.p <= 0:
-            raise ValueError(
-                f"QuantConfig.p must be a positive integer (the number of quantization levels "
-                f"above zero, e.g. 2 for CIFAR, 3 for ImageNet); got {self.p!r}"
-            )
+        positive_int(self.p, "QuantConfig.p (the number of quantization levels above zero, e.g. 2 for CIFAR)")
         if self.noise not in ("uniform", "gaussian", "bernoulli", "none"):
             raise ValueError(
                 f"QuantConfig.noise must be 'uniform', 'gaussian', 'bernoulli' or 'none'; got {self.noise!r}"

@@ -8,7 +8,6 @@ are options; off, they cost nothing.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -17,6 +16,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .accounting import EnergyModel, SynapticCounter
+from .checks import module_device, positive_int
 from .corrections import calibrate_offsets
 from .distributed import all_reduce_sum
 from .models import check_input
@@ -126,15 +126,11 @@ def simulate(
     if not isinstance(snn, SpikingNetwork):
         raise TypeError(f"simulate() expects the SpikingNetwork returned by convert(), got {type(snn).__name__}")
     steps = time_steps(T)
-    if isinstance(offset_spikes, bool) or not isinstance(offset_spikes, int) or offset_spikes < 0:
-        raise ValueError(f"offset_spikes must be a number of pre-simulation steps >= 0, got {offset_spikes!r}")
-    t_max, report_at = steps[-1], {t: i for i, t in enumerate(steps)}
-    device = (
-        torch.device(device) if device is not None else next(itertools.chain(snn.parameters(), snn.buffers())).device
+    positive_int(offset_spikes, "offset_spikes (pre-simulation steps)", zero=True)
+    device = torch.device(device) if device is not None else module_device(snn)
+    steps_per_call = positive_int(
+        default_steps_per_call(device) if steps_per_call is None else steps_per_call, "steps_per_call"
     )
-    steps_per_call = default_steps_per_call(device) if steps_per_call is None else steps_per_call
-    if isinstance(steps_per_call, bool) or not isinstance(steps_per_call, int) or steps_per_call < 1:
-        raise ValueError(f"steps_per_call must be a positive integer, got {steps_per_call!r}")
     snn.to(device).eval()
     neurons = snn.neurons()
     tracker = _ReferenceTracker(snn, reference, steps, device) if reference is not None else None  # validates first
@@ -142,19 +138,15 @@ def simulate(
     for _, n in neurons:
         n.negative_spikes = negative_spikes
     counter = SynapticCounter(snn) if synops else None
-
-    hits = torch.zeros(t_max, dtype=torch.long, device=device)  # per step: correct predictions
-    step_spikes = torch.zeros(t_max, len(neurons), dtype=torch.float64, device=device)  # events per step
-    step_ops = torch.zeros(t_max, 2, dtype=torch.float64, device=device)  # SOPs, MACs per step
-    num_samples, sizes = 0, {}
+    tally = _Tally(steps[-1], neurons, device, counter, tracker)
     try:
-        for batch in tqdm(data, desc=f"simulate T={t_max}", disable=not progress, leave=False):
+        for batch in tqdm(data, desc=f"simulate T={steps[-1]}", disable=not progress, leave=False):
             if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
                 raise TypeError(
                     "simulate() needs batches of (inputs, labels), as a DataLoader of a labelled data set gives"
                 )
             x, y = batch[0].to(device), batch[1].to(device)
-            if num_samples == 0:
+            if tally.num_samples == 0:
                 check_input(snn, x)
             if tracker is not None:
                 tracker.pause()  # the offset-spike pre-steps are not compared
@@ -165,24 +157,7 @@ def simulate(
             snn.reset()
             if tracker is not None:
                 tracker.start(x)
-            total = 0
-            for t0 in range(0, t_max, steps_per_call):
-                k = min(steps_per_call, t_max - t0)
-                if counter is not None:
-                    counter.start(x, k)
-                if tracker is not None:
-                    tracker.step = t0
-                cumulative = total + snn.run(x, k).cumsum(0)  # [k, B, classes]: summed output up to each step
-                total = cumulative[-1]
-                hits[t0 : t0 + k] += (cumulative.argmax(-1) == y).sum(1)
-                if tracker is not None:
-                    tracker.agree[t0 : t0 + k] += (cumulative.argmax(-1) == tracker.prediction).sum(1)
-                step_spikes[t0 : t0 + k] += torch.stack([n.step_counts for _, n in neurons], 1)
-                if counter is not None:
-                    step_ops[t0 : t0 + k] += torch.stack([counter.sops, counter.macs], 1)
-                    counter.stop()
-            num_samples += y.numel()
-            sizes = {name: n.neurons_per_sample() for name, n in neurons}
+            tally.run(snn, x, y, steps_per_call)
     finally:
         for (_, n), (negative, start) in zip(neurons, saved):
             n.negative_spikes, n.initial_membrane = negative, start
@@ -191,50 +166,82 @@ def simulate(
             counter.remove()
         if tracker is not None:
             tracker.remove()
+    corrections = {"negative_spikes": negative_spikes, "offset_spikes_pre_steps": offset_spikes,
+                   "pre_steps_counted_in_T": False}  # fmt: skip
+    return tally.result(steps, corrections, energy)
 
-    num_samples = int(all_reduce_sum(torch.tensor([num_samples], device=device)).item())
-    if num_samples == 0:
-        raise ValueError("simulate() got no data: the loader yielded no batches")
-    # cumulative over steps, read at the reported ones
-    at = torch.tensor(steps, device=device) - 1
-    correct = all_reduce_sum(hits)[at].tolist()
-    spikes = all_reduce_sum(step_spikes).cumsum(0)[at].cpu()
-    ops = all_reduce_sum(step_ops).cumsum(0)[at].cpu()
-    result = SimulationResult(
-        accuracy={t: correct[i] / num_samples for t, i in report_at.items()},
-        firing_rate={
-            t: {
-                name: float(spikes[i, j]) / (max(sizes[name], 1) * t * num_samples)
-                for j, (name, _) in enumerate(neurons)
+
+class _Tally:
+    """What simulate() sums over batches, per time step and on the device: correct predictions, spike events
+    per neuron layer, SOPs and MACs (with a SynapticCounter), agreement (with a _ReferenceTracker). `result`
+    sums it over processes and reads it at the reported steps (all sums are cumulative over steps)."""
+
+    def __init__(self, t_max: int, neurons, device: torch.device, counter, tracker):
+        self.neurons, self.device, self.counter, self.tracker = neurons, device, counter, tracker
+        self.hits = torch.zeros(t_max, dtype=torch.long, device=device)
+        self.spikes = torch.zeros(t_max, len(neurons), dtype=torch.float64, device=device)
+        self.ops = torch.zeros(t_max, 2, dtype=torch.float64, device=device)  # SOPs, MACs
+        self.num_samples, self.sizes = 0, {}
+
+    def run(self, snn: SpikingNetwork, x: Tensor, y: Tensor, steps_per_call: int) -> None:
+        """Every step of one batch (its neurons reset), `steps_per_call` steps per pass of the network."""
+        t_max, counter, tracker = self.hits.shape[0], self.counter, self.tracker
+        total = 0
+        for t0 in range(0, t_max, steps_per_call):
+            k = min(steps_per_call, t_max - t0)
+            if counter is not None:
+                counter.start(x, k)
+            if tracker is not None:
+                tracker.step = t0
+            cumulative = total + snn.run(x, k).cumsum(0)  # [k, B, classes]: summed output up to each step
+            total = cumulative[-1]
+            self.hits[t0 : t0 + k] += (cumulative.argmax(-1) == y).sum(1)
+            if tracker is not None:
+                tracker.agree[t0 : t0 + k] += (cumulative.argmax(-1) == tracker.prediction).sum(1)
+            self.spikes[t0 : t0 + k] += torch.stack([n.step_counts for _, n in self.neurons], 1)
+            if counter is not None:
+                self.ops[t0 : t0 + k] += torch.stack([counter.sops, counter.macs], 1)
+                counter.stop()
+        self.num_samples += y.numel()
+        self.sizes = {name: n.neurons_per_sample() for name, n in self.neurons}
+
+    def result(self, steps: list[int], corrections: dict, energy: EnergyModel) -> SimulationResult:
+        num_samples = int(all_reduce_sum(torch.tensor([self.num_samples], device=self.device)).item())
+        if num_samples == 0:
+            raise ValueError("simulate() got no data: the loader yielded no batches")
+        report_at, at = {t: i for i, t in enumerate(steps)}, torch.tensor(steps, device=self.device) - 1
+        names, sizes = [name for name, _ in self.neurons], self.sizes
+        correct = all_reduce_sum(self.hits)[at].tolist()
+        spikes = all_reduce_sum(self.spikes).cumsum(0)[at].cpu()
+        ops = all_reduce_sum(self.ops).cumsum(0)[at].cpu()
+        result = SimulationResult(
+            accuracy={t: correct[i] / num_samples for t, i in report_at.items()},
+            firing_rate={
+                t: {name: float(spikes[i, j]) / (max(sizes[name], 1) * t * num_samples) for j, name in enumerate(names)}
+                for t, i in report_at.items()
+            },
+            spikes_per_sample={t: float(spikes[i].sum()) / num_samples for t, i in report_at.items()},
+            num_samples=num_samples,
+            neurons_per_sample=sizes,
+            corrections=corrections,
+        )
+        if self.tracker is not None:
+            agree = all_reduce_sum(self.tracker.agree)[at].tolist()
+            errors = all_reduce_sum(self.tracker.error).cpu()  # [reported T, layer]
+            result.agreement = {t: agree[i] / num_samples for t, i in report_at.items()}
+            result.layer_error = {
+                t: {name: float(errors[i, j]) / (max(sizes[name], 1) * num_samples) for j, name in enumerate(names)}
+                for t, i in report_at.items()
             }
-            for t, i in report_at.items()
-        },
-        spikes_per_sample={t: float(spikes[i].sum()) / num_samples for t, i in report_at.items()},
-        num_samples=num_samples,
-        neurons_per_sample=sizes,
-        corrections={
-            "negative_spikes": negative_spikes,
-            "offset_spikes_pre_steps": offset_spikes,
-            "pre_steps_counted_in_T": False,
-        },
-    )
-    if tracker is not None:
-        agree = all_reduce_sum(tracker.agree)[at].tolist()
-        errors = all_reduce_sum(tracker.error).cpu()  # [reported T, layer]
-        result.agreement = {t: agree[i] / num_samples for t, i in report_at.items()}
-        result.layer_error = {
-            t: {name: float(errors[i, j]) / (max(sizes[name], 1) * num_samples) for j, (name, _) in enumerate(neurons)}
-            for t, i in report_at.items()
-        }
-    if counter is not None:
-        result.sops_per_sample = {t: float(ops[i, 0]) / num_samples for t, i in report_at.items()}
-        result.macs_per_sample = {t: float(ops[i, 1]) / num_samples for t, i in report_at.items()}
-        result.energy_pj_per_sample = {
-            t: energy.snn(result.macs_per_sample[t], result.sops_per_sample[t]) for t in report_at
-        }
-        result.ann_macs_per_sample = sum(counter.dense_macs.values())
-        result.ann_energy_pj_per_sample = energy.ann(result.ann_macs_per_sample)
-    return result
+        if self.counter is not None:
+            result.sops_per_sample = {t: float(ops[i, 0]) / num_samples for t, i in report_at.items()}
+            result.macs_per_sample = {t: float(ops[i, 1]) / num_samples for t, i in report_at.items()}
+            result.energy_pj_per_sample = {
+                t: energy.snn(result.macs_per_sample[t], result.sops_per_sample[t]) for t in report_at
+            }
+            result.ann_macs_per_sample = sum(self.counter.dense_macs.values())
+            result.ann_energy_pj_per_sample = energy.ann(result.ann_macs_per_sample)
+        return result
 
 
 class _ReferenceTracker:

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from tqdm.std import tqdm as std_tqdm
 
 from .checkpoint import load_checkpoint, restore, save_checkpoint
+from .checks import module_device, positive_int
 from .distributed import all_reduce_sum, barrier, broadcast_state, is_distributed, is_main
 from .files import remove_stale_temporaries
 from .models import check_input
@@ -198,11 +199,10 @@ def fit(
     on_epoch_start(epoch) runs before each epoch (e.g. a noise schedule); on_epoch_end(epoch, row) after
     it, and may add entries to the epoch's metrics row.
     """
-    if not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+    positive_int(epochs, "epochs", zero=True)
     overrides = {k: v for k, v in (("lr", lr), ("weight_decay", weight_decay), ("momentum", momentum)) if v is not None}
     optim = OptimizerConfig(**{**asdict(optimizer or OptimizerConfig()), **overrides})
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = torch.device(device) if device is not None else module_device(model)
     model.to(device)
     optimizer, schedule = build_optimizer(model, optim, epochs)
     config = {**(config or {}), "epochs": epochs, "lr": optim.lr, "weight_decay": optim.weight_decay,
@@ -212,24 +212,7 @@ def fit(
         for name in (Path(checkpoint), Path(checkpoint).with_suffix(".json")):
             remove_stale_temporaries(name)
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        state = load_checkpoint(checkpoint)
-        if "optimization" not in state["config"]:  # written before session 13: SGD on every parameter, which
-            widths = any(role == "width" for role, _ in parameter_roles(model))  # is today's default without widths
-            earlier = OptimizerConfig(lr=optim.lr, weight_decay=optim.weight_decay, momentum=optim.momentum,
-                                      no_decay=() if widths else ("width",))  # fmt: skip
-            state["config"]["optimization"] = asdict(earlier)
-        earlier_epochs = state["config"].get("epochs", epochs)
-        if earlier_epochs != epochs:  # e.g. a finished run trained further
-            state = _with_epochs(state, epochs)
-        start = restore(state, model, optimizer, schedule, config)
-        if earlier_epochs != epochs:
-            _lay_schedule(optimizer, schedule, start)
-            warnings.warn(
-                f"resumed at epoch {start} with {epochs} epochs instead of the checkpoint's {earlier_epochs}: the "
-                f"cosine schedule continues as that of a {epochs}-epoch run (not the same as one run start to end)",
-                stacklevel=2,
-            )
-        history = state["metrics"].get("history", [])
+        start, history = _resume(load_checkpoint(checkpoint), model, optimizer, schedule, config)
     net = (
         nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
         if is_distributed()
@@ -237,6 +220,11 @@ def fit(
     )
 
     logger = _EpochLogger(log_dir) if log_dir is not None and is_main() else None
+
+    def save(epoch: int) -> None:
+        save_checkpoint(checkpoint, model, epoch=epoch, config=config, optimizer=optimizer, scheduler=schedule,
+                        metrics={"history": history})  # fmt: skip
+
     bar = tqdm(
         range(start, epochs), desc=desc, disable=not (progress and is_main()), leave=False, initial=start, total=epochs
     )
@@ -263,30 +251,36 @@ def fit(
             print(f"[{desc}] epoch {epoch + 1}/{epochs}: {metrics}", flush=True)
         if is_main():
             if checkpoint is not None:
-                save_checkpoint(
-                    checkpoint,
-                    model,
-                    epoch=epoch + 1,
-                    config=config,
-                    optimizer=optimizer,
-                    scheduler=schedule,
-                    metrics={"history": history},
-                )
+                save(epoch + 1)
             if logger is not None:
                 logger.log(row)
         barrier()
     if epochs == 0 and checkpoint is not None and not Path(checkpoint).exists() and is_main():
-        # no training asked: the starting point (e.g. a quantized copy with initialised scales) is the result
-        save_checkpoint(
-            checkpoint,
-            model,
-            epoch=0,
-            config=config,
-            optimizer=optimizer,
-            scheduler=schedule,
-            metrics={"history": history},
-        )
+        save(0)  # no training asked: the starting point (e.g. a quantized copy with initialised scales) is the result
     return history
+
+
+def _resume(state: dict, model: nn.Module, optimizer, schedule, config: dict) -> tuple[int, list[dict]]:
+    """Load a checkpoint into the live model, optimiser and schedule (refusing other settings); returns the
+    epoch reached and the metrics history so far."""
+    optim = OptimizerConfig(**config["optimization"])
+    if "optimization" not in state["config"]:  # written before session 13: SGD on every parameter, which
+        widths = any(role == "width" for role, _ in parameter_roles(model))  # is today's default without widths
+        earlier = OptimizerConfig(lr=optim.lr, weight_decay=optim.weight_decay, momentum=optim.momentum,
+                                  no_decay=() if widths else ("width",))  # fmt: skip
+        state["config"]["optimization"] = asdict(earlier)
+    epochs, earlier_epochs = config["epochs"], state["config"].get("epochs", config["epochs"])
+    if earlier_epochs != epochs:  # e.g. a finished run trained further
+        state = _with_epochs(state, epochs)
+    start = restore(state, model, optimizer, schedule, config)
+    if earlier_epochs != epochs:
+        _lay_schedule(optimizer, schedule, start)
+        warnings.warn(
+            f"resumed at epoch {start} with {epochs} epochs instead of the checkpoint's {earlier_epochs}: the "
+            f"cosine schedule continues as that of a {epochs}-epoch run (not the same as one run start to end)",
+            stacklevel=3,
+        )
+    return start, state["metrics"].get("history", [])
 
 
 def _with_epochs(state: dict, epochs: int) -> dict:
@@ -383,7 +377,7 @@ def check_trained(model: nn.Module, epoch: int, loss: float) -> None:
 def evaluate(model: nn.Module, data: Iterable, device: torch.device | str | None = None) -> float:
     """Top-1 accuracy (0-1) of an ANN (float or quantized; eval mode, so no quantization noise). Under
     torchrun, counts are summed over processes (each sample once: see ShardedEvalSampler)."""
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = torch.device(device) if device is not None else module_device(model)
     was_training = model.training
     model.to(device).eval()
     counts = torch.zeros(2, dtype=torch.long, device=device)  # correct, seen

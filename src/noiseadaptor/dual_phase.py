@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from typing import Literal, NamedTuple
 
 import torch
@@ -99,27 +100,38 @@ def if_rate(
 # Public API
 
 
-FINE_DEFAULTS = dict(
-    epochs=30,
-    lr=5e-4,
-    loss="kl",
-    surrogate="rectangular",
-    surrogate_width=1.0,
-    learn_width=False,
-    weights=True,
-    membrane=True,
-    holdout=0.2,
-    patience=None,
-    seed=0,
-    cache_bytes=1 << 30,
-)
-"""Fine calibration options: `epochs` passes over the samples per layer, Adam `lr` (cosine schedule), `loss`
-"kl" (Eq. 17) or "mse", the `surrogate` shape ("rectangular", Eq. 18; "sigmoid", the authors' code) and its
-`surrogate_width` in thresholds, learned with the layer when `learn_width` (the authors' code), train the
-layer's `weights` and biases and/or its neurons' initial `membrane`, a `holdout` fraction of the samples
-kept out to pick the best epoch (initial state included), `patience` epochs without improvement before a
-layer stops, `seed` of the shuffling, `cache_bytes` for a layer's inputs over T steps (recomputed per batch
-above it)."""
+@dataclass(frozen=True)
+class FineOptions:
+    """Fine calibration options: `epochs` passes over the samples per layer, Adam `lr` (cosine schedule),
+    `loss` "kl" (Eq. 17) or "mse", the `surrogate` shape ("rectangular", Eq. 18; "sigmoid", the authors'
+    code) and its `surrogate_width` in thresholds, learned with the layer when `learn_width` (the authors'
+    code), train the layer's `weights` and biases and/or its neurons' initial `membrane`, a `holdout`
+    fraction of the samples kept out to pick the best epoch (initial state included), `patience` epochs
+    without improvement before a layer stops, `seed` of the shuffling, `cache_bytes` for a layer's inputs
+    over T steps (recomputed per batch above it)."""
+
+    epochs: int = 30
+    lr: float = 5e-4
+    loss: str = "kl"
+    surrogate: str = "rectangular"
+    surrogate_width: float = 1.0
+    learn_width: bool = False
+    weights: bool = True
+    membrane: bool = True
+    holdout: float = 0.2
+    patience: int | None = None
+    seed: int = 0
+    cache_bytes: int = 1 << 30
+
+    def __post_init__(self):
+        if self.loss not in ("kl", "mse"):
+            raise ValueError(f"loss must be 'kl' or 'mse', got {self.loss!r}")
+        positive_int(self.epochs, "epochs", zero=True)
+        if not 0 <= self.holdout < 1:
+            raise ValueError(f"holdout must be a fraction in [0, 1), got {self.holdout!r}")
+        surrogates.check_shape(self.surrogate)
+        if self.lr <= 0 or self.surrogate_width <= 0:
+            raise ValueError(f"lr and surrogate_width must be positive, got {self.lr!r} and {self.surrogate_width!r}")
 
 
 def calibrate_initial_membrane(
@@ -168,7 +180,7 @@ def calibrate_weights(
     """Fine calibration (Eq. 17-19): per layer, in graph order, train the layer's weights and biases and
     its neurons' initial membrane by BPTT over T steps with the rectangular surrogate, to minimise the
     loss between the layer's mean output over T and the QC-ANN's activation. `options`: see
-    `FINE_DEFAULTS`. Returns {layer: {"loss_before", "loss_after" (held-out), "best_epoch", "parameters"
+    `FineOptions`. Returns {layer: {"loss_before", "loss_after" (held-out), "best_epoch", "parameters"
     (trained element count)}}."""
     return dual_phase_calibrate(
         snn,
@@ -201,7 +213,7 @@ def dual_phase_calibrate(
 ) -> dict[str, dict]:
     """Phase II on a converted network, in place: for each layer in graph order, coarse calibration of
     the initial membrane (if `coarse`) and then fine calibration of weights and initial membrane (if
-    `fine`; `fine_options`, see `FINE_DEFAULTS`), so each layer is calibrated on the outputs of the
+    `fine`; `fine_options`, the fields of `FineOptions`), so each layer is calibrated on the outputs of the
     calibrated layers before it and fine calibration starts from the coarse solution. `final_coarse`
     adds one more coarse pass over every layer at the end (the authors' script: coarse, fine, coarse).
 
@@ -214,7 +226,7 @@ def dual_phase_calibrate(
     report: dict[str, dict] = {part: {} for part, on in (("coarse", coarse), ("fine", fine)) if on}
     if not cal.n:
         return report
-    cache_bytes = options.pop("cache_bytes")
+    cache_bytes = options.cache_bytes
     for name in cal.layers(layers):
         # One pass over the samples serves both steps: coarse needs the layer's rate, fine its inputs
         # (the earlier neurons' outputs, which the coarse shift of this layer does not change).
@@ -223,7 +235,7 @@ def dual_phase_calibrate(
         if coarse:
             report["coarse"][name] = cal.coarse(name, granularity, seen)
         if fine:
-            report["fine"][name] = cal.fine(name, sub, boundary, seen, batch_size=batch_size, **options)
+            report["fine"][name] = cal.fine(name, sub, boundary, seen, options, batch_size)
     if final_coarse:
         report["final_coarse"] = {
             name: cal.coarse(name, granularity, cal.observe(name, [], cache_bytes)) for name in cal.layers(layers)
@@ -231,22 +243,12 @@ def dual_phase_calibrate(
     return report
 
 
-def _fine_options(given: dict) -> dict:
-    unknown = sorted(set(given) - set(FINE_DEFAULTS))
+def _fine_options(given: dict) -> FineOptions:
+    known = [f.name for f in fields(FineOptions)]
+    unknown = sorted(set(given) - set(known))
     if unknown:
-        raise TypeError(f"unexpected fine-calibration options {unknown}; they are {sorted(FINE_DEFAULTS)}")
-    options = {**FINE_DEFAULTS, **given}
-    if options["loss"] not in ("kl", "mse"):
-        raise ValueError(f"loss must be 'kl' or 'mse', got {options['loss']!r}")
-    positive_int(options["epochs"], "epochs", zero=True)
-    if not 0 <= options["holdout"] < 1:
-        raise ValueError(f"holdout must be a fraction in [0, 1), got {options['holdout']!r}")
-    surrogates.check_shape(options["surrogate"])
-    if options["lr"] <= 0 or options["surrogate_width"] <= 0:
-        raise ValueError(
-            f"lr and surrogate_width must be positive, got {options['lr']!r} and {options['surrogate_width']!r}"
-        )
-    return options
+        raise TypeError(f"unexpected fine-calibration options {unknown}; they are {sorted(known)}")
+    return FineOptions(**given)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -448,41 +450,23 @@ class _Calibration:
         return fx.GraphModule(self.graph, graph), boundary
 
     def fine(
-        self,
-        name: str,
-        sub: fx.GraphModule,
-        boundary: list[fx.Node],
-        seen: "_Observed",
-        epochs: int,
-        lr: float,
+        self, name: str, sub: fx.GraphModule, boundary: list[fx.Node], seen: "_Observed", options: FineOptions,
         batch_size: int,
-        loss: str,
-        surrogate: str,
-        surrogate_width: float,
-        learn_width: bool,
-        weights: bool,
-        membrane: bool,
-        holdout: float,
-        patience: int | None,
-        seed: int,
-    ) -> dict:
+    ) -> dict:  # fmt: skip
+        """Fine calibration of neuron layer `name` (Eq. 17-18): the weights of `sub` (the graph computing its
+        input; those no earlier layer calibrated) and/or its initial membrane, trained through the surrogate
+        rate so that its T-step rate matches the QC-ANN's activation `seen.targets`."""
         neuron = self.neurons[name]
         record = [b.target for b in boundary if b.op == "call_module"]
-        placeholders = [b for b in boundary if b.op == "placeholder"]
-        if len(placeholders) > 1:
+        if sum(b.op == "placeholder" for b in boundary) > 1:
             raise TypeError("fine calibration supports networks with one input")
-        params = [p for p in dict.fromkeys(sub.parameters()) if id(p) not in self.calibrated] if weights else []
+        params = [p for p in dict.fromkeys(sub.parameters()) if id(p) not in self.calibrated] if options.weights else []
         threshold = neuron.threshold.detach()
         targets, cache = seen.targets, seen.cache
         start = neuron.initial_membrane.detach().to(self.device).expand(targets.shape[1:]).clone()
-        start.requires_grad_(membrane)
-        width = torch.tensor(float(surrogate_width), device=self.device, requires_grad=learn_width)
-        trained = params + ([start] if membrane else []) + ([width] if learn_width else [])
-
-        generator = torch.Generator().manual_seed(seed)
-        order = torch.randperm(self.n, generator=generator)
-        n_held = int(round(self.n * holdout)) if self.n > 1 else 0
-        held, train = (order[:n_held], order[n_held:]) if n_held else (order, order)
+        start.requires_grad_(options.membrane)
+        width = torch.tensor(float(options.surrogate_width), device=self.device, requires_grad=options.learn_width)
+        trained = params + ([start] if options.membrane else []) + ([width] if options.learn_width else [])
 
         def inputs(index: Tensor) -> list[Tensor]:
             recorded = (
@@ -499,59 +483,68 @@ class _Calibration:
                     values.append(v.reshape(-1, *v.shape[2:]))
             return values
 
-        criterion = _kl_loss if loss == "kl" else _mse_loss
+        criterion = _kl_loss if options.loss == "kl" else _mse_loss
 
-        def forward(index: Tensor) -> Tensor:
+        def loss_on(index: Tensor) -> Tensor:
             current = sub(*inputs(index))
-            return if_rate(current, threshold, start, self.T, len(index), width.clamp(min=1e-3), surrogate)
-
-        def held_loss() -> float:
-            with torch.no_grad():
-                total = sum(criterion(forward(i), targets[i]).item() * len(i) for i in _split(held, batch_size))
-            return total / len(held)
+            rate = if_rate(current, threshold, start, self.T, len(index), width.clamp(min=1e-3), options.surrogate)
+            return criterion(rate, targets[index])
 
         saved_flags = {p: p.requires_grad for p in sub.parameters()}
         for p in sub.parameters():
             p.requires_grad_(any(p is q for q in params))
-        best_epoch, before = 0, held_loss()
-        best, best_state = before, [t.detach().clone() for t in trained]
         try:
-            if trained and epochs > 0:
-                optimizer = torch.optim.Adam(trained, lr=lr, weight_decay=0.0)
-                schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-                since_best = 0
-                for epoch in range(1, epochs + 1):
-                    shuffled = train[torch.randperm(len(train), generator=generator)]
-                    with torch.enable_grad():
-                        for index in _split(shuffled, batch_size):
-                            optimizer.zero_grad(set_to_none=True)
-                            criterion(forward(index), targets[index]).backward()
-                            optimizer.step()
-                    schedule.step()
-                    current = held_loss()
-                    if current < best:
-                        best, best_epoch, since_best = current, epoch, 0
-                        best_state = [t.detach().clone() for t in trained]
-                    else:
-                        since_best += 1
-                        if patience is not None and since_best >= patience:
-                            break
+            report = _train_to_best(trained, loss_on, self.n, options, batch_size)
         finally:
-            with torch.no_grad():
-                for t, value in zip(trained, best_state):
-                    t.copy_(value)
             for p, flag in saved_flags.items():
                 p.requires_grad_(flag)
         self.calibrated.update(id(p) for p in params)
-        if membrane:
+        if options.membrane:
             neuron.initial_membrane = start.detach().clone()
-        report = {
-            "loss_before": before,
-            "loss_after": best,
-            "best_epoch": best_epoch,
-            "parameters": sum(t.numel() for t in trained),
-        }
-        return {**report, "surrogate_width": width.item()} if learn_width else report
+        return {**report, "surrogate_width": width.item()} if options.learn_width else report
+
+
+def _train_to_best(trained: list[Tensor], loss_on, n: int, options: FineOptions, batch_size: int) -> dict:
+    """Adam on `trained` over the indices 0..n-1 (a `holdout` share kept out), `loss_on(index)` the mean loss
+    of a batch; the tensors end at their best held-out state (the starting one included), in place."""
+    generator = torch.Generator().manual_seed(options.seed)
+    order = torch.randperm(n, generator=generator)
+    n_held = int(round(n * options.holdout)) if n > 1 else 0
+    held, train = (order[:n_held], order[n_held:]) if n_held else (order, order)
+
+    def held_loss() -> float:
+        with torch.no_grad():
+            return sum(loss_on(i).item() * len(i) for i in _split(held, batch_size)) / len(held)
+
+    best_epoch, before = 0, held_loss()
+    best, best_state = before, [t.detach().clone() for t in trained]
+    try:
+        if trained and options.epochs > 0:
+            optimizer = torch.optim.Adam(trained, lr=options.lr, weight_decay=0.0)
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=options.epochs)
+            since_best = 0
+            for epoch in range(1, options.epochs + 1):
+                shuffled = train[torch.randperm(len(train), generator=generator)]
+                with torch.enable_grad():
+                    for index in _split(shuffled, batch_size):
+                        optimizer.zero_grad(set_to_none=True)
+                        loss_on(index).backward()
+                        optimizer.step()
+                schedule.step()
+                current = held_loss()
+                if current < best:
+                    best, best_epoch, since_best = current, epoch, 0
+                    best_state = [t.detach().clone() for t in trained]
+                else:
+                    since_best += 1
+                    if options.patience is not None and since_best >= options.patience:
+                        break
+    finally:
+        with torch.no_grad():
+            for t, value in zip(trained, best_state):
+                t.copy_(value)
+    return {"loss_before": before, "loss_after": best, "best_epoch": best_epoch,
+            "parameters": sum(t.numel() for t in trained)}  # fmt: skip
 
 
 class _Observed(NamedTuple):

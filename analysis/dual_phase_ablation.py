@@ -36,13 +36,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from noiseadaptor import QuantConfig, convert, evaluate, fit, init_scales, prepare, requantize, simulate
-from noiseadaptor.calibrate import balance_thresholds
-from noiseadaptor.checkpoint import load_checkpoint, restore
+from noiseadaptor.ann.calibrate import balance_thresholds
+from noiseadaptor.ann.models import create_model
 from noiseadaptor.data import get_dataset, spread_subset
-from noiseadaptor.dual_phase import collect_samples, dual_phase_calibrate
-from noiseadaptor.files import write_json
-from noiseadaptor.models import create_model
-from noiseadaptor.report import plot_accuracy
+from noiseadaptor.io.checkpoint import load_checkpoint, restore
+from noiseadaptor.io.files import write_json
+from noiseadaptor.io.report import plot_accuracy
+from noiseadaptor.methods.dual_phase import collect_samples, dual_phase_calibrate
 
 
 def quant_noise(T: int) -> float:

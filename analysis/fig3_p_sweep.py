@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 
 from noiseadaptor import fit
+from noiseadaptor.ann.models import create_model
 from noiseadaptor.data import get_dataset
 from noiseadaptor.experiment import compare_methods
-from noiseadaptor.files import write_json
-from noiseadaptor.models import create_model
-from noiseadaptor.report import accuracy_table, plot_accuracy
+from noiseadaptor.io.files import write_json
+from noiseadaptor.io.report import accuracy_table, plot_accuracy
 
 
 def main() -> None:

@@ -21,12 +21,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from noiseadaptor import QuantConfig, convert, evaluate, fit, init_scales, prepare, simulate
-from noiseadaptor.checkpoint import load_checkpoint, restore
+from noiseadaptor.ann.models import create_model
 from noiseadaptor.data import get_dataset, spread_subset
 from noiseadaptor.experiment import quant_config
-from noiseadaptor.files import write_json
-from noiseadaptor.models import create_model
-from noiseadaptor.report import accuracy_table, energy_table
+from noiseadaptor.io.checkpoint import load_checkpoint, restore
+from noiseadaptor.io.files import write_json
+from noiseadaptor.io.report import accuracy_table, energy_table
 
 
 def main() -> None:

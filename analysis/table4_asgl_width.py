@@ -23,10 +23,10 @@ import matplotlib.pyplot as plt
 import torch
 
 from noiseadaptor import evaluate, fit
+from noiseadaptor.ann.models import create_model
 from noiseadaptor.data import get_dataset
-from noiseadaptor.direct import DirectConfig, to_direct_snn
-from noiseadaptor.files import write_json
-from noiseadaptor.models import create_model
+from noiseadaptor.io.files import write_json
+from noiseadaptor.methods.direct import DirectConfig, to_direct_snn
 from noiseadaptor.train import OptimizerConfig
 
 MILESTONE_FRACTIONS = (0.2, 0.4, 0.6, 0.8, 0.95)  # paper 004 A.7: epochs 20, 40, 60, 80, 95 of 100

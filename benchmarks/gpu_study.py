@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"no pack at {args.pack}: copy ../shared/datasets/cifar10-jpeg/pack.npz beside the checkout")
 
     from noiseadaptor.compare import StudyConfig, plot_study, report_table, run_study
-    from noiseadaptor.files import write_json
+    from noiseadaptor.io.files import write_json
 
     timing = {}
     begin = time.time()

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from noiseadaptor import QuantConfig, QuantReLU, convert, init_scales, prepare, simulate
-from noiseadaptor.models import create_model
+from noiseadaptor.ann.models import create_model
 
 
 def timed(fn, device: torch.device, repeats: int) -> float:
@@ -184,7 +184,7 @@ def bench_spikingjelly(args, device) -> list[dict]:
     except ImportError:
         print("\nsj: spikingjelly is not installed (pip install spikingjelly); skipped")
         return []
-    from noiseadaptor.simulation import default_steps_per_call
+    from noiseadaptor.snn.simulation import default_steps_per_call
 
     rows = []
     for name in args.models:

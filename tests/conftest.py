@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from noiseadaptor.models import create_model
+from noiseadaptor.ann.models import create_model
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from noiseadaptor import QuantConfig, init_scales, prepare, quantizers
-from noiseadaptor.calibrate import fit_scale
-from noiseadaptor.models import create_model
+from noiseadaptor.ann.calibrate import fit_scale
+from noiseadaptor.ann.models import create_model
 
 
 def test_fit_scale_finds_the_l2_optimum():
@@ -59,7 +59,7 @@ def _max_pool_net():
 def test_batchnorm_after_a_replaced_max_pool_is_re_estimated():
     """prepare() swaps max- for average-pooling; the BatchNorm after the pool holds max-pooled statistics.
     init_scales re-estimates exactly those layers (not the one before the pool) on its batch."""
-    from noiseadaptor.preparation import batchnorms_after_replaced_pools
+    from noiseadaptor.ann.preparation import batchnorms_after_replaced_pools
 
     torch.manual_seed(0)
     net = _max_pool_net()
@@ -94,8 +94,8 @@ def test_batchnorm_after_a_replaced_max_pool_is_re_estimated():
 
 
 def test_no_batchnorm_re_estimation_without_max_pooling():
-    from noiseadaptor.calibrate import reestimate_batchnorm
-    from noiseadaptor.preparation import batchnorms_after_replaced_pools
+    from noiseadaptor.ann.calibrate import reestimate_batchnorm
+    from noiseadaptor.ann.preparation import batchnorms_after_replaced_pools
 
     q = prepare(create_model("cifar-resnet20", num_classes=10), QuantConfig(p=2))
     assert batchnorms_after_replaced_pools(q) == []

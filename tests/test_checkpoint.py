@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from noiseadaptor import QuantConfig, fit, prepare
-from noiseadaptor.checkpoint import load_checkpoint, save_checkpoint
+from noiseadaptor.ann.models import create_model
 from noiseadaptor.data import digits
-from noiseadaptor.models import create_model
+from noiseadaptor.io.checkpoint import load_checkpoint, save_checkpoint
 
 
 class Killed(Exception):

@@ -53,3 +53,13 @@ def test_help_explains_the_job(capsys):
         main(["run", "--help"])
     text = capsys.readouterr().out
     assert "Noise Adaptor" in text and "--T" in text
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["train"], ["evaluate"], ["compare"], ["export"]])
+def test_every_help_page_prints(command, capsys):
+    # `noiseadaptor --help` crashed until session 14: a bare "95%" in a help string is an argparse format
+    from noiseadaptor.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main([*command, "--help"])
+    assert stop.value.code == 0 and "usage: noiseadaptor" in capsys.readouterr().out

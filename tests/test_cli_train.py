@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from noiseadaptor.checkpoint import load_checkpoint
 from noiseadaptor.cli import main
+from noiseadaptor.io.checkpoint import load_checkpoint
 
 
 def test_train_then_evaluate_commands(tmp_path, capsys):
@@ -44,7 +44,8 @@ def test_missing_data_folder_is_one_clear_message(tmp_path, capsys):
 def test_every_recipe_is_valid():
     from pathlib import Path
 
-    from noiseadaptor.cli import build_parser, run_config
+    from noiseadaptor.cli import build_parser
+    from noiseadaptor.cli.train import run_config
 
     recipes = sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml"))
     assert len(recipes) >= 10

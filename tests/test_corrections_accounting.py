@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from noiseadaptor import IFNeuron, QuantConfig, convert, init_scales, prepare, quantizers, simulate
-from noiseadaptor.accounting import EnergyModel, fan_out
+from noiseadaptor.snn.accounting import EnergyModel, fan_out
 
 
 def test_negative_spike_fixes_over_firing_and_never_goes_below_zero():
@@ -231,7 +231,7 @@ def _count(snn, steps):
     ],
 )  # B gets 2 at step 2 but can fire once: one too few
 def test_offset_spikes_fix_hand_built_over_and_under_firing(w2, b2, ideal):
-    from noiseadaptor.corrections import calibrate_offsets
+    from noiseadaptor.snn.corrections import calibrate_offsets
 
     snn = _two_neuron_net(w2, b2)
     # over two steps B's ideal count is round(0.5 + total input) clipped to [0, 2]

@@ -8,8 +8,8 @@ import torch
 import torch.multiprocessing as mp
 
 from noiseadaptor import evaluate, fit
+from noiseadaptor.ann.models import create_model
 from noiseadaptor.data import digits
-from noiseadaptor.models import create_model
 
 
 def _model(seed=0):
@@ -69,7 +69,7 @@ def _ddp_checkpoint_worker(rank, world, port, directory):
 def test_ddp_reports_the_accuracy_of_the_checkpoint_it_saves(tmp_path):
     """Each process updates BatchNorm statistics on its own shard; the reported (summed) accuracy must be
     that of rank 0's network, the one in the checkpoint (issue 15: 94.43 % reported, 93.59 % saved)."""
-    from noiseadaptor.checkpoint import load_checkpoint, restore
+    from noiseadaptor.io.checkpoint import load_checkpoint, restore
 
     mp.spawn(_ddp_checkpoint_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]

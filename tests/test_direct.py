@@ -3,9 +3,9 @@ import torch
 from torch import nn
 
 from noiseadaptor import evaluate, fit
+from noiseadaptor.ann.models import create_model
 from noiseadaptor.data import digits
-from noiseadaptor.direct import DirectConfig, LIFNeuron, to_direct_snn
-from noiseadaptor.models import create_model
+from noiseadaptor.methods.direct import DirectConfig, LIFNeuron, to_direct_snn
 
 
 def test_gradient_flows_only_through_the_smooth_part():

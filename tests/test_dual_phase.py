@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from noiseadaptor import QuantConfig, convert, init_scales, prepare, quantize, quantizers, requantize
-from noiseadaptor.dual_phase import calibrate_initial_membrane, calibrate_weights, dual_phase_calibrate, if_rate
-from noiseadaptor.models import create_model
+from noiseadaptor.ann.models import create_model
+from noiseadaptor.methods.dual_phase import calibrate_initial_membrane, calibrate_weights, dual_phase_calibrate, if_rate
 
 
 def test_bernoulli_quant_noise_passes_a_fraction_through_unrounded():
@@ -182,8 +182,8 @@ def test_weight_threshold_balancing_is_the_authors_percentile():
 def test_dual_phase_through_the_cli(tmp_path, capsys):
     import json
 
-    from noiseadaptor.checkpoint import load_checkpoint
     from noiseadaptor.cli import main
+    from noiseadaptor.io.checkpoint import load_checkpoint
 
     common = ["--dataset", "digits", "--model", "small-cnn", "--workers", "0", "--no-progress", "--batch-size", "64"]
     out = tmp_path / "dp"

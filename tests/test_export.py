@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 from noiseadaptor import QuantConfig, convert, init_scales, prepare, quantizers
-from noiseadaptor.models import CifarResNet
+from noiseadaptor.ann.models import CifarResNet
 
 nir = pytest.importorskip("nir")
-from noiseadaptor.export import export_nir  # noqa: E402  (after the skip: it needs nir)
+from noiseadaptor.io.export import export_nir  # noqa: E402  (after the skip: it needs nir)
 
 
 def spiking(model: nn.Module, x: torch.Tensor, seed: int = 0):
@@ -154,10 +154,9 @@ def test_spikingjelly_reads_the_same_network(make, tmp_path):
 
 
 def test_export_command_writes_nir_and_refuses_float_runs(tmp_path, capsys):
-    from noiseadaptor.checkpoint import save_checkpoint
-    from noiseadaptor.cli import main
-    from noiseadaptor.export import add_export_arguments, export_main
-    from noiseadaptor.models import create_model
+    from noiseadaptor.ann.models import create_model
+    from noiseadaptor.cli import export, main
+    from noiseadaptor.io.checkpoint import save_checkpoint
 
     cfg = {
         "dataset": "digits",
@@ -170,8 +169,7 @@ def test_export_command_writes_nir_and_refuses_float_runs(tmp_path, capsys):
     }
     model = prepare(create_model("small-cnn", 10, 1), QuantConfig(p=2))
     save_checkpoint(tmp_path / "checkpoint.pt", model, epoch=1, config=cfg)
-    parser = argparse.ArgumentParser()
-    add_export_arguments(parser)
+    parser = export.add_parser(argparse.ArgumentParser().add_subparsers())
     with pytest.warns(UserWarning, match="hard reset"):
         assert main(["export", str(tmp_path / "checkpoint.pt")]) == 0
     graph = nir.read(tmp_path / "model.nir")
@@ -179,13 +177,13 @@ def test_export_command_writes_nir_and_refuses_float_runs(tmp_path, capsys):
     assert f"wrote {tmp_path / 'model.nir'}" in capsys.readouterr().out
     save_checkpoint(tmp_path / "float.pt", create_model("small-cnn", 10, 1), epoch=1, config={**cfg, "method": "float"})
     with pytest.raises(ValueError, match="quantized"):
-        export_main(parser.parse_args([str(tmp_path / "float.pt")]))
+        export.main(parser.parse_args([str(tmp_path / "float.pt")]))
     del cfg["image_size"]  # an older checkpoint: the size must be given
     save_checkpoint(tmp_path / "old.pt", model, epoch=1, config=cfg)
     with pytest.raises(ValueError, match="--input-shape"):
-        export_main(parser.parse_args([str(tmp_path / "old.pt")]))
+        export.main(parser.parse_args([str(tmp_path / "old.pt")]))
     with pytest.warns(UserWarning):
-        assert export_main(parser.parse_args([str(tmp_path / "old.pt"), "--input-shape", "1,8,8"])) == 0
+        assert export.main(parser.parse_args([str(tmp_path / "old.pt"), "--input-shape", "1,8,8"])) == 0
 
 
 def test_onnx_export_of_the_quantized_ann(tmp_path):
@@ -193,7 +191,7 @@ def test_onnx_export_of_the_quantized_ann(tmp_path):
     pytest.importorskip("onnxscript")
     from onnx.reference import ReferenceEvaluator
 
-    from noiseadaptor.export import export_onnx
+    from noiseadaptor.io.export import export_onnx
 
     torch.manual_seed(0)
     q = prepare(conv_net(), QuantConfig(p=2))

@@ -14,16 +14,16 @@ import pytest
 import torch
 
 from noiseadaptor import QuantConfig, fit, prepare
-from noiseadaptor.checkpoint import load_checkpoint, save_checkpoint
+from noiseadaptor.ann.models import create_model
 from noiseadaptor.cli import main
 from noiseadaptor.data import digits
-from noiseadaptor.models import create_model
+from noiseadaptor.io.checkpoint import load_checkpoint, save_checkpoint
 
 KILL_DURING_SAVE = textwrap.dedent(
     """
     import os, signal, sys, torch
-    from noiseadaptor.checkpoint import save_checkpoint
-    from noiseadaptor.models import create_model
+    from noiseadaptor.io.checkpoint import save_checkpoint
+    from noiseadaptor.ann.models import create_model
 
     real_save = torch.save
 
@@ -61,7 +61,7 @@ def test_a_nan_run_stops_with_one_line_and_writes_valid_json(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "epoch 1: the training loss is nan" in err and len(err.strip().splitlines()) == 1
     assert not (out / "checkpoint.pt").exists()  # no non-finite checkpoint
-    from noiseadaptor.files import write_json
+    from noiseadaptor.io.files import write_json
 
     write_json({"loss": float("nan"), "x": [float("inf"), 1.0]}, tmp_path / "r.json")
     assert json.loads((tmp_path / "r.json").read_text()) == {"loss": None, "x": [None, 1.0]}
@@ -146,7 +146,7 @@ def test_api_misuse_gets_one_clear_error(small_cnn, monkeypatch):
         fit(model, wrong, 1, progress=False)
     # an optional extra that is not installed: the pip line, not a ModuleNotFoundError
     from noiseadaptor import convert
-    from noiseadaptor.export import export_nir
+    from noiseadaptor.io.export import export_nir
 
     monkeypatch.setitem(sys.modules, "nir", None)
     with pytest.raises(ValueError, match='pip install "noiseadaptor\\[nir\\]"'):
@@ -226,7 +226,7 @@ def test_grey_images_into_a_colour_network_and_a_mismatched_checkpoint(small_cnn
     from torch.utils.data import DataLoader, TensorDataset
 
     from noiseadaptor import convert, evaluate, simulate
-    from noiseadaptor.checkpoint import restore
+    from noiseadaptor.io.checkpoint import restore
 
     colour = create_model("small-cnn", 10, 3, width=4)
     grey = DataLoader(TensorDataset(torch.randn(8, 1, 8, 8), torch.zeros(8, dtype=torch.long)), batch_size=4)
@@ -242,7 +242,7 @@ def test_grey_images_into_a_colour_network_and_a_mismatched_checkpoint(small_cnn
 
 
 def test_resume_extends_a_finished_run_and_shared_files_are_deterministic(tmp_path):
-    from noiseadaptor.checkpoint import load_checkpoint
+    from noiseadaptor.io.checkpoint import load_checkpoint
 
     train, _ = digits().loaders(256, seed=0)
     model = create_model("small-cnn", 10, 1, width=4)

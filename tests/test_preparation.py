@@ -107,7 +107,7 @@ def test_max_pool_with_dilation_is_refused():
 )
 def test_registered_cifar_models_prepare_and_convert(name):
     from noiseadaptor import convert, simulate
-    from noiseadaptor.models import create_model, list_models
+    from noiseadaptor.ann.models import create_model, list_models
 
     assert name in list_models()
     model = create_model(name, num_classes=7, in_channels=3)

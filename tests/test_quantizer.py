@@ -65,7 +65,7 @@ def test_noise_kinds_and_amplitude():
 def test_cpu_uniform_noise_is_uniform_independent_and_seeded():
     """The eager CPU noise is cut from 63-bit integer draws (four 15-bit values each): it must still be
     U(-a/2, a/2) in every lane of the cut, uncorrelated between neighbours, and follow manual_seed."""
-    from noiseadaptor.quantizer import _uniform
+    from noiseadaptor.ann.quantizer import _uniform
 
     torch.manual_seed(1)
     u = _uniform(torch.empty(400_003), -0.5, 0.5)  # not a multiple of 4

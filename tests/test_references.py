@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from noiseadaptor import QuantConfig, QuantReLU, convert, prepare, quantize, quantizers
-from noiseadaptor.direct import DirectConfig, LIFNeuron
+from noiseadaptor.methods.direct import DirectConfig, LIFNeuron
 
 
 def _inclusive_clamp(y, low, high):
@@ -225,7 +225,7 @@ def _run_layer(currents, start):
 
 
 def test_offset_spikes_are_the_authors_cos_rule_layer_by_layer():
-    from noiseadaptor.corrections import calibrate_offsets
+    from noiseadaptor.snn.corrections import calibrate_offsets
 
     torch.manual_seed(3)
     net = nn.Sequential(nn.Linear(5, 12), nn.ReLU(), nn.Linear(12, 7), nn.ReLU(), nn.Linear(7, 3))
@@ -253,7 +253,7 @@ def test_offset_spikes_are_the_authors_cos_rule_layer_by_layer():
 def test_coarse_calibration_is_the_authors_step():
     """Windere/snn-cvt-dual-phase calibInitMemPoten: init_mem += T * (mean over samples of the ANN's layer
     output - mean over samples and steps of the SNN's), per neuron, layer by layer from the input."""
-    from noiseadaptor.dual_phase import calibrate_initial_membrane
+    from noiseadaptor.methods.dual_phase import calibrate_initial_membrane
 
     torch.manual_seed(5)
     net = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 2))

@@ -116,8 +116,9 @@ def test_review_fixes_float_checkpoints_old_optimisers_seeds_and_deprecated_read
     import warnings
 
     from noiseadaptor import fit
-    from noiseadaptor.cli import build_parser, study_config
-    from noiseadaptor.direct import DirectConfig
+    from noiseadaptor.cli import build_parser
+    from noiseadaptor.cli.compare import study_config
+    from noiseadaptor.methods.direct import DirectConfig
     from noiseadaptor.runconfig import checkpoint_run
     from noiseadaptor.train import OptimizerConfig
 
@@ -145,3 +146,15 @@ def test_review_fixes_float_checkpoints_old_optimisers_seeds_and_deprecated_read
         config = DirectConfig(time_steps=3)
     with pytest.warns(DeprecationWarning, match="time_steps"):
         assert config.T == 3
+
+
+def test_old_module_names_still_import_as_the_moved_modules():
+    import importlib
+    import sys
+
+    import noiseadaptor.ann.quantizer as moved
+
+    sys.modules.pop("noiseadaptor.quantizer", None)
+    with pytest.warns(DeprecationWarning, match="noiseadaptor.quantizer is now noiseadaptor.ann.quantizer"):
+        old = importlib.import_module("noiseadaptor.quantizer")
+    assert old is moved

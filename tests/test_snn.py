@@ -15,8 +15,8 @@ from noiseadaptor import (
     quantizers,
     simulate,
 )
+from noiseadaptor.ann.models import create_model
 from noiseadaptor.data import digits
-from noiseadaptor.models import create_model
 
 
 @pytest.mark.parametrize("p", [1, 2, 3, 5])

@@ -30,15 +30,15 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from .ann.models import create_model
 from .checks import positive_int
-from .conversion import convert
 from .data import get_dataset, spread_subset
 from .experiment import quant_config, train_quantized
-from .files import write_json
+from .io.files import write_json
 from .methods import get_method
-from .models import create_model
 from .runconfig import setting
-from .simulation import simulate
+from .snn.conversion import convert
+from .snn.simulation import simulate
 from .train import TrainingDiverged, evaluate, fit
 
 
@@ -223,7 +223,7 @@ def _cell(
         snn = convert(qmodel)
         pre_steps = options.get("offset_spikes", 0)
         if options.pop("phase2", False):
-            from .dual_phase import dual_phase_calibrate
+            from .methods.dual_phase import dual_phase_calibrate
 
             dual_phase_calibrate(snn, qmodel, train, T=config.phase2_T, seed=seed)
         result = simulate(snn, test, T=config.T, device=device, progress=progress, reference=qmodel, **options)
@@ -384,7 +384,7 @@ def plot_study(summary: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .files import atomic_path
+    from .io.files import atomic_path
 
     steps = list(range(1, summary["study"]["T"] + 1))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))

@@ -11,12 +11,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .calibrate import init_scales
-from .conversion import convert
+from .ann.calibrate import init_scales
+from .ann.preparation import prepare, quantizers
+from .ann.quantizer import QuantConfig
 from .methods import get_method, list_methods
-from .preparation import prepare, quantizers
-from .quantizer import QuantConfig
-from .simulation import simulate, time_steps
+from .snn.conversion import convert
+from .snn.simulation import simulate, time_steps
 from .train import TrainingDiverged, evaluate, fit
 
 NA_COMPARISON = ("na", "no-noise", "qcfs")  # the Noise Adaptor paper's comparison, `run`'s default

@@ -48,7 +48,7 @@ class RunConfig:
     workers: int = setting(4, "data loader processes", "data")
     batch_size: int = setting(128, "per process", "data")
     # model
-    model: str = setting("cifar-resnet18", "architecture (noiseadaptor.models.list_models())", "model")
+    model: str = setting("cifar-resnet18", "architecture (noiseadaptor.ann.models.list_models())", "model")
     weights: str | None = setting(None, "torchvision pre-trained weights (DEFAULT, IMAGENET1K_V1, ...)", "model")
     init: str | None = setting(
         None,
@@ -208,7 +208,7 @@ class LoadedRun:
 
 def build(run: RunConfig) -> nn.Module:
     """The untrained network of `run` (its facts num_classes and in_channels must be set)."""
-    from .models import create_model
+    from .ann.models import create_model
 
     if run.num_classes is None or run.in_channels is None:
         raise ValueError("this run description does not record num_classes and in_channels (train fills them in)")
@@ -219,7 +219,7 @@ def build(run: RunConfig) -> nn.Module:
 def load_run(checkpoint: str | Path) -> LoadedRun:
     """Rebuild a trained network from a checkpoint written by `noiseadaptor train` (any version): its run
     description and the network with its weights. The one rebuild path of evaluate, export and Python."""
-    from .checkpoint import load_checkpoint, restore
+    from .io.checkpoint import load_checkpoint, restore
 
     state = load_checkpoint(checkpoint)
     run = checkpoint_run(state["config"], f"checkpoint {checkpoint}")

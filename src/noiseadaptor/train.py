@@ -33,11 +33,11 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from tqdm.auto import tqdm
 from tqdm.std import tqdm as std_tqdm
 
-from .checkpoint import load_checkpoint, restore, save_checkpoint
+from .ann.models import check_input
 from .checks import module_device, positive_int
 from .distributed import all_reduce_sum, barrier, broadcast_state, is_distributed, is_main
-from .files import remove_stale_temporaries
-from .models import check_input
+from .io.checkpoint import load_checkpoint, restore, save_checkpoint
+from .io.files import remove_stale_temporaries
 
 Role = Literal["weight", "bias", "norm", "scale", "width"]
 ROLES = ("weight", "bias", "norm", "scale", "width")
@@ -88,8 +88,8 @@ class OptimizerConfig:
 
 def parameter_roles(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     """Every parameter of `model` once, in `model.parameters()` order, with its role (see OptimizerConfig)."""
-    from .direct import LIFNeuron
-    from .quantizer import QuantReLU
+    from .ann.quantizer import QuantReLU
+    from .methods.direct import LIFNeuron
 
     found, seen = [], set()
     for module in model.modules():
@@ -350,7 +350,7 @@ def check_trained(model: nn.Module, epoch: int, loss: float) -> None:
     """Raise TrainingDiverged, naming the epoch and what to try, if `model` cannot be used after `epoch`."""
     import math
 
-    from .quantizer import QuantReLU
+    from .ann.quantizer import QuantReLU
 
     if not math.isfinite(loss):
         raise TrainingDiverged(

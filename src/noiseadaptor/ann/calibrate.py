@@ -17,8 +17,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .checks import module_device
-from .hooks import StopForward
+from ..checks import module_device
+from ..hooks import StopForward
 from .preparation import batchnorms_after_replaced_pools, quantizers
 from .quantizer import QuantReLU
 

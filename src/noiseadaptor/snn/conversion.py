@@ -16,8 +16,8 @@ import copy
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
+from ..ann.preparation import quantizers
 from .neurons import IFNeuron, SpikingNetwork
-from .preparation import quantizers
 
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 

@@ -19,7 +19,7 @@ import contextlib
 import torch
 from torch import Tensor
 
-from .hooks import StopForward
+from ..hooks import StopForward
 from .neurons import IFNeuron, SpikingNetwork
 
 

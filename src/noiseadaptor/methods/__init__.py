@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Literal
 
 from torch import nn
 
-from .quantizer import QuantConfig
-from .train import OptimizerConfig
+from ..ann.quantizer import QuantConfig
+from ..train import OptimizerConfig
 
 if TYPE_CHECKING:
+    from ..runconfig import RunConfig
     from .direct import DirectConfig
-    from .runconfig import RunConfig
 
 Family = Literal["float", "conversion", "direct"]
 
@@ -53,7 +53,7 @@ class Method:
         if self.family == "float":
             return model
         if self.family == "conversion":
-            from .preparation import prepare
+            from ..ann.preparation import prepare
 
             return prepare(model, self.quant(run))
         from .direct import to_direct_snn

@@ -43,7 +43,7 @@ What changes on the way, and why the numbers still agree:
 ``export_onnx(qmodel, sample_input, path)`` writes the quantized ANN (eval mode: the quantizer is a
 round and a clip) with ``torch.onnx.export``; it needs ``onnx`` and ``onnxscript``.
 
-Command line: ``noiseadaptor export CHECKPOINT --format nir|onnx [--out FILE]`` (see `export_main`).
+Command line: ``noiseadaptor export CHECKPOINT --format nir|onnx [--out FILE]`` (noiseadaptor.cli.export).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ import numpy as np
 import torch
 from torch import Tensor, fx, nn
 
-from .neurons import IFNeuron, SpikingNetwork
+from ..snn.neurons import IFNeuron, SpikingNetwork
 
 SUPPORTED = (
     "Conv2d, Linear, AvgPool2d, AdaptiveAvgPool2d, Flatten/torch.flatten, residual add, Identity, Dropout, IFNeuron"
@@ -360,63 +360,3 @@ def export_onnx(qmodel: nn.Module, sample_input: Tensor, path: str | Path) -> No
             )
     finally:
         qmodel.train(was_training)
-
-
-# Command line: `noiseadaptor export CHECKPOINT --format nir|onnx` (cli.py adds the parser and dispatches).
-
-
-def add_export_arguments(p) -> None:
-    """The flags of `noiseadaptor export` on an argparse (sub)parser."""
-    from .methods import list_methods
-
-    p.add_argument(
-        "checkpoint",
-        type=Path,
-        help=f"a checkpoint.pt of a quantized train run (a conversion method: {', '.join(list_methods('conversion'))})",
-    )
-    p.add_argument(
-        "--format",
-        default="nir",
-        choices=("nir", "onnx"),
-        help="nir: the converted SNN (IF neurons); onnx: the quantized ANN (default: %(default)s)",
-    )
-    p.add_argument("--input-shape", help="C,H,W of one input (default: from the checkpoint's data set)")
-    p.add_argument("--out", type=Path, help="output file (default: model.nir or model.onnx beside the checkpoint)")
-
-
-def export_main(args) -> int:
-    """`noiseadaptor export`: rebuild the checkpoint's quantized model and write it as NIR or ONNX."""
-    from .conversion import convert
-    from .methods import list_methods
-    from .runconfig import load_run
-
-    loaded = load_run(args.checkpoint)
-    run, model = loaded.config, loaded.model
-    if run.method_info.family != "conversion":
-        raise ValueError(
-            f"{args.checkpoint} is a '{run.method}' run; export needs a quantized one "
-            f"({', '.join(list_methods('conversion'))}) to convert"
-        )
-    if args.input_shape:
-        shape = tuple(int(d) for d in args.input_shape.split(","))
-    elif run.image_size:
-        shape = (run.in_channels, run.image_size, run.image_size)
-    else:  # checkpoints written before train recorded the image size
-        raise ValueError(f"{args.checkpoint} does not record its input size: give --input-shape C,H,W")
-    sample = torch.zeros(1, *shape)  # shapes only
-    try:
-        with torch.no_grad():
-            model.eval()(sample)
-    except RuntimeError as err:
-        given = ",".join(map(str, shape))
-        raise ValueError(
-            f"--input-shape {given} does not fit this network ({str(err).splitlines()[0][:160]}); "
-            "give C,H,W of one input as it was trained"
-        ) from None
-    out = args.out or args.checkpoint.parent / f"model.{args.format}"
-    if args.format == "nir":
-        export_nir(convert(model.eval()), sample, out)
-    else:
-        export_onnx(model, sample, out)
-    print(f"wrote {out}")
-    return 0

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
 
-from .distributed import ShardedEvalSampler, is_distributed
+from ..distributed import ShardedEvalSampler, is_distributed
 
 
 @dataclass
@@ -270,7 +270,7 @@ class DeviceLoader:
         flip: bool = True,
         channels_last_input: bool = False,
     ):
-        from .distributed import rank, world_size
+        from ..distributed import rank, world_size
 
         images = torch.as_tensor(images)
         if images.dtype != torch.uint8 or images.dim() != 4:

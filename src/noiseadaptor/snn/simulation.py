@@ -15,13 +15,13 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..ann.models import check_input
+from ..ann.preparation import quantizers
+from ..checks import module_device, positive_int
+from ..distributed import all_reduce_sum
 from .accounting import EnergyModel, SynapticCounter
-from .checks import module_device, positive_int
 from .corrections import calibrate_offsets
-from .distributed import all_reduce_sum
-from .models import check_input
 from .neurons import SpikingNetwork
-from .preparation import quantizers
 
 DEFAULT_T = 256
 STEPS_GPU, STEPS_CPU = 8, 1

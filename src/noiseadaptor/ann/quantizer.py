@@ -36,7 +36,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from .checks import positive_int
+from ..checks import positive_int
 
 NoiseKind = Literal["uniform", "gaussian", "bernoulli", "none"]
 ScaleGrad = Literal["algorithm1", "qcfs", "none"]
@@ -136,7 +136,7 @@ class QuantConfig:
 
         quant_noise_p: P(an element passes through unquantized) in training; 0.1 is the authors' value for
         CIFAR-100 and ImageNet at every T (CIFAR-10: 0.1-0.2 for T <= 4, 0 above). Phase II is
-        `noiseadaptor.dual_phase.dual_phase_calibrate` on the converted network. Gradients: the authors'
+        `noiseadaptor.methods.dual_phase.dual_phase_calibrate` on the converted network. Gradients: the authors'
         ``NoisyQC`` as it ran (``gradient_window="rounding"``). `probability` is the deprecated name of
         quant_noise_p."""
         if probability is not None:

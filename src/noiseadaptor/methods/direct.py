@@ -25,9 +25,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from . import surrogate
-from .checks import positive_int
-from .preparation import replace_activations
+from ..ann.preparation import replace_activations
+from ..checks import positive_int
+from ..snn import surrogate
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class DirectConfig:
     threshold: firing threshold.
     reset: "hard" (to zero, the paper's Eq. 1) or "soft" (subtract the threshold).
     surrogate: "rectangular" (H = clip(x/a + 1/2, 0, 1)) or "sigmoid" (H = 1/2 + 1/2 tanh(2x/a)); see
-        `noiseadaptor.surrogate`.
+        `noiseadaptor.snn.surrogate`.
     alpha: initial surrogate width a, one convention for every shape: the slope of H at 0 is 1/a (for the
         rectangle, the paper's alpha of Tables 4 and 11). learn_alpha: learn a per layer (ASGL) or keep
         it fixed (SG). The width is learned as is (the authors' code learns log(1/a) for the rectangle
@@ -224,5 +224,5 @@ def to_direct_snn(model: nn.Module, config: DirectConfig | None = None, static_i
     average pooling), wrapped to run T steps: train it with `fit` like any classifier."""
     config = DirectConfig() if config is None else config
     if not isinstance(config, DirectConfig):
-        raise TypeError(f"config must be a noiseadaptor.direct.DirectConfig, got {type(config).__name__}")
+        raise TypeError(f"config must be a noiseadaptor.methods.direct.DirectConfig, got {type(config).__name__}")
     return MultiStepNetwork(replace_activations(model, lambda: LIFNeuron(config)), config.time_steps, static_input)

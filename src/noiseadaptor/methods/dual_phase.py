@@ -51,12 +51,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
-from . import surrogate as surrogates
-from .checks import module_device, positive_int
-from .hooks import StopForward
-from .neurons import SpikingNetwork, StepMode, integrate_and_fire
-from .preparation import quantizers
-from .simulation import default_steps_per_call
+from ..ann.preparation import quantizers
+from ..checks import module_device, positive_int
+from ..hooks import StopForward
+from ..snn import surrogate as surrogates
+from ..snn.neurons import SpikingNetwork, StepMode, integrate_and_fire
+from ..snn.simulation import default_steps_per_call
 
 Granularity = Literal["neuron", "channel", "layer"]
 LossKind = Literal["kl", "mse"]
@@ -76,7 +76,7 @@ def if_rate(
     surrogate: str = "rectangular",
 ) -> Tensor:
     """Mean output over T steps of IF neurons (reset by subtraction, output spike*threshold), with
-    gradients to `current` and `initial_membrane` by BPTT through the surrogate (`noiseadaptor.surrogate`,
+    gradients to `current` and `initial_membrane` by BPTT through the surrogate (`noiseadaptor.snn.surrogate`,
     width in thresholds; a tensor width that requires grad is learned).
 
     current: ``[T*batch, ...]`` time-major, or ``[batch, ...]`` for the same input at every step (as

@@ -42,8 +42,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
-from .checks import positive_int
-from .data import DataSplits, default_data_dir
+from ..checks import positive_int
+from . import DataSplits, default_data_dir
 
 EVENT_DATASETS = ("dvs-cifar10", "shd")
 _ALIASES = {"cifar10-dvs": "dvs-cifar10", "cifar10dvs": "dvs-cifar10", "dvs-cifar-10": "dvs-cifar10"}

@@ -53,7 +53,7 @@ def integrate_and_fire(
 
     Without `spike` (inference): in place, the membrane updated and the spikes (0/1 as a float compare)
     written into `out`; `correct(membrane, spikes)` may change the spikes before the reset (negative
-    spikes). With `spike` (a surrogate's Heaviside of u - threshold, as `noiseadaptor.surrogate.spike`):
+    spikes). With `spike` (a surrogate's Heaviside of u - threshold, as `noiseadaptor.snn.surrogate.spike`):
     new tensors, with gradients through the spike and the reset."""
     if spike is None:
         membrane.add_(x)

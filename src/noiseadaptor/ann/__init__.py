@@ -1,0 +1,1 @@
+"""The ANN side: networks, the activation quantizer, prepare() and scale initialisation."""

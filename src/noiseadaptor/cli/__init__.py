@@ -1,0 +1,46 @@
+"""Command line: one module per sub-command (run, train, evaluate, compare, export), each with
+`add_parser(commands)` and `main(args)`, and `common` for what they share. ``run`` does the whole job on the
+embedded data set; ``train`` and ``evaluate`` run the paper's recipes on real data (one YAML per table row
+in recipes/, any flag overrides it)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import compare, evaluate, export, run, train
+from .common import DESCRIPTION
+
+COMMANDS = {"run": run, "train": train, "evaluate": evaluate, "compare": compare, "export": export}
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The parser and its sub-command parsers by name."""
+    parser = argparse.ArgumentParser(
+        prog="noiseadaptor", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    return parser, {name: command.add_parser(commands) for name, command in COMMANDS.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, commands = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command].main(args)
+    except ValueError as err:  # bad input found by the library, before any heavy work
+        parser.exit(2, f"noiseadaptor {args.command}: error: {_one_line(err)}\n")
+
+
+def _one_line(err: Exception) -> str:
+    """The message of `err`; for one raised in a DataLoader worker (which torch re-raises with the worker's
+    whole traceback), the original message alone."""
+    message = str(err)
+    if message.startswith("Caught ") and "Original Traceback" in message:
+        last = message.strip().splitlines()[-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return message

@@ -1,0 +1,7 @@
+"""``python -m noiseadaptor.cli`` (as torchrun runs it)."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

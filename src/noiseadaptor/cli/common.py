@@ -1,0 +1,163 @@
+"""What the sub-commands share: flag groups, recipes, tables and results files."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ..ann.models import list_models
+from ..checks import positive_int
+from ..io.files import write_json
+from ..io.report import accuracy_table, plot_accuracy
+from ..methods import methods_help
+
+DESCRIPTION = """\
+Build low-latency spiking neural networks (SNNs) from ordinary deep networks with Noise Adaptor:
+train an activation-quantized ANN whose ReLU is s*round(clip(v/s + noise, 0, p)), convert it to
+integrate-and-fire neurons (threshold p*s), and measure SNN accuracy at every time step T."""
+
+
+def model_args(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--model", default=default, help=f"one of {', '.join(list_models())} (default: %(default)s)")
+
+
+def optim_args(p: argparse.ArgumentParser, epochs: int, lr: float, weight_decay: float, batch_size: int) -> None:
+    p.add_argument("--epochs", type=int, default=epochs, help="training epochs (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=lr, help="SGD learning rate, cosine schedule (default: %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=weight_decay, help="(default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=batch_size, help="per process (default: %(default)s)")
+
+
+def simulation_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--T", type=int, default=256, help="simulate T = 1..this many steps (default: %(default)s)")
+    p.add_argument(
+        "--negative-spikes",
+        action="store_true",
+        help="run-time correction: QFFS negative spikes (Li, Ma & Furber 2022)",
+    )
+    p.add_argument(
+        "--offset-spikes",
+        type=int,
+        default=0,
+        metavar="RHO",
+        help="run-time correction: COS two-stage offset spikes with RHO pre-simulation steps "
+        "(not counted in T, as in the COS paper); 0 = off (default)",
+    )
+    p.add_argument("--no-synops", action="store_true", help="skip counting synaptic operations and energy")
+
+
+def simulate_options(args: argparse.Namespace) -> dict:
+    positive_int(args.offset_spikes, "--offset-spikes", zero=True)
+    return {"negative_spikes": args.negative_spikes, "offset_spikes": args.offset_spikes, "synops": not args.no_synops}
+
+
+def print_tables(rows: dict, title: str) -> None:
+    from ..io.report import energy_table
+
+    print(title)
+    print(accuracy_table(rows))
+    energy = energy_table(rows)
+    if energy:
+        print("\nEnergy per image, E_SNN / E_ANN (Horowitz 45 nm: 4.6 pJ/MAC, 0.9 pJ/SOP)")
+        print(energy)
+    corrections = next((r["corrections"] for r in rows.values() if "corrections" in r), {})
+    if corrections.get("offset_spikes_pre_steps"):
+        print(
+            f"\noffset spikes: {corrections['offset_spikes_pre_steps']} pre-simulation steps per image, "
+            "not counted in T (nor in the energy above)"
+        )
+
+
+def common_args(p: argparse.ArgumentParser, out: str | None, seed: bool = True) -> None:
+    if seed:
+        p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path(out) if out else None,
+        help="output folder"
+        + (" (default: %(default)s)" if out else " (default: the recipe's out, or beside the checkpoint / runs/train)"),
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def add_config_arguments(
+    parser: argparse.ArgumentParser, config_class, choices: dict | None = None, grouped: bool = True
+) -> None:
+    """One flag per field of a settings dataclass (RunConfig, StudyConfig), with its help and default; a flag
+    not given stays absent from the namespace, so a recipe's value or the field's default applies."""
+    choices = choices or {}
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in dataclasses.fields(config_class):
+        group = f.metadata.get("group", "")
+        if group == "facts":
+            continue
+        if group not in groups:
+            groups[group] = parser.add_argument_group(group) if grouped and group else parser
+        flag, default = "--" + f.name.replace("_", "-"), f.default
+        text = f.metadata["help"].replace("%", "%%")
+        if f.name == "method":
+            text = f"{text}: {methods_help()}"
+        kwargs: dict = {"default": argparse.SUPPRESS, "dest": f.name}
+        if f.type == "bool":
+            groups[group].add_argument(flag, action="store_true", help=text, **kwargs)
+            continue
+        kind = {"int": int, "float": float, "float | None": float, "tuple[int, ...]": int}.get(f.type, str)
+        if f.type.startswith("tuple"):
+            kwargs["nargs"] = "*"
+        shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+        groups[group].add_argument(
+            flag,
+            type=kind,
+            choices=f.metadata.get("choices") or choices.get(f.name),
+            metavar=f.name.upper() if f.name in choices else None,
+            help=text if default is None else f"{text} (default: {shown})",
+            **kwargs,
+        )
+
+
+def read_recipe(recipe: Path) -> dict:
+    import yaml
+
+    if not recipe.is_file():
+        raise ValueError(f"recipe {recipe} not found")
+    values = yaml.safe_load(recipe.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"recipe {recipe}: expected a mapping of settings (key: value lines)")
+    return values
+
+
+def check_positive(args: argparse.Namespace, *flags: str, allow_zero: tuple[str, ...] = ()) -> None:
+    for flag in flags:
+        positive_int(getattr(args, flag), f"--{flag.replace('_', '-')}", zero=flag in allow_zero)
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    return not args.no_progress and sys.stderr.isatty()
+
+
+def write_results(
+    args, rows: dict, device, start: float, title: str, extra: dict | None = None, name: str = "results"
+) -> None:
+    json_path, png_path = args.out / f"{name}.json", args.out / "accuracy_vs_T.png"
+    write_json(
+        {
+            "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            **(extra or {}),
+            "device": str(device),
+            "torch": torch.__version__,
+            "seconds": round(time.time() - start, 1),
+            "results": rows,
+        },
+        json_path,
+    )
+    curves = {m: r for m, r in rows.items() if "snn_accuracy" in r}
+    if curves:
+        plot_accuracy(curves, png_path, title=title)
+    print(f"\nwrote {json_path}" + (f" and {png_path}" if curves else "") + f" ({time.time() - start:.0f} s)")

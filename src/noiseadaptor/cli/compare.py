@@ -1,0 +1,99 @@
+"""`noiseadaptor compare`: the paired multi-seed study (noiseadaptor.compare) from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from ..compare import StudyConfig
+from ..data import DATASETS
+from ..io.files import write_json
+from .common import (
+    add_config_arguments,
+    read_recipe,
+    show_progress,
+)
+
+COMPARE_DESCRIPTION = """\
+Does a method beat its baseline, by how much, at which T? A paired study over seeds: one float network
+(trained once), then for every seed each method by QAT from it with the same data order, calibration
+batch and seed; each converted and simulated at every T = 1..--T on the same test images. Run-time
+variants (negative spikes, COS offset spikes, Phase II) are extra rows of the same trained networks.
+Every finished cell is saved: a killed study continues with the same command; --report re-prints."""
+
+
+COMPARE_EPILOG = """\
+output (--out): cells/<method>-seed<seed>.json (one per trained network), compare.json (the statistics:
+per row and T the per-seed accuracies, mean and 95% t-interval; per row the paired difference to
+--baseline with its 95% t-interval and paired t-test p-value; ANN-SNN agreement; per-layer conversion
+error; COS rows count T both ways), compare.png (accuracy, difference and layer error vs T with bands).
+
+examples:
+  noiseadaptor compare --dataset digits --model small-cnn --seeds 4 --epochs 5 --float-epochs 10 --T 16
+  noiseadaptor compare --dataset cifar10 --data-dir DIR --seeds 8 --variants negative,cos4 --out runs/c10
+"""
+
+
+def add_parser(commands) -> argparse.ArgumentParser:
+    """`noiseadaptor compare`'s parser, added to the sub-command set `commands`."""
+    p = commands.add_parser(
+        "compare",
+        help="paired multi-seed study of conversion methods, with 95%% intervals",
+        description=COMPARE_DESCRIPTION,
+        epilog=COMPARE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--recipe", type=Path, help="YAML file of study settings (keys: the flags with _ for -)")
+    add_config_arguments(p, StudyConfig, {"dataset": DATASETS}, grouped=False)
+    p.add_argument("--out", type=Path, default=Path("runs/compare"), help="study folder (default: %(default)s)")
+    p.add_argument("--report", action="store_true", help="only print the tables and plot from --out's cells")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return p
+
+
+def study_config(args: argparse.Namespace) -> StudyConfig:
+    """The StudyConfig of a compare command line: recipe, then flags. --seeds N (one number) means seeds 0..N-1;
+    several numbers are the seeds themselves. --methods and --variants also take comma-separated lists."""
+    fields = {f.name for f in dataclasses.fields(StudyConfig)}
+    values = read_recipe(args.recipe) if args.recipe is not None else {}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(f"recipe {args.recipe}: unknown keys {unknown}; the keys are compare's flags")
+    values.update({k: v for k, v in vars(args).items() if k in fields})
+    for key in ("methods", "variants", "variant_methods"):
+        if key in values:
+            items = [values[key]] if isinstance(values[key], str) else values[key]
+            values[key] = tuple(part for item in items for part in str(item).split(",") if part)
+    if "seeds" in values:  # a count (--seeds N, or a number in a recipe), or the seeds (several, or a recipe list)
+        seeds = values["seeds"]
+        from_flag = "seeds" in vars(args)
+        if isinstance(seeds, int) or (from_flag and len(seeds) == 1):
+            count = seeds if isinstance(seeds, int) else seeds[0]
+            values["seeds"] = tuple(range(count))
+        elif not seeds:
+            raise ValueError("--seeds needs a number of seeds (0..N-1) or the seeds themselves")
+        else:
+            values["seeds"] = tuple(seeds)
+    return StudyConfig(**values)
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..compare import load_cells, plot_study, report_table, run_study, summarize
+
+    if args.report:
+        saved = args.out / "study.json"
+        if not saved.exists():
+            raise ValueError(f"{args.out} holds no study (no study.json): run compare without --report first")
+        config = StudyConfig(**json.loads(saved.read_text()))
+        summary = summarize(config, load_cells(args.out))
+        write_json(summary, args.out / "compare.json")
+    else:
+        config = study_config(args)
+        summary = run_study(config, args.out, progress=show_progress(args))
+    print(report_table(summary))
+    if summary["rows"]:
+        plot_study(summary, args.out / "compare.png")
+    print(f"\nwrote {args.out / 'compare.json'}" + (f" and {args.out / 'compare.png'}" if summary["rows"] else ""))
+    return 0

@@ -1,0 +1,143 @@
+"""`noiseadaptor evaluate`: a checkpoint's ANN accuracy and, converted, its SNN accuracy at every T."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..data import get_dataset
+from ..data.events import event_dataset
+from ..distributed import init_from_env, is_main
+from ..methods import list_methods
+from ..runconfig import load_run
+from ..snn.simulation import simulate
+from ..train import evaluate
+from .common import (
+    check_positive,
+    common_args,
+    print_tables,
+    show_progress,
+    simulate_options,
+    simulation_args,
+    write_results,
+)
+
+
+def add_parser(commands) -> argparse.ArgumentParser:
+    """`noiseadaptor evaluate`'s parser, added to the sub-command set `commands`."""
+    p = commands.add_parser(
+        "evaluate",
+        help="ANN accuracy of a checkpoint and, if quantized, SNN accuracy per T",
+        description="Rebuild the model of a train checkpoint, measure its ANN accuracy, "
+        "convert it and simulate T = 1..--T.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("checkpoint", type=Path, help="a checkpoint.pt written by train")
+    p.add_argument("--data-dir", type=Path, help="override the data folder recorded in the checkpoint")
+    p.add_argument("--batch-size", type=int, default=256, help="(default: %(default)s)")
+    p.add_argument("--workers", type=int, default=0, help="data loader processes (default: %(default)s)")
+    simulation_args(p)
+    phase2 = p.add_argument_group(
+        "dual-phase Phase II: calibrate the SNN against its quantized ANN before "
+        "simulating, layer by layer, on unlabelled training images"
+    )
+    phase2.add_argument(
+        "--calibrate",
+        default="none",
+        choices=("none", "coarse", "fine", "both"),
+        help="coarse: initial membrane in closed form (Eq. 16); fine: weights and initial "
+        "membrane by BPTT (Eq. 17-19); both: coarse then fine (default: %(default)s)",
+    )
+    phase2.add_argument("--calibration-samples", type=int, default=256, help="(default: %(default)s)")
+    phase2.add_argument(
+        "--calibration-T",
+        type=int,
+        default=None,
+        help="the T the calibration optimises for (default: --T; the paper calibrates at the "
+        "T it reports, the p of a dual-phase checkpoint)",
+    )
+    phase2.add_argument(
+        "--calibration-epochs",
+        type=int,
+        default=30,
+        help="fine calibration passes over the samples per layer (default: %(default)s)",
+    )
+    phase2.add_argument(
+        "--final-coarse",
+        action="store_true",
+        help="one more coarse pass over every layer at the end (the authors' script: coarse, fine, coarse)",
+    )
+    common_args(p, out=None)
+    return p
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..snn.conversion import convert
+
+    check_positive(
+        args, "T", "batch_size", "calibration_samples", "calibration_epochs", allow_zero=("calibration_epochs",)
+    )
+    if args.calibration_T is not None:
+        check_positive(args, "calibration_T")
+    simulate_options(args)
+    loaded = load_run(args.checkpoint)
+    run, model = loaded.config, loaded.model
+    device = init_from_env(args.device)
+    data_dir = args.data_dir or run.data_dir
+    splits = (
+        event_dataset(run.dataset, data_dir, run.time_steps) if run.event_input else get_dataset(run.dataset, data_dir)
+    )
+    train_data, test_data = splits.loaders(args.batch_size, seed=args.seed, num_workers=args.workers)
+    quantized = run.method_info.family == "conversion"  # converted and simulated; others evaluated as trained
+    start = time.time()
+    name = run.method
+    if args.calibrate != "none" and not quantized:
+        raise ValueError(
+            f"--calibrate needs a quantized checkpoint ({', '.join(list_methods('conversion'))}); this one is {name}"
+        )
+    rows = {name: {"ann_accuracy": evaluate(model.to(device), test_data, device)}}
+    if quantized:
+        snn = convert(model)
+        if args.calibrate != "none":
+            rows[name]["calibration"] = _phase2(args, snn, model, train_data)
+        options = simulate_options(args)
+        result = simulate(snn, test_data, T=args.T, device=device, progress=show_progress(args), **options)
+        rows[name].update(result.row())
+    args.out = args.out or args.checkpoint.parent
+    if is_main():
+        print_tables(
+            rows, f"Top-1 accuracy (%) on {run.dataset} test, {run.model}" + (f", p={run.p}" if quantized else "")
+        )
+        write_results(
+            args,
+            rows,
+            device,
+            start,
+            title=f"{run.model} on {run.dataset}",
+            extra={"checkpoint": str(args.checkpoint), "checkpoint_config": run.to_dict()},
+            name="evaluation",
+        )
+    return 0
+
+
+def _phase2(args: argparse.Namespace, snn, qmodel, train_data) -> dict:
+    from ..methods.dual_phase import dual_phase_calibrate
+
+    T = args.calibration_T or args.T
+    print(f"[phase II] {args.calibrate} calibration at T={T} on {args.calibration_samples} training images")
+    report = dual_phase_calibrate(
+        snn,
+        qmodel,
+        train_data,
+        T=T,
+        coarse=args.calibrate in ("coarse", "both"),
+        fine=args.calibrate in ("fine", "both"),
+        num_samples=args.calibration_samples,
+        epochs=args.calibration_epochs,
+        seed=args.seed,
+        final_coarse=args.final_coarse,
+    )
+    for layer, r in report.get("fine", {}).items():
+        print(f"  {layer}: held-out KL {r['loss_before']:.3g} -> {r['loss_after']:.3g}")
+    return {"T": T, "mode": args.calibrate, "samples": args.calibration_samples, **report}

@@ -1,0 +1,76 @@
+"""`noiseadaptor export`: a quantized checkpoint as NIR (the SNN) or ONNX (the ANN)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from ..io.export import export_nir, export_onnx
+from ..methods import list_methods
+
+
+def add_parser(commands) -> argparse.ArgumentParser:
+    """`noiseadaptor export`'s parser, added to the sub-command set `commands`."""
+    p = commands.add_parser(
+        "export",
+        help="write a quantized checkpoint as NIR (the SNN) or ONNX (the ANN)",
+        description="Rebuild a quantized train checkpoint, convert it and write the SNN "
+        "as a NIR graph (pip install noiseadaptor[nir]), or the quantized ANN as ONNX. "
+        "Read the semantics note in the README before running the file elsewhere.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+    p.add_argument(
+        "checkpoint",
+        type=Path,
+        help=f"a checkpoint.pt of a quantized train run (a conversion method: {', '.join(list_methods('conversion'))})",
+    )
+    p.add_argument(
+        "--format",
+        default="nir",
+        choices=("nir", "onnx"),
+        help="nir: the converted SNN (IF neurons); onnx: the quantized ANN (default: %(default)s)",
+    )
+    p.add_argument("--input-shape", help="C,H,W of one input (default: from the checkpoint's data set)")
+    p.add_argument("--out", type=Path, help="output file (default: model.nir or model.onnx beside the checkpoint)")
+    return p
+
+
+def main(args) -> int:
+    """`noiseadaptor export`: rebuild the checkpoint's quantized model and write it as NIR or ONNX."""
+    from ..methods import list_methods
+    from ..runconfig import load_run
+    from ..snn.conversion import convert
+
+    loaded = load_run(args.checkpoint)
+    run, model = loaded.config, loaded.model
+    if run.method_info.family != "conversion":
+        raise ValueError(
+            f"{args.checkpoint} is a '{run.method}' run; export needs a quantized one "
+            f"({', '.join(list_methods('conversion'))}) to convert"
+        )
+    if args.input_shape:
+        shape = tuple(int(d) for d in args.input_shape.split(","))
+    elif run.image_size:
+        shape = (run.in_channels, run.image_size, run.image_size)
+    else:  # checkpoints written before train recorded the image size
+        raise ValueError(f"{args.checkpoint} does not record its input size: give --input-shape C,H,W")
+    sample = torch.zeros(1, *shape)  # shapes only
+    try:
+        with torch.no_grad():
+            model.eval()(sample)
+    except RuntimeError as err:
+        given = ",".join(map(str, shape))
+        raise ValueError(
+            f"--input-shape {given} does not fit this network ({str(err).splitlines()[0][:160]}); "
+            "give C,H,W of one input as it was trained"
+        ) from None
+    out = args.out or args.checkpoint.parent / f"model.{args.format}"
+    if args.format == "nir":
+        export_nir(convert(model.eval()), sample, out)
+    else:
+        export_onnx(model, sample, out)
+    print(f"wrote {out}")
+    return 0

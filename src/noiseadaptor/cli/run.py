@@ -1,0 +1,127 @@
+"""`noiseadaptor run`: the whole job on the embedded data set (float, QAT per method, convert, simulate)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from ..ann.models import create_model
+from ..data import DATASETS, get_dataset
+from ..distributed import init_from_env
+from ..experiment import NA_COMPARISON, compare_methods
+from ..methods import list_methods
+from ..snn.simulation import time_steps
+from ..train import evaluate, fit
+from .common import (
+    DESCRIPTION,
+    check_positive,
+    common_args,
+    model_args,
+    optim_args,
+    print_tables,
+    show_progress,
+    simulate_options,
+    simulation_args,
+    write_results,
+)
+
+RUN_EPILOG = """\
+what it does:
+  1. trains a float network (default: CIFAR-style ResNet-20) on the data set
+     (no download: 'digits' ships with scikit-learn)
+  2. for each method: prepare (ReLU -> quantizer, max-pool -> avg-pool), initialise the scales
+     layer by layer, quantization-aware training from the float weights
+       na        Noise Adaptor: uniform noise U(-0.5, 0.5) added before rounding in training
+       no-noise  the same quantizer without noise (the paper's "w/o NA" baseline)
+       qcfs      QCFS clip-floor-shift activation with a learned threshold (Bu et al. 2022)
+  3. converts each to an SNN and simulates T = 1..--T steps in one run
+  4. prints ANN and SNN accuracy per T; writes results.json and accuracy_vs_T.png to --out
+
+example:
+  noiseadaptor run                          # defaults, about a minute on 2 CPU cores
+  noiseadaptor run --p 3 --methods na,no-noise --T 64 --out runs/p3
+"""
+
+
+def add_parser(commands) -> argparse.ArgumentParser:
+    """`noiseadaptor run`'s parser, added to the sub-command set `commands`."""
+    p = commands.add_parser(
+        "run",
+        help="train, quantize, convert and simulate on the embedded data set",
+        description=DESCRIPTION,
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--dataset", default="digits", choices=DATASETS, help="data set (default: %(default)s)")
+    p.add_argument("--data-dir", type=Path, help="data folder for a data set other than digits")
+    model_args(p, default="cifar-resnet20")
+    p.add_argument(
+        "--methods",
+        default=",".join(NA_COMPARISON),
+        help="comma-separated quantization methods to compare (default: %(default)s)",
+    )
+    p.add_argument(
+        "--p", type=int, default=2, help="quantization upper bound p; SNN threshold = p*s (default: %(default)s)"
+    )
+    p.add_argument("--float-epochs", type=int, default=30, help="float pre-training epochs (default: %(default)s)")
+    optim_args(p, epochs=30, lr=0.05, weight_decay=5e-4, batch_size=64)
+    simulation_args(p)
+    common_args(p, out="noiseadaptor-run")
+    return p
+
+
+def main(args: argparse.Namespace) -> int:
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    convertible = list_methods("conversion")
+    unknown = [m for m in methods if m not in convertible]
+    if unknown or not methods:
+        raise ValueError(f"--methods: unknown {unknown or 'empty list'}; choose from {', '.join(convertible)}")
+    check_positive(args, "p", "T", "batch_size", "float_epochs", "epochs", allow_zero=("float_epochs", "epochs"))
+    simulate_options(args)
+    device = init_from_env(args.device)
+    progress, start = show_progress(args), time.time()
+
+    torch.manual_seed(args.seed)
+    splits = get_dataset(args.dataset, args.data_dir)
+    train_data, test_data = splits.loaders(args.batch_size, eval_batch_size=512, seed=args.seed)
+    model = create_model(args.model, num_classes=splits.num_classes, in_channels=splits.in_channels).to(device)
+    print(
+        f"[float] training {args.model} on {args.dataset} ({len(splits.train)} train / {len(splits.test)} "
+        f"test images), {args.float_epochs} epochs, device {device}"
+    )
+    fit(
+        model,
+        train_data,
+        args.float_epochs,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        device=device,
+        progress=progress,
+        desc="float",
+    )
+    rows = {"float": {"ann_accuracy": evaluate(model, test_data, device)}}
+    print(f"[float] ANN {100 * rows['float']['ann_accuracy']:.2f}%")
+
+    method_rows, _ = compare_methods(
+        model,
+        train_data,
+        test_data,
+        methods,
+        p=args.p,
+        epochs=args.epochs,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        T=time_steps(args.T),
+        seed=args.seed,
+        device=device,
+        progress=progress,
+        simulate_options=simulate_options(args),
+    )
+    rows.update(method_rows)
+    print()
+    print_tables(rows, f"Top-1 accuracy (%) on {args.dataset} test, {args.model}, p={args.p}, seed {args.seed}")
+    write_results(args, rows, device, start, title=f"{args.model} on {args.dataset}, p={args.p}")
+    return 0

@@ -1,0 +1,189 @@
+"""`noiseadaptor train`: one run (a RunConfig from flags and a recipe) with checkpoints and resume."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import torch
+
+from ..ann.models import create_model
+from ..data import DATASETS, DeviceLoader, get_dataset
+from ..data.events import EVENT_DATASETS, event_dataset
+from ..distributed import init_from_env, is_main
+from ..io.checkpoint import export_weights, load_checkpoint, restore
+from ..io.files import write_json
+from ..methods import list_methods
+from ..runconfig import RunConfig, check_method_fields, checkpoint_run, deprecated_noise_p
+from ..train import evaluate, fit
+from .common import (
+    add_config_arguments,
+    common_args,
+    read_recipe,
+    show_progress,
+)
+
+TRAIN_EPILOG = """\
+examples:
+  noiseadaptor train --recipe recipes/cifar10-resnet18-float.yaml
+  noiseadaptor train --recipe recipes/table1-cifar10-resnet18-na.yaml --epochs 50
+  noiseadaptor train --dataset imagenet --data-dir /data/imagenet --model resnet34 --weights DEFAULT \\
+      --method na --p 3 --weight-decay 2.5e-5 --out runs/r34-na
+  torchrun --nproc-per-node 8 -m noiseadaptor.cli train --recipe recipes/table2-imagenet-resnet50-na.yaml
+
+A killed run continues with the same command plus --resume (at most one epoch is lost). Writes
+--out/checkpoint.pt (+ .json), log.csv, model.safetensors and results.json.
+"""
+
+
+def add_parser(commands) -> argparse.ArgumentParser:
+    """`noiseadaptor train`'s parser, added to the sub-command set `commands`."""
+    p = commands.add_parser(
+        "train",
+        help="float pre-training or quantization-aware training on real data",
+        description="Train a float network (--method float), a quantized one from float "
+        "weights (--init or --weights), or an SNN directly, with checkpoints and resume. "
+        "The flags are the fields of noiseadaptor.runconfig.RunConfig; a recipe is a YAML "
+        "file of them.",
+        epilog=TRAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--recipe",
+        type=Path,
+        help="YAML file of run settings (keys: the long flags with _ for -, "
+        "and out); flags given on the command line win",
+    )
+    add_run_arguments(p)
+    p.add_argument("--noise-p", type=float, default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # deprecated
+    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
+    common_args(p, out=None, seed=False)
+    return p
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, RunConfig, {"dataset": DATASETS + EVENT_DATASETS, "method": tuple(list_methods())})
+
+
+def run_config(args: argparse.Namespace) -> RunConfig:
+    """The RunConfig of a train command line: the recipe's values, then the flags given, validated (settings
+    of another method refused, the deprecated --noise-p mapped to its method's probability). Also settles
+    the invocation: --out (flag, else the recipe's out, else runs/train) and --resume (flag or recipe)."""
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    values = read_recipe(args.recipe) if args.recipe is not None else {}
+    recipe_out, recipe_resume = values.pop("out", None), values.pop("resume", False)
+    if not isinstance(recipe_resume, bool):
+        raise ValueError(f"recipe {args.recipe}: resume must be true or false, got {recipe_resume!r}")
+    args.out = args.out or Path(recipe_out or "runs/train")
+    args.resume = args.resume or recipe_resume
+    values.update({k: v for k, v in vars(args).items() if k in fields})
+    noise = getattr(args, "noise_p", values.pop("noise_p", None))
+    if noise is not None:
+        alias = deprecated_noise_p(values.get("method", RunConfig.method), noise)
+        if set(alias) & set(values):
+            raise ValueError(f"give {next(iter(alias))} or the deprecated noise_p, not both")
+        values.update(alias)
+    check_method_fields(values.get("method", RunConfig.method), set(values))
+    return RunConfig.from_dict(values, source=f"recipe {args.recipe}" if args.recipe else "command line")
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..ann.calibrate import init_scales
+    from ..ann.preparation import requantize
+
+    run = args.run = run_config(args)
+    method = run.method_info
+    optimizer = method.optimizer(run)
+    if run.init is not None and not Path(run.init).is_file():
+        raise ValueError(f"--init {run.init}: no such checkpoint")
+    init_state = load_checkpoint(run.init) if run.init is not None else None
+    start = checkpoint_run(init_state["config"], f"--init {run.init}") if init_state is not None else None
+    quantized_start = start is not None and start.method_info.family == "conversion"  # e.g. a clip source ANN
+    if quantized_start and method.family != "conversion":
+        raise ValueError(
+            f"--init {run.init} is a quantized ({start.method}) network: continue it with a "
+            f"quantization method ({', '.join(list_methods('conversion'))}), or start {run.method} "
+            "from a float one"
+        )
+    checkpoint = args.out / "checkpoint.pt"
+    if checkpoint.exists() and not args.resume:
+        raise ValueError(f"{checkpoint} exists: add --resume to continue it, or choose another --out")
+    events = run.dataset in EVENT_DATASETS
+    if events and method.family != "direct":
+        raise ValueError(
+            f"{run.dataset} is event data (frames over T steps): train it with a direct method "
+            f"({', '.join(list_methods('direct'))})"
+        )
+    if run.data_on_device and (
+        run.dataset not in ("cifar10", "cifar100", "mnist", "fashion-mnist") or run.augment != "standard" or run.cutout
+    ):
+        raise ValueError(
+            "--data-on-device holds CIFAR-10/100 or (Fashion-)MNIST on the device with the standard "
+            "augmentation; drop it for other data sets, --augment or --cutout"
+        )
+    device = init_from_env(args.device)
+    torch.manual_seed(run.seed)
+    splits = (
+        event_dataset(run.dataset, run.data_dir, run.time_steps, run.download)
+        if events
+        else get_dataset(run.dataset, run.data_dir, run.download, run.augment, run.cutout)
+    )
+    if run.data_on_device:
+        train_data, test_data = (
+            DeviceLoader.from_dataset(d, run.batch_size, run.dataset, device, train=t, seed=run.seed)
+            for d, t in ((splits.train, True), (splits.test, False))
+        )
+    else:
+        train_data, test_data = splits.loaders(run.batch_size, seed=run.seed, num_workers=run.workers)
+    run = dataclasses.replace(
+        run,
+        num_classes=splits.num_classes,
+        in_channels=splits.in_channels,
+        image_size=splits.image_size,
+        event_input=events,
+    )
+    extra = {"weights": run.weights} if run.weights else {}
+    model = create_model(run.model, splits.num_classes, splits.in_channels, **extra)
+    if quantized_start:
+        model = start.method_info.build(model, start)
+    if init_state is not None:
+        restore(init_state, model, rng=False)
+    if quantized_start:  # keep the thresholds it learned, now with this method's quantizer
+        model = requantize(model, method.quant(run)).to(device)
+    else:
+        model = method.build(model, run).to(device)
+        if method.family == "conversion" and not checkpoint.exists():  # a resumed run loads its trained scales
+            init_scales(model, next(iter(train_data)))
+    trained = torch.compile(model) if run.compile else model
+    if is_main():
+        detail = {"conversion": f", p={run.p}", "direct": f", T={run.time_steps}"}.get(method.family, "")
+        print(
+            f"[train] {run.model} on {run.dataset}, method {run.method}{detail}, {run.epochs} epochs, device {device}"
+        )
+    history = fit(
+        trained,
+        train_data,
+        run.epochs,
+        optimizer=optimizer,
+        val_data=test_data,
+        val_name="test_acc",
+        device=device,
+        progress=show_progress(args),
+        desc=run.method,
+        checkpoint=checkpoint,
+        resume=args.resume,
+        config=run.to_dict(),
+        amp=run.amp,
+        log_dir=args.out,
+        log_epochs=not args.no_progress and not sys.stderr.isatty(),
+        on_epoch_start=model.start_epoch if method.family == "direct" else None,
+    )
+    accuracy = evaluate(model, test_data, device)
+    if is_main():
+        config = run.to_dict()
+        export_weights(model, args.out / "model.safetensors", config)
+        write_json({"config": config, "ann_accuracy": accuracy, "history": history}, args.out / "results.json")
+        print(f"[train] test accuracy {100 * accuracy:.2f}%; wrote {checkpoint} and {args.out / 'model.safetensors'}")
+    return 0

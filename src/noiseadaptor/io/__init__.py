@@ -1,0 +1,1 @@
+"""Files: checkpoints, atomic writes, NIR/ONNX export, tables and plots."""

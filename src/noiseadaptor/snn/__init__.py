@@ -1,0 +1,1 @@
+"""The SNN side: neurons, surrogate gradients, convert(), simulate(), run-time corrections, operation counts."""

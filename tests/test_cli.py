@@ -39,6 +39,8 @@ def test_run_end_to_end(tmp_path, capsys):
         (["--T", "0"], "--T must be a positive integer"),
         (["--methods", "na,foo"], "unknown"),
         (["--model", "resnet1000"], "unknown model"),
+        (["--srp", "-1"], "--srp must be a non-negative integer"),
+        (["--srp", "4", "--offset-spikes", "4"], "both two-stage corrections"),
     ],
 )
 def test_bad_input_is_reported_before_work(args, message, capsys, tmp_path):

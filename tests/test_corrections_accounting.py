@@ -246,7 +246,8 @@ def test_offset_spikes_in_simulate_do_not_leak_between_runs():
     snn = _two_neuron_net(-1.2, 0.6)
     data = [(torch.ones(1, 1), torch.zeros(1, dtype=torch.long))]
     r = simulate(snn, data, T=2, offset_spikes=2, progress=False)
-    assert r.corrections == {"negative_spikes": False, "offset_spikes_pre_steps": 2, "pre_steps_counted_in_T": False}
+    assert r.corrections == {"negative_spikes": False, "offset_spikes_pre_steps": 2, "srp_pre_steps": 0, "pre_steps": 2,
+                             "pre_steps_counted_in_T": False}  # fmt: skip
     assert r.spikes_per_sample[2] == 1  # A's one spike; B silent after calibration
     assert all(n.initial_membrane.numel() == 1 and n.initial_membrane.item() == 0.5 for _, n in snn.neurons())
     with pytest.raises(ValueError, match="offset_spikes"):

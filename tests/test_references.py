@@ -250,6 +250,62 @@ def test_offset_spikes_are_the_authors_cos_rule_layer_by_layer():
     )
 
 
+# -- SRP: the authors' MPLayer residual-membrane mask -----------------------------------------------
+
+
+def _srp_reference(x, weights, thresholds, tau, T):
+    """hzc1208/ANN2SNN_SRP MPLayer on a net of linear layers with IF neurons between them (the last layer
+    reads out): each neuron from v = 0.5 (in thresholds) runs tau steps of its input / threshold, firing at
+    v >= 1 and subtracting 1, emitting spike * threshold; at step tau, mask = v > 1e-3, v back to 0.5;
+    from then on it emits spike * threshold * mask. Returns the masks and the readout of the T main steps."""
+
+    def run(steps, masks):
+        vs = [torch.full((x.shape[0], w.out_features), 0.5) for w in weights[:-1]]
+        outputs = []
+        for _ in range(steps):
+            h = x
+            for i, w in enumerate(weights[:-1]):
+                vs[i] = vs[i] + w(h) / thresholds[i]
+                spike = (vs[i] >= 1).to(x.dtype)
+                vs[i] = vs[i] - spike
+                h = spike * thresholds[i] * masks[i]
+            outputs.append(weights[-1](h))
+        return vs, outputs
+
+    vs, _ = run(tau, [1.0] * (len(weights) - 1))
+    masks = [(v > 1e-3).to(x.dtype) for v in vs]
+    return masks, torch.stack(run(T, masks)[1])
+
+
+def test_srp_is_the_authors_residual_membrane_mask():
+    from noiseadaptor import simulate
+    from noiseadaptor.snn.corrections import silence_by_residual
+
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 10), nn.ReLU(), nn.Linear(10, 3))
+    q = prepare(net, QuantConfig(p=2)).eval()
+    for (_, layer), scale in zip(quantizers(q), (0.4, 0.7)):
+        layer.scale.data.fill_(scale)  # thresholds 0.8 and 1.4: the reference divides by them
+    snn = convert(q)
+    x, tau, T = torch.randn(32, 6) * 2, 3, 6
+    with torch.no_grad():
+        masks, readout = _srp_reference(x, [net[0], net[2], net[4]], [0.8, 1.4], tau, T)
+        silence_by_residual(snn, x, tau)
+        for (_, neuron), mask in zip(snn.neurons(), masks):
+            assert torch.equal(neuron.output_mask, mask)
+        assert 0 < sum(float(m.mean()) for m in masks) < len(masks)  # some neurons silenced, not all
+        assert torch.allclose(snn.run(x, T), readout, atol=1e-5)
+    y = torch.randint(0, 3, (32,))
+    result = simulate(convert(q), [(x, y)], T=T, srp=tau, progress=False)
+    expected = (readout.cumsum(0).argmax(-1) == y).float().mean(1)
+    assert [result.accuracy[t] for t in range(1, T + 1)] == pytest.approx(expected.tolist())
+    assert result.corrections["pre_steps"] == tau and not result.corrections["pre_steps_counted_in_T"]
+    both = simulate(convert(q), [(x, y)], T=T, srp=tau, negative_spikes=True, progress=False)  # composes
+    assert both.corrections["negative_spikes"] and both.corrections["srp_pre_steps"] == tau
+    with pytest.raises(ValueError, match="choose one"):
+        simulate(convert(q), [(x, y)], T=T, srp=tau, offset_spikes=2, progress=False)
+
+
 def test_coarse_calibration_is_the_authors_step():
     """Windere/snn-cvt-dual-phase calibInitMemPoten: init_mem += T * (mean over samples of the ANN's layer
     output - mean over samples and steps of the SNN's), per neuron, layer by layer from the input."""

@@ -46,7 +46,8 @@ from .train import TrainingDiverged, evaluate, fit
 class StudyConfig:
     """What a study compares. methods: conversion methods, trained per seed. variants: run-time rows added
     for each method in `variant_methods`: "negative" (negative spikes), "cos<rho>" (COS offset spikes with
-    rho pre-steps, e.g. "cos4"), "phase2" (dual-phase Phase II calibration at `phase2_T`)."""
+    rho pre-steps, e.g. "cos4"), "srp<tau>" (SRP with tau pre-steps, e.g. "srp4"), "phase2" (dual-phase
+    Phase II calibration at `phase2_T`)."""
 
     dataset: str = setting("cifar10", "data set")
     data_dir: str | None = setting(None, "data folder (torchvision layout or image-folder tree)")
@@ -65,7 +66,7 @@ class StudyConfig:
     T: int = setting(16, "simulate and report every T = 1..this")
     test_images: int = setting(2000, "test images, spread evenly over the test set (0: all)")
     baseline: str = setting("no-noise", "the method every row is paired against")
-    variants: tuple[str, ...] = setting((), "run-time rows per trained network: negative, cos<rho>, phase2")
+    variants: tuple[str, ...] = setting((), "run-time rows per trained network: negative, cos<rho>, srp<tau>, phase2")
     variant_methods: tuple[str, ...] = setting(("na",), "the methods that get the variant rows")
     phase2_T: int = setting(4, "the T that Phase II calibrates for")
     workers: int = setting(0, "data loader processes")
@@ -100,11 +101,12 @@ def _variant(name: str) -> dict:
     """The simulate/calibration options of a variant row."""
     if name == "negative":
         return {"negative_spikes": True}
-    if name.startswith("cos") and name[3:].isdigit() and int(name[3:]) > 0:
-        return {"offset_spikes": int(name[3:])}
+    for prefix, option in (("cos", "offset_spikes"), ("srp", "srp")):
+        if name.startswith(prefix) and name[3:].isdigit() and int(name[3:]) > 0:
+            return {option: int(name[3:])}
     if name == "phase2":
         return {"phase2": True}
-    raise ValueError(f"unknown variant {name!r}: negative, cos<rho> (e.g. cos4) or phase2")
+    raise ValueError(f"unknown variant {name!r}: negative, cos<rho> (e.g. cos4), srp<tau> (e.g. srp4) or phase2")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -221,7 +223,6 @@ def _cell(
     variants = config.variants if method in config.variant_methods else ()
     for row, options in [(method, {}), *((f"{method}+{v}", _variant(v)) for v in variants)]:
         snn = convert(qmodel)
-        pre_steps = options.get("offset_spikes", 0)
         if options.pop("phase2", False):
             from .methods.dual_phase import dual_phase_calibrate
 
@@ -231,7 +232,7 @@ def _cell(
             "snn_accuracy": result.accuracy,
             "agreement": result.agreement,
             "layer_error": result.layer_error,
-            "pre_steps": pre_steps,
+            "pre_steps": result.corrections["pre_steps"],
         }
     seconds["simulate"] = time.time() - begin
     return json.loads(json.dumps(cell))  # keys as JSON has them (T as strings), as a reloaded cell

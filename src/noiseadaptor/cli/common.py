@@ -48,12 +48,28 @@ def simulation_args(p: argparse.ArgumentParser) -> None:
         help="run-time correction: COS two-stage offset spikes with RHO pre-simulation steps "
         "(not counted in T, as in the COS paper); 0 = off (default)",
     )
+    p.add_argument(
+        "--srp",
+        type=int,
+        default=0,
+        metavar="TAU",
+        help="run-time correction: SRP (Hao et al., AAAI 2023) silences neurons whose residual membrane after "
+        "TAU pre-simulation steps is not positive (not counted in T, as in the paper); 0 = off (default)",
+    )
     p.add_argument("--no-synops", action="store_true", help="skip counting synaptic operations and energy")
 
 
 def simulate_options(args: argparse.Namespace) -> dict:
     positive_int(args.offset_spikes, "--offset-spikes", zero=True)
-    return {"negative_spikes": args.negative_spikes, "offset_spikes": args.offset_spikes, "synops": not args.no_synops}
+    positive_int(args.srp, "--srp", zero=True)
+    if args.offset_spikes and args.srp:
+        raise ValueError("--offset-spikes (COS) and --srp (SRP) are both two-stage corrections: give one")
+    return {
+        "negative_spikes": args.negative_spikes,
+        "offset_spikes": args.offset_spikes,
+        "srp": args.srp,
+        "synops": not args.no_synops,
+    }
 
 
 def print_tables(rows: dict, title: str) -> None:
@@ -66,10 +82,11 @@ def print_tables(rows: dict, title: str) -> None:
         print("\nEnergy per image, E_SNN / E_ANN (Horowitz 45 nm: 4.6 pJ/MAC, 0.9 pJ/SOP)")
         print(energy)
     corrections = next((r["corrections"] for r in rows.values() if "corrections" in r), {})
-    if corrections.get("offset_spikes_pre_steps"):
+    if corrections.get("pre_steps"):
+        name = "offset spikes (COS)" if corrections.get("offset_spikes_pre_steps") else "SRP"
         print(
-            f"\noffset spikes: {corrections['offset_spikes_pre_steps']} pre-simulation steps per image, "
-            "not counted in T (nor in the energy above)"
+            f"\n{name}: {corrections['pre_steps']} pre-simulation steps per image, not counted in T (nor in the "
+            f"energy above): each image takes T + {corrections['pre_steps']} steps"
         )
 
 

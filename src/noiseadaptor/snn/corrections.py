@@ -8,8 +8,14 @@ already calibrated), and read each neuron of this layer at the end:
 - residual >= threshold (a saturated neuron): one spike too few. Raise the initial membrane by one
   threshold, or by enough to make the highest non-firing step fire if that is more.
 Then reset and run the reported simulation. Per sample, per neuron; the rho steps are not counted in
-T, as in the paper and its code. SRP (arXiv 2302.02091) silences neurons instead of shifting them and
-is not implemented here.
+T, as in the paper and its code.
+
+SRP (Hao et al., AAAI 2023, arXiv 2302.02091), as its released code (hzc1208/ANN2SNN_SRP, MPLayer) does it:
+run the whole network tau steps on the actual input from the usual start, then, per sample, silence every
+neuron whose residual membrane is not positive (u <= 1e-3 thresholds): it mostly marks a neuron whose ANN
+activation is 0 but which fires early because of uneven spike arrival (the paper's largest share of
+unevenness error). Reset and run the reported simulation with those neurons emitting nothing. The tau
+steps are not counted in T by the paper; `simulate` reports both counts.
 """
 
 from __future__ import annotations
@@ -40,6 +46,23 @@ def calibrate_offsets(snn: SpikingNetwork, x: Tensor, pre_steps: int) -> None:
         neuron.initial_membrane = neuron.initial_membrane + trace.shift()
     snn.reset()
 
+
+@torch.inference_mode()
+def silence_by_residual(snn: SpikingNetwork, x: Tensor, pre_steps: int) -> None:
+    """SRP: set every neuron's `output_mask` from a `pre_steps`-step run on input batch `x` (see the module
+    doc). The pre-run is the network as it is configured (e.g. with negative spikes), without masks."""
+    neurons = [n for _, n in snn.neurons()]
+    for neuron in neurons:
+        neuron.output_mask = None
+    snn.reset()
+    snn.run(x, pre_steps)
+    for neuron in neurons:
+        neuron.output_mask = (neuron.membrane > SRP_RESIDUAL * neuron.threshold).to(neuron.membrane.dtype)
+    snn.reset()
+
+
+SRP_RESIDUAL = 1e-3
+"""The authors' test ``v > 1e-3`` (in thresholds) for a positive residual membrane."""
 
 _SENTINEL = 1000.0
 

@@ -80,6 +80,9 @@ class IFNeuron(nn.Module):
     0 while its net spike count is positive has over-fired; it emits -threshold and gets threshold back,
     so its count is corrected downward and never goes below zero.
 
+    `output_mask` (SRP, see corrections.silence_by_residual), None by default: a 0/1 tensor broadcastable
+    to the batch's membrane; where 0 the neuron's spikes are dropped (it still integrates and resets).
+
     One call advances `mode.steps` steps (`StepMode`, set by `SpikingNetwork.run`; 1 by default). With
     K > 1 the input is K steps stacked time-major, ``[K*B, ...]``, or ``[B, ...]`` for an input that is the
     same at every step (the analog input after the first layer): stateless layers then run once on all
@@ -100,6 +103,7 @@ class IFNeuron(nn.Module):
         self.register_buffer("threshold", threshold)
         self.register_buffer("initial_membrane", torch.as_tensor(initial_membrane, dtype=torch.float32).clone())
         self.negative_spikes = negative_spikes
+        self.output_mask: Tensor | None = None  # SRP: 0 silences a neuron (per sample), kept across reset()
         self.mode = SINGLE_STEP  # set by SpikingNetwork.step_mode
         self.reset()
 
@@ -121,7 +125,7 @@ class IFNeuron(nn.Module):
             # read once per batch: .item() waits for the GPU
             self._fused_threshold = (
                 self.threshold.item()
-                if not self.negative_spikes and kernels.fused_available(x, self.threshold)
+                if not self.negative_spikes and self.output_mask is None and kernels.fused_available(x, self.threshold)
                 else None
             )
         m = self.membrane
@@ -142,6 +146,8 @@ class IFNeuron(nn.Module):
             # float compares written into the output and one fused update: a CPU ``torch.where`` of a
             # bool mask costs several times these (benchmarks/speed.py, docs/PERFORMANCE.md)
             integrate_and_fire(m, x if xs is None else xs[k], self.threshold, out=spikes[k], correct=correct)
+        if self.output_mask is not None:  # a silenced neuron integrates and resets as before, but emits nothing
+            spikes.mul_(self.output_mask)
         events = spikes.abs() if self.negative_spikes else spikes
         # per-sample sums are exact in float32 (< 2**24 neurons a sample); the batch total in float64
         self.step_counts = events.view(K, m.shape[0], -1).sum(2).double().sum(1)

@@ -20,7 +20,7 @@ from ..ann.preparation import quantizers
 from ..checks import module_device, positive_int
 from ..distributed import all_reduce_sum
 from .accounting import EnergyModel, SynapticCounter
-from .corrections import calibrate_offsets
+from .corrections import calibrate_offsets, silence_by_residual
 from .neurons import SpikingNetwork
 
 DEFAULT_T = 256
@@ -103,6 +103,7 @@ def simulate(
     progress: bool = True,
     negative_spikes: bool = False,
     offset_spikes: int = 0,
+    srp: int = 0,
     synops: bool = False,
     energy: EnergyModel = EnergyModel(),
     steps_per_call: int | None = None,
@@ -115,6 +116,11 @@ def simulate(
     negative_spikes: QFFS negative spikes in every neuron (see IFNeuron).
     offset_spikes: rho > 0 runs COS's first stage for rho steps on each batch and shifts initial
         membranes by whole thresholds before the main run (see corrections.calibrate_offsets).
+    srp: tau > 0 runs the network tau steps on each batch and silences the neurons whose residual
+        membrane is not positive for the main run (SRP; see corrections.silence_by_residual). Composes
+        with negative_spikes, not with offset_spikes (both are two-stage; choose one).
+    The pre-steps of offset_spikes and srp are not counted in T (as their papers do): the main run is
+    T steps, each image needs T + pre-steps (`corrections["pre_steps"]`).
     synops: count synaptic operations and MACs and estimate energy with `energy`.
     steps_per_call: time steps run layer by layer in one pass (`SpikingNetwork.run`). Larger is faster
         (bigger batched convolutions, the first layer computed once per pass) and costs memory in
@@ -127,6 +133,9 @@ def simulate(
         raise TypeError(f"simulate() expects the SpikingNetwork returned by convert(), got {type(snn).__name__}")
     steps = time_steps(T)
     positive_int(offset_spikes, "offset_spikes (pre-simulation steps)", zero=True)
+    positive_int(srp, "srp (pre-simulation steps)", zero=True)
+    if offset_spikes and srp:
+        raise ValueError("offset_spikes (COS) and srp (SRP) are both two-stage corrections: choose one")
     device = torch.device(device) if device is not None else module_device(snn)
     steps_per_call = positive_int(
         default_steps_per_call(device) if steps_per_call is None else steps_per_call, "steps_per_call"
@@ -149,25 +158,27 @@ def simulate(
             if tally.num_samples == 0:
                 check_input(snn, x)
             if tracker is not None:
-                tracker.pause()  # the offset-spike pre-steps are not compared
+                tracker.pause()  # the pre-steps of a two-stage correction are not compared
             if offset_spikes:
                 for (_, n), (_, start) in zip(neurons, saved):
                     n.initial_membrane = start
                 calibrate_offsets(snn, x, offset_spikes)
+            if srp:
+                silence_by_residual(snn, x, srp)
             snn.reset()
             if tracker is not None:
                 tracker.start(x)
             tally.run(snn, x, y, steps_per_call)
     finally:
         for (_, n), (negative, start) in zip(neurons, saved):
-            n.negative_spikes, n.initial_membrane = negative, start
+            n.negative_spikes, n.initial_membrane, n.output_mask = negative, start, None
             n.reset()
         if counter is not None:
             counter.remove()
         if tracker is not None:
             tracker.remove()
     corrections = {"negative_spikes": negative_spikes, "offset_spikes_pre_steps": offset_spikes,
-                   "pre_steps_counted_in_T": False}  # fmt: skip
+                   "srp_pre_steps": srp, "pre_steps": offset_spikes + srp, "pre_steps_counted_in_T": False}  # fmt: skip
     return tally.result(steps, corrections, energy)
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Paper 000 Table 3 at CPU scale: Noise Adaptor alone vs with negative spikes vs with two-stage offset
-spikes (COS), on the same converted network.
+spikes (COS) vs with SRP's residual-membrane silencing (the other two-stage correction paper 000 cites), on
+the same converted network.
 
 Either trains the network here (CIFAR-style ResNet-20 on the embedded digits: float, then NA QAT), or
 takes a QAT checkpoint written by fit() (e.g. by benchmarks/cifar10_noise_adaptor.py):
@@ -9,7 +10,8 @@ takes a QAT checkpoint written by fit() (e.g. by benchmarks/cifar10_noise_adapto
     python analysis/table3_corrections.py --dataset cifar10 --checkpoint runs/cifar10-benchmark/na-seed0.pt \
         --data-dir ~/.cache/noiseadaptor/cifar10-jpeg --test-images 2000 --T 64
 
-Offset-spike pre-simulation steps (--rho) are not counted in T, as in the COS paper; the table says so.
+Offset-spike and SRP pre-simulation steps (--rho, --tau) are not counted in T, as in the COS and SRP papers;
+the table says so (a T column is a T + rho or T + tau run). --rows picks rows by name (default: all).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def main() -> None:
     ap.add_argument("--test-images", type=int)
     ap.add_argument("--T", type=int, default=256)
     ap.add_argument("--rho", type=int, default=4, help="offset-spike pre-simulation steps")
+    ap.add_argument("--tau", type=int, default=4, help="SRP pre-simulation steps (the SRP paper's CIFAR tau)")
+    ap.add_argument("--rows", nargs="*", help="only these rows: none negative cos negative+cos srp negative+srp")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("runs/table3-corrections.json"))
     args = ap.parse_args()
@@ -64,20 +68,27 @@ def main() -> None:
     snn = convert(qmodel)
     ann = evaluate(qmodel, test)
     variants = {
-        "none": {},
-        "negative spikes": {"negative_spikes": True},
-        f"offset spikes (rho={args.rho})": {"offset_spikes": args.rho},
-        "negative + offset": {"negative_spikes": True, "offset_spikes": args.rho},
+        "none": ("none", {}),
+        "negative": ("negative spikes", {"negative_spikes": True}),
+        "cos": (f"offset spikes (rho={args.rho})", {"offset_spikes": args.rho}),
+        "negative+cos": ("negative + offset", {"negative_spikes": True, "offset_spikes": args.rho}),
+        "srp": (f"SRP (tau={args.tau})", {"srp": args.tau}),
+        "negative+srp": ("negative + SRP", {"negative_spikes": True, "srp": args.tau}),
     }
+    unknown = sorted(set(args.rows or ()) - set(variants))
+    if unknown:
+        ap.error(f"--rows: unknown {unknown}; choose from {' '.join(variants)}")
     rows = {}
-    for name, options in variants.items():
+    for key, (name, options) in variants.items():
+        if args.rows and key not in args.rows:
+            continue
         result = simulate(snn, test, T=args.T, synops=True, progress=False, **options)
         rows[name] = {"ann_accuracy": ann, **result.row()}
         print(f"{name}: T=1 {100 * result.accuracy[1]:.2f}%  T={args.T} {100 * result.accuracy[args.T]:.2f}%")
     steps = [t for t in (1, 2, 4, 8, 16, 32, 64, 256) if t <= args.T]
     print(
-        f"\n{args.dataset}, {args.model}, {method} p={p}, {rows['none']['snn_accuracy'] and len(test.dataset)} "
-        f"test images, seed {args.seed}; offset-spike pre-steps not counted in T\n"
+        f"\n{args.dataset}, {args.model}, {method} p={p}, {len(test.dataset)} test images, seed {args.seed}; "
+        "offset-spike and SRP pre-steps not counted in T\n"
     )
     print(accuracy_table(rows, steps))
     print("\nE_SNN / E_ANN per image (pre-steps excluded)")

@@ -145,3 +145,19 @@ def test_a_method_that_diverges_leaves_the_other_pairs_standing():
     summary = study.summarize(config, cells)
     assert summary["complete_seeds"] == [] and "qcfs" not in summary["rows"]  # no seed had all three
     assert summary["differences"]["na"]["seeds"] == [0, 1] and "qcfs" not in summary["differences"]
+
+
+def test_a_method_with_its_own_lr_is_trained_again_when_it_changes(tmp_path, monkeypatch):
+    out = tmp_path / "study"
+    run_study(_tiny(), out, log=lambda *a: None)
+    trained, real_cell = [], study._cell
+    monkeypatch.setattr(study, "_cell", lambda *a, **k: trained.append(a[1:3]) or real_cell(*a, **k))
+    config = _tiny(method_lr=("no-noise=0.01",))
+    summary = run_study(config, out, log=lambda *a: None)  # only no-noise's cells are redone
+    assert sorted(trained) == [("no-noise", 0), ("no-noise", 1)]
+    assert json.loads((out / "cells" / "no-noise-seed0.json").read_text())["lr"] == 0.01
+    assert summary["study"]["method_lrs"] == {"na": config.lr, "no-noise": 0.01}
+    assert "no-noise 0.01" in study.report_table(summary)
+    for bad in (("qcfs=0.1",), ("na=0",), ("na",)):
+        with pytest.raises(ValueError, match="METHOD=LR"):
+            _tiny(method_lr=bad)

@@ -61,6 +61,9 @@ class StudyConfig:
     float_lr: float = setting(0.1, "its learning rate")
     epochs: int = setting(3, "QAT epochs per cell")
     lr: float = setting(0.05, "QAT learning rate (SGD, cosine)")
+    method_lr: tuple[str, ...] = setting(
+        (), "a method's own QAT learning rate, METHOD=LR (e.g. qcfs=0.01; the others train at --lr)"
+    )
     weight_decay: float = setting(5e-4, "weight decay")
     batch_size: int = setting(128, "training batch size")
     T: int = setting(16, "simulate and report every T = 1..this")
@@ -74,7 +77,7 @@ class StudyConfig:
     data_on_device: bool = setting(False, "hold the training set on the device and augment there (CIFAR, MNIST)")
 
     def __post_init__(self) -> None:
-        for name in ("methods", "seeds", "variants", "variant_methods"):
+        for name in ("methods", "seeds", "variants", "variant_methods", "method_lr"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if not self.methods:
             raise ValueError("a study needs at least one method")
@@ -91,6 +94,21 @@ class StudyConfig:
             positive_int(getattr(self, name), name)
         for name in ("float_epochs", "epochs", "test_images", "workers"):
             positive_int(getattr(self, name), name, zero=True)
+        self.method_lrs()  # validates
+
+    def method_lrs(self) -> dict[str, float]:
+        """{method: QAT learning rate} from `method_lr` (METHOD=LR entries); methods not named train at `lr`."""
+        own = {}
+        for entry in self.method_lr:
+            method, _, value = str(entry).partition("=")
+            try:
+                lr = float(value)
+            except ValueError:
+                lr = -1.0
+            if method not in self.methods or not lr > 0:
+                raise ValueError(f"method_lr {entry!r}: expected METHOD=LR with a method of the study and LR > 0")
+            own[method] = lr
+        return {m: own.get(m, self.lr) for m in self.methods}
 
     def rows(self) -> list[str]:
         """Row names: each method, then '<method>+<variant>' for the variant methods."""
@@ -124,11 +142,15 @@ def run_study(config: StudyConfig, out: Path, progress: bool = False, log=print)
     test = DataLoader(spread_subset(splits.test, config.test_images or None), batch_size=500)
     start = time.time()
     float_model = _float_network(config, splits, out, device, progress, log)
+    lrs = config.method_lrs()
     for seed in config.seeds:
         for method in config.methods:
             path = out / "cells" / f"{method}-seed{seed}.json"
             if path.exists():
-                continue
+                trained_at = json.loads(path.read_text()).get("lr", config.lr)
+                if trained_at == lrs[method]:
+                    continue
+                log(f"[{method} seed {seed}] trained at lr {trained_at}, the study now gives {lrs[method]}: again")
             torch.manual_seed(seed)
             train = _train_loader(config, splits, seed, device)
             cell = _cell(config, method, seed, float_model, train, test, out, device, progress)
@@ -153,9 +175,14 @@ def _check_same_study(config: StudyConfig, out: Path) -> None:
         fixed = {
             k: v
             for k, v in settings.items()
-            if k not in ("seeds", "methods", "data_dir", "workers", "baseline", "device")
+            if k not in ("seeds", "methods", "data_dir", "workers", "baseline", "device", "method_lr")
+        }  # method_lr is per method: each cell records its lr, and one trained at another is trained again
+        defaults = json.loads(json.dumps(dataclasses.asdict(StudyConfig())))  # settings added since it was written
+        clash = {
+            k: (old.get(k, defaults[k]), v)
+            for k, v in json.loads(json.dumps(fixed)).items()
+            if old.get(k, defaults[k]) != v
         }
-        clash = {k: (old.get(k), v) for k, v in json.loads(json.dumps(fixed)).items() if old.get(k) != v}
         if clash:
             detail = ", ".join(f"{k}: {a!r} there vs {b!r} now" for k, (a, b) in clash.items())
             raise ValueError(f"{out} holds a study with other settings ({detail}); use another --out")
@@ -199,21 +226,24 @@ def _cell(
 ) -> dict:
     """One seed of one method: QAT from the float net, the ANN's accuracy, and every row's simulation."""
     begin = time.time()
+    lr = config.method_lrs()[method]
+    name = f"{method}-seed{seed}" + ("" if lr == config.lr else f"-lr{lr:g}")
     try:  # the seed's first batch calibrates (None): the same for every method
         qmodel, history = train_quantized(
-            float_model, quant_config(method, config.p), train, None, config.epochs, config.lr,
+            float_model, quant_config(method, config.p), train, None, config.epochs, lr,
             config.weight_decay, seed, device, progress=progress, desc=f"QAT {method} seed {seed}",
-            checkpoint=out / "qat" / f"{method}-seed{seed}.pt",
+            checkpoint=out / "qat" / f"{name}.pt",
             config={"method": method, "p": config.p, "seed": seed, "model": config.model},
         )  # fmt: skip
     except TrainingDiverged as err:  # a result of the study: counted per row, left out of its statistics
-        return {"method": method, "seed": seed, "diverged": str(err), "rows": {}}
+        return {"method": method, "seed": seed, "lr": lr, "diverged": str(err), "rows": {}}
     qmodel.eval()
     seconds = {"qat": time.time() - begin}
     accuracy = evaluate(qmodel, test, device)
     cell = {
         "method": method,
         "seed": seed,
+        "lr": lr,
         "ann_accuracy": accuracy,
         "history": history,
         "rows": {},
@@ -330,7 +360,7 @@ def summarize(config: StudyConfig, cells: list[dict]) -> dict:
     seconds = {part: sum(c.get("seconds", {}).get(part, 0.0) for c in cells) for part in ("qat", "simulate")}
     return {
         "format": "noiseadaptor-compare-v1",
-        "study": json.loads(json.dumps(dataclasses.asdict(config))),
+        "study": {**json.loads(json.dumps(dataclasses.asdict(config))), "method_lrs": config.method_lrs()},
         "seconds": seconds,
         "confidence": 0.95,
         "complete_seeds": complete,
@@ -367,6 +397,9 @@ def report_table(summary: dict, steps: Sequence[int] = (1, 2, 4, 8, 16, 32, 64))
         )
         if r["pre_steps"]:
             lines.append(f"{'':<16}{'(T counts main steps; run = T + ' + str(r['pre_steps']) + ')':<32}")
+    own = {m: lr for m, lr in summary["study"].get("method_lrs", {}).items() if lr != summary["study"]["lr"]}
+    if own:
+        lines.append("QAT at its own lr (method_lr): " + ", ".join(f"{m} {lr:g}" for m, lr in own.items()))
     lines.append("")
     lines.append(f"paired difference to {summary['baseline']} (points), mean ± 95% CI [p-value]")
     for row, d in summary["differences"].items():

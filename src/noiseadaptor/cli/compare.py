@@ -55,14 +55,14 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 def study_config(args: argparse.Namespace) -> StudyConfig:
     """The StudyConfig of a compare command line: recipe, then flags. --seeds N (one number) means seeds 0..N-1;
-    several numbers are the seeds themselves. --methods and --variants also take comma-separated lists."""
+    several numbers are the seeds themselves. --methods, --variants and --method-lr also take comma-separated lists."""
     fields = {f.name for f in dataclasses.fields(StudyConfig)}
     values = read_recipe(args.recipe) if args.recipe is not None else {}
     unknown = sorted(set(values) - fields)
     if unknown:
         raise ValueError(f"recipe {args.recipe}: unknown keys {unknown}; the keys are compare's flags")
     values.update({k: v for k, v in vars(args).items() if k in fields})
-    for key in ("methods", "variants", "variant_methods"):
+    for key in ("methods", "variants", "variant_methods", "method_lr"):
         if key in values:
             items = [values[key]] if isinstance(values[key], str) else values[key]
             values[key] = tuple(part for item in items for part in str(item).split(",") if part)

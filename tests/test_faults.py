@@ -263,3 +263,21 @@ def test_resume_extends_a_finished_run_and_shared_files_are_deterministic(tmp_pa
     for name in ("model.safetensors", "checkpoint.pt", "results.json"):
         assert (tmp_path / "a" / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+
+
+def test_run_keeps_checkpoints_refuses_to_overwrite_them_and_resumes(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["run", "--model", "small-cnn", "--methods", "na", "--float-epochs", "1", "--epochs", "1", "--T", "4",
+            "--no-progress", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    first = json.loads((out / "results.json").read_text())["results"]
+    assert sorted(p.name for p in (out / "checkpoints").glob("*.pt")) == ["float.pt", "na-seed0.pt"]
+    with pytest.raises(SystemExit):
+        main(args)
+    assert "add --resume" in capsys.readouterr().err
+    assert main([*args, "--resume"]) == 0  # everything trained: reloaded, simulated again, the same numbers
+    again = json.loads((out / "results.json").read_text())["results"]
+    assert again["na"]["snn_accuracy"] == first["na"]["snn_accuracy"] and again["float"] == first["float"]
+    with pytest.raises(SystemExit):
+        main(["run", "--out", str(out / "results.json")])
+    assert "is a file" in capsys.readouterr().err

@@ -17,6 +17,21 @@ def positive_int(value, name: str, *, zero: bool = False) -> int:
     return value
 
 
+def probability(value, name: str, meaning: str = "") -> float:
+    """`value` when it is a number in [0, 1]; otherwise a ValueError naming `name` (and what it is the
+    probability of, `meaning`)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(f"{name} must be a probability in [0, 1]{meaning}, got {value!r}")
+    return value
+
+
+def positive_number(value, name: str) -> float:
+    """`value` when it is a number > 0; otherwise a ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return value
+
+
 def module_device(module: nn.Module) -> torch.device:
     """Where a module's first parameter or buffer lives (the CPU for a module with neither)."""
     first = next(itertools.chain(module.parameters(), module.buffers()), None)

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .checks import positive_int, positive_number, probability
 from .methods import METHOD_FIELDS, get_method
 
 
@@ -104,17 +105,13 @@ class RunConfig:
     def __post_init__(self) -> None:
         self.method_info  # an unknown method fails here, with the list
         for name in ("p", "time_steps", "batch_size"):
-            _positive_int(name, getattr(self, name))
+            positive_int(getattr(self, name), name)
         for name in ("epochs", "cutout", "workers"):
-            _positive_int(name, getattr(self, name), allow_zero=True)
+            positive_int(getattr(self, name), name, zero=True)
         for name in ("quant_noise_p", "spike_noise_p"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+            probability(getattr(self, name), name)
         for name in ("lr", "width_lr", "tau", "threshold", "alpha"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
+            positive_number(getattr(self, name), name)
         if isinstance(self.weight_decay, bool) or not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         for f in dataclasses.fields(self):
@@ -179,12 +176,6 @@ def check_method_fields(method: str, given: set[str]) -> None:
             f"{flags}: not a setting of method {method}; it reads "
             f"{', '.join(info.reads) or 'none of the method settings'}"
         )
-
-
-def _positive_int(name: str, value, allow_zero: bool = False) -> None:
-    low = 0 if allow_zero else 1
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} integer, got {value!r}")
 
 
 def deprecated_noise_p(method: str, value: float) -> dict[str, float]:

@@ -36,7 +36,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from ..checks import positive_int
+from ..checks import positive_int, probability
 
 NoiseKind = Literal["uniform", "gaussian", "bernoulli", "none"]
 ScaleGrad = Literal["algorithm1", "qcfs", "none"]
@@ -98,12 +98,7 @@ class QuantConfig:
             )
         if not (isinstance(self.noise_amplitude, (int, float)) and self.noise_amplitude >= 0):
             raise ValueError(f"QuantConfig.noise_amplitude must be a number >= 0; got {self.noise_amplitude!r}")
-        value = self.quant_noise_p
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            raise ValueError(
-                "QuantConfig.quant_noise_p must be a number in [0, 1] (the probability that an element passes "
-                f"through unquantized); got {value!r}"
-            )
+        probability(self.quant_noise_p, "QuantConfig.quant_noise_p", " (that an element passes through unquantized)")
         if not self.rounding and self.noise != "none":
             raise ValueError(
                 f"QuantConfig.rounding=False is the plain clip activation; it takes no noise (got noise={self.noise!r})"

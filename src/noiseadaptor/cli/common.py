@@ -155,6 +155,13 @@ def check_positive(args: argparse.Namespace, *flags: str, allow_zero: tuple[str,
         positive_int(getattr(args, flag), f"--{flag.replace('_', '-')}", zero=flag in allow_zero)
 
 
+def output_folder(path: Path) -> Path:
+    """`path` as an output folder: a ValueError, before any work, when it names an existing file."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {path} is a file; give a folder (it is created if missing)")
+    return path
+
+
 def show_progress(args: argparse.Namespace) -> bool:
     return not args.no_progress and sys.stderr.isatty()
 

@@ -12,6 +12,7 @@ from ..data import DATASETS
 from ..io.files import write_json
 from .common import (
     add_config_arguments,
+    output_folder,
     read_recipe,
     show_progress,
 )
@@ -82,6 +83,7 @@ def study_config(args: argparse.Namespace) -> StudyConfig:
 def main(args: argparse.Namespace) -> int:
     from ..compare import load_cells, plot_study, report_table, run_study, summarize
 
+    output_folder(args.out)
     if args.report:
         saved = args.out / "study.json"
         if not saved.exists():

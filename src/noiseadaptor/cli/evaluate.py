@@ -16,6 +16,7 @@ from ..train import evaluate
 from .common import (
     check_positive,
     common_args,
+    output_folder,
     print_tables,
     show_progress,
     simulate_options,
@@ -104,7 +105,7 @@ def main(args: argparse.Namespace) -> int:
         options = simulate_options(args)
         result = simulate(snn, test_data, T=args.T, device=device, progress=show_progress(args), **options)
         rows[name].update(result.row())
-    args.out = args.out or args.checkpoint.parent
+    args.out = output_folder(args.out or args.checkpoint.parent)
     if is_main():
         print_tables(
             rows, f"Top-1 accuracy (%) on {run.dataset} test, {run.model}" + (f", p={run.p}" if quantized else "")

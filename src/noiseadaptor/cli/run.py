@@ -21,6 +21,7 @@ from .common import (
     common_args,
     model_args,
     optim_args,
+    output_folder,
     print_tables,
     show_progress,
     simulate_options,
@@ -69,6 +70,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
     p.add_argument("--float-epochs", type=int, default=30, help="float pre-training epochs (default: %(default)s)")
     optim_args(p, epochs=30, lr=0.05, weight_decay=5e-4, batch_size=64)
     simulation_args(p)
+    p.add_argument("--resume", action="store_true", help="continue a killed run from the checkpoints in --out")
     common_args(p, out="noiseadaptor-run")
     return p
 
@@ -81,6 +83,10 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"--methods: unknown {unknown or 'empty list'}; choose from {', '.join(convertible)}")
     check_positive(args, "p", "T", "batch_size", "float_epochs", "epochs", allow_zero=("float_epochs", "epochs"))
     simulate_options(args)
+    output_folder(args.out)
+    checkpoints = args.out / "checkpoints"  # float.pt and <method>-seed<seed>.pt, every epoch
+    if checkpoints.is_dir() and any(checkpoints.iterdir()) and not args.resume:
+        raise ValueError(f"{checkpoints} holds a run: add --resume to continue it, or choose another --out")
     device = init_from_env(args.device)
     progress, start = show_progress(args), time.time()
 
@@ -101,6 +107,9 @@ def main(args: argparse.Namespace) -> int:
         device=device,
         progress=progress,
         desc="float",
+        checkpoint=checkpoints / "float.pt",
+        resume=args.resume,
+        config={"model": args.model, "dataset": args.dataset, "seed": args.seed},
     )
     rows = {"float": {"ann_accuracy": evaluate(model, test_data, device)}}
     print(f"[float] ANN {100 * rows['float']['ann_accuracy']:.2f}%")
@@ -118,6 +127,7 @@ def main(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=device,
         progress=progress,
+        checkpoint_dir=checkpoints,
         simulate_options=simulate_options(args),
     )
     rows.update(method_rows)

@@ -21,6 +21,7 @@ from ..train import evaluate, fit
 from .common import (
     add_config_arguments,
     common_args,
+    output_folder,
     read_recipe,
     show_progress,
 )
@@ -76,7 +77,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     recipe_out, recipe_resume = values.pop("out", None), values.pop("resume", False)
     if not isinstance(recipe_resume, bool):
         raise ValueError(f"recipe {args.recipe}: resume must be true or false, got {recipe_resume!r}")
-    args.out = args.out or Path(recipe_out or "runs/train")
+    args.out = output_folder(args.out or Path(recipe_out or "runs/train"))
     args.resume = args.resume or recipe_resume
     values.update({k: v for k, v in vars(args).items() if k in fields})
     noise = getattr(args, "noise_p", values.pop("noise_p", None))

@@ -91,94 +91,10 @@ def export_nir(snn: SpikingNetwork, sample_input: Tensor, path: str | Path | Non
     if not isinstance(snn, SpikingNetwork):
         raise TypeError(f"export_nir expects a SpikingNetwork from noiseadaptor.convert(), got {type(snn).__name__}")
     gm = snn.net if isinstance(snn.net, fx.GraphModule) else fx.GraphModule(snn.net, _Tracer().trace(snn.net))
-    shapes = _shapes(gm, sample_input)
-    gains = _Gains()
-    gain: dict[fx.Node, float | str] = {}  # ours = gain * NIR's, per value (see _Gains)
-    sources: dict[fx.Node, list[str]] = {}  # the NIR nodes whose summed outputs are this value
-    builders, edges = {}, []  # NIR nodes are built once every gain is known
-
-    def emit(node: fx.Node, make, source: fx.Node | None) -> None:
-        # named after the module (IF nodes as snn.neurons() names them), unique, without dots
-        name = _unique(node.target if node.op == "call_module" else _ENDS.get(node.op, node.name), builders)
-        builders[name] = make
-        edges.extend((s, name) for s in (sources[source] if source is not None else []))
-        sources[node] = [name]
-
+    exporter = _Exporter(nir, gm, _shapes(gm, sample_input))
     for node in gm.graph.nodes:
-        x = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
-        module = gm.get_submodule(node.target) if node.op == "call_module" else None
-        if node.op == "placeholder":
-            if builders:
-                raise TypeError(f"cannot export a second input '{node.name}': NIR graphs here have one input")
-            shape = shapes[node]
-            emit(node, lambda s=shape: nir.Input(np.array(s)), None)
-            gain[node] = 1.0
-        elif node.op == "output":
-            if not isinstance(x, fx.Node):
-                raise TypeError(f"cannot export output {node.args[0]!r}: the network must return one tensor")
-            if gains.value(gain[x]) is None:
-                gains.unify([gain[x], 1.0], node.name)  # a weighted last layer gives our output exactly
-            emit(node, lambda s=shapes[x]: nir.Output(np.array(s)), x)
-            out_value = x
-        elif isinstance(module, IFNeuron):
-            _check_neuron(node, module)
-            emit(node, lambda n=node, m=module, x=x: _if_node(nir, m, shapes[n], gains.resolve(gain[x])), x)
-            gain[node] = float(module.threshold)
-        elif isinstance(module, (nn.Conv2d, nn.Linear)):
-            _check_weighted(node, module)
-            emit(
-                node,
-                lambda m=module, n=node, x=x: _weighted(
-                    nir, m, shapes[x], gains.resolve(gain[x]), gains.resolve(gain[n])
-                ),
-                x,
-            )
-            gain[node] = gains.free(node.name)
-        elif isinstance(module, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
-            kernel, stride, padding = _pool_geometry(node, module, shapes[x], shapes[node])
-            emit(node, lambda k=kernel, s=stride, p=padding: nir.AvgPool2d(np.array(k), np.array(s), np.array(p)), x)
-            gain[node] = gain[x]
-        elif isinstance(module, nn.Flatten) or (module is None and node.target in (torch.flatten, "flatten")):
-            start = _arg(node, module, "start_dim", 1, 1 if module is not None else 0)
-            end = _arg(node, module, "end_dim", 2, -1)
-            start, end = (d % (len(shapes[x]) + 1) for d in (start, end))  # non-negative, batch = 0
-            if start == 0:
-                raise TypeError(f"cannot export flatten at node '{node.name}': it flattens the batch dimension")
-            dims = [start - 1, end - 1]  # NIR counts dims without the batch
-            emit(node, lambda s=shapes[x], d=dims: nir.Flatten({"input": np.array(s)}, *d), x)
-            gain[node] = gain[x]
-        elif isinstance(module, _PASS_THROUGH):
-            sources[node], gain[node] = sources[x], gain[x]
-        elif node.op == "call_function" and node.target in _ADDS:
-            terms = list(node.args)
-            if len(terms) != 2 or node.kwargs or not all(isinstance(t, fx.Node) for t in terms):
-                raise TypeError(
-                    f"cannot export add at node '{node.name}': only the sum of two tensors "
-                    "(no constants, no alpha) maps to NIR edges"
-                )
-            sources[node] = sources[terms[0]] + sources[terms[1]]
-            if len(set(sources[node])) < len(sources[node]):  # edges are a set: x + x would count once
-                raise TypeError(f"cannot export add at node '{node.name}': it sums one value with itself")
-            gain[node] = gains.unify([gain[t] for t in terms], node.name)
-        else:
-            what = f"module {type(module).__name__}" if module is not None else f"{node.op} {_name(node.target)}"
-            hint = " (convert with fold_batchnorm=True to fold it into the layer before)" * ("BatchNorm" in what)
-            raise TypeError(f"cannot export {what} at node '{node.name}' to NIR{hint}; supported: {SUPPORTED}")
-
-    nodes = {name: make() for name, make in builders.items()}
-    graph = nir.NIRGraph(
-        nodes,
-        edges,
-        metadata={
-            "producer": "noiseadaptor",
-            "semantics": SEMANTICS,
-            "neuron_reset": "subtract",
-            "input_encoding": "analog, same every step",
-            "dt": 1.0,
-            "output_scale": gains.resolve(gain[out_value]),
-            "note": "outputs are per step; the prediction is the argmax of their sum over steps",
-        },
-    )
+        exporter.visit(node)
+    graph = exporter.graph()
     warnings.warn(
         "NIR export: " + SEMANTICS + ". Tools that follow the NIR spec only (hard reset to v_reset, "
         "membrane from 0: Lava, SpiNNaker2, Xylo) will read a different network unless they honour "
@@ -189,6 +105,106 @@ def export_nir(snn: SpikingNetwork, sample_input: Tensor, path: str | Path | Non
     if path is not None:
         nir.write(str(path), graph)
     return graph
+
+
+class _Exporter:
+    """One pass over the fx graph of a converted network, node by node in graph order: each node becomes
+    a NIR node (built at the end, once every gain is known), is passed through, or is refused."""
+
+    def __init__(self, nir, gm: fx.GraphModule, shapes: dict[fx.Node, tuple[int, ...]]):
+        self.nir, self.gm, self.shapes = nir, gm, shapes
+        self.gains = _Gains()
+        self.gain: dict[fx.Node, float | str] = {}  # ours = gain * NIR's, per value (see _Gains)
+        self.sources: dict[fx.Node, list[str]] = {}  # the NIR nodes whose summed outputs are this value
+        self.builders, self.edges = {}, []
+        self.out_value: fx.Node | None = None
+
+    def emit(self, node: fx.Node, make, source: fx.Node | None) -> None:
+        # named after the module (IF nodes as snn.neurons() names them), unique, without dots
+        name = _unique(node.target if node.op == "call_module" else _ENDS.get(node.op, node.name), self.builders)
+        self.builders[name] = make
+        self.edges.extend((s, name) for s in (self.sources[source] if source is not None else []))
+        self.sources[node] = [name]
+
+    def visit(self, node: fx.Node) -> None:
+        nir, shapes, gains, gain = self.nir, self.shapes, self.gains, self.gain
+        x = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
+        module = self.gm.get_submodule(node.target) if node.op == "call_module" else None
+        if node.op == "placeholder":
+            if self.builders:
+                raise TypeError(f"cannot export a second input '{node.name}': NIR graphs here have one input")
+            self.emit(node, lambda s=shapes[node]: nir.Input(np.array(s)), None)
+            gain[node] = 1.0
+        elif node.op == "output":
+            if not isinstance(x, fx.Node):
+                raise TypeError(f"cannot export output {node.args[0]!r}: the network must return one tensor")
+            if gains.value(gain[x]) is None:
+                gains.unify([gain[x], 1.0], node.name)  # a weighted last layer gives our output exactly
+            self.emit(node, lambda s=shapes[x]: nir.Output(np.array(s)), x)
+            self.out_value = x
+        elif isinstance(module, IFNeuron):
+            _check_neuron(node, module)
+            self.emit(node, lambda n=node, m=module, x=x: _if_node(nir, m, shapes[n], gains.resolve(gain[x])), x)
+            gain[node] = float(module.threshold)
+        elif isinstance(module, (nn.Conv2d, nn.Linear)):
+            _check_weighted(node, module)
+            make = lambda m=module, n=node, x=x: _weighted(  # noqa: E731
+                nir, m, shapes[x], gains.resolve(gain[x]), gains.resolve(gain[n])
+            )
+            self.emit(node, make, x)
+            gain[node] = gains.free(node.name)
+        elif isinstance(module, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
+            kernel, stride, padding = _pool_geometry(node, module, shapes[x], shapes[node])
+            self.emit(node, lambda k=kernel, s=stride, p=padding: nir.AvgPool2d(*map(np.array, (k, s, p))), x)
+            gain[node] = gain[x]
+        elif isinstance(module, nn.Flatten) or (module is None and node.target in (torch.flatten, "flatten")):
+            self.flatten(node, module, x)
+        elif isinstance(module, _PASS_THROUGH):
+            self.sources[node], gain[node] = self.sources[x], gain[x]
+        elif node.op == "call_function" and node.target in _ADDS:
+            self.add(node)
+        else:
+            what = f"module {type(module).__name__}" if module is not None else f"{node.op} {_name(node.target)}"
+            hint = " (convert with fold_batchnorm=True to fold it into the layer before)" * ("BatchNorm" in what)
+            raise TypeError(f"cannot export {what} at node '{node.name}' to NIR{hint}; supported: {SUPPORTED}")
+
+    def flatten(self, node: fx.Node, module: nn.Module | None, x: fx.Node) -> None:
+        start = _arg(node, module, "start_dim", 1, 1 if module is not None else 0)
+        end = _arg(node, module, "end_dim", 2, -1)
+        start, end = (d % (len(self.shapes[x]) + 1) for d in (start, end))  # non-negative, batch = 0
+        if start == 0:
+            raise TypeError(f"cannot export flatten at node '{node.name}': it flattens the batch dimension")
+        dims = [start - 1, end - 1]  # NIR counts dims without the batch
+        self.emit(node, lambda s=self.shapes[x], d=dims: self.nir.Flatten({"input": np.array(s)}, *d), x)
+        self.gain[node] = self.gain[x]
+
+    def add(self, node: fx.Node) -> None:
+        terms = list(node.args)
+        if len(terms) != 2 or node.kwargs or not all(isinstance(t, fx.Node) for t in terms):
+            raise TypeError(
+                f"cannot export add at node '{node.name}': only the sum of two tensors "
+                "(no constants, no alpha) maps to NIR edges"
+            )
+        self.sources[node] = self.sources[terms[0]] + self.sources[terms[1]]
+        if len(set(self.sources[node])) < len(self.sources[node]):  # edges are a set: x + x would count once
+            raise TypeError(f"cannot export add at node '{node.name}': it sums one value with itself")
+        self.gain[node] = self.gains.unify([self.gain[t] for t in terms], node.name)
+
+    def graph(self):
+        nodes = {name: make() for name, make in self.builders.items()}
+        return self.nir.NIRGraph(
+            nodes,
+            self.edges,
+            metadata={
+                "producer": "noiseadaptor",
+                "semantics": SEMANTICS,
+                "neuron_reset": "subtract",
+                "input_encoding": "analog, same every step",
+                "dt": 1.0,
+                "output_scale": self.gains.resolve(self.gain[self.out_value]),
+                "note": "outputs are per step; the prediction is the argmax of their sum over steps",
+            },
+        )
 
 
 class _Gains:

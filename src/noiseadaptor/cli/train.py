@@ -91,72 +91,17 @@ def run_config(args: argparse.Namespace) -> RunConfig:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..ann.calibrate import init_scales
-    from ..ann.preparation import requantize
-
     run = args.run = run_config(args)
     method = run.method_info
-    optimizer = method.optimizer(run)
-    if run.init is not None and not Path(run.init).is_file():
-        raise ValueError(f"--init {run.init}: no such checkpoint")
-    init_state = load_checkpoint(run.init) if run.init is not None else None
-    start = checkpoint_run(init_state["config"], f"--init {run.init}") if init_state is not None else None
-    quantized_start = start is not None and start.method_info.family == "conversion"  # e.g. a clip source ANN
-    if quantized_start and method.family != "conversion":
-        raise ValueError(
-            f"--init {run.init} is a quantized ({start.method}) network: continue it with a "
-            f"quantization method ({', '.join(list_methods('conversion'))}), or start {run.method} "
-            "from a float one"
-        )
+    init_state, start = _starting_point(run)
     checkpoint = args.out / "checkpoint.pt"
     if checkpoint.exists() and not args.resume:
         raise ValueError(f"{checkpoint} exists: add --resume to continue it, or choose another --out")
-    events = run.dataset in EVENT_DATASETS
-    if events and method.family != "direct":
-        raise ValueError(
-            f"{run.dataset} is event data (frames over T steps): train it with a direct method "
-            f"({', '.join(list_methods('direct'))})"
-        )
-    if run.data_on_device and (
-        run.dataset not in ("cifar10", "cifar100", "mnist", "fashion-mnist") or run.augment != "standard" or run.cutout
-    ):
-        raise ValueError(
-            "--data-on-device holds CIFAR-10/100 or (Fashion-)MNIST on the device with the standard "
-            "augmentation; drop it for other data sets, --augment or --cutout"
-        )
+    _check_data(run)
     device = init_from_env(args.device)
     torch.manual_seed(run.seed)
-    splits = (
-        event_dataset(run.dataset, run.data_dir, run.time_steps, run.download)
-        if events
-        else get_dataset(run.dataset, run.data_dir, run.download, run.augment, run.cutout)
-    )
-    if run.data_on_device:
-        train_data, test_data = (
-            DeviceLoader.from_dataset(d, run.batch_size, run.dataset, device, train=t, seed=run.seed)
-            for d, t in ((splits.train, True), (splits.test, False))
-        )
-    else:
-        train_data, test_data = splits.loaders(run.batch_size, seed=run.seed, num_workers=run.workers)
-    run = dataclasses.replace(
-        run,
-        num_classes=splits.num_classes,
-        in_channels=splits.in_channels,
-        image_size=splits.image_size,
-        event_input=events,
-    )
-    extra = {"weights": run.weights} if run.weights else {}
-    model = create_model(run.model, splits.num_classes, splits.in_channels, **extra)
-    if quantized_start:
-        model = start.method_info.build(model, start)
-    if init_state is not None:
-        restore(init_state, model, rng=False)
-    if quantized_start:  # keep the thresholds it learned, now with this method's quantizer
-        model = requantize(model, method.quant(run)).to(device)
-    else:
-        model = method.build(model, run).to(device)
-        if method.family == "conversion" and not checkpoint.exists():  # a resumed run loads its trained scales
-            init_scales(model, next(iter(train_data)))
+    run, train_data, test_data = _data(run, device)
+    model = _model(run, init_state, start, device, train_data, fresh=not checkpoint.exists())
     trained = torch.compile(model) if run.compile else model
     if is_main():
         detail = {"conversion": f", p={run.p}", "direct": f", T={run.time_steps}"}.get(method.family, "")
@@ -167,7 +112,7 @@ def main(args: argparse.Namespace) -> int:
         trained,
         train_data,
         run.epochs,
-        optimizer=optimizer,
+        optimizer=method.optimizer(run),
         val_data=test_data,
         val_name="test_acc",
         device=device,
@@ -188,3 +133,83 @@ def main(args: argparse.Namespace) -> int:
         write_json({"config": config, "ann_accuracy": accuracy, "history": history}, args.out / "results.json")
         print(f"[train] test accuracy {100 * accuracy:.2f}%; wrote {checkpoint} and {args.out / 'model.safetensors'}")
     return 0
+
+
+def _starting_point(run: RunConfig) -> tuple[dict | None, RunConfig | None]:
+    """The --init checkpoint's state and its run (None, None without --init), refused where it cannot
+    start this method."""
+    if run.init is None:
+        return None, None
+    if not Path(run.init).is_file():
+        raise ValueError(f"--init {run.init}: no such checkpoint")
+    state = load_checkpoint(run.init)
+    start = checkpoint_run(state["config"], f"--init {run.init}")
+    if start.method_info.family == "conversion" and run.method_info.family != "conversion":  # e.g. a clip ANN
+        raise ValueError(
+            f"--init {run.init} is a quantized ({start.method}) network: continue it with a "
+            f"quantization method ({', '.join(list_methods('conversion'))}), or start {run.method} "
+            "from a float one"
+        )
+    return state, start
+
+
+def _check_data(run: RunConfig) -> None:
+    if run.dataset in EVENT_DATASETS and run.method_info.family != "direct":
+        raise ValueError(
+            f"{run.dataset} is event data (frames over T steps): train it with a direct method "
+            f"({', '.join(list_methods('direct'))})"
+        )
+    if run.data_on_device and (
+        run.dataset not in ("cifar10", "cifar100", "mnist", "fashion-mnist") or run.augment != "standard" or run.cutout
+    ):
+        raise ValueError(
+            "--data-on-device holds CIFAR-10/100 or (Fashion-)MNIST on the device with the standard "
+            "augmentation; drop it for other data sets, --augment or --cutout"
+        )
+
+
+def _data(run: RunConfig, device: torch.device):
+    """(run with the data set's facts recorded, train loader, test loader)."""
+    events = run.dataset in EVENT_DATASETS
+    splits = (
+        event_dataset(run.dataset, run.data_dir, run.time_steps, run.download)
+        if events
+        else get_dataset(run.dataset, run.data_dir, run.download, run.augment, run.cutout)
+    )
+    if run.data_on_device:
+        train_data, test_data = (
+            DeviceLoader.from_dataset(d, run.batch_size, run.dataset, device, train=t, seed=run.seed)
+            for d, t in ((splits.train, True), (splits.test, False))
+        )
+    else:
+        train_data, test_data = splits.loaders(run.batch_size, seed=run.seed, num_workers=run.workers)
+    run = dataclasses.replace(
+        run,
+        num_classes=splits.num_classes,
+        in_channels=splits.in_channels,
+        image_size=splits.image_size,
+        event_input=events,
+    )
+    return run, train_data, test_data
+
+
+def _model(run: RunConfig, init_state: dict | None, start: RunConfig | None, device, train_data, fresh: bool):
+    """The network to train: built for the method, from --init's weights when given; a fresh quantized
+    one gets its scales initialised on the first training batch (a resumed one loads its trained scales)."""
+    from ..ann.calibrate import init_scales
+    from ..ann.preparation import requantize
+
+    method = run.method_info
+    quantized_start = start is not None and start.method_info.family == "conversion"
+    extra = {"weights": run.weights} if run.weights else {}
+    model = create_model(run.model, run.num_classes, run.in_channels, **extra)
+    if quantized_start:
+        model = start.method_info.build(model, start)
+    if init_state is not None:
+        restore(init_state, model, rng=False)
+    if quantized_start:  # keep the thresholds it learned, now with this method's quantizer
+        return requantize(model, method.quant(run)).to(device)
+    model = method.build(model, run).to(device)
+    if method.family == "conversion" and fresh:
+        init_scales(model, next(iter(train_data)))
+    return model

@@ -212,7 +212,7 @@ def fit(
         for name in (Path(checkpoint), Path(checkpoint).with_suffix(".json")):
             remove_stale_temporaries(name)
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        start, history = _resume(load_checkpoint(checkpoint), model, optimizer, schedule, config)
+        start, history = _resume(load_checkpoint(checkpoint), model, optimizer, schedule, optim, config)
     net = (
         nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
         if is_distributed()
@@ -260,10 +260,11 @@ def fit(
     return history
 
 
-def _resume(state: dict, model: nn.Module, optimizer, schedule, config: dict) -> tuple[int, list[dict]]:
+def _resume(
+    state: dict, model: nn.Module, optimizer, schedule, optim: OptimizerConfig, config: dict
+) -> tuple[int, list[dict]]:
     """Load a checkpoint into the live model, optimiser and schedule (refusing other settings); returns the
     epoch reached and the metrics history so far."""
-    optim = OptimizerConfig(**config["optimization"])
     if "optimization" not in state["config"]:  # written before session 13: SGD on every parameter, which
         widths = any(role == "width" for role, _ in parameter_roles(model))  # is today's default without widths
         earlier = OptimizerConfig(lr=optim.lr, weight_decay=optim.weight_decay, momentum=optim.momentum,

@@ -10,7 +10,7 @@ from torch import nn
 
 from noiseadaptor import QuantConfig, convert, init_scales, prepare, quantizers, simulate
 from noiseadaptor import compare as study
-from noiseadaptor.compare import StudyConfig, paired_difference, run_study, t_interval
+from noiseadaptor.compare import StudyConfig, load_cells, paired_difference, run_study, t_interval
 
 
 def test_t_interval_and_paired_test_by_hand():
@@ -161,3 +161,19 @@ def test_a_method_with_its_own_lr_is_trained_again_when_it_changes(tmp_path, mon
     for bad in (("qcfs=0.1",), ("na=0",), ("na",)):
         with pytest.raises(ValueError, match="METHOD=LR"):
             _tiny(method_lr=bad)
+
+
+def test_processes_sharing_a_study_split_its_cells(tmp_path, hold_lock):
+    holder = hold_lock(tmp_path / "cells" / "na-seed1.json")  # another process is on this cell
+    lines = []
+    run_study(_tiny(variants=()), tmp_path, log=lines.append)
+    holder.kill()
+    holder.wait()
+    assert "[na seed 1] another process is training it: skipped here" in lines
+    assert not (tmp_path / "cells" / "na-seed1.json").exists() and (tmp_path / "cells" / "no-noise-seed1.json").exists()
+    run_study(_tiny(variants=()), tmp_path, log=lines.append)
+    assert (tmp_path / "cells" / "na-seed1.json").exists()
+    assert [c["seed"] for c in load_cells(tmp_path)].count(1) == 2
+    # a process that named only seed 0 still summarises every cell of the folder
+    summary = run_study(_tiny(variants=(), seeds=(0,)), tmp_path, log=lines.append)
+    assert summary["complete_seeds"] == [0, 1] and summary["rows"]["na"]["seeds"] == [0, 1]

@@ -184,6 +184,16 @@ def test_export_command_writes_nir_and_refuses_float_runs(tmp_path, capsys):
         export.main(parser.parse_args([str(tmp_path / "old.pt")]))
     with pytest.warns(UserWarning):
         assert export.main(parser.parse_args([str(tmp_path / "old.pt"), "--input-shape", "1,8,8"])) == 0
+    nested = tmp_path / "new" / "folder" / "net.nir"  # missing folders are made; the write is atomic
+    with pytest.warns(UserWarning):
+        assert export.main(parser.parse_args([str(tmp_path / "checkpoint.pt"), "--out", str(nested)])) == 0
+    assert nir.read(nested) and not list(nested.parent.glob(".net.nir.*"))
+    (tmp_path / "a-file").write_text("x")
+    for out, message in ((tmp_path, "is a folder; give the file"), (tmp_path / "a-file" / "x.nir", "is a file")):
+        with pytest.raises(ValueError, match=message):
+            export.main(parser.parse_args([str(tmp_path / "checkpoint.pt"), "--out", str(out)]))
+    with pytest.raises(ValueError, match="expected C,H,W"):
+        export.main(parser.parse_args([str(tmp_path / "checkpoint.pt"), "--input-shape", "abc"]))
 
 
 def test_onnx_export_of_the_quantized_ann(tmp_path):

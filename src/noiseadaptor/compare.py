@@ -34,7 +34,7 @@ from .ann.models import create_model
 from .checks import positive_int
 from .data import get_dataset, spread_subset
 from .experiment import quant_config, train_quantized
-from .io.files import write_json
+from .io.files import InUse, exclusive, write_json
 from .methods import get_method
 from .runconfig import setting
 from .snn.conversion import convert
@@ -141,20 +141,19 @@ def run_study(config: StudyConfig, out: Path, progress: bool = False, log=print)
     splits = get_dataset(config.dataset, config.data_dir)
     test = DataLoader(spread_subset(splits.test, config.test_images or None), batch_size=500)
     start = time.time()
-    float_model = _float_network(config, splits, out, device, progress, log)
-    lrs = config.method_lrs()
+    with exclusive(out / "float-network", wait=True):  # processes started together: one trains, the rest wait
+        float_model = _float_network(config, splits, out, device, progress, log)
     for seed in config.seeds:
         for method in config.methods:
             path = out / "cells" / f"{method}-seed{seed}.json"
-            if path.exists():
-                trained_at = json.loads(path.read_text()).get("lr", config.lr)
-                if trained_at == lrs[method]:
-                    continue
-                log(f"[{method} seed {seed}] trained at lr {trained_at}, the study now gives {lrs[method]}: again")
-            torch.manual_seed(seed)
-            train = _train_loader(config, splits, seed, device)
-            cell = _cell(config, method, seed, float_model, train, test, out, device, progress)
-            write_json(cell, path)
+            try:
+                with exclusive(path):  # several processes may share a study: each cell goes to one of them
+                    cell = _missing_cell(config, method, seed, path, splits, float_model, test, device, progress, log)
+            except InUse:
+                log(f"[{method} seed {seed}] another process is training it: skipped here")
+                continue
+            if cell is None:
+                continue
             if "diverged" in cell:
                 log(f"[{method} seed {seed}] diverged: {cell['diverged']}")
                 continue
@@ -165,6 +164,22 @@ def run_study(config: StudyConfig, out: Path, progress: bool = False, log=print)
     summary = summarize(config, load_cells(out))
     write_json(summary, out / "compare.json")
     return summary
+
+
+def _missing_cell(config, method, seed, path, splits, float_model, test, device, progress, log) -> dict | None:
+    """Train and simulate the cell of (method, seed) into `path` unless it is there at the study's lr; returns
+    it, or None when it was there."""
+    lr = config.method_lrs()[method]
+    if path.exists():
+        trained_at = json.loads(path.read_text()).get("lr", config.lr)
+        if trained_at == lr:
+            return None
+        log(f"[{method} seed {seed}] trained at lr {trained_at}, the study now gives {lr}: again")
+    torch.manual_seed(seed)
+    train = _train_loader(config, splits, seed, device)
+    cell = _cell(config, method, seed, float_model, train, test, path.parent.parent, device, progress)
+    write_json(cell, path)
+    return cell
 
 
 def _check_same_study(config: StudyConfig, out: Path) -> None:
@@ -304,7 +319,10 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
 
 def summarize(config: StudyConfig, cells: list[dict]) -> dict:
     """The study's statistics (schema in README, "compare.json"). Each row is paired with the baseline over
-    the seeds where both trained; a diverged cell is counted in `diverged_seeds` and left out."""
+    the seeds where both trained; a diverged cell is counted in `diverged_seeds` and left out. The seeds
+    are the config's and those of every cell (processes sharing a study each name only their own)."""
+    seeds = tuple(sorted(set(config.seeds) | {c["seed"] for c in cells if c["method"] in config.methods}))
+    config = dataclasses.replace(config, seeds=seeds)
     by = {(c["method"], c["seed"]): c for c in cells if "diverged" not in c}
     diverged = {m: [c["seed"] for c in cells if c["method"] == m and "diverged" in c] for m in config.methods}
     complete = [s for s in config.seeds if all((m, s) in by for m in config.methods)]

@@ -106,7 +106,7 @@ class RunConfig:
         self.method_info  # an unknown method fails here, with the list
         for name in ("p", "time_steps", "batch_size"):
             positive_int(getattr(self, name), name)
-        for name in ("epochs", "cutout", "workers"):
+        for name in ("epochs", "cutout", "workers", "seed"):  # a seed < 0 reads as "random" in some tools: refused
             positive_int(getattr(self, name), name, zero=True)
         for name in ("quant_noise_p", "spike_noise_p"):
             probability(getattr(self, name), name)

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from tqdm.auto import tqdm
 
 from ..checks import module_device
 from ..hooks import StopForward
@@ -31,8 +32,10 @@ def init_scales(
     grid: int = 128,
     seed: int = 0,
     batchnorm: bool = True,
+    progress: bool = False,
 ) -> dict[str, float]:
-    """Initialise every quantizer scale of a prepared model from one calibration batch.
+    """Initialise every quantizer scale of a prepared model from one calibration batch (`progress`: a bar
+    over the layers).
 
     Targets are the activations of the same network with all quantizers off (plain ReLU, avg-pooling
     already in place: the float network QAT starts from). For layer l, layers < l quantize (noise off)
@@ -88,7 +91,7 @@ def init_scales(
 
     scales = {}
     try:
-        for i, (name, q) in enumerate(layers):
+        for i, (name, q) in enumerate(tqdm(layers, desc="init scales", disable=not progress, leave=False)):
             inputs: list[Tensor] = [None]  # type: ignore[list-item]
             hook = q.register_forward_pre_hook(_store(inputs, 0, lambda _, v, i=i: sample(i, v), stop=True))
             try:

@@ -144,7 +144,12 @@ def read_recipe(recipe: Path) -> dict:
 
     if not recipe.is_file():
         raise ValueError(f"recipe {recipe} not found")
-    values = yaml.safe_load(recipe.read_text()) or {}
+    try:
+        values = yaml.safe_load(recipe.read_text()) or {}
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        raise ValueError(f"recipe {recipe} is not valid YAML{at}: {getattr(err, 'problem', None) or err}") from None
     if not isinstance(values, dict):
         raise ValueError(f"recipe {recipe}: expected a mapping of settings (key: value lines)")
     return values

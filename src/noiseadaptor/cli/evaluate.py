@@ -97,7 +97,7 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--calibrate needs a quantized checkpoint ({', '.join(list_methods('conversion'))}); this one is {name}"
         )
-    rows = {name: {"ann_accuracy": evaluate(model.to(device), test_data, device)}}
+    rows = {name: {"ann_accuracy": evaluate(model.to(device), test_data, device, progress=show_progress(args))}}
     if quantized:
         snn = convert(model)
         if args.calibrate != "none":

@@ -51,8 +51,9 @@ def main(args) -> int:
             f"{args.checkpoint} is a '{run.method}' run; export needs a quantized one "
             f"({', '.join(list_methods('conversion'))}) to convert"
         )
+    out = _output_file(args.out or args.checkpoint.parent / f"model.{args.format}", args.format)
     if args.input_shape:
-        shape = tuple(int(d) for d in args.input_shape.split(","))
+        shape = _shape(args.input_shape)
     elif run.image_size:
         shape = (run.in_channels, run.image_size, run.image_size)
     else:  # checkpoints written before train recorded the image size
@@ -67,10 +68,29 @@ def main(args) -> int:
             f"--input-shape {given} does not fit this network ({str(err).splitlines()[0][:160]}); "
             "give C,H,W of one input as it was trained"
         ) from None
-    out = args.out or args.checkpoint.parent / f"model.{args.format}"
     if args.format == "nir":
         export_nir(convert(model.eval()), sample, out)
     else:
         export_onnx(model, sample, out)
     print(f"wrote {out}")
     return 0
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(d) for d in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise ValueError(f"--input-shape {text}: expected C,H,W of one input, positive integers (e.g. 3,32,32)")
+    return shape
+
+
+def _output_file(path: Path, suffix: str) -> Path:
+    """`path` as the file to write: refused, before any work, when it is a folder or lies under a file."""
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a folder; give the file to write (e.g. {path / ('model.' + suffix)})")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"--out {path}: {parent} is a file, not a folder")
+    return path

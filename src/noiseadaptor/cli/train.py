@@ -97,11 +97,21 @@ def main(args: argparse.Namespace) -> int:
     checkpoint = args.out / "checkpoint.pt"
     if checkpoint.exists() and not args.resume:
         raise ValueError(f"{checkpoint} exists: add --resume to continue it, or choose another --out")
+    if args.resume and not checkpoint.exists():  # a mistyped --out would otherwise start over unannounced
+        print(f"noiseadaptor train: warning: --resume: no {checkpoint} yet, starting a new run", file=sys.stderr)
+    if method.family == "conversion" and run.init is None and run.weights is None and not checkpoint.exists():
+        print(
+            f"noiseadaptor train: warning: {run.method} from random weights (no --init, no --weights): its scales "
+            "start from an untrained network; Noise Adaptor fine-tunes a pre-trained float one (train it with "
+            "--method float, then pass it as --init)",
+            file=sys.stderr,
+        )
     _check_data(run)
     device = init_from_env(args.device)
     torch.manual_seed(run.seed)
     run, train_data, test_data = _data(run, device)
-    model = _model(run, init_state, start, device, train_data, fresh=not checkpoint.exists())
+    fresh = not checkpoint.exists()
+    model = _model(run, init_state, start, device, train_data, fresh=fresh, progress=show_progress(args))
     trained = torch.compile(model) if run.compile else model
     if is_main():
         detail = {"conversion": f", p={run.p}", "direct": f", T={run.time_steps}"}.get(method.family, "")
@@ -126,7 +136,7 @@ def main(args: argparse.Namespace) -> int:
         log_epochs=not args.no_progress and not sys.stderr.isatty(),
         on_epoch_start=model.start_epoch if method.family == "direct" else None,
     )
-    accuracy = evaluate(model, test_data, device)
+    accuracy = evaluate(model, test_data, device, progress=show_progress(args))
     if is_main():
         config = run.to_dict()
         export_weights(model, args.out / "model.safetensors", config)
@@ -193,7 +203,9 @@ def _data(run: RunConfig, device: torch.device):
     return run, train_data, test_data
 
 
-def _model(run: RunConfig, init_state: dict | None, start: RunConfig | None, device, train_data, fresh: bool):
+def _model(
+    run: RunConfig, init_state: dict | None, start: RunConfig | None, device, train_data, fresh: bool, progress: bool
+):
     """The network to train: built for the method, from --init's weights when given; a fresh quantized
     one gets its scales initialised on the first training batch (a resumed one loads its trained scales)."""
     from ..ann.calibrate import init_scales
@@ -211,5 +223,5 @@ def _model(run: RunConfig, init_state: dict | None, start: RunConfig | None, dev
         return requantize(model, method.quant(run)).to(device)
     model = method.build(model, run).to(device)
     if method.family == "conversion" and fresh:
-        init_scales(model, next(iter(train_data)))
+        init_scales(model, next(iter(train_data)), progress=progress)
     return model

@@ -57,6 +57,7 @@ import torch
 from torch import Tensor, fx, nn
 
 from ..snn.neurons import IFNeuron, SpikingNetwork
+from .files import atomic_path
 
 SUPPORTED = (
     "Conv2d, Linear, AvgPool2d, AdaptiveAvgPool2d, Flatten/torch.flatten, residual add, Identity, Dropout, IFNeuron"
@@ -103,7 +104,8 @@ def export_nir(snn: SpikingNetwork, sample_input: Tensor, path: str | Path | Non
         stacklevel=2,
     )
     if path is not None:
-        nir.write(str(path), graph)
+        with atomic_path(path) as tmp:  # a killed export leaves no half-written file
+            nir.write(tmp, graph)
     return graph
 
 
@@ -370,9 +372,9 @@ def export_onnx(qmodel: nn.Module, sample_input: Tensor, path: str | Path) -> No
         optional(module, line)
     was_training = qmodel.training
     try:
-        with torch.no_grad():
+        with torch.no_grad(), atomic_path(path) as tmp:
             torch.onnx.export(
-                qmodel.eval(), (sample_input,), str(path), input_names=["input"], output_names=["output"], verbose=False
+                qmodel.eval(), (sample_input,), tmp, input_names=["input"], output_names=["output"], verbose=False
             )
     finally:
         qmodel.train(was_training)

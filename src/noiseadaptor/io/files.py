@@ -1,4 +1,5 @@
-"""Files written so that a killed run never leaves half of one: atomic writes, their leftovers, valid JSON."""
+"""Files written so that a killed run never leaves half of one: atomic writes, their leftovers, valid JSON,
+and one writer at a time."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -60,3 +63,38 @@ def _umask() -> int:
     mask = os.umask(0)  # the only way to read it is to set it
     os.umask(mask)
     return mask
+
+
+class InUse(ValueError):
+    """Another process holds the file (a second run on the same output): raised before any work."""
+
+
+@contextmanager
+def exclusive(path: str | Path, *, wait: bool = False) -> Iterator[None]:
+    """Hold `path`'s lock (the file `path`.lock beside it) for the block, so that two processes never
+    write `path` at once (nor does the second clear the first's temporaries at its start). Without `wait`
+    a held lock raises InUse naming the holder's pid; with it, the block waits its turn. An advisory
+    `flock`: released by the kernel when the holder dies (a SIGKILL leaves no stale lock); the .lock file
+    stays. Where `fcntl` is missing (Windows) there is no lock."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on the machines this is tested on
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f"{path.name}.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise InUse(
+                f"{path} is being written by another process (pid {holder}); wait for it to finish, "
+                "or choose another --out"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield  # closing the file releases the lock

@@ -1,0 +1,274 @@
+"""The fault census: every bad input and fault we know of, run through the command line as a new user would,
+each classified by what the user sees.
+
+    python analysis/fault_census.py [--only SUBSTRING] [--json census.json]
+
+Each case is one `noiseadaptor ...` command (in a fresh process, on the embedded digits data, in a temporary
+folder) with what it should do: `refuse` (exit non-zero with a message and no traceback), `warn` (run, and
+say so on stderr) or `ok` (run). Outcomes: `message` (refused, no traceback), `traceback`, `ran`, `ran+warning`.
+A case passes when the outcome is what it should do (`refuse` -> message; `warn` -> ran+warning or message;
+`ok` -> ran or ran+warning). Faults that need a process killed or two processes at once are run here too
+(SIGKILL mid-run then resume; two runs on one --out). The table is printed; --json writes every case's
+command, outcome and last stderr line. Exit status: the number of failing cases (0: all as they should be).
+
+About 3-6 s a case (one Python start with torch each); ~70 cases.
+"""
+
+import argparse
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CLI = [sys.executable, "-m", "noiseadaptor.cli"]
+DIGITS = ["--dataset", "digits", "--model", "small-cnn", "--workers", "0", "--no-progress", "--device", "cpu"]
+
+
+def cli(*args, timeout=600, env=None):
+    begin = time.time()
+    done = subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
+    return done.returncode, done.stdout, done.stderr, time.time() - begin
+
+
+def outcome(rc: int, out: str, err: str) -> str:
+    if "Traceback (most recent call last)" in out + err:
+        return "traceback"
+    if rc != 0:
+        return "message"
+    return "ran+warning" if "warning" in err.lower() else "ran"
+
+
+PASSES = {"refuse": {"message"}, "warn": {"ran+warning", "message"}, "ok": {"ran", "ran+warning"}}
+
+
+def last_line(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    return lines[-1][:160] if lines else ""
+
+
+class Census:
+    def __init__(self, root: Path, only: str | None):
+        self.root, self.only, self.rows = root, only, []
+
+    def case(self, name: str, expect: str, *args, check=None, env=None):
+        """Run one case; `check(rc, out, err)` may return a reason it fails although the outcome fits."""
+        if self.only and self.only not in name:
+            return
+        rc, out, err, seconds = cli(*args, env=env)
+        got = outcome(rc, out, err)
+        why = None if got in PASSES[expect] else f"expected {expect}"
+        if why is None and check is not None:
+            why = check(rc, out, err)
+        self.record(name, expect, got, why, err, args, seconds)
+
+    def record(self, name, expect, got, why, err, args, seconds):
+        row = {"case": name, "expect": expect, "outcome": got, "pass": why is None, "why": why,
+               "stderr": last_line(err), "command": "noiseadaptor " + " ".join(map(str, args)),
+               "seconds": round(seconds, 1)}  # fmt: skip
+        self.rows.append(row)
+        mark = "ok  " if why is None else "FAIL"
+        print(f"{mark} {name:58s} {got:12s} {row['stderr'][:100]}", flush=True)
+
+    def path(self, *parts) -> Path:
+        return self.root.joinpath(*parts)
+
+
+def prepare_files(root: Path) -> dict:
+    """What the cases need: a float and a Noise Adaptor checkpoint of the digits net, broken files, folders."""
+    files = {}
+    for name, extra in (("float", ["--method", "float", "--epochs", "2"]),):
+        rc, _, err, _ = cli("train", *DIGITS, *extra, "--out", root / name)
+        assert rc == 0, err
+    rc, _, err, _ = cli("train", *DIGITS, "--method", "na", "--init", root / "float/checkpoint.pt", "--epochs", "1",
+                        "--out", root / "na")  # fmt: skip
+    assert rc == 0, err
+    files["float"], files["na"] = root / "float/checkpoint.pt", root / "na/checkpoint.pt"
+    good = files["na"].read_bytes()
+    files["truncated"] = root / "truncated.pt"
+    files["truncated"].write_bytes(good[: len(good) // 2])
+    files["empty"] = root / "empty.pt"
+    files["empty"].write_bytes(b"")
+    files["text"] = root / "notes.pt"
+    files["text"].write_text("not a checkpoint\n")
+    import torch
+
+    state = torch.load(files["na"], weights_only=False)
+    for value in state["model"].values():
+        if value.is_floating_point():
+            value.fill_(math.nan)
+    files["nan"] = root / "nan.pt"
+    torch.save(state, files["nan"])
+    recipes = {
+        "bad-syntax": "epochs: [1, 2\nlr: 0.1\n",
+        "a-list": "- epochs\n- lr\n",
+        "lr-list": "dataset: digits\nmodel: small-cnn\nlr: [0.1, 0.2]\n",
+        "resume-no": "dataset: digits\nmodel: small-cnn\nmethod: float\nepochs: 1\nresume: 'no'\n",
+        "unknown-key": "dataset: digits\nmodel: small-cnn\nepoch: 3\n",
+        "epochs-string": "dataset: digits\nmodel: small-cnn\nepochs: three\n",
+        "empty": "",
+    }
+    for name, text in recipes.items():
+        files[f"recipe-{name}"] = root / f"{name}.yaml"
+        files[f"recipe-{name}"].write_text(text)
+    files["a-file"] = root / "a-file"
+    files["a-file"].write_text("x")
+    for name in ("empty-folder", "broken-image/train/cat", "broken-image/val/cat"):
+        (root / name).mkdir(parents=True, exist_ok=True)
+    (root / "broken-image/train/cat/0.png").write_bytes(b"\x89PNG not really")
+    (root / "broken-image/val/cat/0.png").write_bytes(b"\x89PNG not really")
+    return files
+
+
+def train_cases(c: Census, f: dict):
+    base = ["train", *DIGITS, "--epochs", "1"]
+    out = lambda name: ["--out", c.path("out", name)]  # noqa: E731
+    nan_written = lambda *_: "a NaN checkpoint was written" if c.path("out/nan/checkpoint.pt").exists() else None  # noqa: E731
+    c.case("train: NaN (lr 1e6)", "refuse", *base, "--method", "na", "--init", f["float"], "--lr", "1e6", *out("nan"),
+           check=nan_written)  # fmt: skip
+    for flag, value in (("--lr", "-1"), ("--lr", "0"), ("--epochs", "-1"), ("--epochs", "abc"), ("--batch-size", "0"),
+                        ("--workers", "-1"), ("--cutout", "-5"), ("--p", "0"), ("--p", "-2"), ("--p", "1.5"),
+                        ("--quant-noise-p", "0.5"), ("--weight-decay", "-1"), ("--seed", "-1"), ("--seed", "x"),
+                        ("--model", "nope"), ("--dataset", "nope"), ("--method", "nope"), ("--device", "foo"),
+                        ("--device", "cuda"), ("--device", "cuda:7"), ("--init", c.path("missing.pt")),
+                        ("--init", f["truncated"]), ("--init", f["empty"]), ("--init", f["text"]), ("--init", f["nan"]),
+                        ("--weights", "NOPE"), ("--recipe", c.path("missing.yaml")), ("--augment", "foo")):  # fmt: skip
+        c.case(f"train {flag} {Path(value).name if '/' in str(value) else value}", "refuse", *base, flag, value,
+               *out(f"bad{flag}"))  # fmt: skip
+    for method, flag, value in (("dual-phase", "--quant-noise-p", "1.5"), ("asgl", "--spike-noise-p", "-0.1"),
+                                ("asgl", "--time-steps", "0"), ("asgl", "--tau", "0"), ("asgl", "--threshold", "-1"),
+                                ("asgl", "--alpha", "0"), ("asgl", "--noise-decay", "2"), ("sg", "--steepness", "0"),
+                                ("asgl", "--width-lr", "-1")):  # fmt: skip
+        c.case(f"train --method {method} {flag} {value}", "refuse", *base, "--method", method, flag, value,
+               *out(f"bad-{method}{flag}"))  # fmt: skip
+    for name in ("bad-syntax", "a-list", "lr-list", "resume-no", "unknown-key", "epochs-string"):
+        c.case(f"train --recipe {name}", "refuse", "train", "--recipe", f[f"recipe-{name}"], "--workers", "0",
+               "--no-progress", *out(f"recipe-{name}"))  # fmt: skip
+    c.case("train --recipe empty.yaml (no settings: the defaults)", "refuse", "train", "--recipe", f["recipe-empty"],
+           "--data-dir", c.path("empty-folder"), "--no-progress", *out("recipe-empty"))  # fmt: skip
+    c.case("train --out names a file", "refuse", *base, "--method", "float", "--out", f["a-file"])
+    c.case("train cifar10 from an empty --data-dir (no --download)", "refuse", "train", "--dataset", "cifar10",
+           "--data-dir", c.path("empty-folder"), "--model", "small-cnn", "--epochs", "1", *out("nodata"))  # fmt: skip
+    folder = ["train", "--dataset", "imagenet", "--model", "small-cnn", "--epochs", "1", "--no-progress"]
+    c.case("train an image folder that is empty", "refuse", *folder, "--data-dir", c.path("empty-folder"),
+           "--workers", "0", *out("emptyfolder"))  # fmt: skip
+    c.case("train an image folder with an unreadable image", "refuse", *folder, "--data-dir", c.path("broken-image"),
+           "--workers", "2", *out("broken"))  # fmt: skip
+    c.case("train --resume with nothing to resume", "warn", *base, "--method", "float", "--resume", *out("fresh"))
+    c.case("train --resume a run of other settings", "refuse", *base, "--method", "no-noise", "--init", f["float"],
+           "--resume", "--out", f["na"].parent)  # fmt: skip
+    c.case("train --resume --epochs fewer than done", "refuse", "train", *DIGITS, "--method", "float", "--epochs", "1",
+           "--resume", "--out", f["float"].parent)  # fmt: skip
+    c.case("train --method na without --init (random start)", "warn", *base, "--method", "na", *out("random"))
+    c.case("train --init a float net of another architecture", "refuse", *base, "--method", "na", "--model",
+           "cifar-resnet20", "--init", f["float"], *out("otherarch"))  # fmt: skip
+    c.case("train a good float run (control)", "ok", *base, "--method", "float", *out("control"))
+
+
+def evaluate_cases(c: Census, f: dict):
+    for name in ("truncated", "empty", "text", "nan"):
+        c.case(f"evaluate a {name} checkpoint", "refuse", "evaluate", f[name], "--T", "4", "--no-progress")
+    c.case("evaluate a missing checkpoint", "refuse", "evaluate", c.path("missing.pt"))
+    for flag, value in (("--T", "0"), ("--T", "-3"), ("--offset-spikes", "-1"), ("--srp", "-1"),
+                        ("--device", "foo"), ("--batch-size", "0"), ("--calibrate", "bogus"),
+                        ("--calibration-samples", "0")):  # fmt: skip
+        c.case(f"evaluate {flag} {value}", "refuse", "evaluate", f["na"], flag, value, "--no-progress", "--workers",
+               "0")  # fmt: skip
+    c.case("evaluate --offset-spikes with --srp", "refuse", "evaluate", f["na"], "--offset-spikes", "2", "--srp",
+           "2", "--T", "4", "--no-progress")  # fmt: skip
+    c.case("evaluate --out names a file", "refuse", "evaluate", f["na"], "--T", "2", "--out", f["a-file"])
+    c.case("evaluate a float checkpoint (ANN only, control)", "ok", "evaluate", f["float"], "--no-progress")
+    c.case("evaluate a NA checkpoint at T=4 (control)", "ok", "evaluate", f["na"], "--T", "4", "--no-progress")
+
+
+def export_cases(c: Census, f: dict):
+    out = c.path("export")
+    c.case("export --input-shape 3,8,8 on a 1-channel net", "refuse", "export", f["na"], "--format", "onnx",
+           "--input-shape", "3,8,8", "--out", out / "a.onnx")  # fmt: skip
+    c.case("export --input-shape abc", "refuse", "export", f["na"], "--input-shape", "abc", "--out", out / "b.nir")
+    c.case("export --format bogus", "refuse", "export", f["na"], "--format", "bogus")
+    c.case("export a float checkpoint", "refuse", "export", f["float"], "--out", out / "c.nir")
+    c.case("export a NaN checkpoint", "refuse", "export", f["nan"], "--out", out / "d.nir")
+    c.case("export a truncated checkpoint", "refuse", "export", f["truncated"], "--out", out / "e.nir")
+    c.case("export --out into a file's folder", "refuse", "export", f["na"], "--out", f["a-file"] / "x.nir")
+    c.case("export NIR (control)", "ok", "export", f["na"], "--out", out / "good.nir")
+
+
+def compare_and_run_cases(c: Census, f: dict):
+    base = ["compare", "--dataset", "digits", "--model", "small-cnn", "--float-epochs", "1", "--epochs", "1",
+            "--T", "2", "--no-progress", "--device", "cpu"]  # fmt: skip
+    for flag, value in (("--seeds", "0"), ("--methods", "na,bogus"), ("--baseline", "bogus"), ("--variants", "cos0"),
+                        ("--variants", "bogus"), ("--method-lr", "qcfs=-1"), ("--method-lr", "bogus=0.1"),
+                        ("--T", "0"), ("--p", "0"), ("--test-images", "-1")):  # fmt: skip
+        c.case(f"compare {flag} {value}", "refuse", *base, flag, value, "--out", c.path("cmp", flag + value))
+    c.case("compare --report on an empty folder", "refuse", "compare", "--report", "--out", c.path("empty-folder"))
+    c.case("compare --out names a file", "refuse", *base, "--out", f["a-file"])
+    for flag, value in (("--T", "0"), ("--lr", "1e6"), ("--epochs", "-1"), ("--methods", "bogus"), ("--p", "0")):
+        c.case(f"run {flag} {value}", "refuse", "run", "--no-progress", flag, value, "--out", c.path("run", flag))
+    c.case("run --out names a file", "refuse", "run", "--no-progress", "--out", f["a-file"])
+
+
+def process_faults(c: Census, f: dict):
+    """SIGKILL mid-run then resume; two runs on one --out at once."""
+    if c.only and c.only not in "process faults: sigkill two runs":
+        return
+    out = c.path("killed")
+    args = ["train", *DIGITS, "--method", "float", "--epochs", "6", "--out", out]
+    proc = subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    while not (out / "checkpoint.pt").exists() and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    rc, o, e, s = cli(*args, "--resume")
+    got = outcome(rc, o, e)
+    c.record("SIGKILL mid-run, then --resume", "ok", got, None if got in PASSES["ok"] else "expected ok", e, args, s)
+
+    out = c.path("twice")
+    args = ["train", *DIGITS, "--method", "float", "--epochs", "30", "--out", out]
+    first = subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    while not (out / "checkpoint.pt").exists() and first.poll() is None:
+        time.sleep(0.05)
+    rc, o, e, s = cli(*args, "--resume")  # the second run on the same folder, while the first still writes
+    first.kill()
+    first.wait()
+    got = outcome(rc, o, e)
+    c.record("two runs on one --out at once", "refuse", got, None if got in PASSES["refuse"] else "expected refuse",
+             e, args, s)  # fmt: skip
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", help="run only the cases whose name contains this")
+    ap.add_argument("--json", type=Path, help="write every case here")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="fault-census-"))
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # a CPU-only user, even on a GPU machine
+    os.environ.update(env)
+    census = Census(root, args.only)
+    try:
+        files = prepare_files(root)
+        for group in (train_cases, evaluate_cases, export_cases, compare_and_run_cases, process_faults):
+            group(census, files)
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    failing = [r for r in census.rows if not r["pass"]]
+    counts = {}
+    for r in census.rows:
+        counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
+    print(f"\n{len(census.rows)} cases, {len(census.rows) - len(failing)} as they should be; outcomes {counts}")
+    for r in failing:
+        print(f"  FAIL {r['case']}: {r['outcome']} ({r['why']}): {r['stderr'][:120]}")
+    if args.json:
+        args.json.write_text(json.dumps({"cases": census.rows}, indent=1))
+    sys.exit(min(len(failing), 100))
+
+
+if __name__ == "__main__":
+    main()

@@ -197,3 +197,24 @@ def test_one_width_convention_and_the_papers_steepness():
         DirectConfig.asgl(surrogate="rectangular", steepness=2.5)
     with pytest.raises(ValueError, match="surrogate"):
         DirectConfig.asgl(surrogate="dspike")
+
+
+def test_the_reconstruction_autoencoder_trains_with_a_regression_criterion():
+    # ASGL Table 5's network (784-128-64-32-64-128-784, 8 steps, tanh surrogate) on synthetic images: fit
+    # with criterion=F.mse_loss records the loss (no accuracy), and ASGL learns every layer's width
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from noiseadaptor.ann.models import mlp_autoencoder
+    from noiseadaptor.train import OptimizerConfig
+
+    torch.manual_seed(0)
+    images = torch.rand(32, 1, 28, 28)
+    data = DataLoader(TensorDataset(images, images.flatten(1)), batch_size=16)
+    config = DirectConfig.asgl(time_steps=8, surrogate="sigmoid", steepness=2.5)
+    snn = to_direct_snn(mlp_autoencoder(), config)
+    assert snn(images[:3]).shape == (3, 784) and len(snn.neurons()) == 5
+    history = fit(snn, data, 2, lr=1e-3, optimizer=OptimizerConfig(kind="adam", weight_decay=0.0),
+                  criterion=lambda out, target: F.mse_loss(torch.sigmoid(out), target), progress=False)  # fmt: skip
+    assert set(history[-1]) == {"epoch", "lr", "train_loss"} and history[-1]["train_loss"] < history[0]["train_loss"]
+    assert all(n.alpha.item() != pytest.approx(0.8) for _, n in snn.neurons())  # width 2 / 2.5, then learned

@@ -37,7 +37,7 @@ from .ann.models import check_input
 from .checks import module_device, positive_int
 from .distributed import all_reduce_sum, barrier, broadcast_state, is_distributed, is_main
 from .io.checkpoint import load_checkpoint, restore, save_checkpoint
-from .io.files import remove_stale_temporaries
+from .io.files import exclusive, remove_stale_temporaries
 
 Role = Literal["weight", "bias", "norm", "scale", "width"]
 ROLES = ("weight", "bias", "norm", "scale", "width")
@@ -185,6 +185,7 @@ def fit(
     log_epochs: bool = False,
     on_epoch_start: Callable[[int], None] | None = None,
     on_epoch_end: Callable[[int, dict], None] | None = None,
+    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> list[dict]:
     """Train `model` in place for `epochs` epochs; returns one dict of metrics per epoch.
 
@@ -197,7 +198,8 @@ def fit(
     log_epochs: print one line of metrics per epoch (for output that is not a terminal).
     val_data: evaluated after each epoch, its accuracy recorded as `val_name` (log.csv, TensorBoard, history).
     on_epoch_start(epoch) runs before each epoch (e.g. a noise schedule); on_epoch_end(epoch, row) after
-    it, and may add entries to the epoch's metrics row.
+    it, and may add entries to the epoch's metrics row. criterion(output, target): the loss instead of
+    cross-entropy (no train_acc is recorded then; e.g. F.mse_loss, with (input, target image) batches).
     """
     positive_int(epochs, "epochs", zero=True)
     overrides = {k: v for k, v in (("lr", lr), ("weight_decay", weight_decay), ("momentum", momentum)) if v is not None}
@@ -207,57 +209,58 @@ def fit(
     optimizer, schedule = build_optimizer(model, optim, epochs)
     config = {**(config or {}), "epochs": epochs, "lr": optim.lr, "weight_decay": optim.weight_decay,
               "optimization": asdict(optim)}  # fmt: skip
-    start, history = 0, []
-    if checkpoint is not None and is_main():  # temporaries of a write killed in an earlier run
-        for name in (Path(checkpoint), Path(checkpoint).with_suffix(".json")):
-            remove_stale_temporaries(name)
-    if resume and checkpoint is not None and Path(checkpoint).exists():
-        start, history = _resume(load_checkpoint(checkpoint), model, optimizer, schedule, optim, config)
-    net = (
-        nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-        if is_distributed()
-        else model
-    )
+    writer = checkpoint is not None and is_main()
+    with exclusive(checkpoint) if writer else contextlib.nullcontext():  # a second run on it is refused
+        start, history = 0, []
+        if writer:  # temporaries of a write killed in an earlier run (ours alone: we hold the lock)
+            for name in (Path(checkpoint), Path(checkpoint).with_suffix(".json")):
+                remove_stale_temporaries(name)
+        if resume and checkpoint is not None and Path(checkpoint).exists():
+            start, history = _resume(load_checkpoint(checkpoint), model, optimizer, schedule, optim, config)
+        net = (
+            nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+            if is_distributed()
+            else model
+        )
 
-    logger = _EpochLogger(log_dir) if log_dir is not None and is_main() else None
+        logger = _EpochLogger(log_dir) if log_dir is not None and is_main() else None
 
-    def save(epoch: int) -> None:
-        save_checkpoint(checkpoint, model, epoch=epoch, config=config, optimizer=optimizer, scheduler=schedule,
-                        metrics={"history": history})  # fmt: skip
+        def save(epoch: int) -> None:
+            save_checkpoint(checkpoint, model, epoch=epoch, config=config, optimizer=optimizer, scheduler=schedule,
+                            metrics={"history": history})  # fmt: skip
 
-    bar = tqdm(
-        range(start, epochs), desc=desc, disable=not (progress and is_main()), leave=False, initial=start, total=epochs
-    )
-    for epoch in bar:
-        net.train()
-        epoch_aware = train_data if hasattr(train_data, "set_epoch") else getattr(train_data, "sampler", None)
-        if hasattr(epoch_aware, "set_epoch"):
-            epoch_aware.set_epoch(epoch)
-        if on_epoch_start is not None:
-            on_epoch_start(epoch)
-        metrics = train_one_epoch(net, train_data, optimizer, device, amp, progress=progress and is_main())
-        broadcast_state(model)  # every process evaluates the network rank 0 saves (BatchNorm statistics)
-        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], **metrics}
-        check_trained(model, epoch + 1, row["train_loss"])  # before anything is saved: the last good checkpoint stays
-        schedule.step()
-        if val_data is not None:
-            row[val_name] = evaluate(model, val_data, device)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, row)
-        history.append(row)
-        bar.set_postfix({k: round(v, 4) for k, v in row.items() if k != "epoch"})
-        if log_epochs and is_main():  # where no bar is drawn (a batch job, nohup): one line per epoch
-            metrics = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
-            print(f"[{desc}] epoch {epoch + 1}/{epochs}: {metrics}", flush=True)
-        if is_main():
-            if checkpoint is not None:
-                save(epoch + 1)
-            if logger is not None:
-                logger.log(row)
-        barrier()
-    if epochs == 0 and checkpoint is not None and not Path(checkpoint).exists() and is_main():
-        save(0)  # no training asked: the starting point (e.g. a quantized copy with initialised scales) is the result
-    return history
+        shown = progress and is_main()
+        bar = tqdm(range(start, epochs), desc=desc, disable=not shown, leave=False, initial=start, total=epochs)
+        for epoch in bar:
+            net.train()
+            epoch_aware = train_data if hasattr(train_data, "set_epoch") else getattr(train_data, "sampler", None)
+            if hasattr(epoch_aware, "set_epoch"):
+                epoch_aware.set_epoch(epoch)
+            if on_epoch_start is not None:
+                on_epoch_start(epoch)
+            metrics = train_one_epoch(net, train_data, optimizer, device, amp, progress=shown, criterion=criterion)
+            broadcast_state(model)  # every process evaluates the network rank 0 saves (BatchNorm statistics)
+            row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], **metrics}
+            check_trained(model, epoch + 1, row["train_loss"])  # before any save: the last good checkpoint stays
+            schedule.step()
+            if val_data is not None:
+                row[val_name] = evaluate(model, val_data, device)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, row)
+            history.append(row)
+            bar.set_postfix({k: round(v, 4) for k, v in row.items() if k != "epoch"})
+            if log_epochs and is_main():  # where no bar is drawn (a batch job, nohup): one line per epoch
+                metrics = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
+                print(f"[{desc}] epoch {epoch + 1}/{epochs}: {metrics}", flush=True)
+            if is_main():
+                if checkpoint is not None:
+                    save(epoch + 1)
+                if logger is not None:
+                    logger.log(row)
+            barrier()
+        if epochs == 0 and checkpoint is not None and not Path(checkpoint).exists() and is_main():
+            save(0)  # no training asked: the starting point (e.g. a quantized copy, scales initialised) is the result
+        return history
 
 
 def _resume(
@@ -303,10 +306,18 @@ def _lay_schedule(optimizer, schedule, start: int) -> None:
 
 
 def train_one_epoch(
-    net: nn.Module, data: Iterable, optimizer, device: torch.device, amp: bool = False, progress: bool = False
+    net: nn.Module,
+    data: Iterable,
+    optimizer,
+    device: torch.device,
+    amp: bool = False,
+    progress: bool = False,
+    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> dict:
-    """One pass over `data` with cross-entropy; returns the epoch's mean training loss and accuracy, summed
-    over processes under torchrun. progress: a bar over the batches."""
+    """One pass over `data` with cross-entropy (or `criterion(output, target)`, e.g. F.mse_loss for a
+    reconstruction); returns the epoch's mean training loss and, for cross-entropy, accuracy, summed over
+    processes under torchrun. progress: a bar over the batches."""
+    classify = criterion is None
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, seen
     # tqdm.std: tqdm.auto's asyncio variant calls iter() once more, and a DataLoader's iter() draws from the RNG
     batches = std_tqdm(data, desc="batches", leave=False) if progress else data
@@ -316,20 +327,21 @@ def train_one_epoch(
             check_input(net, x)
         with _autocast(device, amp):
             logits = net(x)
-            if i == 0:  # once per epoch (a check per batch would wait for the GPU every step)
+            if i == 0 and classify:  # once per epoch (a check per batch would wait for the GPU every step)
                 _check_labels(y, logits)
-            loss = F.cross_entropy(logits, y)
+            loss = F.cross_entropy(logits, y) if classify else criterion(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        seen = torch.tensor(y.numel(), device=device)
-        totals += torch.stack([loss.detach() * y.numel(), (logits.argmax(1) == y).sum(), seen]).double()
+        n = len(y)
+        correct = (logits.argmax(1) == y).sum() if classify else torch.zeros((), device=device)
+        totals += torch.stack([loss.detach() * n, correct, torch.tensor(n, device=device)]).double()
     loss_sum, correct, seen = all_reduce_sum(totals).tolist()
     if seen == 0:
         raise ValueError(
             "the training data yielded no batches (an empty data set, or fewer samples than one batch with drop_last)"
         )
-    return {"train_loss": loss_sum / seen, "train_acc": correct / seen}
+    return {"train_loss": loss_sum / seen, **({"train_acc": correct / seen} if classify else {})}
 
 
 def _check_labels(y: torch.Tensor, logits: torch.Tensor) -> None:
@@ -375,14 +387,17 @@ def check_trained(model: nn.Module, epoch: int, loss: float) -> None:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, data: Iterable, device: torch.device | str | None = None) -> float:
+def evaluate(
+    model: nn.Module, data: Iterable, device: torch.device | str | None = None, progress: bool = False
+) -> float:
     """Top-1 accuracy (0-1) of an ANN (float or quantized; eval mode, so no quantization noise). Under
-    torchrun, counts are summed over processes (each sample once: see ShardedEvalSampler)."""
+    torchrun, counts are summed over processes (each sample once: see ShardedEvalSampler). `progress`: a
+    bar over the batches (on the main process)."""
     device = torch.device(device) if device is not None else module_device(model)
     was_training = model.training
     model.to(device).eval()
     counts = torch.zeros(2, dtype=torch.long, device=device)  # correct, seen
-    for i, (x, y) in enumerate(data):
+    for i, (x, y) in enumerate(tqdm(data, desc="evaluate", disable=not (progress and is_main()), leave=False)):
         x, y = x.to(device), y.to(device)
         if i == 0:
             check_input(model, x)

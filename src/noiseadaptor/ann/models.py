@@ -43,6 +43,12 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, **kwargs) ->
     key = name.lower().replace("_", "-")
     if key not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    if kwargs.get("weights") is not None and not getattr(_REGISTRY[key], "pretrained", False):
+        with_weights = ", ".join(m for m in list_models() if getattr(_REGISTRY[m], "pretrained", False))
+        raise ValueError(
+            f"weights {kwargs['weights']!r}: {name} has no pre-trained weights (torchvision's have: {with_weights}); "
+            "start from your own float checkpoint with --init instead"
+        )
     return _REGISTRY[key](num_classes=num_classes, in_channels=in_channels, **kwargs)
 
 
@@ -67,6 +73,7 @@ def _torchvision_model(arch: str) -> Callable[..., nn.Module]:
         return model
 
     build.__doc__ = f"torchvision {arch} (ImageNet layout: 7x7 stem and max-pool for ResNets)."
+    build.pretrained = True  # takes weights=
     return build
 
 
@@ -76,6 +83,17 @@ for _arch in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg
 
 def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+def mlp_autoencoder(sizes: tuple[int, ...] = (784, 128, 64, 32, 64, 128, 784)) -> nn.Module:
+    """The fully connected autoencoder of the ASGL paper's image reconstruction (004, Table 5):
+    784-128-64-32-64-128-784 on flattened MNIST, ReLU hidden units (LIF neurons after `to_direct_snn`)
+    and a linear output layer (a non-spiking read-out: the reconstruction is the sigmoid of its output,
+    averaged over the steps). Not in the classifier registry: it has no classes."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
 
 
 @register_model

@@ -213,7 +213,7 @@ def test_the_reconstruction_autoencoder_trains_with_a_regression_criterion():
     data = DataLoader(TensorDataset(images, images.flatten(1)), batch_size=16)
     config = DirectConfig.asgl(time_steps=8, surrogate="sigmoid", steepness=2.5)
     snn = to_direct_snn(mlp_autoencoder(), config)
-    assert snn(images[:3]).shape == (3, 784) and len(snn.neurons()) == 5
+    assert snn(images[:3]).shape == (3, 784) and len(snn.neurons()) == 5  # BatchNorm1d before each
     history = fit(snn, data, 2, lr=1e-3, optimizer=OptimizerConfig(kind="adam", weight_decay=0.0),
                   criterion=lambda out, target: F.mse_loss(torch.sigmoid(out), target), progress=False)  # fmt: skip
     assert set(history[-1]) == {"epoch", "lr", "train_loss"} and history[-1]["train_loss"] < history[0]["train_loss"]

@@ -1,0 +1,210 @@
+"""The converted network in other simulators, exactly: ``to_spikingjelly``, ``to_snntorch``, ``to_sinabs``.
+
+Each takes a `convert` result (or a checkpoint of a quantized train run) and returns a `ForeignNetwork`:
+our layers unchanged, every `IFNeuron` replaced by that simulator's own neuron class, configured as ours
+runs (reset by subtraction, the membrane starting at ``initial_membrane * threshold``, firing at
+``u >= threshold``, the analog input fed to the first layer at every step). Around each foreign neuron is
+the smallest wrapper we could write: it sets the simulator's state to the pre-charge at the start of a
+sample, calls the simulator's neuron for one step and multiplies its 0/1 spikes by the threshold (our
+network's next layer expects ``spike * threshold``). ``net(x)`` advances one step, as ``snn(x)`` does;
+``net.reset()`` starts a new sample (it calls the simulator's own reset, then restores the pre-charge).
+
+What each simulator does natively, and what the wrapper adds (tests/test_interop.py checks identical
+spikes at every layer and step, and identical accuracy at every T, against `simulate`):
+
+- SpikingJelly (``IFNode(v_reset=None)``): subtractive reset, ``heaviside(v - v_th)`` fires at >=, the
+  same update order as ours; the pre-charge is its own reset value (``set_reset_value("v", ...)``), so
+  SpikingJelly's ``functional.reset_net`` restores it too. Bit-identical.
+- snnTorch (``Leaky(beta=1, reset_mechanism="subtract")``): its Heaviside fires at ``>`` (0 at a tie),
+  so the wrapper passes a ``>=`` spike function (``spike_grad``); its subtraction is applied one step
+  late in the same update, ``u_t = (u_{t-1} + x_t) - s_{t-1} * theta`` where ours is
+  ``(u_{t-1} - s_{t-1} * theta) + x_t``: equal in exact arithmetic, one rounding apart in float, so a
+  membrane within an ulp of the threshold can fire differently (not seen in the tests; said, not hidden).
+  The pre-charge is written into ``mem`` before a sample's first step (snnTorch starts it at 0).
+- sinabs (``IAF(spike_fn=SingleSpike, reset_fn=MembraneSubtract())``): fires at ``v - theta >= 0`` (the
+  same as ``v >= theta`` in IEEE floats), subtractive reset, our update order; one spike per step
+  (sinabs' default MultiSpike would emit floor(v / theta)). The pre-charge is written into ``v_mem``.
+  Bit-identical.
+
+Norse is not here: its IAF and LIF cells reset to ``v_reset`` (hard reset) and cannot express ours.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from .io.export import optional
+from .snn.neurons import IFNeuron, SpikingNetwork
+
+
+class ForeignNeuron(nn.Module):
+    """One of our IF neurons as a simulator's neuron `cell` (subclasses say how to start and step it)."""
+
+    def __init__(self, cell: nn.Module, neuron: IFNeuron):
+        super().__init__()
+        self.cell = cell
+        self.register_buffer("threshold", neuron.threshold.detach().clone())
+        self.register_buffer("start", (neuron.initial_membrane * neuron.threshold).detach().clone())
+        self.fresh = True
+
+    def reset(self) -> None:
+        self.fresh = True
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.fresh:
+            self.begin(x)
+            self.fresh = False
+        return self.step(x) * self.threshold
+
+    def begin(self, x: Tensor) -> None:
+        """Put the simulator's membrane at the pre-charge for a new sample of `x`'s shape."""
+        raise NotImplementedError
+
+    def step(self, x: Tensor) -> Tensor:
+        """One step of the simulator's neuron on input current `x`; its 0/1 spikes."""
+        raise NotImplementedError
+
+    def precharge(self, x: Tensor) -> Tensor:
+        return self.start.to(x.dtype).expand(x.shape[0], *x.shape[1:]).clone()
+
+
+class ForeignNetwork(nn.Module):
+    """Our layers with a simulator's neurons: ``net(x)`` is one time step, ``reset()`` starts a sample."""
+
+    def __init__(self, net: nn.Module, simulator: str):
+        super().__init__()
+        self.net, self.simulator = net, simulator
+
+    def neurons(self) -> list[tuple[str, ForeignNeuron]]:
+        return [(name, m) for name, m in self.net.named_modules() if isinstance(m, ForeignNeuron)]
+
+    def reset(self) -> None:
+        for _, neuron in self.neurons():
+            neuron.reset()
+
+    @torch.no_grad()
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+def _replaced(snn, make: type[ForeignNeuron], simulator: str) -> ForeignNetwork:
+    snn = _network(snn)
+    if any(n.negative_spikes or n.output_mask is not None for _, n in snn.neurons()):
+        raise ValueError(
+            f"to_{simulator}: negative spikes and SRP masks are our run-time corrections; convert without them"
+        )
+    net = copy.deepcopy(snn.net)
+    for name, neuron in [(n, m) for n, m in net.named_modules() if isinstance(m, IFNeuron)]:
+        parent, _, leaf = name.rpartition(".")
+        setattr(net.get_submodule(parent) if parent else net, leaf, make(neuron))
+    return ForeignNetwork(net.eval(), simulator)
+
+
+def _network(source) -> SpikingNetwork:
+    """A SpikingNetwork from a `convert` result or a checkpoint path of a quantized run."""
+    if isinstance(source, SpikingNetwork):
+        return source
+    if isinstance(source, (str, Path)):
+        from .runconfig import load_run
+        from .snn.conversion import convert
+
+        run = load_run(source)
+        if run.config.method_info.family != "conversion":
+            raise ValueError(f"{source} is a '{run.config.method}' run; a quantized one converts to an SNN")
+        return convert(run.model.eval())
+    raise TypeError(
+        f"expected a SpikingNetwork (noiseadaptor.convert) or a checkpoint path, got {type(source).__name__}"
+    )
+
+
+def _scalar(t: Tensor) -> float | Tensor:
+    return t.item() if t.numel() == 1 else t
+
+
+# ---------------------------------------------------------------------------------------------------
+# SpikingJelly
+
+
+class _SpikingJellyNeuron(ForeignNeuron):
+    def __init__(self, neuron: IFNeuron):
+        from spikingjelly.activation_based.neuron import IFNode
+
+        super().__init__(IFNode(v_threshold=_scalar(neuron.threshold), v_reset=None, step_mode="s"), neuron)
+        self.cell.set_reset_value("v", _scalar(self.start))  # SpikingJelly's own reset_net restores it
+
+    def begin(self, x: Tensor) -> None:
+        self.cell.reset()
+
+    def step(self, x: Tensor) -> Tensor:
+        return self.cell(x)
+
+
+def to_spikingjelly(snn) -> ForeignNetwork:
+    """The network with SpikingJelly 2.0 ``IFNode``s (subtractive reset, pre-charged membrane)."""
+    optional("spikingjelly", 'pip install "spikingjelly==2.0.0"')
+    return _replaced(snn, _SpikingJellyNeuron, "spikingjelly")
+
+
+# ---------------------------------------------------------------------------------------------------
+# snnTorch
+
+
+def _fire_at_or_above(x: Tensor) -> Tensor:
+    """snnTorch's spike function for our convention, Theta(x) = 1 at x >= 0 (its own fires at x > 0)."""
+    return (x >= 0).to(x.dtype)
+
+
+class _SnnTorchNeuron(ForeignNeuron):
+    def __init__(self, neuron: IFNeuron):
+        import snntorch
+
+        cell = snntorch.Leaky(
+            beta=1.0,
+            threshold=_scalar(neuron.threshold),
+            spike_grad=_fire_at_or_above,
+            reset_mechanism="subtract",
+            init_hidden=True,
+        )
+        super().__init__(cell, neuron)
+
+    def begin(self, x: Tensor) -> None:
+        self.cell.mem = self.precharge(x)  # snnTorch starts at 0 (and re-zeroes a wrongly shaped state)
+
+    def step(self, x: Tensor) -> Tensor:
+        return self.cell(x)
+
+
+def to_snntorch(snn) -> ForeignNetwork:
+    """The network with snnTorch ``Leaky(beta=1)`` neurons (subtractive reset, pre-charged membrane)."""
+    optional("snntorch", "pip install snntorch")
+    return _replaced(snn, _SnnTorchNeuron, "snntorch")
+
+
+# ---------------------------------------------------------------------------------------------------
+# sinabs
+
+
+class _SinabsNeuron(ForeignNeuron):
+    def __init__(self, neuron: IFNeuron):
+        from sinabs.activation import MembraneSubtract, SingleSpike
+        from sinabs.layers import IAF
+
+        cell = IAF(spike_threshold=_scalar(neuron.threshold), spike_fn=SingleSpike, reset_fn=MembraneSubtract())
+        super().__init__(cell, neuron)
+
+    def begin(self, x: Tensor) -> None:
+        self.cell.init_state_with_shape(x.shape)
+        self.cell.v_mem = self.precharge(x)
+
+    def step(self, x: Tensor) -> Tensor:
+        return self.cell(x.unsqueeze(1)).squeeze(1)  # sinabs layers take [batch, time, ...]
+
+
+def to_sinabs(snn) -> ForeignNetwork:
+    """The network with sinabs ``IAF`` neurons (one spike per step, subtractive reset, pre-charged)."""
+    optional("sinabs", "pip install sinabs")
+    return _replaced(snn, _SinabsNeuron, "sinabs")

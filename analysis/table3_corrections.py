@@ -25,8 +25,7 @@ from torch.utils.data import DataLoader
 from noiseadaptor import QuantConfig, convert, evaluate, fit, init_scales, prepare, simulate
 from noiseadaptor.ann.models import create_model
 from noiseadaptor.data import get_dataset, spread_subset
-from noiseadaptor.experiment import quant_config
-from noiseadaptor.io.checkpoint import load_checkpoint, restore
+from noiseadaptor.experiment import load_quantized
 from noiseadaptor.io.files import write_json
 from noiseadaptor.io.report import accuracy_table, energy_table
 
@@ -53,13 +52,10 @@ def main() -> None:
     train, test = splits.loaders(64, eval_batch_size=500, seed=args.seed)
     if args.test_images:
         test = DataLoader(spread_subset(splits.test, args.test_images), batch_size=500)
-    model = create_model(args.model, splits.num_classes, splits.in_channels)
     if args.checkpoint:
-        state = load_checkpoint(args.checkpoint)
-        method, p = state["config"].get("method", "na"), state["config"].get("p", args.p)
-        qmodel = prepare(model, quant_config(method, p))
-        restore(state, qmodel, rng=False)
+        qmodel, method, p = load_quantized(args.checkpoint, args.model, splits.num_classes, splits.in_channels, args.p)
     else:
+        model = create_model(args.model, splits.num_classes, splits.in_channels)
         method, p = "na", args.p
         fit(model, train, args.epochs, progress=False)
         qmodel = prepare(model, QuantConfig(p=p))

@@ -12,8 +12,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .ann.calibrate import init_scales
+from .ann.models import create_model
 from .ann.preparation import prepare, quantizers
 from .ann.quantizer import QuantConfig
+from .io.checkpoint import load_checkpoint, restore
 from .methods import get_method, list_methods
 from .snn.conversion import convert
 from .snn.simulation import simulate, time_steps
@@ -109,3 +111,15 @@ def quant_config(method: str, p: int) -> QuantConfig:
     if info.family != "conversion":
         raise ValueError(f"{method} is not a quantization method; choose from {', '.join(list_methods('conversion'))}")
     return info.quant(RunConfig(method=method, p=p))
+
+
+def load_quantized(
+    checkpoint, model: str, num_classes: int, in_channels: int, p: int = 2
+) -> tuple[nn.Module, str, int]:
+    """The quantized network of a QAT checkpoint written by `fit` from Python (train_quantized, a benchmark),
+    whose config records method and p but not the architecture: (model, method, p)."""
+    state = load_checkpoint(checkpoint)
+    method, p = state["config"].get("method", "na"), state["config"].get("p", p)
+    qmodel = prepare(create_model(model, num_classes, in_channels), quant_config(method, p))
+    restore(state, qmodel, rng=False)
+    return qmodel, method, p

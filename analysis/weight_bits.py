@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""SNN accuracy at every T with float, 8-bit and 4-bit weights (`noiseadaptor.snn.conversion.quantize_weights`:
+symmetric, one scale per Conv/Linear layer, the scale folded into what the layer feeds), on one converted
+network: the numbers an integer chip would give for the network of docs/RESULTS.md section 2.
+
+    OMP_NUM_THREADS=1 python analysis/weight_bits.py --dataset cifar10 --checkpoint runs/cifar10-benchmark/na-seed0.pt \
+        --data-dir ~/.cache/noiseadaptor/cifar10-jpeg --test-images 1000 --T 64
+
+Biases, thresholds and membranes stay float here (on an integer target they are divided by the layer's
+scale and rounded as well; the table measures the weights' share of the error).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from noiseadaptor import convert, evaluate, simulate
+from noiseadaptor.data import get_dataset, spread_subset
+from noiseadaptor.experiment import load_quantized
+from noiseadaptor.io.files import write_json
+from noiseadaptor.io.report import accuracy_table
+from noiseadaptor.snn.conversion import quantize_weights
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", default="cifar10")
+    ap.add_argument("--data-dir", type=Path)
+    ap.add_argument("--model", default="cifar-resnet20")
+    ap.add_argument("--checkpoint", type=Path, required=True, help="a QAT checkpoint written by fit()")
+    ap.add_argument("--bits", type=int, nargs="+", default=[8, 6, 4])
+    ap.add_argument("--test-images", type=int)
+    ap.add_argument("--T", type=int, default=64)
+    ap.add_argument("--out", type=Path, default=Path("runs/weight-bits.json"))
+    args = ap.parse_args()
+    splits = get_dataset(args.dataset, args.data_dir)
+    test = DataLoader(spread_subset(splits.test, args.test_images), batch_size=500)
+    qmodel, method, p = load_quantized(args.checkpoint, args.model, splits.num_classes, splits.in_channels)
+    ann = evaluate(qmodel, test)
+    snn = convert(qmodel)
+    rows, scales = {}, {}
+    for bits in [None, *args.bits]:
+        name = "float weights" if bits is None else f"{bits}-bit weights"
+        net = snn
+        if bits is not None:
+            net, scales[name] = quantize_weights(snn, bits)
+        result = simulate(net, test, T=args.T, progress=False)
+        rows[name] = {"ann_accuracy": ann, **result.row()}
+        acc = result.accuracy
+        print(f"{name}: T=1 {100 * acc[1]:.2f}%  T={args.T} {100 * acc[args.T]:.2f}%", flush=True)
+    steps = [t for t in (1, 2, 4, 8, 16, 32, 64, 256) if t <= args.T]
+    images = len(test.dataset)
+    print(f"\n{args.dataset}, {args.model}, {method} p={p}, {images} test images; torch {torch.__version__}\n")
+    print(accuracy_table(rows, steps))
+    write_json({"args": {k: str(v) for k, v in vars(args).items()}, "results": rows, "scales": scales}, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -266,3 +266,14 @@ def test_sops_through_a_1d_pool_and_a_mismatched_reference_leaves_nothing_behind
         simulate(snn, [(x, torch.zeros(16, dtype=torch.long))], T=2, progress=False, negative_spikes=True,
                  synops=True, reference=other)  # fmt: skip
     assert not any(n.negative_spikes or n._forward_hooks for _, n in snn.neurons())
+
+
+def test_the_energy_table_counts_both_ways():
+    # ours (Eq. 20): analog first-layer MACs at 4.6 pJ plus SOPs at 0.9 pJ; the dual-phase paper's Table 4:
+    # SOPs * 0.9 pJ alone (its 140.5 uJ = 156.1e6 SOPs * 0.9 pJ); E_ANN = MACs * 4.6 pJ either way
+    from noiseadaptor.io.report import energy_table
+
+    row = {"energy_pj_per_sample": {1: 100 * 4.6 + 50 * 0.9}, "sops_per_sample": {1: 50.0},
+           "ann_energy_pj_per_sample": 1000 * 4.6}  # fmt: skip
+    ours, paper = (energy_table({"na": row}, [1], sops_only=s).splitlines()[-1].split() for s in (False, True))
+    assert float(ours[-1]) == round((460 + 45) / 4600, 3) and float(paper[-1]) == round(45 / 4600, 3)

@@ -139,13 +139,23 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    """ResNet for 32x32 inputs: a 3x3 stem with no max-pool, then stages of BasicBlocks."""
+    """ResNet for 32x32 inputs: a 3x3 stem (`stem_convs` conv-BN-ReLU layers) with no max-pool, then
+    stages of BasicBlocks."""
 
     def __init__(
-        self, blocks: list[int], widths: list[int], num_classes: int, in_channels: int = 3, hidden: int | None = None
+        self,
+        blocks: list[int],
+        widths: list[int],
+        num_classes: int,
+        in_channels: int = 3,
+        hidden: int | None = None,
+        stem_convs: int = 1,
     ):
         super().__init__()
-        self.stem = nn.Sequential(*_conv_bn_relu(in_channels, widths[0]))
+        stem = _conv_bn_relu(in_channels, widths[0])
+        for _ in range(stem_convs - 1):
+            stem += _conv_bn_relu(widths[0], widths[0])
+        self.stem = nn.Sequential(*stem)
         stages, c_in = [], widths[0]
         for i, (n, width) in enumerate(zip(blocks, widths)):
             for j in range(n):
@@ -174,6 +184,14 @@ def cifar_resnet20(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
 def cifar_resnet18(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
     """ResNet-18 with a 3x3 stem and no max-pool (the CIFAR variant the paper's Table 1 uses)."""
     return CifarResNet([2, 2, 2, 2], [64, 128, 256, 512], num_classes, in_channels)
+
+
+@register_model
+def cifar_resnet20_dp(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+    """The "ResNet-20" of the dual-phase paper (002, Table 1: "ResNet-20 by adding two more layers to the
+    ResNet-18", as OPT and CAP build it; the authors' code's ResNet_Modified): cifar-resnet18 with a stem
+    of three 3x3 conv-BN-ReLU layers of 64 channels instead of one. Not He's 16-32-64 cifar-resnet20."""
+    return CifarResNet([2, 2, 2, 2], [64, 128, 256, 512], num_classes, in_channels, stem_convs=3)
 
 
 @register_model

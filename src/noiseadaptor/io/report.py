@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..snn.accounting import E_AC_PJ
 from .files import atomic_path
 
 TABLE_T = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -20,10 +21,18 @@ def accuracy_table(rows: dict[str, dict], steps: list[int] | None = None) -> str
     )
 
 
-def energy_table(rows: dict[str, dict], steps: list[int] | None = None) -> str:
-    """E_SNN / E_ANN per T for rows that carry "energy_pj_per_sample" and "ann_energy_pj_per_sample"."""
+def energy_table(rows: dict[str, dict], steps: list[int] | None = None, sops_only: bool = False) -> str:
+    """E_SNN / E_ANN per T for rows that carry "energy_pj_per_sample" and "ann_energy_pj_per_sample".
+    sops_only: the dual-phase paper's count (002, Table 4), E_SNN = SOPs * 0.9 pJ alone, where ours (Eq. 20
+    of paper 000) adds the analog first layer's MACs at every step."""
+
+    def snn(r: dict) -> dict:
+        if not sops_only:
+            return r["energy_pj_per_sample"]
+        return {t: s * E_AC_PJ for t, s in r["sops_per_sample"].items()}
+
     rows = {
-        m: {**r, "energy_ratio": {t: e / r["ann_energy_pj_per_sample"] for t, e in r["energy_pj_per_sample"].items()}}
+        m: {**r, "energy_ratio": {t: e / r["ann_energy_pj_per_sample"] for t, e in snn(r).items()}}
         for m, r in rows.items()
         if r.get("energy_pj_per_sample")
     }

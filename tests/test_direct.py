@@ -218,3 +218,36 @@ def test_the_reconstruction_autoencoder_trains_with_a_regression_criterion():
                   criterion=lambda out, target: F.mse_loss(torch.sigmoid(out), target), progress=False)  # fmt: skip
     assert set(history[-1]) == {"epoch", "lr", "train_loss"} and history[-1]["train_loss"] < history[0]["train_loss"]
     assert all(n.alpha.item() != pytest.approx(0.8) for _, n in snn.neurons())  # width 2 / 2.5, then learned
+
+
+def test_the_noisy_network_and_its_embedded_snn_cosine_similarity_against_a_hand_count():
+    from noiseadaptor.methods.direct import noisy_network, noisy_similarity
+
+    torch.manual_seed(0)
+    x, y = torch.randn(6, 4), torch.randint(0, 2, (6,))
+    data = [(x, y)]
+    net = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 5), nn.ReLU(), nn.Linear(5, 2))
+    same = to_direct_snn(net, DirectConfig.asgl(time_steps=3, spike_noise_p=1.0))  # the noisy net is the SNN
+    result = noisy_similarity(same, data)
+    assert result["mean"] == pytest.approx(1.0) and result["std"] == pytest.approx(0.0, abs=1e-7)
+    assert result["snn_accuracy"] == result["noisy_accuracy"] and result["n"] == 6
+    analog = to_direct_snn(net, DirectConfig.asgl(time_steps=3, spike_noise_p=0.0))  # every element analog
+    layers = {}
+    for k, n in analog.neurons():
+        n.register_forward_hook(lambda m, i, o, k=k: layers.setdefault(k, []).append(o.reshape(3, 6, -1)))
+    analog.eval()(x)
+    with noisy_network(analog):
+        analog(x)
+    by_hand = []
+    for i in range(6):  # per sample: each layer's cosine over all steps, then the mean over layers
+        cos = []
+        for pure, noisy in layers.values():
+            a, b = pure[:, i].flatten(), noisy[:, i].flatten()
+            cos.append(1.0 if not a.any() and not b.any() else float(a @ b / (a.norm() * b.norm() + 1e-8)))
+        by_hand.append(sum(cos) / len(cos))
+    analog.train()
+    before = torch.random.get_rng_state()
+    result = noisy_similarity(analog, data)
+    assert torch.equal(torch.random.get_rng_state(), before)  # a training run's noise stream is untouched
+    assert result["mean"] == pytest.approx(sum(by_hand) / 6, abs=1e-5) and 0 < result["mean"] < 1
+    assert analog.training  # left as it was found

@@ -18,6 +18,7 @@ layer's output (Eq. 5).
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import InitVar, dataclass
 from typing import Literal
@@ -217,6 +218,62 @@ class MultiStepNetwork(nn.Module):
         ``fit(..., on_epoch_start=snn.start_epoch)``. A resumed run lands on the same value."""
         for _, neuron in self.neurons():
             neuron.spike_noise_p = neuron.config.spike_noise_at(epoch)
+
+
+@contextlib.contextmanager
+def noisy_network(snn: MultiStepNetwork):
+    """ASGL's noisy network (paper 004, Fig. 3d-e): the same weights, every LIF neuron with its spike noise
+    (the training forward, p = its spike_noise_p), everything else in eval mode (BatchNorm's running
+    statistics), for the block."""
+    was_training = snn.training
+    snn.eval()
+    for _, neuron in snn.neurons():
+        neuron.train()
+    try:
+        yield snn
+    finally:
+        snn.train(was_training)
+
+
+@torch.no_grad()
+def noisy_similarity(snn: MultiStepNetwork, data, device: torch.device | str | None = None) -> dict:
+    """How close the noisy network is to the SNN embedded in it (paper 004, Fig. 3d-e), on `data`: per
+    sample, the cosine similarity of each LIF layer's outputs in the two (all steps of a layer as one
+    vector), averaged over layers, S; returns S's mean and standard deviation over the samples and both
+    networks' accuracies. The noise draws come from a forked RNG: a training run that measures this
+    after every epoch draws the same training noise as one that does not."""
+    device = torch.device(device) if device is not None else next(snn.parameters()).device
+    was_training = snn.training
+    outputs: dict[str, Tensor] = {}
+    hooks = [n.register_forward_hook(lambda m, i, o, k=k: outputs.__setitem__(k, o)) for k, n in snn.neurons()]
+    similarity, hits = [], torch.zeros(2, dtype=torch.long)
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            for x, y in data:
+                x, y = x.to(device), y.to(device)
+                snn.eval()
+                hits[0] += (snn(x).argmax(1) == y).sum().item()
+                pure = dict(outputs)
+                with noisy_network(snn):
+                    hits[1] += (snn(x).argmax(1) == y).sum().item()
+                per_layer = [_cosine(pure[k], outputs[k], snn.time_steps, len(x)) for k in pure]
+                similarity.append(torch.stack(per_layer).mean(0).cpu())
+    finally:
+        for h in hooks:
+            h.remove()
+        snn.train(was_training)
+    s = torch.cat(similarity)
+    n = len(s)
+    return {"mean": s.mean().item(), "std": s.std().item() if n > 1 else 0.0, "n": n,
+            "snn_accuracy": hits[0].item() / n, "noisy_accuracy": hits[1].item() / n}  # fmt: skip
+
+
+def _cosine(a: Tensor, b: Tensor, steps: int, batch: int) -> Tensor:
+    """Per sample, the cosine similarity of two layer outputs [T*B, ...] (all steps as one vector); 1 where
+    both are silent (the same output), which cosine_similarity would make 0."""
+    a, b = (v.reshape(steps, batch, -1).transpose(0, 1).reshape(batch, -1) for v in (a, b))
+    cos = torch.nn.functional.cosine_similarity(a, b, dim=1)
+    return torch.where((a == 0).all(1) & (b == 0).all(1), torch.ones_like(cos), cos)
 
 
 def to_direct_snn(model: nn.Module, config: DirectConfig | None = None, static_input: bool = True) -> MultiStepNetwork:

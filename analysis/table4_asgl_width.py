@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""ASGL paper (004) Table 4 at CPU scale: robustness to the surrogate width alpha, surrogate gradient
-(SG: fixed width, pure spikes forward) vs ASGL (learned width, spike noise with probability p), same
+"""ASGL paper (004) Table 4 at CPU scale (Table 12 with --surrogate dspike): robustness to the surrogate
+width alpha, surrogate gradient (SG: fixed width, pure spikes forward) vs ASGL (learned width, spike noise with probability p), same
 network, seed, optimizer and data. Also records the learned width of every layer after each epoch.
 Both use the ASGL authors' optimiser (`OptimizerConfig.asgl`: SGD with weight decay on conv/linear
 weights only, the widths by their own Adam at 3e-4, no decay).
@@ -56,6 +56,12 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=32, help="channels of the small CNN's first stage")
     ap.add_argument("--alphas", type=float, nargs="+", default=[0.5, 1.0, 2.5, 5.0, 10.0])
     ap.add_argument("--T", type=int, default=2)
+    ap.add_argument(
+        "--surrogate",
+        default="rectangular",
+        choices=["rectangular", "sigmoid", "dspike"],
+        help="rectangular: Table 4/11; dspike: Table 12 (its alphas: 0.1 0.12 0.14 0.5 1 2.5)",
+    )
     ap.add_argument("--p", type=float, default=0.5, help="ASGL noise probability (at the start)")
     ap.add_argument(
         "--zetas",
@@ -76,11 +82,13 @@ def main() -> None:
 
     results = {}
     for alpha in args.alphas:
-        sg, _ = train_one(DirectConfig.surrogate_gradient(time_steps=args.T, alpha=alpha), args, splits)
+        sg_config = DirectConfig.surrogate_gradient(time_steps=args.T, alpha=alpha, surrogate=args.surrogate)
+        sg, _ = train_one(sg_config, args, splits)
         results[alpha] = {"sg": sg}
         for zeta, row in zip(args.zetas, asgl_rows):
             config = DirectConfig.asgl(
-                T=args.T,
+                time_steps=args.T,
+                surrogate=args.surrogate,
                 alpha=alpha,
                 spike_noise_p=args.p,
                 noise_decay=zeta,
@@ -96,7 +104,8 @@ def main() -> None:
         )
 
     print(
-        f"\n{args.dataset}, {args.model} (width {args.width}), T={args.T}, {args.epochs} epochs, "
+        f"\n{args.dataset}, {args.model} (width {args.width}), {args.surrogate} surrogate, T={args.T}, "
+        f"{args.epochs} epochs, "
         f"ASGL p={args.p} (decay at epochs {list(milestones)}), seed {args.seed}: test accuracy (%)"
     )
     print("| width alpha | " + " | ".join(f"{a:g}" for a in args.alphas) + " |")

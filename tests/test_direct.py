@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -189,14 +191,15 @@ def test_one_width_convention_and_the_papers_steepness():
     assert torch.allclose(neuron.smooth(x), 0.5 * torch.tanh(2.5 * x) + 0.5, atol=1e-6)
     # the authors' code sigmoid(x/w) is the same shape at width 4w; every shape has slope 1/width at 0
     assert torch.allclose(surrogate.smooth(x, "sigmoid", 4 * 0.3), torch.sigmoid(x / 0.3), atol=1e-6)
-    for shape in surrogate.SHAPES:
+    for shape in surrogate.SHAPES:  # Dspike's width is its support's (Table 12), the one exception
         probe = torch.zeros(1, requires_grad=True)
         surrogate.spike(probe, shape, 0.5).sum().backward()
-        assert probe.grad.item() == pytest.approx(2.0)
+        b = surrogate.DSPIKE_TEMPERATURE
+        assert probe.grad.item() == pytest.approx(2.0 if shape != "dspike" else b / (2 * 0.5 * math.tanh(b / 2)))
     with pytest.raises(ValueError, match="steepness"):
         DirectConfig.asgl(surrogate="rectangular", steepness=2.5)
     with pytest.raises(ValueError, match="surrogate"):
-        DirectConfig.asgl(surrogate="dspike")
+        DirectConfig.asgl(surrogate="triangle")
 
 
 def test_the_reconstruction_autoencoder_trains_with_a_regression_criterion():
@@ -251,3 +254,24 @@ def test_the_noisy_network_and_its_embedded_snn_cosine_similarity_against_a_hand
     assert torch.equal(torch.random.get_rng_state(), before)  # a training run's noise stream is untouched
     assert result["mean"] == pytest.approx(sum(by_hand) / 6, abs=1e-5) and 0 < result["mean"] < 1
     assert analog.training  # left as it was found
+
+
+def test_dspike_against_its_formula():
+    # Dspike (Li et al. 2021), transcribed: on |x| <= a/2, dH/dx = b / (2 a tanh(b/2)) * sech^2(b x / a), with
+    # H(-a/2) = 0 and H(a/2) = 1; zero gradient outside; the spike itself is the Heaviside
+    from noiseadaptor.snn import surrogate
+
+    a, b = 0.8, surrogate.DSPIKE_TEMPERATURE
+    x = torch.linspace(-0.6, 0.6, 25, requires_grad=True)
+    s = surrogate.spike(x, "dspike", a)
+    assert torch.equal(s.detach(), (x >= 0).float())
+    s.sum().backward()
+    inside = x.detach().abs() <= a / 2
+    expected = b / (2 * a * math.tanh(b / 2)) / torch.cosh(b * x.detach() / a) ** 2 * inside
+    assert torch.allclose(x.grad, expected, atol=1e-5)
+    edges = surrogate.smooth(torch.tensor([-a / 2, 0.0, a / 2, 1.0]), "dspike", a)
+    assert torch.allclose(edges, torch.tensor([0.0, 0.5, 1.0, 1.0]), atol=1e-6)
+    neuron = LIFNeuron(DirectConfig.asgl(surrogate="dspike", alpha=a))  # a learned width, as for the others
+    neuron.train()
+    neuron(torch.randn(4 * 3, 5)).sum().backward()
+    assert neuron.alpha.grad is not None and neuron.alpha.grad != 0

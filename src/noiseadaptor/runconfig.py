@@ -26,6 +26,7 @@ from torch import nn
 
 from .checks import positive_int, positive_number, probability
 from .methods import METHOD_FIELDS, get_method
+from .snn.surrogate import SHAPES
 
 
 def setting(default, help: str, group: str = "", **extra):
@@ -86,7 +87,7 @@ class RunConfig:
     )
     noise_milestones: tuple[int, ...] = setting((), "0-based epochs where noise_decay applies", "method")
     reset: str = setting("hard", "LIF reset", "method", choices=("hard", "soft"))
-    surrogate: str = setting("rectangular", "surrogate shape", "method", choices=("rectangular", "sigmoid"))
+    surrogate: str = setting("rectangular", "surrogate shape", "method", choices=SHAPES)
     # optimisation
     epochs: int = setting(400, "training epochs", "optimisation")
     lr: float = setting(0.05, "learning rate, cosine schedule", "optimisation")

@@ -36,7 +36,7 @@ class DirectConfig:
     """time_steps: the steps the SNN runs (exactly). tau: membrane time constant, leak gamma = 1 - 1/tau.
     threshold: firing threshold.
     reset: "hard" (to zero, the paper's Eq. 1) or "soft" (subtract the threshold).
-    surrogate: "rectangular" (H = clip(x/a + 1/2, 0, 1)) or "sigmoid" (H = 1/2 + 1/2 tanh(2x/a)); see
+    surrogate: "rectangular" (H = clip(x/a + 1/2, 0, 1)), "sigmoid" (H = 1/2 + 1/2 tanh(2x/a)) or "dspike"; see
         `noiseadaptor.snn.surrogate`.
     alpha: initial surrogate width a, one convention for every shape: the slope of H at 0 is 1/a (for the
         rectangle, the paper's alpha of Tables 4 and 11). learn_alpha: learn a per layer (ASGL) or keep
@@ -58,7 +58,7 @@ class DirectConfig:
     tau: float = 2.0
     threshold: float = 1.0
     reset: Literal["hard", "soft"] = "hard"
-    surrogate: Literal["rectangular", "sigmoid"] = "rectangular"
+    surrogate: Literal["rectangular", "sigmoid", "dspike"] = "rectangular"
     alpha: float = 1.0
     learn_alpha: bool = True
     spike_noise_p: float = 0.5

@@ -275,3 +275,20 @@ def test_dspike_against_its_formula():
     neuron.train()
     neuron(torch.randn(4 * 3, 5)).sum().backward()
     assert neuron.alpha.grad is not None and neuron.alpha.grad != 0
+
+
+@pytest.mark.parametrize(
+    "name, channels, size, static",
+    [("cifarnet", 3, 32, True), ("vggsnn", 2, 48, False), ("vgg13-snn", 3, 64, True)],
+)
+def test_the_asgl_architectures_take_one_training_step(name, channels, size, static):
+    # ASGL's CifarNet (Table 1), VGGSNN on 48x48 event frames (Table 2), VGG-13 on 64x64 Tiny-ImageNet (Table 8)
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    snn = to_direct_snn(create_model(name, 10, channels), DirectConfig.asgl(time_steps=2), static_input=static)
+    x = torch.rand(2, channels, size, size) if static else torch.rand(2, 2, channels, size, size)  # [B, T, ...]
+    before = [p.detach().clone() for p in snn.parameters()]
+    history = fit(snn, DataLoader(TensorDataset(x, torch.tensor([1, 7])), batch_size=2), 1, progress=False)
+    assert snn(x).shape == (2, 10) and history[0]["train_loss"] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, snn.parameters()))

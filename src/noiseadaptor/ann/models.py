@@ -206,14 +206,53 @@ def cifar_resnet34(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
     return CifarResNet([3, 4, 6, 3], [64, 128, 256, 512], num_classes, in_channels)
 
 
-@register_model
-def cifar_vgg16(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
-    """VGG-16 with BatchNorm for 32x32 inputs; max-pooling (prepare() makes it average-pooling)."""
+def _vgg_features(config: list, in_channels: int) -> tuple[list[nn.Module], int]:
+    """conv-BN-ReLU per number, "M" a 2x2 max-pool, "A" a 2x2 average pool; returns (layers, channels)."""
     layers, c_in = [], in_channels
-    for c in [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]:
-        if c == "M":
-            layers.append(nn.MaxPool2d(2))
+    for c in config:
+        if c in ("M", "A"):
+            layers.append(nn.MaxPool2d(2) if c == "M" else nn.AvgPool2d(2))
         else:
             layers += _conv_bn_relu(c_in, c)
             c_in = c
+    return layers, c_in
+
+
+@register_model
+def cifar_vgg16(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+    """VGG-16 with BatchNorm for 32x32 inputs; max-pooling (prepare() makes it average-pooling)."""
+    config = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+    layers, _ = _vgg_features(config, in_channels)
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, num_classes))
+
+
+@register_model
+def cifarnet(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+    """CifarNet (Wu et al. 2019; ASGL Table 1) as the ASGL authors' code builds it: an encoding conv-BN
+    of 128 channels with no neuron after it (its analog output is the next layer's input current at
+    every step), conv-BN-ReLU 256, avg-pool, 512, avg-pool, 1024, 512, a 2x2 adaptive average pool and
+    a 2048-4096-4096-classes classifier. ReLUs become LIF neurons under to_direct_snn."""
+    layers, c_in = _vgg_features([256, "A", 512, "A", 1024, 512], 128)
+    encode = [nn.Conv2d(in_channels, 128, 3, padding=1, bias=False), nn.BatchNorm2d(128)]
+    head = [nn.Linear(c_in * 4, 4096), nn.ReLU(inplace=True), nn.Linear(4096, 4096), nn.ReLU(inplace=True)]
+    return nn.Sequential(*encode, *layers, nn.AdaptiveAvgPool2d(2), nn.Flatten(), *head, nn.Linear(4096, num_classes))
+
+
+@register_model
+def vggsnn(num_classes: int = 10, in_channels: int = 2) -> nn.Module:
+    """VGGSNN (Deng et al. 2022, TET; ASGL Table 2) for 48x48 event frames of two polarities: conv-BN-ReLU
+    64, 128, pool, 256, 256, pool, 512, 512, pool, 512, 512, pool (average pools), then one linear layer
+    on the 512 x 3 x 3 features (an adaptive pool to 3x3 first, the identity at 48x48)."""
+    config = [64, 128, "A", 256, 256, "A", 512, 512, "A", 512, 512, "A"]
+    layers, c_in = _vgg_features(config, in_channels)
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(3), nn.Flatten(), nn.Linear(c_in * 9, num_classes))
+
+
+@register_model
+def vgg13_snn(num_classes: int = 200, in_channels: int = 3) -> nn.Module:
+    """The VGG-13 of ASGL's Tiny-ImageNet row (Table 8) as its authors' code builds it: conv-BN-ReLU 64, 64,
+    pool, 128, 128, pool, 256, 256, pool, 512, 512, 512, pool, 512 (average pools), a global average pool
+    and one linear layer."""
+    config = [64, 64, "A", 128, 128, "A", 256, 256, "A", 512, 512, 512, "A", 512]
+    layers, c_in = _vgg_features(config, in_channels)
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes))

@@ -103,7 +103,16 @@ def test_max_pool_with_dilation_is_refused():
 
 
 @pytest.mark.parametrize(
-    "name", ["cifar-resnet18", "cifar-resnet19", "cifar-resnet20", "cifar-resnet34", "cifar-vgg16", "small-cnn"]
+    "name",
+    [
+        "cifar-resnet18",
+        "cifar-resnet19",
+        "cifar-resnet20",
+        "cifar-resnet20-dp",
+        "cifar-resnet34",
+        "cifar-vgg16",
+        "small-cnn",
+    ],
 )
 def test_registered_cifar_models_prepare_and_convert(name):
     from noiseadaptor import convert, simulate

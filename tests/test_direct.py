@@ -292,3 +292,17 @@ def test_the_asgl_architectures_take_one_training_step(name, channels, size, sta
     history = fit(snn, DataLoader(TensorDataset(x, torch.tensor([1, 7])), batch_size=2), 1, progress=False)
     assert snn(x).shape == (2, 10) and history[0]["train_loss"] > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, snn.parameters()))
+
+
+def test_the_cyclic_cosine_schedule_restarts(small_cnn):
+    # ASGL A.3's "cyclic cosine annealing": restart_epochs=N restarts the cosine every N epochs
+    from noiseadaptor.train import OptimizerConfig, build_optimizer
+
+    optimizer, schedule = build_optimizer(small_cnn(), OptimizerConfig(kind="adam", lr=0.1, restart_epochs=2), 6)
+    lrs = []
+    for _ in range(6):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        schedule.step()
+    assert lrs == pytest.approx([0.1, 0.05, 0.1, 0.05, 0.1, 0.05])
+    with pytest.raises(ValueError, match="restart_epochs"):
+        OptimizerConfig(restart_epochs=-1)

@@ -94,6 +94,9 @@ class RunConfig:
     weight_decay: float = setting(5e-4, "weight decay (which parameters: the method's paper)", "optimisation")
     optimizer: str = setting("sgd", "main optimiser (SGD: momentum 0.9)", "optimisation", choices=("sgd", "adam"))
     width_lr: float = setting(3e-4, "ASGL: the surrogate widths' own Adam learning rate", "optimisation")
+    restart_epochs: int = setting(
+        0, "cyclic cosine schedule: restart every N epochs (ASGL A.3); 0 = one cosine over all epochs", "optimisation"
+    )
     amp: bool = setting(False, "bfloat16 autocast", "optimisation")
     compile: bool = setting(False, "torch.compile the model", "optimisation")
     seed: int = setting(0, "random seed", "optimisation")
@@ -107,7 +110,7 @@ class RunConfig:
         self.method_info  # an unknown method fails here, with the list
         for name in ("p", "time_steps", "batch_size"):
             positive_int(getattr(self, name), name)
-        for name in ("epochs", "cutout", "workers", "seed"):  # a seed < 0 reads as "random" in some tools: refused
+        for name in ("epochs", "cutout", "workers", "seed", "restart_epochs"):  # seed < 0: "random" elsewhere
             positive_int(getattr(self, name), name, zero=True)
         for name in ("quant_noise_p", "spike_noise_p"):
             probability(getattr(self, name), name)

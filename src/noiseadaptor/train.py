@@ -48,7 +48,9 @@ _NORMS = (_BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm1d, nn.Instance
 class OptimizerConfig:
     """How `fit` optimises.
 
-    kind: "sgd" (with `momentum`) or "adam", with a cosine schedule of `lr` over the epochs.
+    kind: "sgd" (with `momentum`) or "adam", with a cosine schedule of `lr` over the epochs; with
+        `restart_epochs` N > 0, a cyclic one (cosine annealing with warm restarts every N epochs, the ASGL
+        paper's "cyclic cosine annealing", 004 A.3).
     weight_decay: applied to every parameter whose role is not in `no_decay`. Roles (`parameter_roles`):
         "weight" (conv/linear and other weights), "bias", "norm" (normalisation layers' affine
         parameters), "scale" (quantizer scales, i.e. thresholds), "width" (learned surrogate widths).
@@ -63,6 +65,7 @@ class OptimizerConfig:
     no_decay: tuple[str, ...] = ("width",)
     width_optimizer: Literal["main", "adam"] = "main"
     width_lr: float = 3e-4
+    restart_epochs: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in ("sgd", "adam"):
@@ -79,6 +82,7 @@ class OptimizerConfig:
             raise ValueError(f"OptimizerConfig.width_optimizer must be 'main' or 'adam', got {self.width_optimizer!r}")
         if not self.width_lr > 0:
             raise ValueError(f"width_lr must be positive, got {self.width_lr!r}")
+        positive_int(self.restart_epochs, "restart_epochs", zero=True)
 
     @classmethod
     def asgl(cls, **kwargs) -> "OptimizerConfig":
@@ -160,7 +164,10 @@ def build_optimizer(model: nn.Module, config: OptimizerConfig, epochs: int):
         main = torch.optim.Adam(groups, lr=config.lr)
     widths = [p for r, p in roles if r == "width"]
     width = torch.optim.Adam(widths, lr=config.width_lr, weight_decay=0.0) if own_widths and widths else None
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(main, T_max=max(epochs, 1))
+    if config.restart_epochs:
+        schedule = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(main, T_0=config.restart_epochs)
+    else:
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(main, T_max=max(epochs, 1))
     return _Optimizers(main, width), schedule
 
 
@@ -273,6 +280,8 @@ def _resume(
         earlier = OptimizerConfig(lr=optim.lr, weight_decay=optim.weight_decay, momentum=optim.momentum,
                                   no_decay=() if widths else ("width",))  # fmt: skip
         state["config"]["optimization"] = asdict(earlier)
+    # fields added since (restart_epochs): their defaults are what the earlier code did
+    state["config"]["optimization"] = {**asdict(OptimizerConfig()), **state["config"]["optimization"]}
     epochs, earlier_epochs = config["epochs"], state["config"].get("epochs", config["epochs"])
     if earlier_epochs != epochs:  # e.g. a finished run trained further
         state = _with_epochs(state, epochs)

@@ -45,7 +45,11 @@ class Method:
 
     def optimizer(self, run: "RunConfig") -> OptimizerConfig:
         return self.optimizer_preset(
-            kind=run.optimizer, lr=run.lr, weight_decay=run.weight_decay, width_lr=run.width_lr
+            kind=run.optimizer,
+            lr=run.lr,
+            weight_decay=run.weight_decay,
+            width_lr=run.width_lr,
+            restart_epochs=run.restart_epochs,
         )
 
     def build(self, model: nn.Module, run: "RunConfig") -> nn.Module:

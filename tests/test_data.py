@@ -45,3 +45,35 @@ def test_device_loader_augments_like_torchvision_and_repeats_per_epoch():
     assert len(evaluation) == 3 and torch.equal(y, labels) and torch.allclose(x, reference, atol=1e-5)
     with pytest.raises(ValueError, match="uint8"):
         DeviceLoader(images.float(), labels, 16, mean, std, "cpu")
+
+
+def test_tiny_imagenet_as_distributed_and_as_class_folders(tmp_path):
+    # ASGL Table 8's data set: train/<wnid>/images/*.JPEG and val/images/ with val_annotations.txt
+    import numpy as np
+    from PIL import Image
+
+    from noiseadaptor.data import get_dataset
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "tiny-imagenet-200"
+    lines = []
+    for wnid in ("n01443537", "n01629819"):
+        (root / "train" / wnid / "images").mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(
+                root / "train" / wnid / "images" / f"{wnid}_{i}.JPEG"
+            )
+    (root / "val" / "images").mkdir(parents=True)
+    for i, wnid in enumerate(("n01629819", "n01443537", "n01629819")):
+        image = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+        image.save(root / "val" / "images" / f"val_{i}.JPEG")
+        lines.append(f"val_{i}.JPEG\t{wnid}\t0\t0\t63\t63")
+    (root / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+    splits = get_dataset("tiny-imagenet", root)
+    assert (len(splits.train), len(splits.test), splits.num_classes, splits.image_size) == (4, 3, 2, 64)
+    x, y = splits.test[0]
+    assert x.shape == (3, 64, 64) and [splits.test[i][1] for i in range(3)] == [1, 0, 1]
+    assert splits.train[0][0].shape == (3, 64, 64)  # random 64x64 crop with padding, flip
+    (root / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn09999999\t0\t0\t1\t1\n")
+    with pytest.raises(ValueError, match="n09999999"):
+        get_dataset("tiny-imagenet", root)

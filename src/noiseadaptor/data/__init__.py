@@ -7,6 +7,8 @@ fashion-mnist   torchvision ``FashionMNIST``: DIR/FashionMNIST/raw/*-ubyte(.gz)
 cifar10         torchvision ``CIFAR10`` (DIR/cifar-10-batches-py) or an image-folder tree
 cifar100        torchvision ``CIFAR100`` (DIR/cifar-100-python) or an image-folder tree
 imagenet        ``ImageFolder``: DIR/train/<class>/*.JPEG and DIR/val/<class>/*.JPEG
+tiny-imagenet   Tiny-ImageNet-200 as distributed (DIR/train/<wnid>/images/*.JPEG, DIR/val/images/*.JPEG
+                with DIR/val/val_annotations.txt) or with val/ as class folders; 64x64
 ==============  ==========================================================================
 
 An image-folder tree is DIR/train/<class>/<image> and DIR/test/<class>/<image> (or val/). Training
@@ -64,13 +66,14 @@ class DataSplits:
         return train, test
 
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "imagenet")
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "imagenet", "tiny-imagenet")
 _STATS = {  # per-channel mean and std of the training images
     "mnist": ((0.1307,), (0.3081,)),
     "fashion-mnist": ((0.2860,), (0.3530,)),
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "tiny-imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # ImageNet's, as is usual for it
 }
 
 
@@ -94,6 +97,8 @@ def get_dataset(
         return _mnist(name, root, download)
     if name in ("cifar10", "cifar100"):
         return _cifar(name, root, download, augment, cutout)
+    if name == "tiny-imagenet":
+        return _tiny_imagenet(root, augment, cutout)
     return _imagenet(root)
 
 
@@ -107,12 +112,13 @@ def _transforms(name: str, train: bool, augment: str = "standard", cutout: int =
         return T.Compose(crop + normalize)
     if not train or augment == "none" or name in ("mnist", "fashion-mnist"):
         return T.Compose(normalize)
-    steps = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()]
+    size = 64 if name == "tiny-imagenet" else 32
+    steps = [T.RandomCrop(size, padding=4), T.RandomHorizontalFlip()]
     if augment == "autoaugment":
         steps.append(T.AutoAugment(T.AutoAugmentPolicy.CIFAR10))
     steps += normalize
     if cutout > 0:  # Cutout (DeVries & Taylor 2017): one square of side `cutout`, erased to zero
-        area = cutout * cutout / (32 * 32)
+        area = cutout * cutout / (size * size)
         steps.append(T.RandomErasing(p=1.0, scale=(area, area), ratio=(1.0, 1.0), value=0))
     return T.Compose(steps)
 
@@ -179,6 +185,44 @@ def _cifar(name: str, root: Path, download: bool, augment: str, cutout: int) -> 
 def _imagenet(root: Path) -> DataSplits:
     train, test = _image_folders(root, ("val",), _transforms("imagenet", True), _transforms("imagenet", False))
     return DataSplits(train, test, num_classes=len(train.classes), in_channels=3, image_size=224)
+
+
+def _tiny_imagenet(root: Path, augment: str, cutout: int) -> DataSplits:
+    """Tiny-ImageNet-200: train/<wnid>/images/ (ImageFolder finds the images under each class folder), and
+    the validation split as distributed (val/images/ with val_annotations.txt naming each image's class)
+    or as class folders."""
+    from torchvision.datasets import ImageFolder
+
+    train_tf, test_tf = _transforms("tiny-imagenet", True, augment, cutout), _transforms("tiny-imagenet", False)
+    annotations = root / "val" / "val_annotations.txt"
+    if not annotations.is_file():
+        train, test = _image_folders(root, ("val",), train_tf, test_tf)
+        return DataSplits(train, test, num_classes=len(train.classes), in_channels=3, image_size=64)
+    if not (root / "train").is_dir():
+        raise ValueError(f"tiny-imagenet: no {root}/train/<wnid>/images/ beside {annotations}")
+    train = ImageFolder(str(root / "train"), train_tf, loader=read_image)
+    samples = []
+    for line in annotations.read_text().splitlines():
+        name, wnid, *_ = line.split("\t")
+        if wnid not in train.class_to_idx:
+            raise ValueError(f"{annotations}: {name} is of class {wnid}, which {root}/train does not have")
+        samples.append((str(root / "val" / "images" / name), train.class_to_idx[wnid]))
+    return DataSplits(train, _Listed(samples, test_tf), num_classes=len(train.classes), in_channels=3, image_size=64)
+
+
+class _Listed(Dataset):
+    """Images from a list of (path, class index), read as ImageFolder reads them."""
+
+    def __init__(self, samples: list[tuple[str, int]], transform):
+        self.samples, self.transform = samples, transform
+        self.targets = [c for _, c in samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        path, target = self.samples[i]
+        return self.transform(read_image(path)), target
 
 
 def _image_folders(root: Path, test_names: tuple[str, ...], train_tf, test_tf):

@@ -306,3 +306,30 @@ def test_the_cyclic_cosine_schedule_restarts(small_cnn):
     assert lrs == pytest.approx([0.1, 0.05, 0.1, 0.05, 0.1, 0.05])
     with pytest.raises(ValueError, match="restart_epochs"):
         OptimizerConfig(restart_epochs=-1)
+
+
+def test_the_recurrent_shd_network_carries_its_spikes_to_the_next_step():
+    # ASGL A.5: the hidden layer's input at step t is W x[t] + V s[t-1]; checked against a hand-written loop
+    from noiseadaptor.ann.models import create_model
+
+    torch.manual_seed(0)
+    config = DirectConfig.surrogate_gradient(time_steps=4, threshold=1.0, tau=2.0)
+    ann = create_model("shd-rsnn", 20, 1)
+    x = 20 * torch.rand(3, 4, 700) * (torch.rand(3, 4, 700) < 0.05)  # [B, T, channels]: sparse event counts
+    with torch.no_grad():
+        ann.recurrent.weight.mul_(20)  # strong enough that the recurrence changes who fires
+    snn = to_direct_snn(ann, config, static_input=False).eval()
+    W, b, V = ann.fc.weight, ann.fc.bias, ann.recurrent.weight
+    u = s = torch.zeros(3, 240)
+    readout = []
+    for t in range(4):
+        u = 0.5 * u * (1 - s) + x[:, t] @ W.T + b + s @ V.T  # hard reset, leak 1 - 1/tau
+        s = (u >= 1.0).float()
+        readout.append(ann.out(s))
+    assert 0 < s.mean() < 1
+    assert torch.allclose(snn(x), torch.stack(readout).mean(0), atol=1e-5)
+    neuron = snn.neurons()[0][1]
+    with torch.no_grad():
+        neuron.recurrent.weight.zero_()  # no recurrence: a different network
+    assert not torch.allclose(snn(x), torch.stack(readout).mean(0), atol=1e-5)
+    assert any(n.startswith("net.2.recurrent") for n, _ in snn.named_parameters())  # V is trained and saved

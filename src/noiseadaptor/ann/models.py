@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import torch
@@ -99,6 +100,35 @@ def mlp_autoencoder(sizes: tuple[int, ...] = (784, 128, 64, 32, 64, 128, 784)) -
     for a, b in zip(sizes[:-1], sizes[1:]):
         layers += [nn.Linear(a, b), nn.BatchNorm1d(b), nn.ReLU()]
     return nn.Sequential(*layers[:-2])
+
+
+class RecurrentMLP(nn.Module):
+    """ASGL's SHD network (004, Table 3 and A.5): input features, one hidden layer with recurrent synapses
+    V (its spikes of step t - 1 enter its input at step t), a linear read-out; 700-240-20 by default. As
+    an ANN it has no time, so the recurrence is idle; `to_direct_snn` builds the spiking network through
+    `spiking()`, the hidden neuron holding V. Eq. 19's synaptic current filter (tau_syn) is not modelled:
+    the input current is W s + V s[t-1] at each step, the LIF membrane integrating it."""
+
+    def __init__(self, num_classes: int = 20, in_channels: int = 1, features: int = 700, hidden: int = 240):
+        super().__init__()
+        self.fc = nn.Linear(in_channels * features, hidden)
+        self.recurrent = nn.Linear(hidden, hidden, bias=False)
+        self.out = nn.Linear(hidden, num_classes)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.fc(torch.flatten(x, 1))))
+
+    def spiking(self, make_neuron) -> nn.Module:
+        """The spiking form: flatten, W, a neuron (from `make_neuron()`) holding a copy of V, the read-out."""
+        neuron = make_neuron()
+        neuron.recurrent = copy.deepcopy(self.recurrent)
+        return nn.Sequential(nn.Flatten(), copy.deepcopy(self.fc), neuron, copy.deepcopy(self.out))
+
+
+@register_model
+def shd_rsnn(num_classes: int = 20, in_channels: int = 1) -> nn.Module:
+    """ASGL's recurrent SHD network 700-240-20 (`RecurrentMLP`), for --dataset shd with a direct method."""
+    return RecurrentMLP(num_classes, in_channels)
 
 
 @register_model

@@ -148,6 +148,7 @@ class LIFNeuron(nn.Module):
         self.gamma = 1.0 - 1.0 / config.tau
         self.spike_noise_p = config.spike_noise_p  # may be scheduled during training
         self.alpha = nn.Parameter(torch.tensor(float(config.alpha)), requires_grad=config.learn_alpha)
+        self.recurrent: nn.Module | None = None  # recurrent synapses V: step t's input adds V s[t-1] (ASGL A.5)
 
     def smooth(self, x: Tensor) -> Tensor:
         """H_a(x): the analog activation whose derivative is the surrogate gradient."""
@@ -166,10 +167,11 @@ class LIFNeuron(nn.Module):
         s = torch.zeros_like(steps[0])
         out = []
         for t in range(self.time_steps):
+            drive = steps[t] if self.recurrent is None else steps[t] + self.recurrent(s)
             if self.config.reset == "hard":
-                u = self.gamma * u * (1 - s) + steps[t]
+                u = self.gamma * u * (1 - s) + drive
             else:
-                u = self.gamma * (u - s * self.config.threshold) + steps[t]
+                u = self.gamma * (u - s * self.config.threshold) + drive
             s = self.spike(u - self.config.threshold)
             out.append(s)
         return torch.stack(out).reshape(current.shape)
@@ -282,4 +284,6 @@ def to_direct_snn(model: nn.Module, config: DirectConfig | None = None, static_i
     config = DirectConfig() if config is None else config
     if not isinstance(config, DirectConfig):
         raise TypeError(f"config must be a noiseadaptor.methods.direct.DirectConfig, got {type(config).__name__}")
+    if hasattr(model, "spiking"):  # a design with no ReLU form of its dynamics (recurrent synapses) builds its own
+        return MultiStepNetwork(model.spiking(lambda: LIFNeuron(config)), config.time_steps, static_input)
     return MultiStepNetwork(replace_activations(model, lambda: LIFNeuron(config)), config.time_steps, static_input)

@@ -279,7 +279,7 @@ def test_dspike_against_its_formula():
 
 @pytest.mark.parametrize(
     "name, channels, size, static",
-    [("cifarnet", 3, 32, True), ("vggsnn", 2, 48, False), ("vgg13-snn", 3, 64, True)],
+    [("cifarnet", 3, 32, True), ("vggsnn", 2, 48, False), ("vgg13-snn", 3, 64, True), ("gesture-net", 2, 32, False)],
 )
 def test_the_asgl_architectures_take_one_training_step(name, channels, size, static):
     # ASGL's CifarNet (Table 1), VGGSNN on 48x48 event frames (Table 2), VGG-13 on 64x64 Tiny-ImageNet (Table 8)

@@ -249,3 +249,51 @@ def test_train_command_routes_event_data_and_explains_what_is_missing(tmp_path, 
             ]
         )
     assert stop.value.code == 2 and "CIFAR10DVS" in capsys.readouterr().err
+
+
+def test_random_clip_start_is_deterministic_per_seed_and_keeps_one_window():
+    # RCS (ASGL A.4): a window of T slices from a random start in training, from the first event in testing
+    from noiseadaptor.data.events import start_clip
+
+    events = random_events(np.random.default_rng(0), 300)  # t in [1 ms, 50 ms)
+    clip = start_clip(events, 10_000, 0.5)
+    first, span = int(events["t"].min()), int(events["t"].max() - events["t"].min())
+    start = first + 0.5 * (span - 10_000)
+    inside = (events["t"] >= start) & (events["t"] < start + 10_000)
+    assert len(clip) == inside.sum() and clip["t"].max() < 10_000
+    train = FramesDataset(TinyEvents(3), T=4, sensor_size=(16, 12, 2), window=10_000, random_start=True)
+    test = FramesDataset(TinyEvents(3), T=4, sensor_size=(16, 12, 2), window=10_000)
+
+    def draw(seed):
+        torch.manual_seed(seed)
+        return torch.stack([train[i][0] for i in range(1, 3)])
+
+    assert torch.equal(draw(0), draw(0)) and not torch.equal(draw(0), draw(1))  # per seed, and random
+    assert torch.equal(test[1][0], test[1][0])  # the test set starts at each recording's first event
+    assert test[1][0].sum() == (TinyEvents(3)[1][0]["t"] < TinyEvents(3)[1][0]["t"].min() + 10_000).sum()
+
+
+@needs_tonic
+def test_dvs_gesture_through_tonic_on_generated_files(tmp_path):
+    import tonic
+
+    folder = tmp_path / "DVSGesture"
+    rng = np.random.default_rng(0)
+    for part, users in (("ibmGestureTrain", 10), ("ibmGestureTest", 10)):
+        (folder / f"{part}.tar.gz").parent.mkdir(parents=True, exist_ok=True)
+        (folder / f"{part}.tar.gz").touch()  # tonic checks for the archive
+        for u in range(users):  # tonic wants at least 100 .npy files: 10 users x 11 classes
+            d = folder / part / f"user{u + 1:02d}_fluorescent"
+            d.mkdir(parents=True)
+            for c in range(11):
+                n = 200
+                t_ms = np.sort(rng.uniform(0, 3000, n))  # a 3 s recording, in milliseconds as the files hold
+                rows = np.stack([rng.integers(0, 128, n), rng.integers(0, 128, n), rng.integers(0, 2, n), t_ms], 1)
+                np.save(d / f"{c}.npy", rows.astype(np.float64))
+    assert tonic.datasets.DVSGesture.sensor_size == (128, 128, 2)
+    splits = event_dataset("dvs-gesture", tmp_path, T=6, size=32)  # 6 slices of 25 ms: a 150 ms window
+    assert (len(splits.train), len(splits.test), splits.num_classes, splits.in_channels) == (110, 110, 11, 2)
+    frames, label = splits.test[0]
+    assert frames.shape == (6, 2, 32, 32) and 0 < frames.sum() < 200 and 0 <= label < 11
+    with pytest.raises(ValueError, match="ibmGestureTrain"):
+        event_dataset("dvs-gesture", tmp_path / "empty", T=6)

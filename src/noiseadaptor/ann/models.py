@@ -279,6 +279,16 @@ def vggsnn(num_classes: int = 10, in_channels: int = 2) -> nn.Module:
 
 
 @register_model
+def gesture_net(num_classes: int = 11, in_channels: int = 2) -> nn.Module:
+    """The 8-layer DVS128 Gesture network of PLIF (Fang et al. 2021), the row ASGL's Table 7 compares
+    with: five conv-BN-ReLU of 128 channels each followed by a 2x2 max-pool (128x128 frames -> 4x4), then
+    a 512-unit hidden layer and the classifier (PLIF's dropout and voting layer are left out)."""
+    layers, c_in = _vgg_features([128, "M"] * 5, in_channels)
+    head = [nn.Linear(c_in * 16, 512), nn.ReLU(inplace=True), nn.Linear(512, num_classes)]
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(4), nn.Flatten(), *head)
+
+
+@register_model
 def vgg13_snn(num_classes: int = 200, in_channels: int = 3) -> nn.Module:
     """The VGG-13 of ASGL's Tiny-ImageNet row (Table 8) as its authors' code builds it: conv-BN-ReLU 64, 64,
     pool, 128, 128, pool, 256, 256, pool, 512, 512, 512, pool, 512 (average pools), a global average pool

@@ -7,12 +7,19 @@ dvs-cifar10     tonic ``CIFAR10DVS``: 10,000 DVS recordings of CIFAR-10 images, 
                 default, as in ASGL and its peers; 128 keeps the sensor's resolution).
 shd             tonic ``SHD`` (Spiking Heidelberg Digits): 700 input channels, 20 classes, the official
                 train/test files. Frames are [T, 700] (or [T, ``size``] with ``size`` < 700 channels).
+dvs-gesture     tonic ``DVSGesture`` (DVS128 Gesture): 128x128, 2 polarities, 11 classes, the official
+                split (1,176 / 288 recordings in tonic's copy). As ASGL does it (A.4, after Yao et al.'s
+                RCS): T slices of 25 ms (``bin_ms``) from a start drawn at random in each training
+                recording (torch's RNG: deterministic per seed), from the recording's start for the test
+                set. Frames [T, 2, S, S], S = ``size`` (128 by default).
 ==============  ==========================================================================================
 
 Files are read with tonic's own classes (``save_to=DIR``), so the expected layout is tonic's:
 
 * dvs-cifar10: ``DIR/CIFAR10DVS/CIFAR10DVS.zip`` and the extracted ``DIR/CIFAR10DVS/<class>/*.aedat4``
   (airplane ... truck, 1,000 recordings each). Reading ``.aedat4`` also needs the ``aedat`` package.
+* dvs-gesture: ``DIR/DVSGesture/ibmGestureTrain.tar.gz``, ``ibmGestureTest.tar.gz`` and the extracted
+  ``DIR/DVSGesture/ibmGestureTrain/user*_*/<class>.npy`` (and ``ibmGestureTest/``), as tonic unpacks them.
 * shd: ``DIR/SHD/shd_train.h5``, ``DIR/SHD/shd_test.h5`` and the archives ``shd_train.h5.zip``,
   ``shd_test.h5.zip`` next to them (tonic checks for the archive and downloads again when it is missing).
 
@@ -45,7 +52,7 @@ from torch.utils.data import Dataset, Subset
 from ..checks import positive_int
 from . import DataSplits, default_data_dir
 
-EVENT_DATASETS = ("dvs-cifar10", "shd")
+EVENT_DATASETS = ("dvs-cifar10", "shd", "dvs-gesture")
 _ALIASES = {"cifar10-dvs": "dvs-cifar10", "cifar10dvs": "dvs-cifar10", "dvs-cifar-10": "dvs-cifar10"}
 _CIFAR10DVS_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 _INSTALL = "pip install noiseadaptor[events]"
@@ -148,11 +155,28 @@ def _time_bins(t: np.ndarray, T: int, split_by: str, duration: float | None) -> 
     return np.minimum(bins, T - 1), keep  # the last event closes the last interval
 
 
+def start_clip(events: np.ndarray, window: float, start_fraction: float) -> np.ndarray:
+    """RCS (random clip start; Yao et al. 2021, used by ASGL A.4): the events of [s, s + window) with
+    s = first + start_fraction * max(span - window, 0), their times shifted so that s is 0."""
+    if not 0 <= start_fraction <= 1:
+        raise ValueError(f"start_fraction must be in [0, 1], got {start_fraction!r}")
+    t = events["t"].astype(np.float64)
+    if not len(t):
+        return events
+    first, span = t.min(), t.max() - t.min()
+    start = first + start_fraction * max(span - window, 0.0)
+    kept = events[(t >= start) & (t < start + window)].copy()
+    kept["t"] = (kept["t"].astype(np.float64) - start).astype(kept["t"].dtype)
+    return kept
+
+
 class FramesDataset(Dataset):
     """Wraps a tonic-style data set (items ``(events, label)``, events a structured numpy array with x, y,
     t, p or x, t, p) and returns ``(frames, label)`` with float32 frames [T, P, H, W] ([T, P, X] for audio;
     [T, features] with ``flatten=True``). Binning is `events_to_frames` (see there for split_by, duration
-    and size); ``transform`` (optional) is applied to the frame tensor, e.g. for augmentation."""
+    and size); ``transform`` (optional) is applied to the frame tensor, e.g. for augmentation. With
+    ``window``, each recording is first cut to one window (`start_clip`) binned over [0, window): from a
+    start drawn with torch's RNG when ``random_start`` (training), else from its first event."""
 
     def __init__(
         self,
@@ -164,22 +188,30 @@ class FramesDataset(Dataset):
         size: int | Sequence[int] | None = None,
         flatten: bool = False,
         transform: Callable[[Tensor], Tensor] | None = None,
+        window: float | None = None,
+        random_start: bool = False,
     ):
         positive_int(T, "T")
+        if window is not None and (not window > 0 or split_by != "time" or duration is not None):
+            raise ValueError("window must be positive, with split_by='time' and no duration (the window is one)")
         if split_by not in ("time", "number"):
             raise ValueError(f"split_by must be 'time' or 'number', got {split_by!r}")
         self.events_dataset, self.T, self.sensor_size = events_dataset, T, tuple(int(s) for s in sensor_size)
         self.split_by, self.duration, self.size = split_by, duration, size
         self.flatten, self.transform = flatten, transform
+        self.window, self.random_start = window, random_start
 
     def __len__(self) -> int:
         return len(self.events_dataset)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         events, label = self.events_dataset[index]
-        frames = torch.from_numpy(
-            events_to_frames(events, self.T, self.sensor_size, self.split_by, self.duration, self.size)
-        )
+        duration = self.duration
+        if self.window is not None:
+            events = start_clip(events, self.window, torch.rand(()).item() if self.random_start else 0.0)
+            duration = self.window
+        frames = events_to_frames(events, self.T, self.sensor_size, self.split_by, duration, self.size)
+        frames = torch.from_numpy(frames)
         if self.flatten:
             frames = frames.reshape(self.T, -1)
         if self.transform is not None:
@@ -218,6 +250,7 @@ def event_dataset(
     duration: float | None = None,
     test_fraction: float = 0.1,
     train_transform: Callable[[Tensor], Tensor] | None = None,
+    bin_ms: float = 25.0,
 ) -> DataSplits:
     """Load an event data set by name (see the module docstring for layouts) as T-frame samples.
 
@@ -225,7 +258,7 @@ def event_dataset(
     split_by: "time" or "number" (default: "number" for dvs-cifar10, "time" for shd).
     duration: a fixed time axis [0, duration) in microseconds instead of each recording's span (shd: e.g.
         1e6 for one second). test_fraction: dvs-cifar10's per-class test share (default 0.1, i.e. 9:1).
-    train_transform: applied to the training frames only (augmentation).
+    train_transform: applied to the training frames only (augmentation). bin_ms: dvs-gesture's slice length.
     DataSplits.image_size is the frame side (dvs-cifar10) or channel count (shd); in_channels the polarities.
     Raises ValueError naming the expected layout when the files are missing (and download is False), and
     ImportError when tonic (or aedat, for dvs-cifar10) is not installed.
@@ -245,6 +278,8 @@ def event_dataset(
             test_fraction,
             train_transform,
         )
+    if key == "dvs-gesture":
+        return _dvs_gesture(root, T, download, 128 if size is None else size, bin_ms, train_transform)
     return _shd(root, T, download, 700 if size is None else size, split_by or "time", duration, train_transform)
 
 
@@ -297,6 +332,30 @@ def _cifar10dvs(
     train = Subset(FramesDataset(base, transform=train_transform, **common), train_idx)
     test = Subset(FramesDataset(base, **common), test_idx)
     return DataSplits(train, test, num_classes=10, in_channels=sensor[2], image_size=size)
+
+
+def _dvs_gesture(root: Path, T: int, download: bool, size: int, bin_ms: float, train_transform) -> DataSplits:
+    folder = root / "DVSGesture"
+    if not download:
+        parts = ("ibmGestureTrain", "ibmGestureTest")
+        missing = [f"{p}.tar.gz" for p in parts if not (folder / f"{p}.tar.gz").is_file()]
+        missing += [f"{p}/user*/*.npy" for p in parts if not any((folder / p).glob("user*/*.npy"))]
+        if missing:
+            raise ValueError(
+                f"dvs-gesture: not found under {root} (missing {', '.join(missing)} in {folder}). Expected tonic's "
+                f"layout {folder}/ibmGestureTrain.tar.gz, ibmGestureTest.tar.gz and the extracted "
+                f"{folder}/ibmGestureTrain/user*_*/<class>.npy (and ibmGestureTest/). Install the reader with "
+                f"`{_INSTALL}` and pass download=True (--download, needs internet) or a data dir that contains "
+                "DVSGesture/"
+            )
+    tonic = _import_tonic()
+    train_base = tonic.datasets.DVSGesture(save_to=str(root), train=True)
+    test_base = tonic.datasets.DVSGesture(save_to=str(root), train=False)
+    sensor = tuple(train_base.sensor_size)  # (128, 128, 2)
+    common = dict(T=T, sensor_size=sensor, split_by="time", size=size, window=T * bin_ms * 1000.0)  # microseconds
+    train = FramesDataset(train_base, transform=train_transform, random_start=True, **common)
+    test = FramesDataset(test_base, **common)
+    return DataSplits(train, test, num_classes=11, in_channels=sensor[2], image_size=size)
 
 
 def _shd(

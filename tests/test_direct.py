@@ -333,3 +333,34 @@ def test_the_recurrent_shd_network_carries_its_spikes_to_the_next_step():
         neuron.recurrent.weight.zero_()  # no recurrence: a different network
     assert not torch.allclose(snn(x), torch.stack(readout).mean(0), atol=1e-5)
     assert any(n.startswith("net.2.recurrent") for n, _ in snn.named_parameters())  # V is trained and saved
+
+
+def test_the_current_based_lif_against_eq_18():
+    # ASGL A.2 (Eq. 18), transcribed, with e[t] = beta_m e[t-1] + theta s[t-1] (the printed m[t-1] read as e)
+    config = DirectConfig.surrogate_gradient(time_steps=12, neuron="clif", tau=4.0, tau_syn=2.0, threshold=0.6)
+    neuron = LIFNeuron(config).eval()
+    torch.manual_seed(0)
+    x = torch.rand(12, 3, 5) * 0.8
+    beta_m, beta_v = 0.75, 0.5
+    u0 = 1 / max(beta_m**k - beta_v**k for k in range(1, 200))
+    m = v = e = s = torch.zeros(3, 5)
+    expected = []
+    for t in range(12):
+        c = u0 * x[t]
+        m, v, e = beta_m * m + c, beta_v * v + c, beta_m * e + 0.6 * s
+        s = (m - v - e >= 0.6).float()
+        expected.append(s)
+    out = neuron(x.reshape(36, 5)).reshape(12, 3, 5)
+    assert torch.equal(out, torch.stack(expected)) and 0 < out.mean() < 1
+    impulse = torch.zeros(12, 1)
+    impulse[0] = 1.0  # one unit of input current at t = 0: the membrane peaks at 1 (u0 normalises the kernel)
+    fired = [
+        LIFNeuron(DirectConfig.surrogate_gradient(time_steps=12, neuron="clif", tau=4.0, tau_syn=2.0, threshold=theta))
+        .eval()(impulse)
+        .sum()
+        .item()
+        for theta in (1.001, 0.99)
+    ]
+    assert fired == [0, 1]
+    with pytest.raises(ValueError, match="tau_syn"):
+        DirectConfig.asgl(neuron="clif", tau=2.0, tau_syn=2.0)

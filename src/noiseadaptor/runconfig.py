@@ -87,6 +87,9 @@ class RunConfig:
     )
     noise_milestones: tuple[int, ...] = setting((), "0-based epochs where noise_decay applies", "method")
     reset: str = setting("hard", "LIF reset", "method", choices=("hard", "soft"))
+    neuron: str = setting("lif", "direct training's neuron: lif, or clif (ASGL A.2's current-based LIF)", "method",
+                          choices=("lif", "clif"))  # fmt: skip
+    tau_syn: float = setting(4.0, "C-LIF synaptic time constant (neuron clif)", "method")
     surrogate: str = setting("rectangular", "surrogate shape", "method", choices=SHAPES)
     # optimisation
     epochs: int = setting(400, "training epochs", "optimisation")
@@ -114,7 +117,7 @@ class RunConfig:
             positive_int(getattr(self, name), name, zero=True)
         for name in ("quant_noise_p", "spike_noise_p"):
             probability(getattr(self, name), name)
-        for name in ("lr", "width_lr", "tau", "threshold", "alpha"):
+        for name in ("lr", "width_lr", "tau", "tau_syn", "threshold", "alpha"):
             positive_number(getattr(self, name), name)
         if isinstance(self.weight_decay, bool) or not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")

@@ -100,6 +100,8 @@ def _direct(run: "RunConfig", learned: bool) -> "DirectConfig":
         reset=run.reset,
         surrogate=run.surrogate,
         steepness=run.steepness,
+        neuron=run.neuron,
+        tau_syn=run.tau_syn,
     )
     if learned:
         return DirectConfig.asgl(
@@ -111,7 +113,9 @@ def _direct(run: "RunConfig", learned: bool) -> "DirectConfig":
     return DirectConfig.surrogate_gradient(**options)
 
 
-_DIRECT = ("time_steps", "tau", "threshold", "alpha", "steepness", "reset", "surrogate", "width_lr")
+_DIRECT = (
+    "time_steps", "tau", "threshold", "alpha", "steepness", "reset", "surrogate", "width_lr", "neuron", "tau_syn",
+)  # fmt: skip
 
 register_method(Method("float", "float", "the ReLU network (pre-training; the source of every other method)"))
 register_method(

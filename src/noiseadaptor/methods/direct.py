@@ -52,6 +52,13 @@ class DirectConfig:
         network ends closer to the SNN it is evaluated as. CIFAR-100: p 0.6, zeta 0.8, milestones
         90, 210, 270, 285 of 300; the width ablation (Table 11): milestones 20, 40, 60, 80, 95 of 100.
         zeta = 1 (the default) keeps p fixed.
+    neuron: "lif" (Eq. 1-3) or "clif", the current-based LIF of Guetig 2016 that ASGL uses for MedleyDB (004,
+        A.2, Eq. 18): the input current c = u0 * I drives two traces, m <- beta_m m + c and v <- beta_v v + c
+        (beta_m = 1 - 1/tau, beta_v = 1 - 1/tau_syn), a refractory trace e <- beta_m e + threshold * s[t-1],
+        and u = m - v - e fires at u >= threshold; u0 scales the PSP kernel beta_m^t - beta_v^t to a peak
+        of 1. Eq. 18 as printed writes e[t] = beta_m m[t-1] + ...; we read the m as a misprint of e (the
+        refractory kernel of Guetig's model), since with m it would cancel the membrane trace. `reset` does
+        not apply to it (the refractory trace is its reset).
     T, noise_p: the names of time_steps and spike_noise_p until session 13, accepted with a DeprecationWarning."""
 
     time_steps: int = 4
@@ -65,6 +72,8 @@ class DirectConfig:
     noise_decay: float = 1.0
     noise_milestones: tuple[int, ...] = ()
     steepness: float | None = None
+    neuron: Literal["lif", "clif"] = "lif"
+    tau_syn: float = 4.0
     T: InitVar[int | None] = None
     noise_p: InitVar[float | None] = None
 
@@ -78,6 +87,13 @@ class DirectConfig:
             raise ValueError(f"DirectConfig.tau must be >= 1 (leak 1 - 1/tau in [0, 1)), got {self.tau!r}")
         if self.reset not in ("hard", "soft"):
             raise ValueError(f"DirectConfig.reset must be 'hard' or 'soft', got {self.reset!r}")
+        if self.neuron not in ("lif", "clif"):
+            raise ValueError(f"DirectConfig.neuron must be 'lif' or 'clif', got {self.neuron!r}")
+        if self.neuron == "clif" and not (self.tau_syn >= 1 and self.tau_syn != self.tau):
+            raise ValueError(
+                f"DirectConfig.tau_syn must be >= 1 and differ from tau (the C-LIF kernel is their difference), "
+                f"got tau_syn={self.tau_syn!r}, tau={self.tau!r}"
+            )
         surrogate.check_shape(self.surrogate)
         if self.steepness is not None:
             if self.surrogate != "sigmoid":
@@ -163,6 +179,8 @@ class LIFNeuron(nn.Module):
 
     def forward(self, current: Tensor) -> Tensor:
         steps = current.reshape(self.time_steps, -1, *current.shape[1:])
+        if self.config.neuron == "clif":
+            return self._current_based(steps).reshape(current.shape)
         u = torch.zeros_like(steps[0])
         s = torch.zeros_like(steps[0])
         out = []
@@ -175,6 +193,22 @@ class LIFNeuron(nn.Module):
             s = self.spike(u - self.config.threshold)
             out.append(s)
         return torch.stack(out).reshape(current.shape)
+
+    def _current_based(self, steps: Tensor) -> Tensor:
+        """C-LIF (Eq. 18, see DirectConfig.neuron) over the steps of `steps` [T, B, ...]."""
+        c, theta = self.config, self.config.threshold
+        beta_m, beta_v = 1.0 - 1.0 / c.tau, 1.0 - 1.0 / c.tau_syn
+        u0 = 1.0 / max(beta_m**k - beta_v**k for k in range(1, 10_000))  # the PSP kernel's peak, made 1
+        m = v = e = s = torch.zeros_like(steps[0])
+        out = []
+        for t in range(self.time_steps):
+            drive = steps[t] if self.recurrent is None else steps[t] + self.recurrent(s)
+            e = beta_m * e + theta * s
+            m = beta_m * m + u0 * drive
+            v = beta_v * v + u0 * drive
+            s = self.spike(m - v - e - theta)
+            out.append(s)
+        return torch.stack(out)
 
     def extra_repr(self) -> str:
         c = self.config

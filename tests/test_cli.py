@@ -25,7 +25,7 @@ def test_run_end_to_end(tmp_path, capsys):
     )
     assert code == 0
     printed = capsys.readouterr().out
-    assert "T=8" in printed and "no-noise" in printed
+    assert "T=8" in printed and "no-noise" in printed and "One seed: this shows" in printed  # and what it cannot
     results = json.loads((out / "results.json").read_text())["results"]
     assert set(results) == {"float", "na", "no-noise"}
     assert set(results["na"]["snn_accuracy"]) == {str(t) for t in range(1, 9)}

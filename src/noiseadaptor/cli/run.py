@@ -47,6 +47,13 @@ example:
 """
 
 
+ONE_SEED = """
+One seed: this shows that the pipeline runs and where each method's curve lies, not which method is
+better. Between seeds a method's low-T accuracy moves by more than the gaps between methods here
+(docs/RESULTS.md section 1); for a paired comparison with 95% intervals, run the same setting over
+seeds: noiseadaptor compare --dataset DATASET --model MODEL --seeds 8"""
+
+
 def add_parser(commands) -> argparse.ArgumentParser:
     """`noiseadaptor run`'s parser, added to the sub-command set `commands`."""
     p = commands.add_parser(
@@ -133,5 +140,6 @@ def main(args: argparse.Namespace) -> int:
     rows.update(method_rows)
     print()
     print_tables(rows, f"Top-1 accuracy (%) on {args.dataset} test, {args.model}, p={args.p}, seed {args.seed}")
+    print(ONE_SEED)
     write_results(args, rows, device, start, title=f"{args.model} on {args.dataset}, p={args.p}")
     return 0

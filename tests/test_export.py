@@ -169,6 +169,11 @@ def test_export_command_writes_nir_and_refuses_float_runs(tmp_path, capsys):
             export.main(parser.parse_args([str(tmp_path / "checkpoint.pt"), "--out", str(out)]))
     with pytest.raises(ValueError, match="expected C,H,W"):
         export.main(parser.parse_args([str(tmp_path / "checkpoint.pt"), "--input-shape", "abc"]))
+    with pytest.warns(UserWarning):  # B-bit weights from the command line; the file says so
+        export.main(parser.parse_args([str(tmp_path / "checkpoint.pt"), "--weight-bits", "8", "--out", str(nested)]))
+    assert nir.read(nested).metadata["weight_bits"] == 8
+    with pytest.raises(ValueError, match="--format nir"):
+        export.main(parser.parse_args([str(tmp_path / "checkpoint.pt"), "--format", "onnx", "--weight-bits", "8"]))
 
 
 def test_onnx_export_of_the_quantized_ann(tmp_path):
@@ -199,3 +204,19 @@ def test_if_neuron_fields_are_what_consumers_read():
     node = export(snn, x).nodes[name]
     assert isinstance(node, nir.IF) and node.v_threshold.shape == (5,)
     assert (node.v_reset == 0).all() and np.unique(node.v_threshold).size == 1
+
+
+@pytest.mark.parametrize("make", [conv_net, residual_net])
+def test_b_bit_weights_are_integers_of_the_recorded_step_in_the_file(make, tmp_path):
+    from noiseadaptor.snn.conversion import quantize_weights
+
+    x = torch.randn(4, 1, 8, 8)
+    snn, _ = quantize_weights(spiking(make(), x), 4)
+    export(snn, x, tmp_path / "net.nir")
+    graph = nir.read(tmp_path / "net.nir")  # what the file holds
+    steps = graph.metadata["weight_steps"]
+    assert graph.metadata["weight_bits"] == 4 and steps
+    for name, step in steps.items():
+        levels = graph.nodes[name].weight / step
+        assert np.allclose(levels, np.round(levels), atol=1e-3) and np.abs(np.round(levels)).max() <= 7, name
+    assert "weight_steps" not in export(spiking(make(), x), x).metadata

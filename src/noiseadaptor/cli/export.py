@@ -35,6 +35,11 @@ def add_parser(commands) -> argparse.ArgumentParser:
     )
     p.add_argument("--input-shape", help="C,H,W of one input (default: from the checkpoint's data set)")
     p.add_argument("--out", type=Path, help="output file (default: model.nir or model.onnx beside the checkpoint)")
+    p.add_argument(
+        "--weight-bits",
+        type=int,
+        help="nir: B-bit weights, one symmetric scale per layer (the file records B and each layer's grid step)",
+    )
     return p
 
 
@@ -42,7 +47,7 @@ def main(args) -> int:
     """`noiseadaptor export`: rebuild the checkpoint's quantized model and write it as NIR or ONNX."""
     from ..methods import list_methods
     from ..runconfig import load_run
-    from ..snn.conversion import convert
+    from ..snn.conversion import convert, quantize_weights
 
     loaded = load_run(args.checkpoint)
     run, model = loaded.config, loaded.model
@@ -68,8 +73,13 @@ def main(args) -> int:
             f"--input-shape {given} does not fit this network ({str(err).splitlines()[0][:160]}); "
             "give C,H,W of one input as it was trained"
         ) from None
+    if args.weight_bits is not None and args.format != "nir":
+        raise ValueError("--weight-bits applies to --format nir (the SNN); the ONNX file is the float-weight ANN")
     if args.format == "nir":
-        export_nir(convert(model.eval()), sample, out)
+        snn = convert(model.eval())
+        if args.weight_bits is not None:
+            snn, _ = quantize_weights(snn, args.weight_bits)
+        export_nir(snn, sample, out)
     else:
         export_onnx(model, sample, out)
     print(f"wrote {out}")

@@ -120,6 +120,7 @@ class _Exporter:
         self.sources: dict[fx.Node, list[str]] = {}  # the NIR nodes whose summed outputs are this value
         self.builders, self.edges = {}, []
         self.out_value: fx.Node | None = None
+        self.weight_steps: dict[str, tuple[float, fx.Node, fx.Node]] = {}  # quantize_weights' scales, by NIR node
 
     def emit(self, node: fx.Node, make, source: fx.Node | None) -> None:
         # named after the module (IF nodes as snn.neurons() names them), unique, without dots
@@ -155,6 +156,8 @@ class _Exporter:
             )
             self.emit(node, make, x)
             gain[node] = gains.free(node.name)
+            if hasattr(module, "weight_scale"):  # B-bit weights (quantize_weights): record the file's grid step
+                self.weight_steps[self.sources[node][0]] = (module.weight_scale, x, node)
         elif isinstance(module, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
             kernel, stride, padding = _pool_geometry(node, module, shapes[x], shapes[node])
             self.emit(node, lambda k=kernel, s=stride, p=padding: nir.AvgPool2d(*map(np.array, (k, s, p))), x)
@@ -205,8 +208,21 @@ class _Exporter:
                 "dt": 1.0,
                 "output_scale": self.gains.resolve(self.gain[self.out_value]),
                 "note": "outputs are per step; the prediction is the argmax of their sum over steps",
+                **self.weight_grid(),
             },
         )
+
+    def weight_grid(self) -> dict:
+        """With B-bit weights: each weighted node's weights are integer multiples of its step (the layer's
+        scale with the exported gains folded in), |weight / step| <= 2**(B-1) - 1."""
+        if not self.weight_steps:
+            return {}
+        resolve = self.gains.resolve
+        steps = {
+            name: s * resolve(self.gain[x]) / resolve(self.gain[n]) for name, (s, x, n) in self.weight_steps.items()
+        }
+        bits = {getattr(self.gm.get_submodule(n.target), "weight_bits", None) for _, _, n in self.weight_steps.values()}
+        return {"weight_bits": bits.pop() if len(bits) == 1 else None, "weight_steps": steps}
 
 
 class _Gains:

@@ -83,5 +83,6 @@ def quantize_weights(snn: SpikingNetwork, bits: int) -> tuple[SpikingNetwork, di
             top = m.weight.detach().abs().max()
             scale = (top / levels).item() if top > 0 else 1.0
             m.weight.data = (m.weight.data / scale).round_().clamp_(-levels, levels).mul_(scale)
+            m.weight_scale, m.weight_bits = scale, bits  # read by export_nir, which records the grid in the file
             scales[name] = scale
     return net, scales

@@ -22,6 +22,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
+from torch.utils.data import DataLoader
 
 from noiseadaptor import fit
 from noiseadaptor.ann.models import create_model
@@ -34,7 +35,7 @@ from noiseadaptor.train import OptimizerConfig
 def run(p: float, args, splits) -> list[dict]:
     torch.manual_seed(args.seed)
     train, test = splits.loaders(64, eval_batch_size=512, seed=args.seed)
-    train_eval, _ = splits.loaders(512, eval_batch_size=512, seed=args.seed)
+    train_eval = DataLoader(splits.train, batch_size=512)  # every training image, in order
     snn = to_direct_snn(
         create_model(args.model, splits.num_classes, splits.in_channels),
         DirectConfig.asgl(time_steps=args.T, spike_noise_p=p, alpha=args.alpha),

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """ASGL paper (004) Table 4 at CPU scale (Table 12 with --surrogate dspike): robustness to the surrogate
-width alpha, surrogate gradient (SG: fixed width, pure spikes forward) vs ASGL (learned width, spike noise with probability p), same
-network, seed, optimizer and data. Also records the learned width of every layer after each epoch.
-Both use the ASGL authors' optimiser (`OptimizerConfig.asgl`: SGD with weight decay on conv/linear
-weights only, the widths by their own Adam at 3e-4, no decay).
+width alpha, surrogate gradient (SG: fixed width, pure spikes forward) vs ASGL (learned width, spike noise
+with probability p), same network, seed, optimizer and data. Also records the learned width of every
+layer after each epoch. Both use the ASGL authors' optimiser (`OptimizerConfig.asgl`: SGD with weight
+decay on conv/linear weights only, the widths by their own Adam at 3e-4, no decay).
 
     python analysis/table4_asgl_width.py --out docs/figures/table4_asgl_width.png
 

@@ -13,9 +13,9 @@ nir = pytest.importorskip("nir")
 from noiseadaptor.io.export import export_nir  # noqa: E402  (after the skip: it needs nir)
 
 
-def export(snn, x, path=None):
+def export(snn, x, path=None, **options):
     with pytest.warns(UserWarning, match="hard reset"):
-        return export_nir(snn, x, path)
+        return export_nir(snn, x, path, **options)
 
 
 def test_round_trip_keeps_nodes_thresholds_and_semantics(tmp_path):
@@ -220,3 +220,71 @@ def test_b_bit_weights_are_integers_of_the_recorded_step_in_the_file(make, tmp_p
         levels = graph.nodes[name].weight / step
         assert np.allclose(levels, np.round(levels), atol=1e-3) and np.abs(np.round(levels)).max() <= 7, name
     assert "weight_steps" not in export(spiking(make(), x), x).metadata
+
+
+class _Integrator(torch.nn.Module):  # NIR's I with r = 1, dt = 1, from 0
+    def forward(self, x, state=None):
+        v = x if state is None else state + x
+        return v, v
+
+
+class _Fire(torch.nn.Module):  # NIR's Threshold, firing at >= as the node's metadata says
+    def __init__(self, threshold):
+        super().__init__()
+        self.register_buffer("threshold", torch.from_numpy(threshold))
+
+    def forward(self, x):
+        return (x >= self.threshold).to(x.dtype)
+
+
+class _ScaleBy(torch.nn.Module):  # NIR's Scale
+    def __init__(self, scale):
+        super().__init__()
+        self.register_buffer("scale", torch.from_numpy(scale))
+
+    def forward(self, x):
+        return x * self.scale
+
+
+def _affine(node):  # nirtorch 2.6's default Affine map sets `weight.bias`, leaving torch's random bias
+    layer = torch.nn.Linear(node.weight.shape[1], node.weight.shape[0])
+    layer.weight.data, layer.bias.data = torch.from_numpy(node.weight), torch.from_numpy(node.bias)
+    return layer
+
+
+@pytest.mark.parametrize("make", [conv_net, residual_net])
+def test_the_standard_primitive_encoding_runs_in_nirtorchs_executor_with_our_spikes(make, tmp_path):
+    nirtorch = pytest.importorskip("nirtorch")
+    x = torch.randn(4, 1, 8, 8)
+    snn = spiking(make(), x)
+    export(snn, x, tmp_path / "net.nir", primitives=True)
+    graph = nir.read(tmp_path / "net.nir")
+    kinds = {type(n).__name__ for n in graph.nodes.values()}
+    assert "IF" not in kinds and {"I", "Threshold", "Scale"} <= kinds
+    node_map = {
+        nir.I: lambda n: _Integrator(),
+        nir.Threshold: lambda n: _Fire(n.threshold),
+        nir.Scale: lambda n: _ScaleBy(n.scale),
+        nir.Affine: _affine,
+        # NIR counts Flatten's dims without the batch; nirtorch 2.6's default map passes them to torch as they are
+        nir.Flatten: lambda n: torch.nn.Flatten(n.start_dim + 1, n.end_dim if n.end_dim < 0 else n.end_dim + 1),
+    }
+    theirs = nirtorch.nir_to_torch(graph, node_map)
+    theirs_spikes, ours_spikes = {}, {}
+    for name, m in theirs.named_modules():
+        if isinstance(m, _Fire):
+            m.register_forward_hook(lambda mod, i, out, key=name: theirs_spikes.setdefault(key, []).append(out))
+    for name, m in snn.neurons():
+        key = name.replace(".", "_") + "_fire"
+        record = ours_spikes.setdefault(key, [])
+        m.register_forward_hook(lambda mod, i, out, record=record: record.append(out / mod.threshold))
+    snn.reset()
+    state = None
+    with torch.no_grad():
+        for _ in range(10):
+            ours = snn(x)
+            out, state = theirs(x) if state is None else theirs(x, state)
+            assert torch.allclose(ours, out, atol=1e-4)
+    assert set(theirs_spikes) == set(ours_spikes) and len(ours_spikes) == len(snn.neurons())
+    for key in ours_spikes:
+        assert torch.equal(torch.stack(ours_spikes[key]), torch.stack(theirs_spikes[key])), key

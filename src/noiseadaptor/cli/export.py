@@ -36,6 +36,11 @@ def add_parser(commands) -> argparse.ArgumentParser:
     p.add_argument("--input-shape", help="C,H,W of one input (default: from the checkpoint's data set)")
     p.add_argument("--out", type=Path, help="output file (default: model.nir or model.onnx beside the checkpoint)")
     p.add_argument(
+        "--primitives",
+        action="store_true",
+        help="nir: each IF neuron as I -> Threshold with a recurrent Scale(-threshold) edge (no IF node; README)",
+    )
+    p.add_argument(
         "--weight-bits",
         type=int,
         help="nir: B-bit weights, one symmetric scale per layer (the file records B and each layer's grid step)",
@@ -73,13 +78,15 @@ def main(args) -> int:
             f"--input-shape {given} does not fit this network ({str(err).splitlines()[0][:160]}); "
             "give C,H,W of one input as it was trained"
         ) from None
+    if args.primitives and args.format != "nir":
+        raise ValueError("--primitives applies to --format nir (the SNN's neurons)")
     if args.weight_bits is not None and args.format != "nir":
         raise ValueError("--weight-bits applies to --format nir (the SNN); the ONNX file is the float-weight ANN")
     if args.format == "nir":
         snn = convert(model.eval())
         if args.weight_bits is not None:
             snn, _ = quantize_weights(snn, args.weight_bits)
-        export_nir(snn, sample, out)
+        export_nir(snn, sample, out, primitives=args.primitives)
     else:
         export_onnx(model, sample, out)
     print(f"wrote {out}")

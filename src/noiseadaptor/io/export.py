@@ -81,8 +81,18 @@ def optional(module: str, install: str):
         raise ValueError(f"this needs the optional package {module}: {install}") from None
 
 
-def export_nir(snn: SpikingNetwork, sample_input: Tensor, path: str | Path | None = None):
+def export_nir(snn: SpikingNetwork, sample_input: Tensor, path: str | Path | None = None, primitives: bool = False):
     """The NIR graph of `snn` (a `convert` result), written to `path` with ``nir.write`` when given.
+
+    primitives: write each IF neuron with primitives every NIR reader knows instead of an ``IF`` node (whose
+    hard reset from 0 readers would apply): an integrator ``I`` (r = 1) into a ``Threshold`` at threshold
+    minus the pre-charge, whose spikes go on and, through a ``Scale(-threshold)`` on a recurrent edge, back
+    into the integrator one step later. With v the integrator (from 0) and u = v + pre-charge our membrane,
+    v[t] = v[t-1] + x[t] - threshold * s[t-1] and s[t] = [v[t] >= threshold - pre-charge] is our neuron's
+    u[t] = u[t-1] - threshold * s[t-1] + x[t], s[t] = [u[t] >= threshold]: the reset arrives with the recurrent
+    edge's one-step delay, and the pre-charge moves into the threshold. Exact in real arithmetic; in float
+    the two sums round apart, so a membrane within a rounding of its threshold may fire differently. The
+    Threshold fires at >= (its metadata says so; readers' ties may differ).
 
     `sample_input` is one batch of input as `snn` takes it (``[B, C, H, W]``); it fixes the shapes.
     Raises TypeError for a layer NIR cannot express, ValueError for a neuron it cannot; warns that
@@ -92,7 +102,7 @@ def export_nir(snn: SpikingNetwork, sample_input: Tensor, path: str | Path | Non
     if not isinstance(snn, SpikingNetwork):
         raise TypeError(f"export_nir expects a SpikingNetwork from noiseadaptor.convert(), got {type(snn).__name__}")
     gm = snn.net if isinstance(snn.net, fx.GraphModule) else fx.GraphModule(snn.net, _Tracer().trace(snn.net))
-    exporter = _Exporter(nir, gm, _shapes(gm, sample_input))
+    exporter = _Exporter(nir, gm, _shapes(gm, sample_input), primitives)
     for node in gm.graph.nodes:
         exporter.visit(node)
     graph = exporter.graph()
@@ -113,8 +123,8 @@ class _Exporter:
     """One pass over the fx graph of a converted network, node by node in graph order: each node becomes
     a NIR node (built at the end, once every gain is known), is passed through, or is refused."""
 
-    def __init__(self, nir, gm: fx.GraphModule, shapes: dict[fx.Node, tuple[int, ...]]):
-        self.nir, self.gm, self.shapes = nir, gm, shapes
+    def __init__(self, nir, gm: fx.GraphModule, shapes: dict[fx.Node, tuple[int, ...]], primitives: bool = False):
+        self.nir, self.gm, self.shapes, self.primitives = nir, gm, shapes, primitives
         self.gains = _Gains()
         self.gain: dict[fx.Node, float | str] = {}  # ours = gain * NIR's, per value (see _Gains)
         self.sources: dict[fx.Node, list[str]] = {}  # the NIR nodes whose summed outputs are this value
@@ -147,7 +157,10 @@ class _Exporter:
             self.out_value = x
         elif isinstance(module, IFNeuron):
             _check_neuron(node, module)
-            self.emit(node, lambda n=node, m=module, x=x: _if_node(nir, m, shapes[n], gains.resolve(gain[x])), x)
+            if self.primitives:
+                self.neuron_from_primitives(node, module, x)
+            else:
+                self.emit(node, lambda n=node, m=module, x=x: _if_node(nir, m, shapes[n], gains.resolve(gain[x])), x)
             gain[node] = float(module.threshold)
         elif isinstance(module, (nn.Conv2d, nn.Linear)):
             _check_weighted(node, module)
@@ -172,6 +185,25 @@ class _Exporter:
             what = f"module {type(module).__name__}" if module is not None else f"{node.op} {_name(node.target)}"
             hint = " (convert with fold_batchnorm=True to fold it into the layer before)" * ("BatchNorm" in what)
             raise TypeError(f"cannot export {what} at node '{node.name}' to NIR{hint}; supported: {SUPPORTED}")
+
+    def neuron_from_primitives(self, node: fx.Node, neuron: IFNeuron, x: fx.Node) -> None:
+        """The IF neuron as I -> Threshold, with Threshold -> Scale(-threshold) -> I (see export_nir)."""
+        nir, shape = self.nir, self.shapes[node]
+
+        def parts(gain_in: float):
+            threshold = float(neuron.threshold) / gain_in  # in the units of the exported input
+            start = (neuron.initial_membrane.detach().cpu() * threshold).expand(shape).numpy().astype(np.float32)
+            ones = np.ones(shape, np.float32)
+            meta = {"fire": "x >= threshold", "pre-charge": "subtracted from the threshold", "threshold": threshold}
+            return (nir.I(r=ones), nir.Threshold(ones * threshold - start, metadata=meta), nir.Scale(-threshold * ones))
+
+        self.emit(node, lambda: parts(self.gains.resolve(self.gain[x]))[0], x)  # the integrator: inputs go here
+        integrator = self.sources[node][0]
+        fire, reset = _unique(f"{integrator}_fire", self.builders), _unique(f"{integrator}_reset", self.builders)
+        for k, name in ((1, fire), (2, reset)):
+            self.builders[name] = lambda k=k: parts(self.gains.resolve(self.gain[x]))[k]
+        self.edges += [(integrator, fire), (fire, reset), (reset, integrator)]
+        self.sources[node] = [fire]  # the spikes go on from the threshold
 
     def flatten(self, node: fx.Node, module: nn.Module | None, x: fx.Node) -> None:
         start = _arg(node, module, "start_dim", 1, 1 if module is not None else 0)

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from ..ann.preparation import replace_activations
-from ..checks import positive_int
+from ..checks import module_device, positive_int
 from ..snn import surrogate
 
 
@@ -278,7 +278,7 @@ def noisy_similarity(snn: MultiStepNetwork, data, device: torch.device | str | N
     vector), averaged over layers, S; returns S's mean and standard deviation over the samples and both
     networks' accuracies. The noise draws come from a forked RNG: a training run that measures this
     after every epoch draws the same training noise as one that does not."""
-    device = torch.device(device) if device is not None else next(snn.parameters()).device
+    device = torch.device(device) if device is not None else module_device(snn)
     was_training = snn.training
     outputs: dict[str, Tensor] = {}
     hooks = [n.register_forward_hook(lambda m, i, o, k=k: outputs.__setitem__(k, o)) for k, n in snn.neurons()]

@@ -348,14 +348,23 @@ def _dvs_gesture(root: Path, T: int, download: bool, size: int, bin_ms: float, t
                 f"`{_INSTALL}` and pass download=True (--download, needs internet) or a data dir that contains "
                 "DVSGesture/"
             )
-    tonic = _import_tonic()
-    train_base = tonic.datasets.DVSGesture(save_to=str(root), train=True)
-    test_base = tonic.datasets.DVSGesture(save_to=str(root), train=False)
-    sensor = tuple(train_base.sensor_size)  # (128, 128, 2)
-    common = dict(T=T, sensor_size=sensor, split_by="time", size=size, window=T * bin_ms * 1000.0)  # microseconds
-    train = FramesDataset(train_base, transform=train_transform, random_start=True, **common)
-    test = FramesDataset(test_base, **common)
+    window = T * bin_ms * 1000.0  # microseconds
+    train, test, sensor = _official_split(
+        _import_tonic().datasets.DVSGesture, root, train_transform, True, T=T, split_by="time", size=size, window=window
+    )  # sensor (128, 128, 2)
     return DataSplits(train, test, num_classes=11, in_channels=sensor[2], image_size=size)
+
+
+def _official_split(dataset_class, root: Path, train_transform, random_start: bool = False, **frames):
+    """(train, test, sensor size) of a tonic data set with an official split, as FramesDatasets: the training
+    one with `train_transform` and, with `random_start`, RCS windows."""
+    train_base, test_base = (dataset_class(save_to=str(root), train=part) for part in (True, False))
+    sensor = tuple(train_base.sensor_size)
+    train = FramesDataset(
+        train_base, sensor_size=sensor, transform=train_transform, random_start=random_start, **frames
+    )
+    test = FramesDataset(test_base, sensor_size=sensor, **frames)
+    return train, test, sensor
 
 
 def _shd(
@@ -381,11 +390,14 @@ def _shd(
                 f"{hint} Install the reader with `{_INSTALL}` and pass download=True (--download, needs internet) "
                 "or a data dir that contains SHD/"
             )
-    tonic = _import_tonic()
-    train_base = tonic.datasets.SHD(save_to=str(root), train=True)
-    test_base = tonic.datasets.SHD(save_to=str(root), train=False)
-    sensor = tuple(train_base.sensor_size)  # (700, 1, 1)
-    common = dict(T=T, sensor_size=sensor, split_by=split_by, duration=duration, size=size, flatten=True)
-    train = FramesDataset(train_base, transform=train_transform, **common)
-    test = FramesDataset(test_base, **common)
+    train, test, sensor = _official_split(
+        _import_tonic().datasets.SHD,
+        root,
+        train_transform,
+        T=T,
+        split_by=split_by,
+        duration=duration,
+        size=size,
+        flatten=True,
+    )  # fmt: skip  (sensor (700, 1, 1))
     return DataSplits(train, test, num_classes=20, in_channels=sensor[2], image_size=size)

@@ -157,7 +157,7 @@ def test_authors_options_learned_sigmoid_surrogate_and_a_final_coarse_pass():
     assert r["parameters"] == 6 * 5 + 5 + 5 + 1 and r["surrogate_width"] != 0.8  # the width trained too
     assert r["loss_after"] <= r["loss_before"]
     with pytest.raises(ValueError, match="surrogate"):
-        dual_phase_calibrate(snn, q, x, T=4, surrogate="dspike")
+        dual_phase_calibrate(snn, q, x, T=4, surrogate="triangle")
 
 
 def test_weight_threshold_balancing_is_the_authors_percentile():

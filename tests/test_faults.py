@@ -324,3 +324,38 @@ def test_a_recipe_that_is_not_yaml_and_weights_for_a_model_without_them_get_one_
     assert len(err.splitlines()) == 1 and "not valid YAML at line 2, column 3" in err
     with pytest.raises(ValueError, match="small-cnn has no pre-trained weights.*--init"):
         create_model("small-cnn", 10, 1, weights="DEFAULT")
+
+
+FORK_THEN_HOLD = textwrap.dedent(
+    """
+    import os, sys, time
+    from noiseadaptor.io.files import exclusive
+
+    with exclusive(sys.argv[1]):
+        if os.fork() == 0:  # a child, as a DataLoader worker is: it outlives a SIGKILLed parent for a while
+            time.sleep(60)
+            os._exit(0)
+        print("holding", flush=True)
+        time.sleep(300)
+    """
+)
+
+
+def test_a_killed_runs_forked_children_do_not_keep_its_lock(tmp_path):
+    # flock locks are inherited by forked children (DataLoader workers), so a resume right after a SIGKILL
+    # was refused while the orphaned workers lived (caught by the SIGKILL-resume test with --workers 2)
+    from noiseadaptor.io.files import exclusive
+
+    holder = subprocess.Popen([sys.executable, "-c", FORK_THEN_HOLD, str(tmp_path / "checkpoint.pt")],
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with pytest.raises(InUse):
+            with exclusive(tmp_path / "checkpoint.pt"):
+                pass
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        with exclusive(tmp_path / "checkpoint.pt"):  # the child still sleeps; the lock is free
+            pass
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)  # the orphaned child too

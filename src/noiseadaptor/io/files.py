@@ -3,6 +3,7 @@ and one writer at a time."""
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -73,9 +74,11 @@ class InUse(ValueError):
 def exclusive(path: str | Path, *, wait: bool = False) -> Iterator[None]:
     """Hold `path`'s lock (the file `path`.lock beside it) for the block, so that two processes never
     write `path` at once (nor does the second clear the first's temporaries at its start). Without `wait`
-    a held lock raises InUse naming the holder's pid; with it, the block waits its turn. An advisory
-    `flock`: released by the kernel when the holder dies (a SIGKILL leaves no stale lock); the .lock file
-    stays. Where `fcntl` is missing (Windows) there is no lock."""
+    a held lock raises InUse naming the holder's pid; with it, the block waits its turn. An advisory POSIX
+    record lock (`lockf`): released by the kernel when the holder dies (a SIGKILL leaves no stale lock) and,
+    unlike `flock`, not inherited by forked children, so DataLoader workers orphaned by a killed run do not
+    keep it from the run that resumes; the .lock file stays. Per process: a second lock of the same file in
+    the same process does not wait. Where `fcntl` is missing (Windows) there is no lock."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not on the machines this is tested on
@@ -85,8 +88,10 @@ def exclusive(path: str | Path, *, wait: bool = False) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.parent / f"{path.name}.lock", "a+") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
+            fcntl.lockf(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EACCES):  # anything but "held by another process"
+                raise
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
             raise InUse(

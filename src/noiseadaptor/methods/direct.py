@@ -165,6 +165,9 @@ class LIFNeuron(nn.Module):
         self.spike_noise_p = config.spike_noise_p  # may be scheduled during training
         self.alpha = nn.Parameter(torch.tensor(float(config.alpha)), requires_grad=config.learn_alpha)
         self.recurrent: nn.Module | None = None  # recurrent synapses V: step t's input adds V s[t-1] (ASGL A.5)
+        if config.neuron == "clif":  # C-LIF's u0: the PSP kernel beta_m^t - beta_v^t scaled to a peak of 1
+            beta_m, beta_v = 1.0 - 1.0 / config.tau, 1.0 - 1.0 / config.tau_syn
+            self.u0 = 1.0 / max(beta_m**k - beta_v**k for k in range(1, 10_000))
 
     def smooth(self, x: Tensor) -> Tensor:
         """H_a(x): the analog activation whose derivative is the surrogate gradient."""
@@ -197,8 +200,7 @@ class LIFNeuron(nn.Module):
     def _current_based(self, steps: Tensor) -> Tensor:
         """C-LIF (Eq. 18, see DirectConfig.neuron) over the steps of `steps` [T, B, ...]."""
         c, theta = self.config, self.config.threshold
-        beta_m, beta_v = 1.0 - 1.0 / c.tau, 1.0 - 1.0 / c.tau_syn
-        u0 = 1.0 / max(beta_m**k - beta_v**k for k in range(1, 10_000))  # the PSP kernel's peak, made 1
+        beta_m, beta_v, u0 = 1.0 - 1.0 / c.tau, 1.0 - 1.0 / c.tau_syn, self.u0
         m = v = e = s = torch.zeros_like(steps[0])
         out = []
         for t in range(self.time_steps):

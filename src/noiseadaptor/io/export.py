@@ -48,6 +48,7 @@ Command line: ``noiseadaptor export CHECKPOINT --format nir|onnx [--out FILE]`` 
 
 from __future__ import annotations
 
+import functools
 import operator
 import warnings
 from pathlib import Path
@@ -190,9 +191,9 @@ class _Exporter:
         """The IF neuron as I -> Threshold, with Threshold -> Scale(-threshold) -> I (see export_nir)."""
         nir, shape = self.nir, self.shapes[node]
 
+        @functools.cache  # the three nodes are built once, by whichever builder runs first
         def parts(gain_in: float):
-            threshold = float(neuron.threshold) / gain_in  # in the units of the exported input
-            start = (neuron.initial_membrane.detach().cpu() * threshold).expand(shape).numpy().astype(np.float32)
+            threshold, start = _in_input_units(neuron, shape, gain_in)
             ones = np.ones(shape, np.float32)
             meta = {"fire": "x >= threshold", "pre-charge": "subtracted from the threshold", "threshold": threshold}
             return (nir.I(r=ones), nir.Threshold(ones * threshold - start, metadata=meta), nir.Scale(-threshold * ones))
@@ -332,9 +333,15 @@ def _check_neuron(node: fx.Node, neuron: IFNeuron) -> None:
         )
 
 
-def _if_node(nir, neuron: IFNeuron, shape: tuple, gain_in: float):
-    threshold = float(neuron.threshold) / gain_in  # in the units of the exported input
+def _in_input_units(neuron: IFNeuron, shape: tuple, gain_in: float) -> tuple[float, np.ndarray]:
+    """The neuron's threshold and initial membrane in the units of the exported input (ours / gain_in)."""
+    threshold = float(neuron.threshold) / gain_in
     start = (neuron.initial_membrane.detach().cpu() * threshold).expand(shape).numpy().astype(np.float32)
+    return threshold, start
+
+
+def _if_node(nir, neuron: IFNeuron, shape: tuple, gain_in: float):
+    threshold, start = _in_input_units(neuron, shape, gain_in)
     ones = np.ones(shape, np.float32)
     return nir.IF(
         r=ones,

@@ -177,3 +177,5 @@ def test_processes_sharing_a_study_split_its_cells(tmp_path, hold_lock):
     # a process that named only seed 0 still summarises every cell of the folder
     summary = run_study(_tiny(variants=(), seeds=(0,)), tmp_path, log=lines.append)
     assert summary["complete_seeds"] == [0, 1] and summary["rows"]["na"]["seeds"] == [0, 1]
+    # and the folder's study.json names every seed asked for, so `--report` (which reads it) sees them all
+    assert json.loads((tmp_path / "study.json").read_text())["seeds"] == [0, 1]

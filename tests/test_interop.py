@@ -1,4 +1,4 @@
-"""The converted network in SpikingJelly, snnTorch and sinabs (noiseadaptor.interop): identical spikes at
+"""The converted network in SpikingJelly, snnTorch, sinabs and Norse (noiseadaptor.interop): identical spikes at
 every layer and step, identical outputs, and identical accuracy at every T against simulate()."""
 
 import warnings
@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from noiseadaptor import interop, simulate
 
-SIMULATORS = {"spikingjelly": "spikingjelly", "snntorch": "snntorch", "sinabs": "sinabs"}
+SIMULATORS = {"spikingjelly": "spikingjelly", "snntorch": "snntorch", "sinabs": "sinabs", "norse": "norse"}
 T = 12
 
 
@@ -55,6 +55,23 @@ def test_the_same_spikes_outputs_and_accuracy_in_another_simulator(simulator, ma
     assert [result.accuracy[t] for t in range(1, T + 1)] == pytest.approx(theirs_accuracy, abs=0)
     foreign.reset()  # a second sample starts from the pre-charge again
     assert torch.equal(foreign(x), (snn.reset(), snn(x))[1])
+
+
+@pytest.mark.parametrize("simulator", list(SIMULATORS))
+def test_a_membrane_exactly_at_threshold_fires_in_every_simulator(simulator):
+    # the tie is where conventions part (snnTorch and Norse fire at u > theta natively); here u = theta exactly
+    pytest.importorskip(SIMULATORS[simulator])
+    from noiseadaptor.snn.neurons import IFNeuron, SpikingNetwork
+
+    snn = SpikingNetwork(torch.nn.Sequential(IFNeuron(0.75, initial_membrane=0.5)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        foreign = getattr(interop, f"to_{simulator}")(snn)
+    x = torch.tensor([[0.375, 0.25, 0.75]])  # 0.375 + 0.375 = 0.75 = theta (exact in binary)
+    for _ in range(3):
+        ours, theirs = snn(x), foreign(x)
+        assert torch.equal(ours, theirs)
+    assert ours[0, 0] == 0.75
 
 
 def test_a_checkpoint_loads_into_a_simulator_and_refusals_are_one_line(tmp_path):

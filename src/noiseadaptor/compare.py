@@ -201,6 +201,9 @@ def _check_same_study(config: StudyConfig, out: Path) -> None:
         if clash:
             detail = ", ".join(f"{k}: {a!r} there vs {b!r} now" for k, (a, b) in clash.items())
             raise ValueError(f"{out} holds a study with other settings ({detail}); use another --out")
+        # what the folder holds: every seed and method any run on it has asked for (processes share a study)
+        settings["seeds"] = sorted(set(old.get("seeds", [])) | set(settings["seeds"]))
+        settings["methods"] = list(dict.fromkeys([*old.get("methods", []), *settings["methods"]]))
     write_json(settings, saved)
 
 

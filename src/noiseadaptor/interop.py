@@ -1,4 +1,5 @@
-"""The converted network in other simulators, exactly: ``to_spikingjelly``, ``to_snntorch``, ``to_sinabs``.
+"""The converted network in other simulators, exactly: ``to_spikingjelly``, ``to_snntorch``, ``to_sinabs``,
+``to_norse``.
 
 Each takes a `convert` result (or a checkpoint of a quantized train run) and returns a `ForeignNetwork`:
 our layers unchanged, every `IFNeuron` replaced by that simulator's own neuron class, configured as ours
@@ -26,7 +27,12 @@ spikes at every layer and step, and identical accuracy at every T, against `simu
   (sinabs' default MultiSpike would emit floor(v / theta)). The pre-charge is written into ``v_mem``.
   Bit-identical.
 
-Norse is not here: its IAF and LIF cells reset to ``v_reset`` (hard reset) and cannot express ours.
+- Norse (``IAFCell``): integrates ``v + x`` and fires at ``v - v_th > 0``, as ours, but resets to
+  ``v_reset`` (hard reset; its subtractive ``reset_subtract`` exists only for the leaky ``LIFBoxCell``,
+  whose ``-v`` leak an IF cannot switch off). So this one wrapper does more: Norse's cell integrates and
+  fires, with ``v_th`` the float just below our threshold (its strict ``>`` is then our ``>=``, exactly:
+  ``a - b > 0`` iff ``a > b`` in IEEE floats), and the wrapper puts back ``(v + x) - threshold`` where it
+  reset to 0. The same float operations as ours, so bit-identical.
 """
 
 from __future__ import annotations
@@ -208,3 +214,33 @@ def to_sinabs(snn) -> ForeignNetwork:
     """The network with sinabs ``IAF`` neurons (one spike per step, subtractive reset, pre-charged)."""
     optional("sinabs", "pip install sinabs")
     return _replaced(snn, _SinabsNeuron, "sinabs")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Norse
+
+
+class _NorseNeuron(ForeignNeuron):
+    def __init__(self, neuron: IFNeuron):
+        from norse.torch import IAFCell, IAFParameters
+
+        threshold = neuron.threshold.detach()
+        below = torch.nextafter(threshold, torch.zeros_like(threshold))  # Norse's v > below is our v >= threshold
+        super().__init__(IAFCell(IAFParameters(v_th=below, v_reset=torch.zeros(()))), neuron)
+
+    def begin(self, x: Tensor) -> None:
+        from norse.torch import IAFFeedForwardState
+
+        self.state = IAFFeedForwardState(v=self.precharge(x))
+
+    def step(self, x: Tensor) -> Tensor:
+        charged = self.state.v + x  # what Norse's cell integrates to, before its hard reset to 0
+        fired, state = self.cell(x, self.state)
+        self.state = type(state)(v=state.v + fired * (charged - self.threshold))  # reset by subtraction
+        return fired
+
+
+def to_norse(snn) -> ForeignNetwork:
+    """The network with Norse ``IAFCell``s, their hard reset turned into ours (pre-charged membrane)."""
+    optional("norse", "pip install norse")
+    return _replaced(snn, _NorseNeuron, "norse")

@@ -1,13 +1,11 @@
 #!/usr/bin/env python3
-"""SNN accuracy at every T with float, 8-bit and 4-bit weights (`noiseadaptor.snn.conversion.quantize_weights`:
-symmetric, one scale per Conv/Linear layer, the scale folded into what the layer feeds), on one converted
-network: the numbers an integer chip would give for the network of docs/RESULTS.md section 2.
+"""SNN accuracy at every T of one converted network as float and as integer networks of 8, 6 and 4-bit weights
+(`noiseadaptor.snn.integer.integer_network`: integer weights, biases, thresholds and pre-charges on one unit
+per neuron layer, what `export --weight-bits B` writes): the numbers an integer chip would give for the
+network of docs/RESULTS.md section 2.
 
     OMP_NUM_THREADS=1 python analysis/weight_bits.py --dataset cifar10 --checkpoint runs/cifar10-benchmark/na-seed0.pt \
         --data-dir ~/.cache/noiseadaptor/cifar10-jpeg --test-images 1000 --T 64
-
-Biases, thresholds and membranes stay float here (on an integer target they are divided by the layer's
-scale and rounded as well; the table measures the weights' share of the error).
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ from noiseadaptor.data import get_dataset, spread_subset
 from noiseadaptor.experiment import load_quantized
 from noiseadaptor.io.files import write_json
 from noiseadaptor.io.report import accuracy_table
-from noiseadaptor.snn.conversion import quantize_weights
+from noiseadaptor.snn.integer import integer_network
 
 
 def main() -> None:
@@ -44,10 +42,10 @@ def main() -> None:
     snn = convert(qmodel)
     rows, scales = {}, {}
     for bits in [None, *args.bits]:
-        name = "float weights" if bits is None else f"{bits}-bit weights"
+        name = "float" if bits is None else f"{bits}-bit integer"
         net = snn
         if bits is not None:
-            net, scales[name] = quantize_weights(snn, bits)
+            net, scales[name] = integer_network(snn, bits, next(iter(test))[0][:1])
         result = simulate(net, test, T=args.T, progress=False)
         rows[name] = {"ann_accuracy": ann, **result.row()}
         acc = result.accuracy
@@ -56,7 +54,7 @@ def main() -> None:
     images = len(test.dataset)
     print(f"\n{args.dataset}, {args.model}, {method} p={p}, {images} test images; torch {torch.__version__}\n")
     print(accuracy_table(rows, steps))
-    write_json({"args": {k: str(v) for k, v in vars(args).items()}, "results": rows, "scales": scales}, args.out)
+    write_json({"args": {k: str(v) for k, v in vars(args).items()}, "results": rows, "units": scales}, args.out)
 
 
 if __name__ == "__main__":

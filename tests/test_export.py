@@ -206,22 +206,6 @@ def test_if_neuron_fields_are_what_consumers_read():
     assert (node.v_reset == 0).all() and np.unique(node.v_threshold).size == 1
 
 
-@pytest.mark.parametrize("make", [conv_net, residual_net])
-def test_b_bit_weights_are_integers_of_the_recorded_step_in_the_file(make, tmp_path):
-    from noiseadaptor.snn.conversion import quantize_weights
-
-    x = torch.randn(4, 1, 8, 8)
-    snn, _ = quantize_weights(spiking(make(), x), 4)
-    export(snn, x, tmp_path / "net.nir")
-    graph = nir.read(tmp_path / "net.nir")  # what the file holds
-    steps = graph.metadata["weight_steps"]
-    assert graph.metadata["weight_bits"] == 4 and steps
-    for name, step in steps.items():
-        levels = graph.nodes[name].weight / step
-        assert np.allclose(levels, np.round(levels), atol=1e-3) and np.abs(np.round(levels)).max() <= 7, name
-    assert "weight_steps" not in export(spiking(make(), x), x).metadata
-
-
 class _Integrator(torch.nn.Module):  # NIR's I with r = 1, dt = 1, from 0
     def forward(self, x, state=None):
         v = x if state is None else state + x
@@ -252,13 +236,20 @@ def _affine(node):  # nirtorch 2.6's default Affine map sets `weight.bias`, leav
     return layer
 
 
-@pytest.mark.parametrize("make", [conv_net, residual_net])
-def test_the_standard_primitive_encoding_runs_in_nirtorchs_executor_with_our_spikes(make, tmp_path):
+class _SumPool(torch.nn.Module):  # NIR SumPool2d exactly (nirtorch 2.6 maps it to LPPool2d: an average times the area)
+    def __init__(self, node):
+        super().__init__()
+        self.geometry = [tuple(int(v) for v in a) for a in (node.kernel_size, node.stride, node.padding)]
+
+    def forward(self, x):
+        return torch.nn.functional.avg_pool2d(x, *self.geometry, divisor_override=1)
+
+
+def _run_in_nirtorch(snn, x, path, steps=10):
+    """The file at `path` in nirtorch's executor (our maps for what it lacks), against `snn` step for step:
+    identical spikes at every layer and step; returns (ours, theirs) outputs of the last step."""
     nirtorch = pytest.importorskip("nirtorch")
-    x = torch.randn(4, 1, 8, 8)
-    snn = spiking(make(), x)
-    export(snn, x, tmp_path / "net.nir", primitives=True)
-    graph = nir.read(tmp_path / "net.nir")
+    graph = nir.read(path)
     kinds = {type(n).__name__ for n in graph.nodes.values()}
     assert "IF" not in kinds and {"I", "Threshold", "Scale"} <= kinds
     node_map = {
@@ -266,6 +257,7 @@ def test_the_standard_primitive_encoding_runs_in_nirtorchs_executor_with_our_spi
         nir.Threshold: lambda n: _Fire(n.threshold),
         nir.Scale: lambda n: _ScaleBy(n.scale),
         nir.Affine: _affine,
+        nir.SumPool2d: _SumPool,
         # NIR counts Flatten's dims without the batch; nirtorch 2.6's default map passes them to torch as they are
         nir.Flatten: lambda n: torch.nn.Flatten(n.start_dim + 1, n.end_dim if n.end_dim < 0 else n.end_dim + 1),
     }
@@ -281,10 +273,44 @@ def test_the_standard_primitive_encoding_runs_in_nirtorchs_executor_with_our_spi
     snn.reset()
     state = None
     with torch.no_grad():
-        for _ in range(10):
+        for _ in range(steps):
             ours = snn(x)
             out, state = theirs(x) if state is None else theirs(x, state)
-            assert torch.allclose(ours, out, atol=1e-4)
     assert set(theirs_spikes) == set(ours_spikes) and len(ours_spikes) == len(snn.neurons())
     for key in ours_spikes:
         assert torch.equal(torch.stack(ours_spikes[key]), torch.stack(theirs_spikes[key])), key
+    return graph, ours, out
+
+
+@pytest.mark.parametrize("make", [conv_net, residual_net])
+def test_the_standard_primitive_encoding_runs_in_nirtorchs_executor_with_our_spikes(make, tmp_path):
+    x = torch.randn(4, 1, 8, 8)
+    snn = spiking(make(), x)
+    export(snn, x, tmp_path / "net.nir", primitives=True)
+    _, ours, theirs = _run_in_nirtorch(snn, x, tmp_path / "net.nir")
+    assert torch.allclose(ours, theirs, atol=1e-4)
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize("make", [conv_net, residual_net])
+def test_an_integer_network_is_written_as_integers_and_runs_as_simulated(make, bits, tmp_path):
+    from noiseadaptor.snn.integer import integer_network
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 1, 8, 8)
+    snn, _ = integer_network(spiking(make(), x), bits, x)
+    export(snn, x, tmp_path / "net.nir", primitives=True)
+    graph, ours, theirs = _run_in_nirtorch(snn, x, tmp_path / "net.nir", steps=16)
+    assert torch.allclose(ours, theirs * graph.metadata["output_scale"], rtol=1e-4, atol=1e-4)
+    assert graph.metadata["weight_bits"] == bits and "integers" in graph.metadata["integer"]
+    levels = 2 ** (bits - 1) - 1
+    for name, node in graph.nodes.items():
+        numbers = {k: getattr(node, k) for k in ("weight", "bias", "threshold", "scale") if hasattr(node, k)}
+        for what, a in numbers.items():
+            assert np.array_equal(a, np.rint(a)), (name, what)  # integers, exactly
+        if "weight" in numbers:
+            assert np.abs(numbers["weight"]).max() <= levels
+    kinds = {type(n).__name__ for n in graph.nodes.values()}
+    assert "SumPool2d" in kinds and "AvgPool2d" not in kinds
+    if make is residual_net:  # the identity shortcut brings whole units through a Scale node
+        assert any(name.endswith("_shortcut") for name in graph.nodes)

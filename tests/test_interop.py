@@ -90,25 +90,3 @@ def test_a_checkpoint_loads_into_a_simulator_and_refusals_are_one_line(tmp_path)
     assert net(torch.zeros(2, 1, 8, 8)).shape == (2, 10) and len(net.neurons()) == 3
     with pytest.raises(TypeError, match="SpikingNetwork"):
         interop.to_spikingjelly(torch.nn.Linear(2, 2))
-
-
-def test_weights_at_b_bits_take_their_levels_one_scale_per_layer():
-    from torch import nn
-
-    from noiseadaptor.snn.conversion import quantize_weights
-
-    torch.manual_seed(0)
-    x = torch.randn(8, 1, 8, 8)
-    snn = spiking(vgg_net(), x)
-    before = {k: v.clone() for k, v in snn.state_dict().items()}
-    quantized, scales = quantize_weights(snn, 4)
-    layers = [(n, m) for n, m in quantized.net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    assert set(scales) == {n for n, _ in layers} and len(layers) == 5
-    for name, m in layers:
-        levels = m.weight / scales[name]
-        assert torch.allclose(levels, levels.round(), atol=1e-4) and levels.abs().max().round() == 7  # 2**3 - 1
-        original = snn.net.get_submodule(name).weight
-        assert (m.weight - original).abs().max() <= scales[name] / 2 + 1e-6  # round to nearest
-    assert all(torch.equal(v, snn.state_dict()[k]) for k, v in before.items())  # the input is left as it was
-    with pytest.raises(ValueError, match="at least 2"):
-        quantize_weights(snn, 1)

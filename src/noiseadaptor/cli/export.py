@@ -43,7 +43,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
     p.add_argument(
         "--weight-bits",
         type=int,
-        help="nir: B-bit weights, one symmetric scale per layer (the file records B and each layer's grid step)",
+        help="nir: an integer network: B-bit integer weights, integer biases, thresholds and pre-charges, one "
+        "unit per neuron layer (noiseadaptor.snn.integer; the file records B and each layer's unit)",
     )
     return p
 
@@ -52,7 +53,8 @@ def main(args) -> int:
     """`noiseadaptor export`: rebuild the checkpoint's quantized model and write it as NIR or ONNX."""
     from ..methods import list_methods
     from ..runconfig import load_run
-    from ..snn.conversion import convert, quantize_weights
+    from ..snn.conversion import convert
+    from ..snn.integer import integer_network
 
     loaded = load_run(args.checkpoint)
     run, model = loaded.config, loaded.model
@@ -85,7 +87,7 @@ def main(args) -> int:
     if args.format == "nir":
         snn = convert(model.eval())
         if args.weight_bits is not None:
-            snn, _ = quantize_weights(snn, args.weight_bits)
+            snn, _ = integer_network(snn, args.weight_bits, sample)
         export_nir(snn, sample, out, primitives=args.primitives)
     else:
         export_onnx(model, sample, out)

@@ -17,6 +17,11 @@ Identity, Dropout (eval)                       nothing (the edge passes through)
 IFNeuron (scalar threshold)                    IF with r = 1 (dt = 1), v_threshold, v_reset = 0
 =============================================  ===================================================
 
+An integer network (`noiseadaptor.snn.integer.integer_network`, ``export --weight-bits B``) is written as its
+integers: weights, biases, thresholds, initial membranes in units of each neuron layer's input (the IF
+node's ``input_gain``), average pools as SumPool2d (the window's area in the next layer's weights), and an
+identity shortcut worth m units of the sum through a Scale(m) node; the graph records ``weight_bits``.
+
 Anything else raises TypeError naming the node. AvgPool2d rather than SumPool2d + Scale: SpikingJelly's
 importer reads AvgPool2d but neither SumPool2d nor Scale, and NIRTorch maps both pools.
 
@@ -49,7 +54,6 @@ Command line: ``noiseadaptor export CHECKPOINT --format nir|onnx [--out FILE]`` 
 from __future__ import annotations
 
 import functools
-import operator
 import warnings
 from pathlib import Path
 
@@ -57,15 +61,19 @@ import numpy as np
 import torch
 from torch import Tensor, fx, nn
 
+from ..snn.graph import ADDS, PASS_THROUGH, POOLS, pool_geometry, shapes, traced
 from ..snn.neurons import IFNeuron, SpikingNetwork
 from .files import atomic_path
 
 SUPPORTED = (
     "Conv2d, Linear, AvgPool2d, AdaptiveAvgPool2d, Flatten/torch.flatten, residual add, Identity, Dropout, IFNeuron"
 )
-_ADDS = {operator.add, operator.iadd, torch.add}
 _ENDS = {"placeholder": "input", "output": "output"}
-_PASS_THROUGH = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d)
+INTEGER = (
+    "weights (|w| <= 2**(weight_bits-1) - 1), biases, thresholds, initial membranes and Scale factors are "
+    "integers, in units of each neuron layer's input (IF metadata 'input_gain'); pools are sum pools; the "
+    "first layer's input is the analog image; outputs are in units of output_scale"
+)
 SEMANTICS = (
     "IF nodes reset by subtraction (not to v_reset), start at metadata 'initial_membrane' (not 0) "
     "and fire on v >= v_threshold; the input is analog and the same at every step"
@@ -102,8 +110,8 @@ def export_nir(snn: SpikingNetwork, sample_input: Tensor, path: str | Path | Non
 
     if not isinstance(snn, SpikingNetwork):
         raise TypeError(f"export_nir expects a SpikingNetwork from noiseadaptor.convert(), got {type(snn).__name__}")
-    gm = snn.net if isinstance(snn.net, fx.GraphModule) else fx.GraphModule(snn.net, _Tracer().trace(snn.net))
-    exporter = _Exporter(nir, gm, _shapes(gm, sample_input), primitives)
+    gm = traced(snn.net)
+    exporter = _Exporter(nir, gm, shapes(gm, sample_input), primitives)
     for node in gm.graph.nodes:
         exporter.visit(node)
     graph = exporter.graph()
@@ -131,7 +139,8 @@ class _Exporter:
         self.sources: dict[fx.Node, list[str]] = {}  # the NIR nodes whose summed outputs are this value
         self.builders, self.edges = {}, []
         self.out_value: fx.Node | None = None
-        self.weight_steps: dict[str, tuple[float, fx.Node, fx.Node]] = {}  # quantize_weights' scales, by NIR node
+        # an integer_network: every weighted layer has its unit (the gain of its output), the file holds integers
+        self.bits = {m.weight_bits for m in gm.modules() if hasattr(m, "weight_bits")}
 
     def emit(self, node: fx.Node, make, source: fx.Node | None) -> None:
         # named after the module (IF nodes as snn.neurons() names them), unique, without dots
@@ -169,18 +178,17 @@ class _Exporter:
                 nir, m, shapes[x], gains.resolve(gain[x]), gains.resolve(gain[n])
             )
             self.emit(node, make, x)
-            gain[node] = gains.free(node.name)
-            if hasattr(module, "weight_scale"):  # B-bit weights (quantize_weights): record the file's grid step
-                self.weight_steps[self.sources[node][0]] = (module.weight_scale, x, node)
-        elif isinstance(module, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
-            kernel, stride, padding = _pool_geometry(node, module, shapes[x], shapes[node])
-            self.emit(node, lambda k=kernel, s=stride, p=padding: nir.AvgPool2d(*map(np.array, (k, s, p))), x)
-            gain[node] = gain[x]
+            gain[node] = float(module.unit) if self.bits else gains.free(node.name)
+        elif isinstance(module, POOLS):
+            kernel, stride, padding = pool_geometry(node, module, shapes[x], shapes[node])
+            pool = nir.SumPool2d if self.bits else nir.AvgPool2d  # integers: the window's sum, its area in the gain
+            self.emit(node, lambda k=kernel, s=stride, p=padding: pool(*map(np.array, (k, s, p))), x)
+            gain[node] = gain[x] / (kernel[0] * kernel[1]) if self.bits else gain[x]
         elif isinstance(module, nn.Flatten) or (module is None and node.target in (torch.flatten, "flatten")):
             self.flatten(node, module, x)
-        elif isinstance(module, _PASS_THROUGH):
+        elif isinstance(module, PASS_THROUGH):
             self.sources[node], gain[node] = self.sources[x], gain[x]
-        elif node.op == "call_function" and node.target in _ADDS:
+        elif node.op == "call_function" and node.target in ADDS:
             self.add(node)
         else:
             what = f"module {type(module).__name__}" if module is not None else f"{node.op} {_name(node.target)}"
@@ -223,10 +231,28 @@ class _Exporter:
                 f"cannot export add at node '{node.name}': only the sum of two tensors "
                 "(no constants, no alpha) maps to NIR edges"
             )
+        if self.bits:  # an integer network: its terms have fixed gains, a shortcut's is a whole multiple
+            self.sources[node] = [name for t in terms for name in self.scaled(t, terms, node)]
+            self.gain[node] = min(self.gains.resolve(self.gain[t]) for t in terms)
+            return
         self.sources[node] = self.sources[terms[0]] + self.sources[terms[1]]
         if len(set(self.sources[node])) < len(self.sources[node]):  # edges are a set: x + x would count once
             raise TypeError(f"cannot export add at node '{node.name}': it sums one value with itself")
         self.gain[node] = self.gains.unify([self.gain[t] for t in terms], node.name)
+
+    def scaled(self, term: fx.Node, terms: list[fx.Node], add: fx.Node) -> list[str]:
+        """The NIR nodes of one term of an integer network's add, in the sum's units: a shortcut's spikes,
+        worth m > 1 units of the sum, through a Scale(m) node."""
+        ratio = self.gains.resolve(self.gain[term]) / min(self.gains.resolve(self.gain[t]) for t in terms)
+        if np.isclose(ratio, 1.0, rtol=1e-6):
+            return self.sources[term]
+        if not np.isclose(ratio, np.rint(ratio), rtol=0, atol=1e-3):
+            raise ValueError(f"cannot export add at node '{add.name}': a term is {ratio:g} units of the sum, not whole")
+        name = _unique(f"{add.name}_shortcut", self.builders)
+        factor = np.full(self.shapes[term], np.rint(ratio), np.float32)
+        self.builders[name] = lambda: self.nir.Scale(factor)
+        self.edges.extend((source, name) for source in self.sources[term])
+        return [name]
 
     def graph(self):
         nodes = {name: make() for name, make in self.builders.items()}
@@ -241,21 +267,9 @@ class _Exporter:
                 "dt": 1.0,
                 "output_scale": self.gains.resolve(self.gain[self.out_value]),
                 "note": "outputs are per step; the prediction is the argmax of their sum over steps",
-                **self.weight_grid(),
+                **({"weight_bits": max(self.bits), "integer": INTEGER} if self.bits else {}),
             },
         )
-
-    def weight_grid(self) -> dict:
-        """With B-bit weights: each weighted node's weights are integer multiples of its step (the layer's
-        scale with the exported gains folded in), |weight / step| <= 2**(B-1) - 1."""
-        if not self.weight_steps:
-            return {}
-        resolve = self.gains.resolve
-        steps = {
-            name: s * resolve(self.gain[x]) / resolve(self.gain[n]) for name, (s, x, n) in self.weight_steps.items()
-        }
-        bits = {getattr(self.gm.get_submodule(n.target), "weight_bits", None) for _, _, n in self.weight_steps.values()}
-        return {"weight_bits": bits.pop() if len(bits) == 1 else None, "weight_steps": steps}
 
 
 class _Gains:
@@ -299,32 +313,6 @@ class _Gains:
         return min(roots) if roots else known[0]
 
 
-class _Tracer(fx.Tracer):
-    def is_leaf_module(self, m: nn.Module, name: str) -> bool:
-        return isinstance(m, IFNeuron) or super().is_leaf_module(m, name)
-
-
-def _shapes(gm: fx.GraphModule, sample: Tensor) -> dict[fx.Node, tuple[int, ...]]:
-    """Per-sample shape of every tensor node, from one sample; the neurons are skipped (identity for
-    shapes) so their state is left as it was."""
-    shapes = {}
-
-    class Recorder(fx.Interpreter):
-        def run_node(self, n):
-            out = super().run_node(n)
-            if isinstance(out, Tensor):
-                shapes[n] = tuple(out.shape[1:])
-            return out
-
-        def call_module(self, target, args, kwargs):
-            m = self.fetch_attr(target)
-            return args[0] if isinstance(m, IFNeuron) else super().call_module(target, args, kwargs)
-
-    with torch.no_grad():
-        Recorder(gm).run(sample[:1])
-    return shapes
-
-
 def _check_neuron(node: fx.Node, neuron: IFNeuron) -> None:
     if neuron.threshold.numel() != 1 or neuron.negative_spikes:
         raise ValueError(
@@ -334,9 +322,12 @@ def _check_neuron(node: fx.Node, neuron: IFNeuron) -> None:
 
 
 def _in_input_units(neuron: IFNeuron, shape: tuple, gain_in: float) -> tuple[float, np.ndarray]:
-    """The neuron's threshold and initial membrane in the units of the exported input (ours / gain_in)."""
+    """The neuron's threshold and initial membrane in the units of the exported input (ours / gain_in); for
+    an integer network's neuron the integers themselves (its simulation-only headroom taken off)."""
     threshold = float(neuron.threshold) / gain_in
     start = (neuron.initial_membrane.detach().cpu() * threshold).expand(shape).numpy().astype(np.float32)
+    if hasattr(neuron, "unit"):
+        return float(np.rint(threshold)), np.rint(start - neuron.headroom)
     return threshold, start
 
 
@@ -367,6 +358,8 @@ def _weighted(nir, m: nn.Module, in_shape: tuple, gain_in: float, gain_out: floa
     """Conv2d/Linear with the input's gain folded into the weights and the output's divided out."""
     w = (m.weight.detach().cpu() * (gain_in / gain_out)).numpy().astype(np.float32)
     b = None if m.bias is None else (m.bias.detach().cpu() / gain_out).numpy().astype(np.float32)
+    if hasattr(m, "unit"):  # an integer network's layer: the file holds its integers
+        w, b = np.rint(w), None if b is None else np.rint(b)
     if isinstance(m, nn.Linear):
         return nir.Linear(w) if b is None else nir.Affine(w, b)
     return nir.Conv2d(
@@ -378,25 +371,6 @@ def _weighted(nir, m: nn.Module, in_shape: tuple, gain_in: float, gain_out: floa
         m.groups,
         np.zeros(w.shape[0], np.float32) if b is None else b,
     )
-
-
-def _pool_geometry(node: fx.Node, m: nn.Module, in_shape: tuple, out_shape: tuple):
-    if isinstance(m, nn.AdaptiveAvgPool2d):  # a fixed pool where the input tiles evenly
-        (hi, wi), (ho, wo) = in_shape[-2:], out_shape[-2:]
-        if hi % ho or wi % wo:
-            raise TypeError(
-                f"cannot export AdaptiveAvgPool2d at node '{node.name}': input {hi}x{wi} does not "
-                f"divide into {ho}x{wo}, so it is no fixed AvgPool2d"
-            )
-        return (hi // ho, wi // wo), (hi // ho, wi // wo), (0, 0)
-    pair = nn.modules.utils._pair
-    padding = pair(m.padding)
-    if m.ceil_mode or m.divisor_override or (any(padding) and not m.count_include_pad):
-        raise TypeError(
-            f"cannot export AvgPool2d at node '{node.name}': NIR's AvgPool2d has no ceil_mode, "
-            "divisor_override or count_include_pad=False"
-        )
-    return pair(m.kernel_size), pair(m.stride if m.stride is not None else m.kernel_size), padding
 
 
 def _arg(node: fx.Node, module: nn.Module | None, name: str, position: int, default: int) -> int:

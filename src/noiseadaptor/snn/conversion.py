@@ -62,27 +62,3 @@ def _fold_batchnorm(gm: fx.GraphModule) -> None:
         gm.graph.erase_node(node)
     gm.delete_all_unused_submodules()
     gm.recompile()
-
-
-def quantize_weights(snn: SpikingNetwork, bits: int) -> tuple[SpikingNetwork, dict[str, float]]:
-    """A copy of `snn` whose Conv/Linear weights take 2**(bits-1) - 1 levels each side of zero, one scale
-    per layer (symmetric: scale = max|W| / (2**(bits-1) - 1), W <- round(W / scale) * scale); the biases,
-    thresholds and membranes stay float. Running it is running integer weights round(W / scale) with
-    the scale folded into what the layer feeds (the next neuron's threshold and membrane, divided by
-    it): the numbers an integer chip would see, up to float rounding. Returns (network, {layer: scale})."""
-    from ..checks import positive_int
-
-    positive_int(bits, "bits")
-    if bits < 2:
-        raise ValueError("bits must be at least 2 (one level each side of zero)")
-    net = copy.deepcopy(snn)
-    levels = 2 ** (bits - 1) - 1
-    scales = {}
-    for name, m in net.net.named_modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            top = m.weight.detach().abs().max()
-            scale = (top / levels).item() if top > 0 else 1.0
-            m.weight.data = (m.weight.data / scale).round_().clamp_(-levels, levels).mul_(scale)
-            m.weight_scale, m.weight_bits = scale, bits  # read by export_nir, which records the grid in the file
-            scales[name] = scale
-    return net, scales

@@ -1,0 +1,139 @@
+"""Integer deployment: a converted network in which every number an integer chip holds is an integer.
+
+``integer_network(snn, bits, sample)`` gives each IF neuron layer, and the output, one *unit* Δ: what one
+integer step of its input is worth in our units. Then everything that layer holds is put on that grid:
+
+- the weights into it: W = k·Δ/g, k an integer in ±(2^(B−1) − 1), where g is what one unit of the layer's
+  input is worth (the sending neuron's threshold, divided by the window of an average pool between them;
+  1 for the analog input). Δ is the finest step at which every k fits, max |W|·g / (2^(B−1) − 1), taken over
+  all the layers summed into the neuron (a residual block's two convolutions share it);
+- a spike that reaches it by an identity shortcut, worth θ_Q: Δ is lowered to θ_Q / m with m = ⌊θ_Q / Δ⌋,
+  so the shortcut brings exactly m units (and every k still fits);
+- its biases, round(b / Δ)·Δ; its threshold, max(1, round(θ / Δ))·Δ; its pre-charge, round(u0 / Δ)·Δ.
+
+Each weighted layer records ``unit`` and ``weight_bits``, each neuron ``unit`` and ``headroom``: what
+`export_nir` needs to write the integers themselves (the weights k, the biases, thresholds and pre-charges
+in units, average pools as sum pools, a shortcut as a Scale(m) node; README). What is not integer: the
+first layer's input is the analog image, so the membranes of the neurons it feeds are not integers, and
+the output is in units of the last layer (its argmax is the prediction either way).
+
+Simulating it in float: a sum of k·Δ is within a rounding of the integer sum times Δ, so a membrane exactly
+at its threshold (frequent in integers) could land on either side. A neuron whose input is integer
+therefore starts half a unit higher here (``headroom``, not written to the file): it fires at u + Δ/2 >= θ,
+which for an integer membrane u is u >= θ however the float sum rounded. So `simulate` on this network
+gives the spikes of the integer file, step for step (tests/test_export.py runs the file).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import fx, nn
+
+from .graph import ADDS, PASS_THROUGH, POOLS, pool_geometry, shapes, traced
+from .neurons import IFNeuron, SpikingNetwork
+
+
+def integer_network(snn: SpikingNetwork, bits: int, sample: torch.Tensor) -> tuple[SpikingNetwork, dict[str, float]]:
+    """A copy of `snn` on B-bit integer weights and integer biases, thresholds and pre-charges, one unit
+    per neuron layer (module docstring); `sample` is one input batch (it fixes the pools' windows).
+    Returns (network, {neuron name or "output": unit})."""
+    from ..checks import positive_int
+
+    positive_int(bits, "bits")
+    if bits < 2:
+        raise ValueError("bits must be at least 2 (one level each side of zero)")
+    if any(n.negative_spikes or n.output_mask is not None or n.threshold.numel() != 1 for _, n in snn.neurons()):
+        raise ValueError(
+            "integer_network: negative spikes, SRP masks and per-neuron thresholds are not integer-deployable"
+        )
+    net = copy.deepcopy(snn)
+    net.net = gm = traced(net.net)
+    layers = _Layers(gm, shapes(gm, sample), 2 ** (bits - 1) - 1, bits)
+    for node in gm.graph.nodes:
+        layers.visit(node)
+    return net, layers.units
+
+
+class _Layers:
+    """One pass in graph order. Per value: `worth`, what one unit of it is worth in our units, for spikes
+    (and the analog input); `feeds`, for currents (Conv/Linear outputs and their sums), the weighted
+    layers and shortcut spikes summed into it. A neuron or the output settles its unit from its feeds."""
+
+    def __init__(self, gm: fx.GraphModule, sizes: dict, levels: int, bits: int):
+        self.gm, self.sizes, self.levels, self.bits = gm, sizes, levels, bits
+        self.worth: dict[fx.Node, float] = {}
+        self.analog: set[fx.Node] = set()
+        self.feeds: dict[fx.Node, tuple[list[tuple[nn.Module, float]], list[float]]] = {}
+        self.units: dict[str, float] = {}
+
+    def visit(self, node: fx.Node) -> None:
+        x = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
+        module = self.gm.get_submodule(node.target) if node.op == "call_module" else None
+        if node.op == "placeholder":
+            self.worth[node] = 1.0
+            self.analog.add(node)
+        elif isinstance(module, (nn.Conv2d, nn.Linear)):
+            self.feeds[node] = ([(module, self._spikes(x, node))], [])
+            self.analog.update([node] if x in self.analog else [])
+        elif isinstance(module, POOLS):
+            (kh, kw), _, _ = pool_geometry(node, module, self.sizes[x], self.sizes[node])
+            self.worth[node] = self._spikes(x, node) / (kh * kw)
+            self.analog.update([node] if x in self.analog else [])
+        elif isinstance(module, (nn.Flatten, *PASS_THROUGH)) or node.target in (torch.flatten, "flatten"):
+            for table in (self.worth, self.feeds):
+                if x in table:
+                    table[node] = table[x]
+            self.analog.update([node] if x in self.analog else [])
+        elif node.op == "call_function" and node.target in ADDS:
+            weighted, shortcuts = [], []
+            for term in node.args:
+                if term in self.feeds:
+                    weighted += self.feeds[term][0]
+                    shortcuts += self.feeds[term][1]
+                else:
+                    shortcuts.append(self._spikes(term, node))
+            self.feeds[node] = (weighted, shortcuts)
+            self.analog.update([node] if any(t in self.analog for t in node.args) else [])
+        elif isinstance(module, IFNeuron):
+            unit = self._settle(x, node)
+            threshold = max(1, round(float(module.threshold) / unit))
+            start = torch.round(module.initial_membrane * module.threshold / unit)
+            module.headroom = 0.0 if x in self.analog else 0.5
+            module.threshold.fill_(threshold * unit)
+            module.initial_membrane = (start + module.headroom) / threshold
+            module.unit = self.units[node.target] = unit
+            self.worth[node] = float(module.threshold)
+        elif node.op == "output":
+            if x in self.feeds:
+                self.units["output"] = self._settle(x, node)
+        else:
+            raise TypeError(f"integer_network: cannot place node '{node.name}' ({node.op} {node.target}) on a grid")
+
+    def _spikes(self, x, node: fx.Node) -> float:
+        if x not in self.worth:
+            raise TypeError(f"integer_network: node '{node.name}' takes a current, not spikes (no neuron between)")
+        return self.worth[x]
+
+    def _settle(self, x: fx.Node, node: fx.Node) -> float:
+        """The unit of the layer summed into `x`, and its weights and biases on that grid."""
+        weighted, shortcuts = self.feeds.get(x, ([], []))
+        if not weighted or len(shortcuts) > 1:
+            raise TypeError(
+                f"integer_network: node '{node.name}' needs one or more Conv/Linear and at most one shortcut"
+            )
+        top = max(float(m.weight.detach().abs().max()) * g for m, g in weighted)
+        unit = top / self.levels if top > 0 else 1.0
+        if shortcuts:
+            unit = shortcuts[0] / max(1, math.floor(shortcuts[0] / unit))
+        for m, g in weighted:
+            if hasattr(m, "unit"):
+                raise TypeError(f"integer_network: layer {type(m).__name__} is used twice; it would need two grids")
+            step = unit / g
+            m.weight.data = (m.weight.data / step).round_().clamp_(-self.levels, self.levels).mul_(step)
+            if m.bias is not None:
+                m.bias.data = (m.bias.data / unit).round_().mul_(unit)
+            m.unit, m.weight_bits = unit, self.bits
+        return unit

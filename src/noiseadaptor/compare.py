@@ -33,13 +33,11 @@ from torch.utils.data import DataLoader
 from .ann.models import create_model
 from .checks import positive_int
 from .data import get_dataset, spread_subset
-from .experiment import quant_config, train_quantized
+from .experiment import method_cell
 from .io.files import InUse, exclusive, write_json
 from .methods import get_method
 from .runconfig import setting
-from .snn.conversion import convert
-from .snn.simulation import simulate
-from .train import TrainingDiverged, evaluate, fit
+from .train import fit
 
 
 @dataclass(frozen=True)
@@ -115,7 +113,7 @@ class StudyConfig:
         return [*self.methods, *(f"{m}+{v}" for m in self.variant_methods if m in self.methods for v in self.variants)]
 
 
-def _variant(name: str) -> dict:
+def _variant(name: str, phase2_T: int = 4) -> dict:
     """The simulate/calibration options of a variant row."""
     if name == "negative":
         return {"negative_spikes": True}
@@ -123,7 +121,7 @@ def _variant(name: str) -> dict:
         if name.startswith(prefix) and name[3:].isdigit() and int(name[3:]) > 0:
             return {option: int(name[3:])}
     if name == "phase2":
-        return {"phase2": True}
+        return {"phase2": True, "phase2_T": phase2_T}
     raise ValueError(f"unknown variant {name!r}: negative, cos<rho> (e.g. cos4), srp<tau> (e.g. srp4) or phase2")
 
 
@@ -242,47 +240,24 @@ def _float_network(config: StudyConfig, splits, out: Path, device: torch.device,
 def _cell(
     config: StudyConfig, method: str, seed: int, float_model, train, test, out: Path, device, progress: bool
 ) -> dict:
-    """One seed of one method: QAT from the float net, the ANN's accuracy, and every row's simulation."""
-    begin = time.time()
+    """One seed of one method (`method_cell`, as `run` trains it), with its variant rows; what a study keeps."""
     lr = config.method_lrs()[method]
     name = f"{method}-seed{seed}" + ("" if lr == config.lr else f"-lr{lr:g}")
-    try:  # the seed's first batch calibrates (None): the same for every method
-        qmodel, history = train_quantized(
-            float_model, quant_config(method, config.p), train, None, config.epochs, lr,
-            config.weight_decay, seed, device, progress=progress, desc=f"QAT {method} seed {seed}",
-            checkpoint=out / "qat" / f"{name}.pt",
-            config={"method": method, "p": config.p, "seed": seed, "model": config.model},
-        )  # fmt: skip
-    except TrainingDiverged as err:  # a result of the study: counted per row, left out of its statistics
-        return {"method": method, "seed": seed, "lr": lr, "diverged": str(err), "rows": {}}
-    qmodel.eval()
-    seconds = {"qat": time.time() - begin}
-    accuracy = evaluate(qmodel, test, device)
-    cell = {
-        "method": method,
-        "seed": seed,
-        "lr": lr,
-        "ann_accuracy": accuracy,
-        "history": history,
-        "rows": {},
-        "seconds": seconds,
-    }
-    begin = time.time()
     variants = config.variants if method in config.variant_methods else ()
-    for row, options in [(method, {}), *((f"{method}+{v}", _variant(v)) for v in variants)]:
-        snn = convert(qmodel)
-        if options.pop("phase2", False):
-            from .methods.dual_phase import dual_phase_calibrate
-
-            dual_phase_calibrate(snn, qmodel, train, T=config.phase2_T, seed=seed)
-        result = simulate(snn, test, T=config.T, device=device, progress=progress, reference=qmodel, **options)
+    rows = {method: {}, **{f"{method}+{v}": _variant(v, config.phase2_T) for v in variants}}
+    cell, _ = method_cell(  # the seed's first batch calibrates (None): the same for every method
+        float_model, method, train, test, p=config.p, epochs=config.epochs, lr=lr, weight_decay=config.weight_decay,
+        T=config.T, seed=seed, device=device, progress=progress, checkpoint=out / "qat" / f"{name}.pt",
+        rows=rows, reference=True, config={"method": method, "p": config.p, "seed": seed, "model": config.model},
+    )  # fmt: skip
+    cell.pop("scales", None)
+    for row, result in cell["rows"].items():
         cell["rows"][row] = {
-            "snn_accuracy": result.accuracy,
-            "agreement": result.agreement,
-            "layer_error": result.layer_error,
-            "pre_steps": result.corrections["pre_steps"],
+            "snn_accuracy": result["snn_accuracy"],
+            "agreement": result["agreement"],
+            "layer_error": result["layer_error"],
+            "pre_steps": result["corrections"]["pre_steps"],
         }
-    seconds["simulate"] = time.time() - begin
     return json.loads(json.dumps(cell))  # keys as JSON has them (T as strings), as a reloaded cell
 
 

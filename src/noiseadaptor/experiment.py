@@ -4,6 +4,7 @@ QAT -> convert -> simulate once per quantization method."""
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,40 +43,94 @@ def compare_methods(
     log=print,
 ) -> tuple[dict[str, dict], dict[str, nn.Module]]:
     """Returns ({method: {"ann_accuracy", "snn_accuracy", "firing_rate", "spikes_per_sample", "history",
-    "scales"}}, {method: trained quantized model}). Every method starts from `float_model` with the same
+    "scales"}}, {method: trained quantized model}): one `method_cell` per method, one seed (what `run`
+    shows; `compare` runs the same cells over seeds). Every method starts from `float_model` with the same
     seed, calibration batch and data order; `simulate_options` go to simulate(). With `checkpoint_dir`, each
     method's training writes `<dir>/<method>-seed<seed>.pt` every epoch and a rerun resumes from it. A method
     whose training diverges gets the row {"diverged": message}."""
-    configs = {m: quant_config(m, p) for m in methods}  # fail on a bad name before any work
-    steps = time_steps(T)
+    for method in methods:
+        quant_config(method, p)  # fail on a bad name before any work
     calibration_batch = next(iter(train_data))
     rows, models = {}, {}
-    for method, config in configs.items():
+    for method in methods:
         log(f"[{method}] quantization-aware training, p={p}, {epochs} epochs")
         checkpoint = Path(checkpoint_dir) / f"{method}-seed{seed}.pt" if checkpoint_dir is not None else None
-        try:
-            qmodel, history = train_quantized(
-                float_model, config, train_data, calibration_batch, epochs, lr, weight_decay, seed, device,
-                progress=progress, desc=f"QAT {method}", checkpoint=checkpoint,
-                config={"method": method, "p": p, "seed": seed},
-            )  # fmt: skip
-        except TrainingDiverged as err:  # one method's failure is a result of the comparison, not its end
-            log(f"[{method}] diverged: {err}")
-            rows[method] = {"diverged": str(err)}
+        cell, qmodel = method_cell(
+            float_model, method, train_data, test_data, p=p, epochs=epochs, lr=lr, weight_decay=weight_decay,
+            T=T, seed=seed, device=device, progress=progress, checkpoint=checkpoint,
+            calibration_batch=calibration_batch, rows={method: simulate_options or {}},
+            config={"method": method, "p": p, "seed": seed},
+        )  # fmt: skip
+        if "diverged" in cell:  # one method's failure is a result of the comparison, not its end
+            log(f"[{method}] diverged: {cell['diverged']}")
+            rows[method] = {"diverged": cell["diverged"]}
             continue
-        ann = evaluate(qmodel, test_data, device)
-        result = simulate(
-            convert(qmodel), test_data, T=steps, device=device, progress=progress, **(simulate_options or {})
-        )
-        log(f"[{method}] ANN {100 * ann:.2f}%  SNN T={steps[-1]} {100 * result.accuracy[steps[-1]]:.2f}%")
-        rows[method] = {
-            "ann_accuracy": ann,
-            **result.row(),
-            "scales": {name: q.scale.item() for name, q in quantizers(qmodel)},
-            "history": history,
-        }
+        row, last = cell["rows"][method], time_steps(T)[-1]
+        log(f"[{method}] ANN {100 * cell['ann_accuracy']:.2f}%  SNN T={last} {100 * row['snn_accuracy'][last]:.2f}%")
+        rows[method] = {"ann_accuracy": cell["ann_accuracy"], **row, **{k: cell[k] for k in ("scales", "history")}}
         models[method] = qmodel
     return rows, models
+
+
+def method_cell(
+    float_model: nn.Module,
+    method: str,
+    train_data,
+    test_data: DataLoader,
+    *,
+    p: int,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    T: int | Sequence[int],
+    seed: int,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+    checkpoint: str | Path | None = None,
+    calibration_batch=None,
+    rows: dict[str, dict] | None = None,
+    reference: bool = False,
+    config: dict | None = None,
+) -> tuple[dict, nn.Module | None]:
+    """One method from one seed, the unit of `run` (one seed) and `compare` (over seeds): QAT from
+    `float_model` (`train_quantized`), the quantized ANN's test accuracy, then one simulation per entry of
+    `rows` ({row name: simulate() options}; ``"phase2": True`` first calibrates the SNN by dual-phase Phase II
+    at ``phase2_T``). `reference`: record agreement and per-layer error against the quantized ANN.
+    Returns ({"method", "seed", "lr", "ann_accuracy", "history", "scales", "rows": {row: SimulationResult.row()},
+    "seconds"}, qmodel), or ({..., "diverged": message, "rows": {}}, None) when training diverged."""
+    begin = time.time()
+    try:
+        qmodel, history = train_quantized(
+            float_model, quant_config(method, p), train_data, calibration_batch, epochs, lr, weight_decay, seed,
+            device, progress=progress, desc=f"QAT {method} seed {seed}", checkpoint=checkpoint, config=config,
+        )  # fmt: skip
+    except TrainingDiverged as err:
+        return {"method": method, "seed": seed, "lr": lr, "diverged": str(err), "rows": {}}, None
+    qmodel.eval()
+    seconds = {"qat": time.time() - begin}
+    cell = {
+        "method": method,
+        "seed": seed,
+        "lr": lr,
+        "ann_accuracy": evaluate(qmodel, test_data, device),
+        "history": history,
+        "scales": {name: q.scale.item() for name, q in quantizers(qmodel)},
+        "rows": {},
+        "seconds": seconds,
+    }
+    begin = time.time()
+    for row, options in (rows or {method: {}}).items():
+        options = dict(options)
+        snn = convert(qmodel)
+        if options.pop("phase2", False):
+            from .methods.dual_phase import dual_phase_calibrate
+
+            dual_phase_calibrate(snn, qmodel, train_data, T=options.pop("phase2_T"), seed=seed)
+        result = simulate(snn, test_data, T=T, device=device, progress=progress,
+                          reference=qmodel if reference else None, **options)  # fmt: skip
+        cell["rows"][row] = result.row()
+    seconds["simulate"] = time.time() - begin
+    return cell, qmodel
 
 
 def train_quantized(

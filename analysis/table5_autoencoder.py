@@ -27,54 +27,15 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from noiseadaptor import fit
 from noiseadaptor.ann.models import mlp_autoencoder
-from noiseadaptor.data import get_dataset, spread_subset
+from noiseadaptor.data import Reconstruction, get_dataset, spread_subset
 from noiseadaptor.io.files import write_json
 from noiseadaptor.methods.direct import DirectConfig, to_direct_snn
+from noiseadaptor.reconstruct import reconstruction_loss, reconstruction_quality
 from noiseadaptor.train import OptimizerConfig
-
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # the loader's normalisation, undone for the target image
-
-
-class Reconstruction(Dataset):
-    """(normalised image, the same image in [0, 1], flattened): an autoencoder's input and target."""
-
-    def __init__(self, images: Dataset):
-        self.images = images
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i):
-        x, _ = self.images[i]
-        return x, (x * MNIST_STD + MNIST_MEAN).clamp(0, 1).flatten()
-
-
-def reconstruction_quality(model, data, device) -> dict:
-    """Mean per-image PSNR (dB) and SSIM of `model`'s reconstructions (eval mode: true spikes)."""
-    from noiseadaptor.io.export import optional
-
-    optional("torchmetrics", 'pip install "noiseadaptor[metrics]"')
-    from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
-
-    psnr = PeakSignalNoiseRatio(data_range=1.0, reduction="elementwise_mean", dim=(1, 2, 3)).to(device)
-    ssim = StructuralSimilarityIndexMeasure(data_range=1.0).to(device)
-    model.eval()
-    mse = n = 0.0
-    with torch.no_grad():
-        for x, target in data:
-            x, target = x.to(device), target.to(device)
-            out = torch.sigmoid(model(x))
-            image, truth = out.reshape(-1, 1, 28, 28), target.reshape(-1, 1, 28, 28)
-            psnr.update(image, truth)
-            ssim.update(image, truth)
-            mse += F.mse_loss(out, target, reduction="sum").item()
-            n += target.numel()
-    return {"psnr": psnr.compute().item(), "ssim": ssim.compute().item(), "mse": mse / n}
 
 
 def train_one(method: str, alpha: float, args, train_set, test_loader) -> dict:
@@ -95,12 +56,12 @@ def train_one(method: str, alpha: float, args, train_set, test_loader) -> dict:
         train,
         args.epochs,
         optimizer=OptimizerConfig(kind="adam", lr=args.lr, weight_decay=0.0),
-        criterion=lambda out, target: F.mse_loss(torch.sigmoid(out), target),
+        criterion=reconstruction_loss,
         device="cpu",
         progress=False,
         on_epoch_end=lambda epoch, row: widths.append([n.alpha.item() for _, n in snn.neurons()]),
     )
-    result = reconstruction_quality(snn, test_loader, "cpu")
+    result = reconstruction_quality(snn, test_loader, (1, 28, 28), "cpu")
     result.update(
         method=method,
         alpha=alpha,
@@ -142,8 +103,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/table5_autoencoder.json"))
     args = ap.parse_args()
     splits = get_dataset("mnist", args.data_dir)
-    train_set = Reconstruction(spread_subset(splits.train, args.train_images or None))
-    test_loader = DataLoader(Reconstruction(spread_subset(splits.test, args.test_images or None)), batch_size=500)
+    train_set = Reconstruction(spread_subset(splits.train, args.train_images or None), splits.stats)
+    test_loader = DataLoader(
+        Reconstruction(spread_subset(splits.test, args.test_images or None), splits.stats), batch_size=500
+    )
     done = json.loads(args.out.read_text())["results"] if args.out.exists() else []  # resumes per cell
     for alpha in args.alphas:
         for method in args.methods:

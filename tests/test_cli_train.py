@@ -136,3 +136,36 @@ def test_train_with_data_on_device_reads_an_image_folder_tree(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(args + ["--out", str(tmp_path / "run2"), "--cutout", "8"])
     assert "--data-on-device" in capsys.readouterr().err
+
+
+def test_image_reconstruction_through_the_cli(tmp_path, capsys):
+    pytest.importorskip("torchmetrics")
+    import json
+
+    from noiseadaptor.cli import build_parser
+    from noiseadaptor.cli import evaluate as evaluate_module
+    from noiseadaptor.reconstruct import reconstruction_quality
+
+    common = ["train", "--dataset", "digits", "--task", "reconstruct", "--model", "mlp-autoencoder", "--workers", "0",
+              "--no-progress", "--method", "sg", "--surrogate", "sigmoid", "--steepness", "2.5", "--time-steps", "2",
+              "--optimizer", "adam", "--lr", "0.003", "--weight-decay", "0", "--batch-size", "64"]  # fmt: skip
+    assert main([*common, "--epochs", "0", "--out", str(tmp_path / "untrained")]) == 0
+    assert main([*common, "--epochs", "2", "--out", str(tmp_path / "ae")]) == 0
+    assert "test PSNR" in capsys.readouterr().out
+    before, after = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("untrained", "ae"))
+    assert after["psnr"] > before["psnr"] + 3 and 0 < after["ssim"] <= 1 and "ann_accuracy" not in after
+    assert after["config"]["num_classes"] == 64  # the autoencoder's output: one value per pixel of 8x8 digits
+    # the checkpoint rebuilds, and what results.json says is what it reconstructs
+    from noiseadaptor.data import digits, reconstruction
+    from noiseadaptor.runconfig import load_run
+
+    model = load_run(tmp_path / "ae" / "checkpoint.pt").model
+    test = reconstruction(digits()).loaders(64)[1]
+    assert reconstruction_quality(model, test, (1, 8, 8))["psnr"] == pytest.approx(after["psnr"], abs=1e-4)
+    evaluate = build_parser()[1]["evaluate"]
+    with pytest.raises(ValueError, match="reconstruction run"):  # one line, not a classification of pixels
+        evaluate_module.main(evaluate.parse_args([str(tmp_path / "ae" / "checkpoint.pt")]))
+    with pytest.raises(SystemExit):
+        main(["train", "--dataset", "digits", "--task", "reconstruct", "--model", "mlp-autoencoder", "--method", "na",
+              "--epochs", "1", "--out", str(tmp_path / "na")])  # fmt: skip
+    assert "--task reconstruct trains a float or directly trained" in capsys.readouterr().err

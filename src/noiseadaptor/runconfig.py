@@ -49,6 +49,13 @@ class RunConfig:
     data_on_device: bool = setting(False, "hold CIFAR/MNIST whole on the GPU and augment there", "data")
     workers: int = setting(4, "data loader processes", "data")
     batch_size: int = setting(128, "per process", "data")
+    task: str = setting(
+        "classify",
+        "classify (cross-entropy, top-1), or reconstruct: each image its own target, MSE of the sigmoid "
+        "output, PSNR and SSIM (ASGL Table 5; model mlp-autoencoder)",
+        "data",
+        choices=("classify", "reconstruct"),
+    )
     # model
     model: str = setting("cifar-resnet18", "architecture (noiseadaptor.ann.models.list_models())", "model")
     weights: str | None = setting(None, "torchvision pre-trained weights (DEFAULT, IMAGENET1K_V1, ...)", "model")

@@ -90,7 +90,8 @@ def mlp_autoencoder(sizes: tuple[int, ...] = (784, 128, 64, 32, 64, 128, 784)) -
     """The fully connected autoencoder of the ASGL paper's image reconstruction (004, Table 5):
     784-128-64-32-64-128-784 on flattened MNIST, ReLU hidden units (LIF neurons after `to_direct_snn`)
     and a linear output layer (a non-spiking read-out: the reconstruction is the sigmoid of its output,
-    averaged over the steps). Not in the classifier registry: it has no classes.
+    averaged over the steps). In the registry as ``mlp-autoencoder``, for ``--task reconstruct``, whose
+    "classes" are the image's values (`noiseadaptor.data.reconstruction`): 784 for MNIST.
     The paper names only the sizes. With PyTorch's default initialisation and no normalisation, binary
     spikes into a threshold of 1 leave layers 3-5 silent (firing rates 0.09, 0.002, 0, 0, 0 at the start)
     and training stalls at the mean image, so each hidden layer has a BatchNorm1d before its neuron (as
@@ -100,6 +101,14 @@ def mlp_autoencoder(sizes: tuple[int, ...] = (784, 128, 64, 32, 64, 128, 784)) -
     for a, b in zip(sizes[:-1], sizes[1:]):
         layers += [nn.Linear(a, b), nn.BatchNorm1d(b), nn.ReLU()]
     return nn.Sequential(*layers[:-2])
+
+
+def _autoencoder_of(num_classes: int = 784, in_channels: int = 1) -> nn.Module:
+    """ASGL Table 5's autoencoder for images of `num_classes` values (--task reconstruct)."""
+    return mlp_autoencoder((num_classes, 128, 64, 32, 64, 128, num_classes))
+
+
+register_model(_autoencoder_of, name="mlp-autoencoder")
 
 
 class RecurrentMLP(nn.Module):

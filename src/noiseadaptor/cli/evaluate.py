@@ -84,6 +84,11 @@ def main(args: argparse.Namespace) -> int:
     simulate_options(args)
     loaded = load_run(args.checkpoint)
     run, model = loaded.config, loaded.model
+    if run.task == "reconstruct":
+        raise ValueError(
+            f"{args.checkpoint} is a reconstruction run: evaluate measures classification; its test PSNR and "
+            "SSIM are in the run's results.json (noiseadaptor.reconstruct.reconstruction_quality from Python)"
+        )
     device = init_from_env(args.device)
     data_dir = args.data_dir or run.data_dir
     splits = (

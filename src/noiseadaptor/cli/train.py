@@ -10,12 +10,13 @@ from pathlib import Path
 import torch
 
 from ..ann.models import create_model
-from ..data import DATASETS, DeviceLoader, get_dataset
+from ..data import DATASETS, DeviceLoader, get_dataset, reconstruction
 from ..data.events import EVENT_DATASETS, event_dataset
 from ..distributed import init_from_env, is_main
 from ..io.checkpoint import export_weights, load_checkpoint, restore
 from ..io.files import write_json
 from ..methods import list_methods
+from ..reconstruct import reconstruction_loss, reconstruction_quality
 from ..runconfig import RunConfig, check_method_fields, checkpoint_run, deprecated_noise_p
 from ..train import evaluate, fit
 from .common import (
@@ -118,12 +119,14 @@ def main(args: argparse.Namespace) -> int:
         print(
             f"[train] {run.model} on {run.dataset}, method {run.method}{detail}, {run.epochs} epochs, device {device}"
         )
+    reconstruct = run.task == "reconstruct"
     history = fit(
         trained,
         train_data,
         run.epochs,
         optimizer=method.optimizer(run),
-        val_data=test_data,
+        criterion=reconstruction_loss if reconstruct else None,
+        val_data=None if reconstruct else test_data,
         val_name="test_acc",
         device=device,
         progress=show_progress(args),
@@ -136,12 +139,18 @@ def main(args: argparse.Namespace) -> int:
         log_epochs=not args.no_progress and not sys.stderr.isatty(),
         on_epoch_start=model.start_epoch if method.family == "direct" else None,
     )
-    accuracy = evaluate(model, test_data, device, progress=show_progress(args))
+    if reconstruct:
+        image = (run.in_channels, run.image_size, run.image_size)
+        measured = reconstruction_quality(model, test_data, image, device)
+        line = f"test PSNR {measured['psnr']:.2f} dB, SSIM {measured['ssim']:.3f}"
+    else:
+        measured = {"ann_accuracy": evaluate(model, test_data, device, progress=show_progress(args))}
+        line = f"test accuracy {100 * measured['ann_accuracy']:.2f}%"
     if is_main():
         config = run.to_dict()
         export_weights(model, args.out / "model.safetensors", config)
-        write_json({"config": config, "ann_accuracy": accuracy, "history": history}, args.out / "results.json")
-        print(f"[train] test accuracy {100 * accuracy:.2f}%; wrote {checkpoint} and {args.out / 'model.safetensors'}")
+        write_json({"config": config, **measured, "history": history}, args.out / "results.json")
+        print(f"[train] {line}; wrote {checkpoint} and {args.out / 'model.safetensors'}")
     return 0
 
 
@@ -164,17 +173,25 @@ def _starting_point(run: RunConfig) -> tuple[dict | None, RunConfig | None]:
 
 
 def _check_data(run: RunConfig) -> None:
+    if run.task == "reconstruct" and (run.method_info.family == "conversion" or run.dataset in EVENT_DATASETS):
+        raise ValueError(
+            "--task reconstruct trains a float or directly trained network (asgl, sg) on image data; "
+            "conversion methods and event data classify"
+        )
     if run.dataset in EVENT_DATASETS and run.method_info.family != "direct":
         raise ValueError(
             f"{run.dataset} is event data (frames over T steps): train it with a direct method "
             f"({', '.join(list_methods('direct'))})"
         )
     if run.data_on_device and (
-        run.dataset not in ("cifar10", "cifar100", "mnist", "fashion-mnist") or run.augment != "standard" or run.cutout
+        run.task == "reconstruct"
+        or run.dataset not in ("cifar10", "cifar100", "mnist", "fashion-mnist")
+        or run.augment != "standard"
+        or run.cutout
     ):
         raise ValueError(
             "--data-on-device holds CIFAR-10/100 or (Fashion-)MNIST on the device with the standard "
-            "augmentation; drop it for other data sets, --augment or --cutout"
+            "augmentation (classification); drop it for other data sets, --augment, --cutout or --task reconstruct"
         )
 
 
@@ -186,6 +203,8 @@ def _data(run: RunConfig, device: torch.device):
         if events
         else get_dataset(run.dataset, run.data_dir, run.download, run.augment, run.cutout)
     )
+    if run.task == "reconstruct":
+        splits = reconstruction(splits)
     if run.data_on_device:
         train_data, test_data = (
             DeviceLoader.from_dataset(d, run.batch_size, run.dataset, device, train=t, seed=run.seed)

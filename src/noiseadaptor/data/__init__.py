@@ -19,6 +19,7 @@ that side), random-resized crop and flip for ImageNet.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import shutil
@@ -38,6 +39,7 @@ class DataSplits:
     num_classes: int
     in_channels: int
     image_size: int
+    stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # the inputs' normalisation (mean, std)
 
     def loaders(
         self, batch_size: int, eval_batch_size: int | None = None, seed: int = 0, num_workers: int = 0
@@ -136,7 +138,7 @@ def _mnist(name: str, root: Path, download: bool) -> DataSplits:
             f"{root}/{cls.__name__}/raw/*-ubyte(.gz); pass --download (needs internet) or "
             "--data-dir pointing at the folder that contains it"
         ) from err
-    return DataSplits(*splits, num_classes=10, in_channels=1, image_size=28)
+    return DataSplits(*splits, num_classes=10, in_channels=1, image_size=28, stats=_STATS[name])
 
 
 def _extracted_mnist(raw: Path, folder: str) -> Path:
@@ -179,12 +181,12 @@ def _cifar(name: str, root: Path, download: bool, augment: str, cutout: int) -> 
             ) from err
     if len(train.classes) != num_classes:
         raise ValueError(f"{name}: {root} has {len(train.classes)} classes, expected {num_classes}")
-    return DataSplits(train, test, num_classes=num_classes, in_channels=3, image_size=32)
+    return DataSplits(train, test, num_classes=num_classes, in_channels=3, image_size=32, stats=_STATS[name])
 
 
 def _imagenet(root: Path) -> DataSplits:
     train, test = _image_folders(root, ("val",), _transforms("imagenet", True), _transforms("imagenet", False))
-    return DataSplits(train, test, num_classes=len(train.classes), in_channels=3, image_size=224)
+    return DataSplits(train, test, len(train.classes), in_channels=3, image_size=224, stats=_STATS["imagenet"])
 
 
 def _tiny_imagenet(root: Path, augment: str, cutout: int) -> DataSplits:
@@ -197,7 +199,7 @@ def _tiny_imagenet(root: Path, augment: str, cutout: int) -> DataSplits:
     annotations = root / "val" / "val_annotations.txt"
     if not annotations.is_file():
         train, test = _image_folders(root, ("val",), train_tf, test_tf)
-        return DataSplits(train, test, num_classes=len(train.classes), in_channels=3, image_size=64)
+        return DataSplits(train, test, len(train.classes), 3, 64, stats=_STATS["tiny-imagenet"])
     if not (root / "train").is_dir():
         raise ValueError(f"tiny-imagenet: no {root}/train/<wnid>/images/ beside {annotations}")
     train = ImageFolder(str(root / "train"), train_tf, loader=read_image)
@@ -207,7 +209,7 @@ def _tiny_imagenet(root: Path, augment: str, cutout: int) -> DataSplits:
         if wnid not in train.class_to_idx:
             raise ValueError(f"{annotations}: {name} is of class {wnid}, which {root}/train does not have")
         samples.append((str(root / "val" / "images" / name), train.class_to_idx[wnid]))
-    return DataSplits(train, _Listed(samples, test_tf), num_classes=len(train.classes), in_channels=3, image_size=64)
+    return DataSplits(train, _Listed(samples, test_tf), len(train.classes), 3, 64, stats=_STATS["tiny-imagenet"])
 
 
 class _Listed(Dataset):
@@ -276,7 +278,34 @@ def digits(test_fraction: float = 0.2, split_seed: int = 0) -> DataSplits:
         num_classes=10,
         in_channels=1,
         image_size=8,
+        stats=((mean.item(),), (std.item(),)),
     )
+
+
+class Reconstruction(Dataset):
+    """(image as the network takes it, the same image in [0, 1], flattened): an autoencoder's input and
+    target, the normalisation `stats` undone for the target."""
+
+    def __init__(self, images: Dataset, stats: tuple[tuple[float, ...], tuple[float, ...]]):
+        self.images = images
+        self.mean, self.std = (torch.tensor(v, dtype=torch.float32).view(-1, 1, 1) for v in stats)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i):
+        x, _ = self.images[i]
+        return x, (x * self.std + self.mean).clamp(0, 1).flatten()
+
+
+def reconstruction(splits: DataSplits) -> DataSplits:
+    """The splits as an image-reconstruction task (ASGL Table 5): each image is its own target, and
+    `num_classes` is the number of values per image (the autoencoder's output size)."""
+    if splits.stats is None:
+        raise ValueError("this data set records no normalisation to undo: reconstruction takes image data sets")
+    pixels = splits.in_channels * splits.image_size**2
+    train, test = (Reconstruction(d, splits.stats) for d in (splits.train, splits.test))
+    return dataclasses.replace(splits, train=train, test=test, num_classes=pixels)
 
 
 def spread_subset(dataset: Dataset, n: int | None) -> Dataset:

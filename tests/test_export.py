@@ -303,13 +303,14 @@ def test_an_integer_network_is_written_as_integers_and_runs_as_simulated(make, b
     graph, ours, theirs = _run_in_nirtorch(snn, x, tmp_path / "net.nir", steps=16)
     assert torch.allclose(ours, theirs * graph.metadata["output_scale"], rtol=1e-4, atol=1e-4)
     assert graph.metadata["weight_bits"] == bits and "integers" in graph.metadata["integer"]
-    levels = 2 ** (bits - 1) - 1
+    levels, scales = 2 ** (bits - 1) - 1, graph.metadata["weight_scales"]
     for name, node in graph.nodes.items():
         numbers = {k: getattr(node, k) for k in ("weight", "bias", "threshold", "scale") if hasattr(node, k)}
         for what, a in numbers.items():
             assert np.array_equal(a, np.rint(a)), (name, what)  # integers, exactly
-        if "weight" in numbers:
-            assert np.abs(numbers["weight"]).max() <= levels
+        if "weight" in numbers:  # B-bit k times the layer's integer multiplier
+            k = numbers["weight"] / scales[name]
+            assert np.array_equal(k, np.rint(k)) and levels * 15 / 16 - 1 <= np.abs(k).max() <= levels, name
     kinds = {type(n).__name__ for n in graph.nodes.values()}
     assert "SumPool2d" in kinds and "AvgPool2d" not in kinds
     if make is residual_net:  # the identity shortcut brings whole units through a Scale node

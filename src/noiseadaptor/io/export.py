@@ -70,9 +70,9 @@ SUPPORTED = (
 )
 _ENDS = {"placeholder": "input", "output": "output"}
 INTEGER = (
-    "weights (|w| <= 2**(weight_bits-1) - 1), biases, thresholds, initial membranes and Scale factors are "
-    "integers, in units of each neuron layer's input (IF metadata 'input_gain'); pools are sum pools; the "
-    "first layer's input is the analog image; outputs are in units of output_scale"
+    "weights (k * weight_scales[node], |k| <= 2**(weight_bits-1) - 1), biases, thresholds, initial membranes "
+    "and Scale factors are integers, in units of each neuron layer's input (IF metadata 'input_gain'); pools "
+    "are sum pools; the first layer's input is the analog image; outputs are in units of output_scale"
 )
 SEMANTICS = (
     "IF nodes reset by subtraction (not to v_reset), start at metadata 'initial_membrane' (not 0) "
@@ -141,6 +141,7 @@ class _Exporter:
         self.out_value: fx.Node | None = None
         # an integer_network: every weighted layer has its unit (the gain of its output), the file holds integers
         self.bits = {m.weight_bits for m in gm.modules() if hasattr(m, "weight_bits")}
+        self.weight_scales: dict[str, int] = {}  # its weights are k * scale, |k| <= 2**(bits-1) - 1
 
     def emit(self, node: fx.Node, make, source: fx.Node | None) -> None:
         # named after the module (IF nodes as snn.neurons() names them), unique, without dots
@@ -179,6 +180,8 @@ class _Exporter:
             )
             self.emit(node, make, x)
             gain[node] = float(module.unit) if self.bits else gains.free(node.name)
+            if self.bits:
+                self.weight_scales[self.sources[node][0]] = module.weight_scale
         elif isinstance(module, POOLS):
             kernel, stride, padding = pool_geometry(node, module, shapes[x], shapes[node])
             pool = nir.SumPool2d if self.bits else nir.AvgPool2d  # integers: the window's sum, its area in the gain
@@ -267,7 +270,11 @@ class _Exporter:
                 "dt": 1.0,
                 "output_scale": self.gains.resolve(self.gain[self.out_value]),
                 "note": "outputs are per step; the prediction is the argmax of their sum over steps",
-                **({"weight_bits": max(self.bits), "integer": INTEGER} if self.bits else {}),
+                **(
+                    {"weight_bits": max(self.bits), "weight_scales": self.weight_scales, "integer": INTEGER}
+                    if self.bits
+                    else {}
+                ),
             },
         )
 

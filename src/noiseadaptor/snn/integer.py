@@ -1,21 +1,24 @@
 """Integer deployment: a converted network in which every number an integer chip holds is an integer.
 
-``integer_network(snn, bits, sample)`` gives each IF neuron layer, and the output, one *unit* Δ: what one
-integer step of its input is worth in our units. Then everything that layer holds is put on that grid:
+``integer_network(snn, bits, sample)`` gives each IF neuron layer, and the output, one *unit* Δ, the
+resolution of its membrane, and puts everything it holds on whole units:
 
-- the weights into it: W = k·Δ/g, k an integer in ±(2^(B−1) − 1), where g is what one unit of the layer's
-  input is worth (the sending neuron's threshold, divided by the window of an average pool between them;
-  1 for the analog input). Δ is the finest step at which every k fits, max |W|·g / (2^(B−1) − 1), taken over
-  all the layers summed into the neuron (a residual block's two convolutions share it);
-- a spike that reaches it by an identity shortcut, worth θ_Q: Δ is lowered to θ_Q / m with m = ⌊θ_Q / Δ⌋,
-  so the shortcut brings exactly m units (and every k still fits);
-- its biases, round(b / Δ)·Δ; its threshold, max(1, round(θ / Δ))·Δ; its pre-charge, round(u0 / Δ)·Δ.
+- each weighted layer into it keeps its own B-bit grid, as fine as fits: its step is max |W|·g / (2^(B−1) − 1),
+  with g what one unit of the layer's input is worth (the sending neuron's threshold, divided by the window
+  of an average pool between them; 1 for the analog input). Δ is 1/16 of the finest of these steps, and
+  each layer's step is rounded up to a whole number n of units (at most 1/16 coarser): its weights are k·n
+  units, k an integer in ±(2^(B−1) − 1), B-bit weights with one integer multiplier per layer
+  (`weight_scale`), as chips scale a layer's weights (Loihi by a power of two);
+- where an identity shortcut brings another layer's spikes of value θ_Q, Δ is lowered to θ_Q / ⌈θ_Q / Δ⌉
+  so that each of them is a whole number of units (a Scale node in the file);
+- biases, thresholds and pre-charges are rounded to whole units: thresholds are then hundreds of units, so
+  this moves nothing measurable (RESULTS §11); the B-bit weights are the cost.
 
-Each weighted layer records ``unit`` and ``weight_bits``, each neuron ``unit`` and ``headroom``: what
-`export_nir` needs to write the integers themselves (the weights k, the biases, thresholds and pre-charges
-in units, average pools as sum pools, a shortcut as a Scale(m) node; README). What is not integer: the
-first layer's input is the analog image, so the membranes of the neurons it feeds are not integers, and
-the output is in units of the last layer (its argmax is the prediction either way).
+Each weighted layer records ``unit``, ``weight_scale`` and ``weight_bits``, each neuron ``unit`` and
+``headroom``: what `export_nir` needs to write the integers themselves (the weights k·n, the biases,
+thresholds and pre-charges in units, average pools as sum pools, a shortcut as a Scale node; README).
+What is not integer: the first layer's input is the analog image, so the membranes of the neurons it feeds
+are not integers, and the output is in units of the last layer (its argmax is the prediction either way).
 
 Simulating it in float: a sum of k·Δ is within a rounding of the integer sum times Δ, so a membrane exactly
 at its threshold (frequent in integers) could land on either side. A neuron whose input is integer
@@ -35,11 +38,13 @@ from torch import fx, nn
 from .graph import ADDS, PASS_THROUGH, POOLS, pool_geometry, shapes, traced
 from .neurons import IFNeuron, SpikingNetwork
 
+SUBSTEPS = 16  # a neuron layer's unit: this fraction of the finest weight step into it
+
 
 def integer_network(snn: SpikingNetwork, bits: int, sample: torch.Tensor) -> tuple[SpikingNetwork, dict[str, float]]:
-    """A copy of `snn` on B-bit integer weights and integer biases, thresholds and pre-charges, one unit
-    per neuron layer (module docstring); `sample` is one input batch (it fixes the pools' windows).
-    Returns (network, {neuron name or "output": unit})."""
+    """A copy of `snn` on B-bit integer weights (one integer multiplier per layer) and integer biases,
+    thresholds and pre-charges, one unit per neuron layer (module docstring); `sample` is one input batch
+    (it fixes the pools' windows). Returns (network, {neuron name or "output": unit})."""
     from ..checks import positive_int
 
     positive_int(bits, "bits")
@@ -118,22 +123,23 @@ class _Layers:
         return self.worth[x]
 
     def _settle(self, x: fx.Node, node: fx.Node) -> float:
-        """The unit of the layer summed into `x`, and its weights and biases on that grid."""
+        """The unit of the layer summed into `x`, and its weights and biases on their grids."""
         weighted, shortcuts = self.feeds.get(x, ([], []))
         if not weighted or len(shortcuts) > 1:
             raise TypeError(
-                f"integer_network: node '{node.name}' needs one or more Conv/Linear and at most one shortcut"
+                f"integer_network: node '{node.name}' needs a Conv/Linear before it and at most one shortcut"
             )
-        top = max(float(m.weight.detach().abs().max()) * g for m, g in weighted)
-        unit = top / self.levels if top > 0 else 1.0
-        if shortcuts:
-            unit = shortcuts[0] / max(1, math.floor(shortcuts[0] / unit))
-        for m, g in weighted:
+        steps = [float(m.weight.detach().abs().max()) * g / self.levels for m, g in weighted]  # each one's finest
+        unit = min([s for s in steps if s > 0] or [1.0]) / SUBSTEPS
+        if shortcuts:  # each spike it brings is a whole number of units
+            unit = shortcuts[0] / math.ceil(shortcuts[0] / unit)
+        for (m, g), finest in zip(weighted, steps):
             if hasattr(m, "unit"):
                 raise TypeError(f"integer_network: layer {type(m).__name__} is used twice; it would need two grids")
-            step = unit / g
+            multiple = max(1, math.ceil(finest / unit * (1 - 1e-6)))  # whole units, never finer than fits
+            step = multiple * unit / g
             m.weight.data = (m.weight.data / step).round_().clamp_(-self.levels, self.levels).mul_(step)
             if m.bias is not None:
                 m.bias.data = (m.bias.data / unit).round_().mul_(unit)
-            m.unit, m.weight_bits = unit, self.bits
+            m.unit, m.weight_scale, m.weight_bits = unit, multiple, self.bits
         return unit

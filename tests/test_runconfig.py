@@ -113,12 +113,10 @@ def test_one_rebuild_path_gives_the_trained_network(tmp_path):
 
 def test_review_fixes_float_checkpoints_old_optimisers_seeds_and_deprecated_reads(tmp_path, small_cnn):
     import shutil
-    import warnings
 
     from noiseadaptor import fit
     from noiseadaptor.cli import build_parser
     from noiseadaptor.cli.compare import study_config
-    from noiseadaptor.methods.direct import DirectConfig
     from noiseadaptor.runconfig import checkpoint_run
     from noiseadaptor.train import OptimizerConfig
 
@@ -140,12 +138,6 @@ def test_review_fixes_float_checkpoints_old_optimisers_seeds_and_deprecated_read
     recipe = tmp_path / "study.yaml"
     recipe.write_text("seeds: [5]\n")
     assert study_config(compare.parse_args(["--recipe", str(recipe)])).seeds == (5,)
-    # reading a deprecated name warns and gives the value (not the InitVar default None)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        config = DirectConfig(time_steps=3)
-    with pytest.warns(DeprecationWarning, match="time_steps"):
-        assert config.T == 3
 
 
 def test_old_module_names_still_import_as_the_moved_modules():

@@ -19,8 +19,7 @@ layer's output (Eq. 5).
 from __future__ import annotations
 
 import contextlib
-import warnings
-from dataclasses import InitVar, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -59,7 +58,9 @@ class DirectConfig:
         of 1. Eq. 18 as printed writes e[t] = beta_m m[t-1] + ...; we read the m as a misprint of e (the
         refractory kernel of Guetig's model), since with m it would cancel the membrane trace. `reset` does
         not apply to it (the refractory trace is its reset).
-    T, noise_p: the names of time_steps and spike_noise_p until session 13, accepted with a DeprecationWarning."""
+    (T and noise_p, the names of time_steps and spike_noise_p until session 13, were accepted with a warning
+    for one release; removed in session 16: an InitVar alias made ``dataclasses.replace(config, time_steps=3)``
+    silently keep the old value.)"""
 
     time_steps: int = 4
     tau: float = 2.0
@@ -74,14 +75,8 @@ class DirectConfig:
     steepness: float | None = None
     neuron: Literal["lif", "clif"] = "lif"
     tau_syn: float = 4.0
-    T: InitVar[int | None] = None
-    noise_p: InitVar[float | None] = None
 
-    def __post_init__(self, T: int | None, noise_p: float | None) -> None:
-        for old, new, value in (("T", "time_steps", T), ("noise_p", "spike_noise_p", noise_p)):
-            if value is not None:
-                warnings.warn(f"DirectConfig({old}=...) is deprecated: use {new}", DeprecationWarning, stacklevel=3)
-                object.__setattr__(self, new, value)
+    def __post_init__(self) -> None:
         positive_int(self.time_steps, "DirectConfig.time_steps")
         if self.tau < 1:
             raise ValueError(f"DirectConfig.tau must be >= 1 (leak 1 - 1/tau in [0, 1)), got {self.tau!r}")
@@ -131,27 +126,7 @@ class DirectConfig:
 
     @classmethod
     def surrogate_gradient(cls, **kwargs) -> "DirectConfig":
-        kwargs.pop("noise_p", None)
         return cls(**{**kwargs, "learn_alpha": False, "spike_noise_p": 1.0})
-
-
-def _deprecated_alias(old: str, new: str) -> property:
-    def get(self):
-        warnings.warn(f"{type(self).__name__}.{old} is deprecated: use {new}", DeprecationWarning, stacklevel=2)
-        return getattr(self, new)
-
-    return property(get)
-
-
-# After the class is made (its __init__ keeps the InitVar defaults): reading an old name warns, not None.
-DirectConfig.T = _deprecated_alias("T", "time_steps")
-DirectConfig.noise_p = _deprecated_alias("noise_p", "spike_noise_p")
-DirectConfig.noise_probability = lambda self, epoch: _warned(self, "noise_probability(epoch)", "spike_noise_at")(epoch)
-
-
-def _warned(obj, old: str, new: str):
-    warnings.warn(f"{type(obj).__name__}.{old} is deprecated: use {new}", DeprecationWarning, stacklevel=3)
-    return getattr(obj, new)
 
 
 class LIFNeuron(nn.Module):
@@ -241,10 +216,6 @@ class MultiStepNetwork(nn.Module):
 
     def neurons(self) -> list[tuple[str, LIFNeuron]]:
         return [(name, m) for name, m in self.net.named_modules() if isinstance(m, LIFNeuron)]
-
-    def set_noise_probability(self, p: float) -> None:
-        """Deprecated name of set_spike_noise_p."""
-        _warned(self, "set_noise_probability", "set_spike_noise_p")(p)
 
     def set_spike_noise_p(self, p: float) -> None:
         """Change ASGL's spike-noise probability (e.g. from another schedule, between epochs)."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -43,6 +44,7 @@ from noiseadaptor.io.checkpoint import load_checkpoint, restore
 from noiseadaptor.io.files import write_json
 from noiseadaptor.io.report import plot_accuracy
 from noiseadaptor.methods.dual_phase import collect_samples, dual_phase_calibrate
+from noiseadaptor.train import TrainingDiverged
 
 
 def quant_noise(T: int) -> float:
@@ -84,6 +86,7 @@ def main() -> None:
     ap.add_argument("--sweep-T", type=int, default=4)
     ap.add_argument("--sweep", type=int, nargs="+", default=[0, 16, 64, 256, 1024])
     ap.add_argument("--test-images", type=int, default=1000)
+    ap.add_argument("--train-images", type=int, default=0, help="a spread subset of the training set (0: all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("runs/dual-phase-cifar10"))
     ap.add_argument("--report", action="store_true", help="only print the tables and plot from --out/results.json")
@@ -96,6 +99,8 @@ def main() -> None:
 
     torch.manual_seed(args.seed)
     splits = get_dataset(args.dataset, args.data_dir)
+    if args.train_images:  # a network too large for a CPU epoch: a spread subset (every class) of the images
+        splits = dataclasses.replace(splits, train=spread_subset(splits.train, args.train_images))
     train, _ = splits.loaders(128, seed=args.seed)
     test = DataLoader(spread_subset(splits.test, args.test_images), batch_size=500)
     calibration = collect_samples(train, max(args.sweep + [args.samples]))  # unlabelled training images
@@ -186,11 +191,15 @@ def main() -> None:
                     print(f"  N={n}: {100 * results['sweep'][str(n)]:.2f}")
         write_json(results, saved)
 
-    _, na = qat(QuantConfig.noise_adaptor(p=2), "na-p2")
+    try:
+        _, na = qat(QuantConfig.noise_adaptor(p=2), "na-p2")
+    except TrainingDiverged as err:  # a result (at this lr), not the end of the dual-phase rows
+        print(f"Noise Adaptor p=2 diverged: {err}")
+        results["na"], na = {"diverged": str(err)}, None
     if not results["na"]:
         na_result = simulate(convert(na), test, T=max(args.T), progress=False, synops=False)
         results["na"] = {"ann": evaluate(na, test), **{str(T): na_result.accuracy[T] for T in args.T}}
-    for T in args.T:  # Phase II composes with any converted network: Noise Adaptor's too
+    for T in args.T if na is not None else []:  # Phase II composes with any converted network: NA's too
         if str(T) not in results.setdefault("na_phase2", {}):
             results["na_phase2"][str(T)] = snn_accuracy(na, T, "both")
             print(f"NA + Phase II, T={T}: {100 * results['na_phase2'][str(T)]:.2f}")
@@ -216,11 +225,14 @@ def report(results: dict, args: argparse.Namespace) -> None:
     )
     for name in next(iter(results["ablation"].values())):
         print(f"| {name} | " + " | ".join(f"{100 * results['ablation'][T][name]:.2f}" for T in Ts) + " |")
-    print(
-        f"| Noise Adaptor p=2 (ANN {100 * results['na']['ann']:.2f}) | "
-        + " | ".join(f"{100 * results['na'][T]:.2f}" for T in Ts)
-        + " |"
-    )
+    if "diverged" in results["na"]:
+        print(f"| Noise Adaptor p=2 | diverged at lr {a['lr']} |")
+    else:
+        print(
+            f"| Noise Adaptor p=2 (ANN {100 * results['na']['ann']:.2f}) | "
+            + " | ".join(f"{100 * results['na'][T]:.2f}" for T in Ts)
+            + " |"
+        )
     if results.get("na_phase2"):
         print(
             "| Noise Adaptor p=2 + Phase II | " + " | ".join(f"{100 * results['na_phase2'][T]:.2f}" for T in Ts) + " |"
@@ -235,7 +247,8 @@ def report(results: dict, args: argparse.Namespace) -> None:
         print("| SNN top-1 (%) | " + " | ".join(f"{100 * v:.2f}" for v in results["sweep"].values()) + " |")
     variants = [name for name in next(iter(results["ablation"].values())) if not name.startswith("QC-ANN")]
     curves = {name: {"snn_accuracy": {int(T): results["ablation"][T][name] for T in Ts}} for name in variants}
-    curves["Noise Adaptor p=2"] = {"snn_accuracy": {int(T): results["na"][T] for T in Ts}}
+    if "diverged" not in results["na"]:
+        curves["Noise Adaptor p=2"] = {"snn_accuracy": {int(T): results["na"][T] for T in Ts}}
     if results.get("na_phase2"):
         curves["Noise Adaptor p=2 + Phase II"] = {"snn_accuracy": {int(T): results["na_phase2"][T] for T in Ts}}
     curves["float"] = {"ann_accuracy": results["float"]}

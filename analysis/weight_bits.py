@@ -11,6 +11,7 @@ network of docs/RESULTS.md section 2.
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
 import torch
@@ -24,6 +25,22 @@ from noiseadaptor.io.report import accuracy_table
 from noiseadaptor.snn.integer import integer_network
 
 
+def check_file(net, test, images: int, path: Path) -> dict:
+    """The integer network exported with --primitives, the file run in nirtorch beside `net` (16 steps)."""
+    from noiseadaptor import interop
+    from noiseadaptor.io.export import export_nir
+
+    x = next(iter(DataLoader(spread_subset(test.dataset, images), batch_size=images)))[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # export's note on IF semantics (the primitive file has no IF node)
+        export_nir(net, x[:1], path, primitives=True)
+    found = interop.compare_with_file(net, path, x, steps=16)
+    worst = max(found["spikes_differing"].values())
+    print(f"  the file in nirtorch, {images} images x 16 steps: largest share of differing spikes in a layer "
+          f"{worst:.2e}, predictions differing {found['predictions_differing']:.2%}", flush=True)  # fmt: skip
+    return found
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="cifar10")
@@ -34,6 +51,14 @@ def main() -> None:
     ap.add_argument("--test-images", type=int)
     ap.add_argument("--T", type=int, default=64)
     ap.add_argument("--out", type=Path, default=Path("runs/weight-bits.json"))
+    ap.add_argument(
+        "--check-file",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also export each integer network (--primitives) and run the file in nirtorch's executor on N test "
+        "images for 16 steps beside our simulation: the share of spikes that differ per layer (needs nirtorch)",
+    )
     args = ap.parse_args()
     splits = get_dataset(args.dataset, args.data_dir)
     test = DataLoader(spread_subset(splits.test, args.test_images), batch_size=500)
@@ -48,6 +73,8 @@ def main() -> None:
             net, scales[name] = integer_network(snn, bits, next(iter(test))[0][:1])
         result = simulate(net, test, T=args.T, progress=False)
         rows[name] = {"ann_accuracy": ann, **result.row()}
+        if bits is not None and args.check_file:
+            rows[name]["file_check"] = check_file(net, test, args.check_file, args.out.with_suffix(f".{bits}bit.nir"))
         acc = result.accuracy
         print(f"{name}: T=1 {100 * acc[1]:.2f}%  T={args.T} {100 * acc[args.T]:.2f}%", flush=True)
     steps = [t for t in (1, 2, 4, 8, 16, 32, 64, 256) if t <= args.T]

@@ -206,80 +206,21 @@ def test_if_neuron_fields_are_what_consumers_read():
     assert (node.v_reset == 0).all() and np.unique(node.v_threshold).size == 1
 
 
-class _Integrator(torch.nn.Module):  # NIR's I with r = 1, dt = 1, from 0
-    def forward(self, x, state=None):
-        v = x if state is None else state + x
-        return v, v
+def _exactly_in_nirtorch(snn, x, path, steps):
+    """The file at `path` in nirtorch's executor (`interop.nirtorch_network`) against `snn`, step for step:
+    identical spikes at every layer and step, the same predictions and outputs; returns the file's graph."""
+    pytest.importorskip("nirtorch")
+    from noiseadaptor import interop
 
-
-class _Fire(torch.nn.Module):  # NIR's Threshold, firing at >= as the node's metadata says
-    def __init__(self, threshold):
-        super().__init__()
-        self.register_buffer("threshold", torch.from_numpy(threshold))
-
-    def forward(self, x):
-        return (x >= self.threshold).to(x.dtype)
-
-
-class _ScaleBy(torch.nn.Module):  # NIR's Scale
-    def __init__(self, scale):
-        super().__init__()
-        self.register_buffer("scale", torch.from_numpy(scale))
-
-    def forward(self, x):
-        return x * self.scale
-
-
-def _affine(node):  # nirtorch 2.6's default Affine map sets `weight.bias`, leaving torch's random bias
-    layer = torch.nn.Linear(node.weight.shape[1], node.weight.shape[0])
-    layer.weight.data, layer.bias.data = torch.from_numpy(node.weight), torch.from_numpy(node.bias)
-    return layer
-
-
-class _SumPool(torch.nn.Module):  # NIR SumPool2d exactly (nirtorch 2.6 maps it to LPPool2d: an average times the area)
-    def __init__(self, node):
-        super().__init__()
-        self.geometry = [tuple(int(v) for v in a) for a in (node.kernel_size, node.stride, node.padding)]
-
-    def forward(self, x):
-        return torch.nn.functional.avg_pool2d(x, *self.geometry, divisor_override=1)
-
-
-def _run_in_nirtorch(snn, x, path, steps=10):
-    """The file at `path` in nirtorch's executor (our maps for what it lacks), against `snn` step for step:
-    identical spikes at every layer and step; returns (ours, theirs) outputs of the last step."""
-    nirtorch = pytest.importorskip("nirtorch")
     graph = nir.read(path)
     kinds = {type(n).__name__ for n in graph.nodes.values()}
     assert "IF" not in kinds and {"I", "Threshold", "Scale"} <= kinds
-    node_map = {
-        nir.I: lambda n: _Integrator(),
-        nir.Threshold: lambda n: _Fire(n.threshold),
-        nir.Scale: lambda n: _ScaleBy(n.scale),
-        nir.Affine: _affine,
-        nir.SumPool2d: _SumPool,
-        # NIR counts Flatten's dims without the batch; nirtorch 2.6's default map passes them to torch as they are
-        nir.Flatten: lambda n: torch.nn.Flatten(n.start_dim + 1, n.end_dim if n.end_dim < 0 else n.end_dim + 1),
-    }
-    theirs = nirtorch.nir_to_torch(graph, node_map)
-    theirs_spikes, ours_spikes = {}, {}
-    for name, m in theirs.named_modules():
-        if isinstance(m, _Fire):
-            m.register_forward_hook(lambda mod, i, out, key=name: theirs_spikes.setdefault(key, []).append(out))
-    for name, m in snn.neurons():
-        key = name.replace(".", "_") + "_fire"
-        record = ours_spikes.setdefault(key, [])
-        m.register_forward_hook(lambda mod, i, out, record=record: record.append(out / mod.threshold))
-    snn.reset()
-    state = None
-    with torch.no_grad():
-        for _ in range(steps):
-            ours = snn(x)
-            out, state = theirs(x) if state is None else theirs(x, state)
-    assert set(theirs_spikes) == set(ours_spikes) and len(ours_spikes) == len(snn.neurons())
-    for key in ours_spikes:
-        assert torch.equal(torch.stack(ours_spikes[key]), torch.stack(theirs_spikes[key])), key
-    return graph, ours, out
+    found = interop.compare_with_file(snn, path, x, steps)
+    assert len(found["spikes_differing"]) == len(snn.neurons())
+    assert all(share == 0 for share in found["spikes_differing"].values()), found["spikes_differing"]
+    assert found["predictions_differing"] == 0 and found["outputs_relative_difference"] < 1e-4
+    assert all(0 < rate < 1 for rate in found["firing_rate"].values()), found["firing_rate"]  # not all quiet
+    return graph
 
 
 @pytest.mark.parametrize("make", [conv_net, residual_net])
@@ -287,8 +228,7 @@ def test_the_standard_primitive_encoding_runs_in_nirtorchs_executor_with_our_spi
     x = torch.randn(4, 1, 8, 8)
     snn = spiking(make(), x)
     export(snn, x, tmp_path / "net.nir", primitives=True)
-    _, ours, theirs = _run_in_nirtorch(snn, x, tmp_path / "net.nir")
-    assert torch.allclose(ours, theirs, atol=1e-4)
+    _exactly_in_nirtorch(snn, x, tmp_path / "net.nir", steps=10)
 
 
 @pytest.mark.parametrize("bits", [8, 4])
@@ -300,8 +240,7 @@ def test_an_integer_network_is_written_as_integers_and_runs_as_simulated(make, b
     x = torch.randn(4, 1, 8, 8)
     snn, _ = integer_network(spiking(make(), x), bits, x)
     export(snn, x, tmp_path / "net.nir", primitives=True)
-    graph, ours, theirs = _run_in_nirtorch(snn, x, tmp_path / "net.nir", steps=16)
-    assert torch.allclose(ours, theirs * graph.metadata["output_scale"], rtol=1e-4, atol=1e-4)
+    graph = _exactly_in_nirtorch(snn, x, tmp_path / "net.nir", steps=16)
     assert graph.metadata["weight_bits"] == bits and "integers" in graph.metadata["integer"]
     levels, scales = 2 ** (bits - 1) - 1, graph.metadata["weight_scales"]
     for name, node in graph.nodes.items():

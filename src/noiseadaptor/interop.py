@@ -244,3 +244,112 @@ def to_norse(snn) -> ForeignNetwork:
     """The network with Norse ``IAFCell``s, their hard reset turned into ours (pre-charged membrane)."""
     optional("norse", "pip install norse")
     return _replaced(snn, _NorseNeuron, "norse")
+
+
+# ---------------------------------------------------------------------------------------------------
+# An exported file in nirtorch's own graph executor
+
+
+class _Integrator(nn.Module):  # NIR's I with r = 1, dt = 1, from 0
+    def forward(self, x: Tensor, state: Tensor | None = None):
+        v = x if state is None else state + x
+        return v, v
+
+
+class _Fire(nn.Module):  # NIR's Threshold, firing at >= as our file's metadata says
+    def __init__(self, threshold):
+        super().__init__()
+        self.register_buffer("threshold", torch.as_tensor(threshold))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x >= self.threshold).to(x.dtype)
+
+
+class _ScaleBy(nn.Module):  # NIR's Scale
+    def __init__(self, scale):
+        super().__init__()
+        self.register_buffer("scale", torch.as_tensor(scale))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.scale
+
+
+class _SumPool(nn.Module):  # NIR's SumPool2d, an exact window sum
+    def __init__(self, node):
+        super().__init__()
+        self.geometry = [tuple(int(v) for v in a) for a in (node.kernel_size, node.stride, node.padding)]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.nn.functional.avg_pool2d(x, *self.geometry, divisor_override=1)
+
+
+def _affine(node) -> nn.Linear:
+    layer = nn.Linear(node.weight.shape[1], node.weight.shape[0])
+    layer.weight.data, layer.bias.data = torch.as_tensor(node.weight), torch.as_tensor(node.bias)
+    return layer
+
+
+def nirtorch_network(graph) -> nn.Module:
+    """A file written by ``export --primitives`` (float or integer), or its NIR graph, in nirtorch's graph
+    executor (``nirtorch.nir_to_torch``): ``out, state = net(x)`` for the first step, ``net(x, state)`` after.
+    With maps for what nirtorch 2.6 lacks or misreads: ``I``, ``Threshold`` (at >=, as the file says),
+    ``Scale``, ``SumPool2d`` (an exact sum; its default is an LPPool2d), ``Affine`` (its default leaves
+    torch's random bias) and ``Flatten`` (NIR counts dims without the batch). `fire_modules(net)` lists the
+    threshold modules, whose outputs are each layer's spikes."""
+    nir = optional("nir", 'pip install "noiseadaptor[nir]"')
+    nirtorch = optional("nirtorch", 'pip install "nirtorch>=2.6"')
+    if isinstance(graph, (str, Path)):
+        graph = nir.read(graph)
+    node_map = {
+        nir.I: lambda n: _Integrator(),
+        nir.Threshold: lambda n: _Fire(n.threshold),
+        nir.Scale: lambda n: _ScaleBy(n.scale),
+        nir.SumPool2d: _SumPool,
+        nir.Affine: _affine,
+        nir.Flatten: lambda n: nn.Flatten(n.start_dim + 1, n.end_dim if n.end_dim < 0 else n.end_dim + 1),
+    }
+    return nirtorch.nir_to_torch(graph, node_map)
+
+
+def fire_modules(net: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The threshold modules of a `nirtorch_network`: (name, module), one per neuron layer of the file."""
+    return [(name, m) for name, m in net.named_modules() if isinstance(m, _Fire)]
+
+
+@torch.no_grad()
+def compare_with_file(snn: SpikingNetwork, path, x: Tensor, steps: int) -> dict:
+    """`snn` and the ``--primitives`` file it was exported to, run side by side on `x` for `steps` steps: per
+    neuron layer our firing rate and the share of spikes that differ; the share of images whose prediction (the argmax of the
+    outputs summed over the steps) differs; and the largest difference of those sums (the file's times its
+    ``output_scale``) relative to ours. Zero spikes differing: the file gives our spikes exactly."""
+    nir = optional("nir", 'pip install "noiseadaptor[nir]"')
+    graph = nir.read(path)
+    theirs = nirtorch_network(graph)
+    spikes = {"ours": {}, "theirs": {}}
+    for name, m in fire_modules(theirs):
+        m.register_forward_hook(lambda mod, i, out, key=name: spikes["theirs"].setdefault(key, []).append(out))
+    hooks = []
+    for name, m in snn.neurons():
+        key = name.replace(".", "_") + "_fire"  # the file's name of the neuron's threshold node
+        record = spikes["ours"].setdefault(key, [])
+        hooks.append(m.register_forward_hook(lambda mod, i, out, record=record: record.append(out / mod.threshold)))
+    snn.reset()
+    state, ours, file = None, 0, 0
+    for _ in range(steps):
+        ours = ours + snn(x)
+        out, state = theirs(x) if state is None else theirs(x, state)
+        file = file + out * graph.metadata.get("output_scale", 1.0)
+    for h in hooks:
+        h.remove()
+    if set(spikes["ours"]) != set(spikes["theirs"]):
+        raise ValueError(f"{path} has other neuron layers than the network: {sorted(spikes['theirs'])}")
+    differing = {
+        k: (torch.stack(spikes["ours"][k]) != torch.stack(spikes["theirs"][k])).float().mean().item()
+        for k in spikes["ours"]
+    }
+    return {
+        "firing_rate": {k: torch.stack(v).mean().item() for k, v in spikes["ours"].items()},
+        "spikes_differing": differing,
+        "predictions_differing": (ours.argmax(1) != file.argmax(1)).float().mean().item(),
+        "outputs_relative_difference": ((ours - file).abs().max() / ours.abs().max().clamp_min(1e-12)).item(),
+    }

@@ -23,8 +23,10 @@ are not integers, and the output is in units of the last layer (its argmax is th
 Simulating it in float: a sum of k·Δ is within a rounding of the integer sum times Δ, so a membrane exactly
 at its threshold (frequent in integers) could land on either side. A neuron whose input is integer
 therefore starts half a unit higher here (``headroom``, not written to the file): it fires at u + Δ/2 >= θ,
-which for an integer membrane u is u >= θ however the float sum rounded. So `simulate` on this network
-gives the spikes of the integer file, step for step (tests/test_export.py runs the file).
+which for an integer membrane u is u >= θ however the float sum rounded. The neurons of the analog input
+have no integer membrane; their unit is a power of two, so that our weights, biases, thresholds and sums
+are the file's times 2^e, exactly. So `simulate` on this network gives the spikes of the integer file,
+step for step (tests/test_export.py runs the file; on the CIFAR-10 ResNet-20 of RESULTS §11 too).
 """
 
 from __future__ import annotations
@@ -131,6 +133,8 @@ class _Layers:
             )
         steps = [float(m.weight.detach().abs().max()) * g / self.levels for m, g in weighted]  # each one's finest
         unit = min([s for s in steps if s > 0] or [1.0]) / SUBSTEPS
+        if x in self.analog:  # a power of two: our float sums are then the file's times 2^e, exactly
+            unit = 2.0 ** math.floor(math.log2(unit))
         if shortcuts:  # each spike it brings is a whole number of units
             unit = shortcuts[0] / math.ceil(shortcuts[0] / unit)
         for (m, g), finest in zip(weighted, steps):

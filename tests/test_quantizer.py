@@ -107,7 +107,7 @@ def test_bad_options_are_clear():
 def test_fused_kernels_match_eager(monkeypatch):
     """The compiled forward/backward (the CUDA default, NOISEADAPTOR_FUSED=1 elsewhere) compute what the
     eager ones do, given the same noise and mask (checked here with the CPU compiler)."""
-    from noiseadaptor import quantizer
+    from noiseadaptor.ann import quantizer
 
     monkeypatch.setenv("NOISEADAPTOR_FUSED", "1")
     monkeypatch.setattr(quantizer, "_fused", {})

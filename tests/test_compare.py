@@ -95,6 +95,16 @@ def test_a_killed_study_continues_where_it_stopped(tmp_path, monkeypatch):
         set(resumed["differences"]) == {"na", "na+cos2"}
         and "p_value" in resumed["differences"]["na"]["snn_accuracy"]["2"]
     )
+    # the mechanism paired too: per seed, the row's mean per-layer conversion error minus the baseline's
+    cells = {(c["method"], c["seed"]): c for c in load_cells(tmp_path / "killed")}
+
+    def mean_error(method, row, seed):
+        errors = cells[(method, seed)]["rows"][row]["layer_error"]["3"]
+        return sum(errors.values()) / len(errors)
+
+    seeds = resumed["differences"]["na+cos2"]["seeds"]
+    by_hand = [mean_error("na", "na+cos2", s) - mean_error("no-noise", "no-noise", s) for s in seeds]
+    assert resumed["differences"]["na+cos2"]["mean_layer_error"]["3"]["values"] == pytest.approx(by_hand)
     json.loads((tmp_path / "killed" / "compare.json").read_text())  # valid JSON
     with pytest.raises(ValueError, match="other settings"):
         run_study(_tiny(T=8), tmp_path / "killed", log=lambda *a: None)

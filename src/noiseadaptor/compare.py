@@ -326,7 +326,7 @@ def summarize(config: StudyConfig, cells: list[dict]) -> dict:
                 t: {layer: t_interval([d["layer_error"][t][layer] for d in data]) for layer in layers} for t in steps
             },
             "mean_layer_error": {
-                t: t_interval([sum(d["layer_error"][t].values()) / len(layers) for d in data]) for t in steps
+                t: t_interval([_mean_error(d, t) for d in data]) for t in steps
             },
         }
     differences = {}
@@ -352,6 +352,14 @@ def summarize(config: StudyConfig, cells: list[dict]) -> dict:
             "ann_accuracy": paired_difference(
                 [by[(method, s)]["ann_accuracy"] for s in seeds], [by[(base, s)]["ann_accuracy"] for s in seeds]
             ),
+            # the mechanism, with far less seed-to-seed spread than accuracy: the mean per-layer conversion error
+            "mean_layer_error": {
+                t: paired_difference(
+                    [_mean_error(by[(method, s)]["rows"][row], t) for s in seeds],
+                    [_mean_error(by[(base, s)]["rows"][base], t) for s in seeds],
+                )
+                for t in steps
+            },
         }
     seconds = {part: sum(c.get("seconds", {}).get(part, 0.0) for c in cells) for part in ("qat", "simulate")}
     return {
@@ -378,6 +386,11 @@ def _pm(stat: dict, scale: float = 100.0, digits: int = 2) -> str:
     return f"{scale * stat['mean']:.{digits}f} ± {scale * stat['half_width']:.{digits}f}"
 
 
+def _mean_error(row: dict, t: str) -> float:
+    errors = row["layer_error"][t]
+    return sum(errors.values()) / len(errors)
+
+
 def report_table(summary: dict, steps: Sequence[int] = (1, 2, 4, 8, 16, 32, 64)) -> str:
     """Accuracy (mean ± 95 % half-width, %) per row and T, then the paired differences to the baseline."""
     T = summary["study"]["T"]
@@ -398,9 +411,16 @@ def report_table(summary: dict, steps: Sequence[int] = (1, 2, 4, 8, 16, 32, 64))
         lines.append("QAT at its own lr (method_lr): " + ", ".join(f"{m} {lr:g}" for m, lr in own.items()))
     lines.append("")
     lines.append(f"paired difference to {summary['baseline']} (points), mean ± 95% CI [p-value]")
-    for row, d in summary["differences"].items():
-        cells = [f"{_pm(d['snn_accuracy'][str(t)])} [{_p(d['snn_accuracy'][str(t)]['p_value'])}]" for t in steps]
-        lines.append(f"{row:<16}" + "  ".join(cells))
+    for key, title in (
+        ("snn_accuracy", f"paired difference to {summary['baseline']} (points), mean ± 95% CI [p-value]"),
+        ("mean_layer_error", "paired difference of the mean per-layer conversion error (% of threshold)"),
+    ):
+        if key != "snn_accuracy":
+            lines += ["", title]
+        for row, d in summary["differences"].items():
+            if key in d:  # studies summarised before the layer error was paired have none
+                cells = [f"{_pm(d[key][str(t)])} [{_p(d[key][str(t)]['p_value'])}]" for t in steps]
+                lines.append(f"{row:<16}" + "  ".join(cells))
     return "\n".join(lines)
 
 

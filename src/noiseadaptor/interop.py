@@ -319,9 +319,10 @@ def fire_modules(net: nn.Module) -> list[tuple[str, nn.Module]]:
 @torch.no_grad()
 def compare_with_file(snn: SpikingNetwork, path, x: Tensor, steps: int) -> dict:
     """`snn` and the ``--primitives`` file it was exported to, run side by side on `x` for `steps` steps: per
-    neuron layer our firing rate and the share of spikes that differ; the share of images whose prediction (the argmax of the
-    outputs summed over the steps) differs; and the largest difference of those sums (the file's times its
-    ``output_scale``) relative to ours. Zero spikes differing: the file gives our spikes exactly."""
+    neuron layer our firing rate and the share of spikes that differ; the share of images whose prediction
+    (the argmax of the outputs summed over the steps) differs; and the largest difference of those sums (the
+    file's times its ``output_scale``) relative to ours. Zero spikes differing: the file gives our spikes
+    exactly."""
     nir = optional("nir", 'pip install "noiseadaptor[nir]"')
     graph = nir.read(path)
     theirs = nirtorch_network(graph)

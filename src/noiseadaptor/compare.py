@@ -325,9 +325,7 @@ def summarize(config: StudyConfig, cells: list[dict]) -> dict:
             "layer_error": {
                 t: {layer: t_interval([d["layer_error"][t][layer] for d in data]) for layer in layers} for t in steps
             },
-            "mean_layer_error": {
-                t: t_interval([_mean_error(d, t) for d in data]) for t in steps
-            },
+            "mean_layer_error": {t: t_interval([_mean_error(d, t) for d in data]) for t in steps},
         }
     differences = {}
     base = config.baseline

@@ -24,9 +24,11 @@ Simulating it in float: a sum of k·Δ is within a rounding of the integer sum t
 at its threshold (frequent in integers) could land on either side. A neuron whose input is integer
 therefore starts half a unit higher here (``headroom``, not written to the file): it fires at u + Δ/2 >= θ,
 which for an integer membrane u is u >= θ however the float sum rounded. The neurons of the analog input
-have no integer membrane; their unit is a power of two, so that our weights, biases, thresholds and sums
-are the file's times 2^e, exactly. So `simulate` on this network gives the spikes of the integer file,
-step for step (tests/test_export.py runs the file; on the CIFAR-10 ResNet-20 of RESULTS §11 too).
+have no integer membrane; their unit is a power of two, so that our weights, biases and input currents
+there are the file's times 2^e, exactly. So `simulate` on this network gives the spikes of the integer
+file, step for step, except where an analog membrane lands within a float rounding of its threshold (the
+``--primitives`` file adds the pre-charge to the threshold where we add it to the membrane, and the two
+sums round apart): tests/test_export.py runs the file; on the CIFAR-10 ResNet-20, RESULTS §11.
 """
 
 from __future__ import annotations

@@ -92,3 +92,16 @@ def test_what_cannot_be_put_on_a_grid_is_refused():
     snn.neurons()[0][1].negative_spikes = True
     with pytest.raises(ValueError, match="negative spikes"):
         integer_network(snn, 8, x)
+
+
+def test_a_layer_of_zero_weights_takes_its_unit_from_the_threshold():
+    torch.manual_seed(0)
+    x = torch.randn(4, 1, 8, 8)
+    snn = spiking(vgg_net(), x)
+    snn.net.get_submodule("3").weight.data.zero_()  # a pruned layer: no weight step to take a unit from
+    net, units = integer_network(snn, 4, x)
+    theta = float(snn.net.get_submodule("5").threshold)
+    assert units["5"] == pytest.approx(theta / 7 / 16, rel=1e-9)
+    assert float(net.net.get_submodule("5").threshold) == pytest.approx(theta, rel=1e-9)  # 112 whole units
+    bias, ours = snn.net.get_submodule("3").bias, net.net.get_submodule("3").bias
+    assert (ours - bias).abs().max() <= units["5"] / 2 + 1e-7

@@ -131,7 +131,10 @@ def test_fused_kernels_match_eager(monkeypatch):
     assert -0.5 <= z.min().item() and z.max().item() <= 0.5 and abs(z.mean().item()) < 0.01
 
 
-def test_the_old_name_of_the_pass_through_probability_still_works_for_one_release():
-    with pytest.warns(DeprecationWarning, match="quant_noise_p"):
-        old = QuantConfig(noise="bernoulli", noise_probability=0.2)
-    assert old == QuantConfig(noise="bernoulli", quant_noise_p=0.2)
+def test_the_old_name_of_the_pass_through_probability_served_its_release():
+    import dataclasses
+
+    with pytest.raises(TypeError, match="noise_probability"):
+        QuantConfig(noise="bernoulli", noise_probability=0.2)
+    # a copy with one change keeps that change (the InitVar alias silently undid it)
+    assert dataclasses.replace(QuantConfig(quant_noise_p=0.1), quant_noise_p=0.3).quant_noise_p == 0.3

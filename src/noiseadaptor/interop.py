@@ -8,7 +8,8 @@ runs (reset by subtraction, the membrane starting at ``initial_membrane * thresh
 the smallest wrapper we could write: it sets the simulator's state to the pre-charge at the start of a
 sample, calls the simulator's neuron for one step and multiplies its 0/1 spikes by the threshold (our
 network's next layer expects ``spike * threshold``). ``net(x)`` advances one step, as ``snn(x)`` does;
-``net.reset()`` starts a new sample (it calls the simulator's own reset, then restores the pre-charge).
+``net.reset()`` starts a new sample: at its next step each neuron starts the simulator's state afresh at
+the pre-charge.
 
 What each simulator does natively, and what the wrapper adds (tests/test_interop.py checks identical
 spikes at every layer and step, and identical accuracy at every T, against `simulate`):
@@ -222,21 +223,23 @@ def to_sinabs(snn) -> ForeignNetwork:
 
 class _NorseNeuron(ForeignNeuron):
     def __init__(self, neuron: IFNeuron):
-        from norse.torch import IAFCell, IAFParameters
+        from norse.torch import IAFCell
 
-        threshold = neuron.threshold.detach()
-        below = torch.nextafter(threshold, torch.zeros_like(threshold))  # Norse's v > below is our v >= threshold
-        super().__init__(IAFCell(IAFParameters(v_th=below, v_reset=torch.zeros(()))), neuron)
+        super().__init__(IAFCell(), neuron)
 
     def begin(self, x: Tensor) -> None:
-        from norse.torch import IAFFeedForwardState
+        from norse.torch import IAFFeedForwardState, IAFParameters
 
+        # its parameters are a NamedTuple, not buffers: set here, on x's device and dtype, for each sample
+        threshold = self.threshold.to(x.dtype)
+        below = torch.nextafter(threshold, torch.zeros_like(threshold))  # Norse's v > below is our v >= threshold
+        self.cell.p = IAFParameters(v_th=below, v_reset=torch.zeros((), dtype=x.dtype, device=x.device))
         self.state = IAFFeedForwardState(v=self.precharge(x))
 
     def step(self, x: Tensor) -> Tensor:
         charged = self.state.v + x  # what Norse's cell integrates to, before its hard reset to 0
         fired, state = self.cell(x, self.state)
-        self.state = type(state)(v=state.v + fired * (charged - self.threshold))  # reset by subtraction
+        self.state = type(state)(v=state.v + fired * (charged - self.threshold.to(x.dtype)))  # reset by subtraction
         return fired
 
 

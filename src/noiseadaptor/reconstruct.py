@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checks import module_device
+from .distributed import all_reduce_sum
 
 
 def reconstruction_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -23,7 +24,8 @@ def reconstruction_quality(
     model: nn.Module, data: Iterable, image_shape: tuple[int, int, int], device: torch.device | str | None = None
 ) -> dict:
     """Mean per-image PSNR (dB, data range 1), SSIM (torchmetrics' Gaussian 11x11 window) and MSE of
-    `model`'s reconstructions (eval mode: a spiking network's true spikes) of (input, target) batches."""
+    `model`'s reconstructions (eval mode: a spiking network's true spikes) of (input, target) batches; under
+    torchrun over every process's share (torchmetrics syncs PSNR and SSIM, the MSE is summed)."""
     from .io.export import optional
 
     optional("torchmetrics", 'pip install "noiseadaptor[metrics]"')
@@ -44,4 +46,5 @@ def reconstruction_quality(
         mse += F.mse_loss(out, target, reduction="sum").item()
         n += target.numel()
     model.train(was_training)
+    mse, n = all_reduce_sum(torch.tensor([mse, n], dtype=torch.float64, device=device)).tolist()  # torchrun
     return {"psnr": psnr.compute().item(), "ssim": ssim.compute().item(), "mse": mse / n}

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from dataclasses import InitVar, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -83,14 +83,8 @@ class QuantConfig:
     quant_noise_p: float = 0.1
     rounding: bool = True
     gradient_window: GradientWindow = "clip"
-    noise_probability: InitVar[float | None] = None  # until session 13: quant_noise_p (deprecated)
 
-    def __post_init__(self, noise_probability: float | None) -> None:
-        if noise_probability is not None:
-            warnings.warn(
-                "QuantConfig(noise_probability=...) is deprecated: use quant_noise_p", DeprecationWarning, stacklevel=3
-            )
-            object.__setattr__(self, "quant_noise_p", noise_probability)
+    def __post_init__(self) -> None:
         positive_int(self.p, "QuantConfig.p (the number of quantization levels above zero, e.g. 2 for CIFAR)")
         if self.noise not in ("uniform", "gaussian", "bernoulli", "none"):
             raise ValueError(
@@ -155,14 +149,6 @@ class QuantConfig:
         rescaled clip ``clip(x, 0, theta)`` with a trainable threshold theta = p*s (plain autograd on
         theta). Its QC-ANN is `requantize(model, QuantConfig.dual_phase(p=T))`, which keeps each theta."""
         return cls(p=p, noise="none", scale_grad="qcfs", rounding=False)
-
-
-def _noise_probability(self) -> float:
-    warnings.warn("QuantConfig.noise_probability is deprecated: use quant_noise_p", DeprecationWarning, stacklevel=2)
-    return self.quant_noise_p
-
-
-QuantConfig.noise_probability = property(_noise_probability)  # after the class: its __init__ keeps the InitVar
 
 
 def _uniform(like: Tensor, low: float, high: float) -> Tensor:

@@ -44,7 +44,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
         "--weight-bits",
         type=int,
         help="nir: an integer network: B-bit integer weights, integer biases, thresholds and pre-charges, one "
-        "unit per neuron layer (noiseadaptor.snn.integer; the file records B and each layer's unit)",
+        "unit per neuron layer (noiseadaptor.snn.integer; the file records B, each layer's integer weight "
+        "multiplier and each neuron layer's unit)",
     )
     return p
 

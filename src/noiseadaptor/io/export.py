@@ -71,8 +71,9 @@ SUPPORTED = (
 _ENDS = {"placeholder": "input", "output": "output"}
 INTEGER = (
     "weights (k * weight_scales[node], |k| <= 2**(weight_bits-1) - 1), biases, thresholds, initial membranes "
-    "and Scale factors are integers, in units of each neuron layer's input (IF metadata 'input_gain'); pools "
-    "are sum pools; the first layer's input is the analog image; outputs are in units of output_scale"
+    "and Scale factors are integers, in units of each neuron layer's input (IF or Threshold metadata "
+    "'input_gain'); pools are sum pools; the first layer's input is the analog image; outputs are in units "
+    "of output_scale"
 )
 SEMANTICS = (
     "IF nodes reset by subtraction (not to v_reset), start at metadata 'initial_membrane' (not 0) "
@@ -206,7 +207,8 @@ class _Exporter:
         def parts(gain_in: float):
             threshold, start = _in_input_units(neuron, shape, gain_in)
             ones = np.ones(shape, np.float32)
-            meta = {"fire": "x >= threshold", "pre-charge": "subtracted from the threshold", "threshold": threshold}
+            meta = {"fire": "x >= threshold", "pre-charge": "subtracted from the threshold", "threshold": threshold,
+                    "input_gain": gain_in}  # fmt: skip
             return (nir.I(r=ones), nir.Threshold(ones * threshold - start, metadata=meta), nir.Scale(-threshold * ones))
 
         self.emit(node, lambda: parts(self.gains.resolve(self.gain[x]))[0], x)  # the integrator: inputs go here

@@ -107,7 +107,7 @@ class _Layers:
             self.feeds[node] = (weighted, shortcuts)
             self.analog.update([node] if any(t in self.analog for t in node.args) else [])
         elif isinstance(module, IFNeuron):
-            unit = self._settle(x, node)
+            unit = self._settle(x, node, float(module.threshold))
             threshold = max(1, round(float(module.threshold) / unit))
             start = torch.round(module.initial_membrane * module.threshold / unit)
             module.headroom = 0.0 if x in self.analog else 0.5
@@ -117,7 +117,7 @@ class _Layers:
             self.worth[node] = float(module.threshold)
         elif node.op == "output":
             if x in self.feeds:
-                self.units["output"] = self._settle(x, node)
+                self.units["output"] = self._settle(x, node, 1.0)
         else:
             raise TypeError(f"integer_network: cannot place node '{node.name}' ({node.op} {node.target}) on a grid")
 
@@ -126,15 +126,16 @@ class _Layers:
             raise TypeError(f"integer_network: node '{node.name}' takes a current, not spikes (no neuron between)")
         return self.worth[x]
 
-    def _settle(self, x: fx.Node, node: fx.Node) -> float:
-        """The unit of the layer summed into `x`, and its weights and biases on their grids."""
+    def _settle(self, x: fx.Node, node: fx.Node, scale: float) -> float:
+        """The unit of the layer summed into `x`, and its weights and biases on their grids; `scale` (the
+        neuron's threshold, 1 for the output) sets it where every weight into it is zero."""
         weighted, shortcuts = self.feeds.get(x, ([], []))
         if not weighted or len(shortcuts) > 1:
             raise TypeError(
                 f"integer_network: node '{node.name}' needs a Conv/Linear before it and at most one shortcut"
             )
         steps = [float(m.weight.detach().abs().max()) * g / self.levels for m, g in weighted]  # each one's finest
-        unit = min([s for s in steps if s > 0] or [1.0]) / SUBSTEPS
+        unit = min([s for s in steps if s > 0] or [scale / self.levels]) / SUBSTEPS
         if x in self.analog:  # a power of two: our float sums are then the file's times 2^e, exactly
             unit = 2.0 ** math.floor(math.log2(unit))
         if shortcuts:  # each spike it brings is a whole number of units

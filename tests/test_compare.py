@@ -68,6 +68,51 @@ def test_methods_of_one_seed_see_the_same_batches_and_calibration_batch(tmp_path
     assert first == second
 
 
+class _Augmented(torch.utils.data.Dataset):
+    """Images with a random shift drawn from the default generator, as RandomCrop/flip draw in a loader."""
+
+    def __init__(self):
+        g = torch.Generator().manual_seed(0)
+        self.x, self.y = torch.randn(64, 1, 8, 8, generator=g), torch.randint(0, 3, (64,), generator=g)
+
+    def __len__(self):
+        return 64
+
+    def __getitem__(self, i):
+        return torch.roll(self.x[i], int(torch.randint(-2, 3, ())), dims=-1), self.y[i]
+
+
+def _batches_seen(method: str, seed: int) -> list[torch.Tensor]:
+    from noiseadaptor.experiment import quant_config, train_quantized
+
+    torch.manual_seed(0)
+    float_model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 3))
+    torch.manual_seed(seed)
+    data = torch.utils.data.DataLoader(_Augmented(), batch_size=16, shuffle=True)
+    seen = []
+    hook = float_model[0].register_forward_pre_hook(lambda m, args: seen.append(args[0].clone()) if m.training else None)
+    try:
+        train_quantized(float_model, quant_config(method, 2), data, None, 2, 0.05, 5e-4, seed, progress=False)
+    finally:
+        hook.remove()
+    return seen
+
+
+@pytest.mark.parametrize("method", ["na", "dual-phase", "qcfs[noise=uniform]", "na[noise=gaussian]"])
+def test_a_noisy_method_sees_bit_identical_batches_to_a_noiseless_one(method, monkeypatch):
+    """Exact pairing: the noise draws (uniform, gaussian, Bernoulli masks) come from the quantizers' own
+    stream, so the augmentation of every batch after the first is that of the method that draws none."""
+    plain, noisy = _batches_seen("no-noise", 5), _batches_seen(method, 5)
+    assert len(plain) == len(noisy) == 8
+    assert all(torch.equal(a, b) for a, b in zip(plain, noisy))
+    # the test can fail: noise drawn from the default generator shifts the augmentation
+    from noiseadaptor import experiment
+
+    monkeypatch.setattr(experiment, "seed_noise", lambda model, seed: None)
+    shifted = _batches_seen(method, 5)
+    assert torch.equal(shifted[0], plain[0]) and not all(torch.equal(a, b) for a, b in zip(plain, shifted))
+
+
 def test_a_killed_study_continues_where_it_stopped(tmp_path, monkeypatch):
     straight = run_study(_tiny(), tmp_path / "straight", log=lambda *a: None)
     real_cell, calls = study._cell, []
@@ -189,3 +234,62 @@ def test_processes_sharing_a_study_split_its_cells(tmp_path, hold_lock):
     assert summary["complete_seeds"] == [0, 1] and summary["rows"]["na"]["seeds"] == [0, 1]
     # and the folder's study.json names every seed asked for, so `--report` (which reads it) sees them all
     assert json.loads((tmp_path / "study.json").read_text())["seeds"] == [0, 1]
+
+
+def test_a_method_spelled_with_its_settings_is_data():
+    from noiseadaptor.methods import get_method
+
+    variant = get_method("qcfs[ noise=uniform ,gradient_window=clip]")
+    assert variant.name == "qcfs[gradient_window=clip,noise=uniform]"  # canonical: sorted, no spaces
+    quant = variant.quant(RunConfigLike(p=3))
+    assert (quant.p, quant.noise, quant.gradient_window, quant.scale_grad) == (3, "uniform", "clip", "qcfs")
+    assert get_method("na[scale_grad=batch]") is get_method("na")  # only what differs from the preset
+    old = get_method("na[scale_grad=numel,scale_decay=true]")
+    assert old.quant(RunConfigLike(p=2)).scale_grad == "numel" and "scale" not in old.optimizer_preset().no_decay
+    assert "scale" in get_method("qcfs[scale_decay=false]").optimizer_preset(lr=0.01).no_decay
+    for bad, message in (
+        ("na[scale_grad=len]", "scale_grad must be one of"),
+        ("na[p=4]", "is not KEY=VALUE with KEY one of"),
+        ("na[noise]", "is not KEY=VALUE"),
+        ("asgl[noise=none]", "only quantization methods"),
+        ("na[scale_decay=yes]", "scale_decay is true or false"),
+        ("na[noise=none,noise=uniform]", "given twice"),
+        ("nah", "unknown method"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            get_method(bad)
+
+
+class RunConfigLike:
+    def __init__(self, p):
+        self.p, self.quant_noise_p = p, 0.1
+
+
+def test_study_cells_record_their_settings_and_are_trained_again_under_others(tmp_path):
+    config = _tiny(methods=("na", "qcfs[noise=uniform]"), baseline="na", seeds=(0,), variants=(),
+                   method_lr=("qcfs[noise=uniform]=0.01",), contrasts=("qcfs[noise=uniform]:na",))  # fmt: skip
+    summary = run_study(config, tmp_path, log=lambda *a: None)
+    cells = {c["method"]: c for c in load_cells(tmp_path)}
+    assert cells["qcfs[noise=uniform]"]["quant"]["noise"] == "uniform" and cells["qcfs[noise=uniform]"]["lr"] == 0.01
+    assert cells["na"]["quant"]["scale_grad"] == "batch" and "scale" in cells["na"]["optimizer"]["no_decay"]
+    assert set(summary["contrasts"]) == {"qcfs[noise=uniform] - na"}
+    assert summary["contrasts"]["qcfs[noise=uniform] - na"]["snn_accuracy"]["1"]["values"] == pytest.approx(
+        summary["differences"]["qcfs[noise=uniform]"]["snn_accuracy"]["1"]["values"]
+    )
+    # a cell whose record says other settings (here: trained with decay on s) is trained again, not reused
+    path = tmp_path / "cells" / "na-seed0.json"
+    cell = json.loads(path.read_text())
+    cell["optimizer"]["no_decay"] = ["width"]
+    path.write_text(json.dumps(cell))
+    logged = []
+    run_study(config, tmp_path, log=logged.append)
+    assert any("other settings (optimizer)" in line for line in logged)
+    assert "scale" in json.loads(path.read_text())["optimizer"]["no_decay"]
+
+
+def test_holm_adjustment_by_hand():
+    from noiseadaptor.compare import holm
+
+    # sorted 0.01, 0.02, 0.04 -> 3*0.01, max(0.03, 2*0.02), max(0.04, 1*0.04); None is left out of the family
+    assert holm([0.04, None, 0.01, 0.02]) == pytest.approx([0.04, None, 0.03, 0.04])
+    assert holm([0.5, 0.6]) == [1.0, 1.0]

@@ -32,14 +32,35 @@ def test_gradients_match_eq7_eq8_by_hand():
     assert s.grad.item() == pytest.approx(18.78, abs=1e-5)
 
 
-def test_algorithm1_scale_gradient_normalisation():
+@pytest.mark.parametrize("rule", ["batch", "numel", "lsq", "qcfs", "none"])
+def test_each_scale_gradient_normalisation_is_its_formula(rule):
+    """Each QuantConfig.scale_grad against its formula, written out here for a (batch 4, 3x5x5) activation."""
     torch.manual_seed(0)
-    v = torch.randn(4, 8)
-    q = QuantReLU(QuantConfig(p=2, noise="none"), scale=0.5)
+    v = torch.randn(4, 3, 5, 5)
+    p = 2
+    formula = {
+        "batch": 1 / math.sqrt(len(v) * p),  # Algorithm 1 line 14: sqrt(len(x_clip) * p), len = first dimension
+        "numel": 1 / math.sqrt(4 * 3 * 5 * 5 * p),  # every element of the batch tensor
+        "lsq": 1 / math.sqrt(3 * 5 * 5 * p),  # LSQ: g = 1/sqrt(N_F * Q_P), N_F the features of one sample
+        "qcfs": 1 / p**2,  # SGD on lam = p*s
+        "none": 1.0,
+    }[rule]
+    q = QuantReLU(QuantConfig(p=p, noise="none", scale_grad=rule), scale=0.5)
     q(v).sum().backward()
     raw = torch.tensor(0.5, requires_grad=True)
-    quantize(v, raw, 2).sum().backward()
-    assert q.scale.grad.item() == pytest.approx(raw.grad.item() / math.sqrt(v.numel() * 2), rel=1e-6)
+    quantize(v, raw, p).sum().backward()
+    assert q.scale.grad.item() == pytest.approx(raw.grad.item() * formula, rel=1e-6)
+
+
+def test_noise_adaptor_defaults_to_the_batch_normalisation_and_no_decay_on_s():
+    from noiseadaptor.methods import get_method
+
+    assert QuantConfig().scale_grad == "batch" == QuantConfig.noise_adaptor().scale_grad
+    na = get_method("na")
+    assert "scale" in na.optimizer_preset().no_decay and "scale" in get_method("no-noise").optimizer_preset().no_decay
+    assert "scale" not in get_method("qcfs").optimizer_preset().no_decay  # QCFS's code decays its threshold
+    with pytest.raises(ValueError, match="scale_grad must be one of batch, numel, lsq"):
+        QuantConfig(scale_grad="algorithm1")
 
 
 def test_noise_only_in_training():

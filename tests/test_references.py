@@ -26,8 +26,8 @@ def _straight_through(y, rounded):
 
 
 def _algorithm1(x, scale, eps, p):
-    """Paper 000, Algorithm 1: forward and the hand-written backward (lines 9-14), with the scale
-    gradient's normaliser sqrt(numel * p) (the paper's len(x_clip); numel: see QuantConfig)."""
+    """Paper 000, Algorithm 1: forward and the hand-written backward (lines 9-14), line 14's normaliser
+    sqrt(len(x_clip) * p) with len() as PyTorch, where the pseudo-code is written, computes it."""
     x_scale = x / scale + eps
     x_clip = torch.clamp(x_scale, 0, p)
     x_round = torch.floor(x_clip + 0.5)  # round half up: see test_ties_round_half_up_like_the_spiking_neuron
@@ -37,7 +37,7 @@ def _algorithm1(x, scale, eps, p):
         internal = ((x_clip > 0) ^ (x_clip >= p)).to(x.dtype)  # 0 < x_clip < p
         grad_activation = grad_output * internal
         grad_scale_elem = torch.floor(x_clip + 0.5) - x_clip * internal
-        grad_scale = (grad_scale_elem * grad_output).sum() / math.sqrt(x_clip.numel() * p)
+        grad_scale = (grad_scale_elem * grad_output).sum() / math.sqrt(len(x_clip) * p)
         return grad_activation, grad_scale
 
     return out, backward
@@ -53,14 +53,14 @@ def test_noise_adaptor_is_algorithm1_and_eq7_eq8():
     ref_v, ref_s = ref_backward(upstream)
 
     v_ours, s_ours = v.clone().requires_grad_(), s.clone().requires_grad_()
-    out = quantize(v_ours, s_ours, p, eps=eps, grad_factor=1 / math.sqrt(v.numel() * p))
+    out = quantize(v_ours, s_ours, p, eps=eps, grad_factor=1 / math.sqrt(6 * p))
     out.backward(upstream)
     assert torch.allclose(out, ref_out, atol=1e-6)
     assert torch.equal(v_ours.grad, ref_v)
     assert s_ours.grad.item() == pytest.approx(ref_s.item(), rel=1e-5)
-    # the module: Algorithm 1's normaliser over the whole activation tensor, Eq. 7's window
+    # the module: Algorithm 1's normaliser over the batch (len of the activation), Eq. 7's window
     q = QuantReLU(QuantConfig(p=p), scale=0.4)
-    assert q.config.gradient_window == "clip" and q.grad_factor(v) == 1 / math.sqrt(v.numel() * p)
+    assert q.config.gradient_window == "clip" and q.grad_factor(v) == 1 / math.sqrt(len(v) * p)
 
 
 # -- QCFS: the authors' MyFloor as it ran -------------------------------------------------------------

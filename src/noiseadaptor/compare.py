@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 from .ann.models import create_model
 from .checks import positive_int
 from .data import get_dataset, spread_subset
-from .experiment import method_cell
+from .experiment import method_cell, quant_config
 from .io.files import InUse, exclusive, write_json
 from .methods import get_method
 from .runconfig import setting
@@ -67,6 +67,9 @@ class StudyConfig:
     T: int = setting(16, "simulate and report every T = 1..this")
     test_images: int = setting(2000, "test images, spread evenly over the test set (0: all)")
     baseline: str = setting("no-noise", "the method every row is paired against")
+    contrasts: tuple[str, ...] = setting(
+        (), "more paired differences, ROW:BASE (e.g. 'na:qcfs'), beside every row against the baseline"
+    )
     variants: tuple[str, ...] = setting((), "run-time rows per trained network: negative, cos<rho>, srp<tau>, phase2")
     variant_methods: tuple[str, ...] = setting(("na",), "the methods that get the variant rows")
     phase2_T: int = setting(4, "the T that Phase II calibrates for")
@@ -75,10 +78,16 @@ class StudyConfig:
     data_on_device: bool = setting(False, "hold the training set on the device and augment there (CIFAR, MNIST)")
 
     def __post_init__(self) -> None:
-        for name in ("methods", "seeds", "variants", "variant_methods", "method_lr"):
+        for name in ("methods", "seeds", "variants", "variant_methods", "method_lr", "contrasts"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if not self.methods:
             raise ValueError("a study needs at least one method")
+        canonical = {m: get_method(m).name for m in self.methods}  # a spelled variant under one name
+        object.__setattr__(self, "methods", tuple(dict.fromkeys(canonical.values())))
+        object.__setattr__(self, "baseline", canonical.get(self.baseline, self.baseline))
+        object.__setattr__(
+            self, "variant_methods", tuple(canonical.get(m, get_method(m).name) for m in self.variant_methods)
+        )
         for m in self.methods:
             if get_method(m).family != "conversion":
                 raise ValueError(f"compare trains conversion methods; {m} is {get_method(m).family}")
@@ -93,14 +102,27 @@ class StudyConfig:
         for name in ("float_epochs", "epochs", "test_images", "workers"):
             positive_int(getattr(self, name), name, zero=True)
         self.method_lrs()  # validates
+        self.contrast_pairs()
+
+    def contrast_pairs(self) -> list[tuple[str, str]]:
+        """(row, base) of each `contrasts` entry, both rows of the study."""
+        rows, pairs = self.rows(), []
+        for entry in self.contrasts:
+            row, _, base = str(entry).rpartition(":")
+            row, base = (_canonical_row(r) for r in (row, base))
+            if row not in rows or base not in rows or row == base:
+                raise ValueError(f"contrast {entry!r}: expected ROW:BASE, two different rows of the study {rows}")
+            pairs.append((row, base))
+        return pairs
 
     def method_lrs(self) -> dict[str, float]:
         """{method: QAT learning rate} from `method_lr` (METHOD=LR entries); methods not named train at `lr`."""
         own = {}
         for entry in self.method_lr:
-            method, _, value = str(entry).partition("=")
+            method, _, value = str(entry).rpartition("=")
             try:
                 lr = float(value)
+                method = get_method(method).name
             except ValueError:
                 lr = -1.0
             if method not in self.methods or not lr > 0:
@@ -111,6 +133,14 @@ class StudyConfig:
     def rows(self) -> list[str]:
         """Row names: each method, then '<method>+<variant>' for the variant methods."""
         return [*self.methods, *(f"{m}+{v}" for m in self.variant_methods if m in self.methods for v in self.variants)]
+
+
+def _canonical_row(row: str) -> str:
+    """A row name with its method in canonical spelling ('qcfs[noise=uniform]+negative')."""
+    head, plus, tail = row.rpartition("+")
+    if plus and "[" not in tail and "]" not in tail:
+        return get_method(head).name + "+" + tail
+    return get_method(row).name
 
 
 def _variant(name: str, phase2_T: int = 4) -> dict:
@@ -164,15 +194,23 @@ def run_study(config: StudyConfig, out: Path, progress: bool = False, log=print)
     return summary
 
 
-def _missing_cell(config, method, seed, path, splits, float_model, test, device, progress, log) -> dict | None:
-    """Train and simulate the cell of (method, seed) into `path` unless it is there at the study's lr; returns
-    it, or None when it was there."""
+def cell_settings(config: StudyConfig, method: str) -> dict:
+    """What a cell of `method` trains under: its lr and its full quantizer and optimiser settings."""
     lr = config.method_lrs()[method]
+    optimizer = get_method(method).optimizer_preset(lr=lr, weight_decay=config.weight_decay)
+    return json.loads(json.dumps({"lr": lr, "quant": dataclasses.asdict(quant_config(method, config.p)),
+                                  "optimizer": dataclasses.asdict(optimizer)}))  # fmt: skip
+
+
+def _missing_cell(config, method, seed, path, splits, float_model, test, device, progress, log) -> dict | None:
+    """Train and simulate the cell of (method, seed) into `path` unless it is there, trained under exactly
+    the settings the study gives it now; returns it, or None when it was there."""
     if path.exists():
-        trained_at = json.loads(path.read_text()).get("lr", config.lr)
-        if trained_at == lr:
+        wanted, kept = cell_settings(config, method), json.loads(path.read_text())
+        differ = sorted(k for k in wanted if kept.get(k) != wanted[k])
+        if not differ:
             return None
-        log(f"[{method} seed {seed}] trained at lr {trained_at}, the study now gives {lr}: again")
+        log(f"[{method} seed {seed}] its cell was trained under other settings ({', '.join(differ)}): again")
     torch.manual_seed(seed)
     train = _train_loader(config, splits, seed, device)
     cell = _cell(config, method, seed, float_model, train, test, path.parent.parent, device, progress)
@@ -188,7 +226,7 @@ def _check_same_study(config: StudyConfig, out: Path) -> None:
         fixed = {
             k: v
             for k, v in settings.items()
-            if k not in ("seeds", "methods", "data_dir", "workers", "baseline", "device", "method_lr")
+            if k not in ("seeds", "methods", "data_dir", "workers", "baseline", "contrasts", "device", "method_lr")
         }  # method_lr is per method: each cell records its lr, and one trained at another is trained again
         defaults = json.loads(json.dumps(dataclasses.asdict(StudyConfig())))  # settings added since it was written
         clash = {
@@ -242,7 +280,7 @@ def _cell(
 ) -> dict:
     """One seed of one method (`method_cell`, as `run` trains it), with its variant rows; what a study keeps."""
     lr = config.method_lrs()[method]
-    name = f"{method}-seed{seed}" + ("" if lr == config.lr else f"-lr{lr:g}")
+    name = f"{method}-seed{seed}" + ("" if lr == config.lr else f"-lr{lr:g}")  # its QAT checkpoint
     variants = config.variants if method in config.variant_methods else ()
     rows = {method: {}, **{f"{method}+{v}": _variant(v, config.phase2_T) for v in variants}}
     cell, _ = method_cell(  # the seed's first batch calibrates (None): the same for every method
@@ -307,7 +345,7 @@ def summarize(config: StudyConfig, cells: list[dict]) -> dict:
     steps = [str(t) for t in range(1, config.T + 1)]
     rows = {}
     for row in config.rows():
-        method = row.split("+")[0]
+        method = _method_of(row)
         seeds = [s for s in config.seeds if (method, s) in by and row in by[(method, s)]["rows"]]
         if not seeds:
             continue
@@ -327,38 +365,9 @@ def summarize(config: StudyConfig, cells: list[dict]) -> dict:
             },
             "mean_layer_error": {t: t_interval([_mean_error(d, t) for d in data]) for t in steps},
         }
-    differences = {}
     base = config.baseline
-    for row in rows:
-        if row == base:
-            continue
-        method = row.split("+")[0]
-        # paired per row: the seeds where this row and the baseline both trained (a method that diverged
-        # at some seed leaves that seed out of its own differences, not out of the others')
-        seeds = [s for s in config.seeds if (method, s) in by and (base, s) in by and row in by[(method, s)]["rows"]]
-        if not seeds:
-            continue
-        differences[row] = {
-            "seeds": seeds,
-            "snn_accuracy": {
-                t: paired_difference(
-                    [by[(method, s)]["rows"][row]["snn_accuracy"][t] for s in seeds],
-                    [by[(base, s)]["rows"][base]["snn_accuracy"][t] for s in seeds],
-                )
-                for t in steps
-            },
-            "ann_accuracy": paired_difference(
-                [by[(method, s)]["ann_accuracy"] for s in seeds], [by[(base, s)]["ann_accuracy"] for s in seeds]
-            ),
-            # the mechanism, with far less seed-to-seed spread than accuracy: the mean per-layer conversion error
-            "mean_layer_error": {
-                t: paired_difference(
-                    [_mean_error(by[(method, s)]["rows"][row], t) for s in seeds],
-                    [_mean_error(by[(base, s)]["rows"][base], t) for s in seeds],
-                )
-                for t in steps
-            },
-        }
+    differences = {row: _contrast(by, config, row, base, steps) for row in rows if row != base}
+    contrasts = {f"{row} - {other}": _contrast(by, config, row, other, steps) for row, other in config.contrast_pairs()}
     seconds = {part: sum(c.get("seconds", {}).get(part, 0.0) for c in cells) for part in ("qat", "simulate")}
     return {
         "format": "noiseadaptor-compare-v1",
@@ -368,8 +377,60 @@ def summarize(config: StudyConfig, cells: list[dict]) -> dict:
         "complete_seeds": complete,
         "baseline": base,
         "rows": rows,
-        "differences": differences,
+        "differences": {row: d for row, d in differences.items() if d is not None},
+        "contrasts": {name: d for name, d in contrasts.items() if d is not None},
     }
+
+
+def _contrast(by: dict, config: StudyConfig, row: str, base: str, steps: list[str]) -> dict | None:
+    """Row minus base, paired over the seeds where both trained (a method that diverged at some seed leaves
+    that seed out of its own differences, not out of the others'); None when no seed has both. Holm's
+    adjustment of the p-values is over the report's T (powers of two), `p_holm`."""
+    method, base_method = _method_of(row), _method_of(base)
+    seeds = [
+        s for s in config.seeds
+        if (method, s) in by and (base_method, s) in by and row in by[(method, s)]["rows"]
+        and base in by[(base_method, s)]["rows"]
+    ]  # fmt: skip
+    if not seeds:
+        return None
+    ours, theirs = [by[(method, s)] for s in seeds], [by[(base_method, s)] for s in seeds]
+    out = {
+        "seeds": seeds,
+        "snn_accuracy": {
+            t: paired_difference([c["rows"][row]["snn_accuracy"][t] for c in ours],
+                                 [c["rows"][base]["snn_accuracy"][t] for c in theirs])
+            for t in steps
+        },
+        "ann_accuracy": paired_difference([c["ann_accuracy"] for c in ours], [c["ann_accuracy"] for c in theirs]),
+        # the mechanism, with far less seed-to-seed spread than accuracy: the mean per-layer conversion error
+        "mean_layer_error": {
+            t: paired_difference([_mean_error(c["rows"][row], t) for c in ours],
+                                 [_mean_error(c["rows"][base], t) for c in theirs])
+            for t in steps
+        },
+    }  # fmt: skip
+    for key in ("snn_accuracy", "mean_layer_error"):
+        tested = [t for t in steps if int(t) & (int(t) - 1) == 0]
+        for t, adjusted in zip(tested, holm([out[key][t]["p_value"] for t in tested])):
+            out[key][t]["p_holm"] = adjusted
+    return out
+
+
+def _method_of(row: str) -> str:
+    head, plus, tail = row.rpartition("+")
+    return head if plus and "[" not in tail and "]" not in tail else row
+
+
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment of a family of p-values (None: no test, left out of the family)."""
+    tested = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    out: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - rank) * p))
+        out[i] = running
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -390,40 +451,48 @@ def _mean_error(row: dict, t: str) -> float:
 
 
 def report_table(summary: dict, steps: Sequence[int] = (1, 2, 4, 8, 16, 32, 64)) -> str:
-    """Accuracy (mean ± 95 % half-width, %) per row and T, then the paired differences to the baseline."""
+    """Accuracy (mean ± 95 % half-width, %) per row and T, then the paired differences (each row against the
+    baseline, then the study's contrasts) with their p-values, Holm-adjusted over the T shown beside them."""
     T = summary["study"]["T"]
     steps = [t for t in steps if t <= T]
     n = len(summary["complete_seeds"])
+    pairs = {**{f"{row} - {summary['baseline']}": d for row, d in summary["differences"].items()},
+             **summary.get("contrasts", {})}  # fmt: skip
+    width = max([16, *(len(name) + 2 for name in [*summary["rows"], *pairs])])
+    header = f"{'':<{width}}" + "".join(f"{'T=' + str(t):>16}" for t in steps)
     lines = [
         f"SNN top-1 (%), mean ± 95% CI half-width over seeds ({n} complete)",
-        f"{'row':<16}{'ANN':>16}" + "".join(f"{'T=' + str(t):>16}" for t in steps),
+        f"{'row':<{width}}{'ANN':>16}" + header[width:],
     ]
     for row, r in summary["rows"].items():
         lines.append(
-            f"{row:<16}{_pm(r['ann_accuracy']):>16}" + "".join(f"{_pm(r['snn_accuracy'][str(t)]):>16}" for t in steps)
+            f"{row:<{width}}{_pm(r['ann_accuracy']):>16}"
+            + "".join(f"{_pm(r['snn_accuracy'][str(t)]):>16}" for t in steps)
         )
         if r["pre_steps"]:
-            lines.append(f"{'':<16}{'(T counts main steps; run = T + ' + str(r['pre_steps']) + ')':<32}")
+            lines.append(f"{'':<{width}}(T counts main steps; run = T + {r['pre_steps']})")
     own = {m: lr for m, lr in summary["study"].get("method_lrs", {}).items() if lr != summary["study"]["lr"]}
     if own:
         lines.append("QAT at its own lr (method_lr): " + ", ".join(f"{m} {lr:g}" for m, lr in own.items()))
-    lines.append("")
-    lines.append(f"paired difference to {summary['baseline']} (points), mean ± 95% CI [p-value]")
     for key, title in (
-        ("snn_accuracy", f"paired difference to {summary['baseline']} (points), mean ± 95% CI [p-value]"),
+        ("snn_accuracy", "paired difference of SNN top-1 (points)"),
         ("mean_layer_error", "paired difference of the mean per-layer conversion error (% of threshold)"),
     ):
-        if key != "snn_accuracy":
-            lines += ["", title]
-        for row, d in summary["differences"].items():
+        lines += ["", f"{title}, mean ± 95% CI [p-value; Holm over T={','.join(map(str, steps))}]"]
+        lines.append(f"{'difference':<{width}}" + "  ".join(f"{'T=' + str(t):<30}" for t in steps).rstrip())
+        for name, d in pairs.items():
             if key in d:  # studies summarised before the layer error was paired have none
-                cells = [f"{_pm(d[key][str(t)])} [{_p(d[key][str(t)]['p_value'])}]" for t in steps]
-                lines.append(f"{row:<16}" + "  ".join(cells))
+                cells = [_pm(d[key][str(t)]) + f" [{_p(d[key][str(t)])}]" for t in steps]
+                lines.append(f"{name:<{width}}" + "  ".join(f"{c:<30}" for c in cells).rstrip())
     return "\n".join(lines)
 
 
-def _p(value) -> str:
-    return "-" if value is None else f"{value:.3g}"
+def _p(stat: dict) -> str:
+    """'p; Holm p' of one paired difference, or what replaces it where a t-test is not defined."""
+    if stat["p_value"] is None:
+        return "one seed" if stat["n"] < 2 else "the same on every seed"
+    holm_p = stat.get("p_holm")
+    return f"{stat['p_value']:.2g}" + ("" if holm_p is None else f"; {holm_p:.2g}")
 
 
 def plot_study(summary: dict, path: Path) -> None:

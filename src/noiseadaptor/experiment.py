@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -15,7 +16,7 @@ from torch.utils.data import DataLoader
 from .ann.calibrate import init_scales
 from .ann.models import create_model
 from .ann.preparation import prepare, quantizers
-from .ann.quantizer import QuantConfig
+from .ann.quantizer import QuantConfig, seed_noise
 from .io.checkpoint import load_checkpoint, restore
 from .methods import get_method, list_methods
 from .snn.conversion import convert
@@ -96,22 +97,24 @@ def method_cell(
     `float_model` (`train_quantized`), the quantized ANN's test accuracy, then one simulation per entry of
     `rows` ({row name: simulate() options}; ``"phase2": True`` first calibrates the SNN by dual-phase Phase II
     at ``phase2_T``). `reference`: record agreement and per-layer error against the quantized ANN.
-    Returns ({"method", "seed", "lr", "ann_accuracy", "history", "scales", "rows": {row: SimulationResult.row()},
-    "seconds"}, qmodel), or ({..., "diverged": message, "rows": {}}, None) when training diverged."""
+    Returns ({"method", "seed", "lr", "quant", "optimizer", "ann_accuracy", "history", "scales", "rows":
+    {row: SimulationResult.row()}, "seconds"}, qmodel) ("quant" and "optimizer": the full QuantConfig and
+    OptimizerConfig it trained under), or ({..., "diverged": message, "rows": {}}, None) when training diverged."""
     begin = time.time()
+    quant, optimizer = quant_config(method, p), get_method(method).optimizer_preset(lr=lr, weight_decay=weight_decay)
+    settings = {"method": method, "seed": seed, "lr": lr, "quant": asdict(quant), "optimizer": asdict(optimizer)}
     try:
         qmodel, history = train_quantized(
-            float_model, quant_config(method, p), train_data, calibration_batch, epochs, lr, weight_decay, seed,
-            device, progress=progress, desc=f"QAT {method} seed {seed}", checkpoint=checkpoint, config=config,
+            float_model, quant, train_data, calibration_batch, epochs, lr, weight_decay, seed, device,
+            progress=progress, desc=f"QAT {method} seed {seed}", checkpoint=checkpoint, config=config,
+            optimizer=optimizer,
         )  # fmt: skip
     except TrainingDiverged as err:
-        return {"method": method, "seed": seed, "lr": lr, "diverged": str(err), "rows": {}}, None
+        return {**settings, "diverged": str(err), "rows": {}}, None
     qmodel.eval()
     seconds = {"qat": time.time() - begin}
     cell = {
-        "method": method,
-        "seed": seed,
-        "lr": lr,
+        **settings,
         "ann_accuracy": evaluate(qmodel, test_data, device),
         "history": history,
         "scales": {name: q.scale.item() for name, q in quantizers(qmodel)},
@@ -147,9 +150,12 @@ def train_quantized(
 ) -> tuple[nn.Module, list[dict]]:
     """The quantized copy of `float_model` with `quant`, its scales initialised on `calibration_batch` (None:
     the first batch of `train_data`, drawn after seeding), trained by `fit` from `seed` (resumed from a
-    `checkpoint` in `fit_options`): the one QAT step of `run` and `compare`. Raises TrainingDiverged."""
+    `checkpoint` in `fit_options`): the one QAT step of `run` and `compare`. The quantizers' noise draws come
+    from their own stream (`seed_noise`), so every method of one seed sees the same batches. Raises
+    TrainingDiverged."""
     torch.manual_seed(seed)
     qmodel = prepare(copy.deepcopy(float_model), quant)
+    seed_noise(qmodel, seed)
     if device is not None:
         qmodel.to(device)
     init_scales(qmodel, next(iter(train_data)) if calibration_batch is None else calibration_batch)

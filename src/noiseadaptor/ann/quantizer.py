@@ -39,7 +39,8 @@ from torch import Tensor, nn
 from ..checks import positive_int, probability
 
 NoiseKind = Literal["uniform", "gaussian", "bernoulli", "none"]
-ScaleGrad = Literal["algorithm1", "qcfs", "none"]
+ScaleGrad = Literal["batch", "numel", "lsq", "qcfs", "none"]
+SCALE_GRADS = ("batch", "numel", "lsq", "qcfs", "none")
 GradientWindow = Literal["clip", "rounding"]
 
 
@@ -60,9 +61,13 @@ class QuantConfig:
         no noise") and of the authors' code (Windere/snn-cvt-dual-phase, ``NoisyQC``: mask =
         bernoulli(1 - noise_prob), ``noise_prob`` = 0.1): 0 is the plain quantizer, 1 the clip alone.
         (Eq. 13 itself writes M ~ Bernoulli(p), which read literally is the opposite convention.)
-    scale_grad: factor on the gradient of the learnable scale s.
-        "algorithm1": 1/sqrt(numel(v)*p), the paper's Algorithm 1 line 14 (LSQ-style); numel counts the
-        whole activation tensor of the batch, as the issue of this library fixes it.
+    scale_grad: the factor on the gradient of the learnable scale s, with v the activation tensor of a batch.
+        "batch": 1/sqrt(len(v)*p), Algorithm 1 line 14 as it runs in PyTorch, where ``len`` of a tensor is
+            its first dimension, the batch size (the Noise Adaptor default).
+        "numel": 1/sqrt(numel(v)*p), every element of the batch's activation tensor: 64-128x smaller than
+            "batch" on a CIFAR ResNet, so s barely moves (versions before 0.2 used it for Noise Adaptor).
+        "lsq": 1/sqrt(N_F*p) with N_F = numel(v)/len(v), the features of one sample (LSQ, Esser et al.
+            2020, g = 1/sqrt(N_F Q_P)).
         "qcfs": 1/p**2, which makes training s identical to QCFS training its threshold p*s.
         "none": 1.
     rounding: False gives the clip activation s*clip(v/s, 0, p) = clip(v, 0, theta), theta = p*s, in
@@ -79,7 +84,7 @@ class QuantConfig:
     p: int = 2
     noise: NoiseKind = "uniform"
     noise_amplitude: float = 1.0
-    scale_grad: ScaleGrad = "algorithm1"
+    scale_grad: ScaleGrad = "batch"
     quant_noise_p: float = 0.1
     rounding: bool = True
     gradient_window: GradientWindow = "clip"
@@ -97,8 +102,8 @@ class QuantConfig:
             raise ValueError(
                 f"QuantConfig.rounding=False is the plain clip activation; it takes no noise (got noise={self.noise!r})"
             )
-        if self.scale_grad not in ("algorithm1", "qcfs", "none"):
-            raise ValueError(f"QuantConfig.scale_grad must be 'algorithm1', 'qcfs' or 'none'; got {self.scale_grad!r}")
+        if self.scale_grad not in SCALE_GRADS:
+            raise ValueError(f"QuantConfig.scale_grad must be one of {', '.join(SCALE_GRADS)}; got {self.scale_grad!r}")
         if self.gradient_window not in ("clip", "rounding"):
             raise ValueError(f"QuantConfig.gradient_window must be 'clip' or 'rounding'; got {self.gradient_window!r}")
 
@@ -151,45 +156,117 @@ class QuantConfig:
         return cls(p=p, noise="none", scale_grad="qcfs", rounding=False)
 
 
-def _uniform(like: Tensor, low: float, high: float) -> Tensor:
-    """U(low, high) shaped like `like`, from the default generator. In an eager CPU run it is made of
-    15-bit integers, four cut from each 63-bit draw: `uniform_` costs ~2 ns per element on a CPU (the
-    largest single cost the quantizer added to a CPU training step), the four-way cut a third of that,
+def _uniform(like: Tensor, low: float, high: float, generator: torch.Generator | None = None) -> Tensor:
+    """U(low, high) shaped like `like`, from `generator` (None: the default one). In an eager CPU run it is
+    made of 15-bit integers, four cut from each 63-bit draw: `uniform_` costs ~2 ns per element on a CPU
+    (the largest single cost the quantizer added to a CPU training step), the four-way cut a third of that,
     and a resolution of 2**-15 of the range is far below anything rounding can see (half-precision
-    activations get half-precision noise, as from `rand_like`). Elsewhere (CUDA, or traced
-    by torch.compile, whose kernels draw their own) it is `rand_like`."""
+    activations get half-precision noise, as from `rand_like`). Elsewhere (CUDA, or traced by
+    torch.compile, whose kernels draw their own and take no generator) it is `rand`."""
     if like.device.type != "cpu" or torch.compiler.is_compiling():
-        return torch.rand_like(like).mul_(high - low).add_(low)
+        if generator is None or torch.compiler.is_compiling():
+            return torch.rand_like(like).mul_(high - low).add_(low)
+        return (
+            torch.rand(like.shape, generator=generator, dtype=like.dtype, device=like.device).mul_(high - low).add_(low)
+        )
     n = like.numel()
-    bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=like.device).random_()  # 63 uniform bits each
+    bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=like.device).random_(generator=generator)  # 63 bits each
     k = bits.view(torch.int16)[:n].bitwise_and_(0x7FFF).view(like.shape)  # 4 x 15 bits
     step = (high - low) / 32768
     return k.to(like.dtype).mul_(step).add_(low + step / 2)  # bin centres: symmetric about the middle
 
 
-def _noise(like: Tensor, kind: str, amplitude: float) -> Tensor:
+def _noise(like: Tensor, kind: str, amplitude: float, generator: torch.Generator | None = None) -> Tensor:
     if kind == "uniform":
-        return _uniform(like, -amplitude / 2, amplitude / 2)
-    return torch.randn_like(like).mul_(amplitude / math.sqrt(12.0))
+        return _uniform(like, -amplitude / 2, amplitude / 2, generator)
+    if generator is None or torch.compiler.is_compiling():
+        normal = torch.randn_like(like)
+    else:
+        normal = torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
+    return normal.mul_(amplitude / math.sqrt(12.0))
+
+
+class NoiseSource:
+    """The random stream of the quantizers' training noise (additive draws and Bernoulli masks), apart
+    from the default generator: a method that draws noise then leaves the data order and augmentation of
+    its run exactly as those of a method that draws none (so methods trained from one seed are paired
+    batch for batch). One generator per device, each started from `seed`; `state_dict` holds them for a
+    checkpoint, so that a resumed run draws what an uninterrupted one would."""
+
+    def __init__(self, seed: int):
+        self.seed = int(seed)
+        self._generators: dict[str, torch.Generator] = {}
+        self._pending: dict[str, Tensor] = {}
+
+    def generator(self, device: torch.device) -> torch.Generator:
+        key = str(device)
+        if key not in self._generators:
+            generator = torch.Generator(device=device)
+            generator.manual_seed(self.seed)
+            if key in self._pending:
+                generator.set_state(self._pending.pop(key))
+            self._generators[key] = generator
+        return self._generators[key]
+
+    def state_dict(self) -> dict:
+        return {
+            "seed": self.seed,
+            "states": {**self._pending, **{k: g.get_state() for k, g in self._generators.items()}},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.seed = int(state["seed"])
+        self._generators, self._pending = {}, dict(state["states"])
+
+    def __getstate__(self) -> dict:  # deepcopy and pickle: torch.Generator is neither
+        return self.state_dict()
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["seed"])
+        self._pending = dict(state["states"])
+
+
+def noise_seed(seed: int) -> int:
+    """The noise stream's seed for a run's `seed`: a fixed mix, so that it is not the data's own stream."""
+    return (int(seed) * 0x9E3779B97F4A7C15 + 0x6E6F697365) % 2**63
+
+
+def seed_noise(model: nn.Module, seed: int) -> NoiseSource | None:
+    """Give every quantizer of `model` one `NoiseSource` started from `noise_seed(seed)`; returns it (None
+    when the model has no quantizer). Without it, quantizers draw from the default generator."""
+    found = [m for m in model.modules() if isinstance(m, QuantReLU)]
+    if not found:
+        return None
+    source = NoiseSource(noise_seed(seed))
+    for module in found:
+        module.noise_source = source
+    return source
 
 
 def _forward(
-    v: Tensor, scale: Tensor, p: int, eps: Tensor | None, noise: str, amplitude: float, mask: Tensor | None = None
+    v: Tensor,
+    scale: Tensor,
+    p: int,
+    eps: Tensor | None,
+    noise: str,
+    amplitude: float,
+    mask: Tensor | None = None,
+    generator: torch.Generator | None = None,
 ):
-    """Output, z = v/s + eps (noise drawn here unless `eps` is given), and the mask of quantized elements
-    (None unless some elements pass through: noise "bernoulli", or a given `mask`).
+    """Output, z = v/s + eps (noise drawn here from `generator` unless `eps` is given), and the mask of
+    quantized elements (None unless some elements pass through: noise "bernoulli", or a given `mask`).
 
     For "bernoulli", `amplitude` is the pass-through probability and the mask is drawn here unless given;
     elements where the mask is False skip the rounding: ``s * clip(z, 0, p)``."""
     if eps is not None:
         z = v / scale + eps
     elif noise in ("uniform", "gaussian"):
-        z = _noise(v, noise, amplitude).addcdiv_(v, scale)  # fewer passes over memory than v/s + noise
+        z = _noise(v, noise, amplitude, generator).addcdiv_(v, scale)  # fewer passes over memory than v/s + noise
     else:
         z = v / scale
     q = (z + 0.5).floor_()
     if mask is None and noise == "bernoulli":
-        mask = _uniform(z, 0, 1) >= amplitude  # P(False) = amplitude
+        mask = _uniform(z, 0, 1, generator) >= amplitude  # P(False) = amplitude
     if mask is not None:
         q = torch.where(mask, q, z)
     return q.clamp_(0, p).mul_(scale), z, mask
@@ -261,9 +338,16 @@ class _Quantize(torch.autograd.Function):
         amplitude: float = 0.0,
         mask: Tensor | None = None,
         window: str = "clip",
+        generator: torch.Generator | None = None,
     ) -> Tensor:
         forward, backward = _kernels(v)
-        out, z, mask = forward(v, scale, p, eps, noise, amplitude, mask)
+        if generator is not None and forward is not _forward and noise != "none":  # a fused kernel draws from
+            if noise == "bernoulli":  # the device's default generator: the draw is made here instead
+                mask = _uniform(v, 0, 1, generator) >= amplitude
+            else:
+                eps = _noise(v, noise, amplitude, generator)
+            noise = "none"
+        out, z, mask = forward(v, scale, p, eps, noise, amplitude, mask, generator)
         if mask is None:
             ctx.save_for_backward(z, scale)
         else:
@@ -276,7 +360,7 @@ class _Quantize(torch.autograd.Function):
         z, scale, *mask = ctx.saved_tensors
         grad_v, grad_s = ctx.backward_kernel(grad_out, z, ctx.p, mask[0] if mask else None, ctx.window)
         grad_s = grad_s.reshape(scale.shape) * ctx.grad_factor if ctx.needs_input_grad[1] else None
-        return grad_v if ctx.needs_input_grad[0] else None, grad_s, None, None, None, None, None, None, None
+        return grad_v if ctx.needs_input_grad[0] else None, grad_s, *([None] * 8)
 
 
 def quantize(
@@ -316,6 +400,7 @@ class QuantReLU(nn.Module):
         self.p = config.p
         self.scale = nn.Parameter(torch.tensor(float(scale)))
         self.enabled = True
+        self.noise_source: NoiseSource | None = None  # set by `seed_noise`; None: the default generator
 
     @property
     def threshold(self) -> Tensor:
@@ -335,12 +420,23 @@ class QuantReLU(nn.Module):
         """One draw of the additive noise eps that forward adds to v/s (drawn inside the kernel there);
         None when there is none (eval, "none", and "bernoulli", which masks the rounding instead)."""
         kind = self.noise_kind()
-        return None if kind in ("none", "bernoulli") else _noise(v, kind, self.config.noise_amplitude)
+        if kind in ("none", "bernoulli"):
+            return None
+        return _noise(v, kind, self.config.noise_amplitude, self._generator(v))
+
+    def _generator(self, v: Tensor) -> torch.Generator | None:
+        return None if self.noise_source is None else self.noise_source.generator(v.device)
 
     def grad_factor(self, v: Tensor) -> float:
-        if self.config.scale_grad == "algorithm1":
+        """The factor on the scale's gradient for the batch activation `v` (QuantConfig.scale_grad)."""
+        rule, batch = self.config.scale_grad, (v.shape[0] if v.dim() else 1)
+        if rule == "batch":
+            return 1.0 / math.sqrt(batch * self.p)
+        if rule == "numel":
             return 1.0 / math.sqrt(v.numel() * self.p)
-        if self.config.scale_grad == "qcfs":
+        if rule == "lsq":
+            return 1.0 / math.sqrt(v.numel() / batch * self.p)
+        if rule == "qcfs":
             return 1.0 / self.p**2
         return 1.0
 
@@ -359,6 +455,7 @@ class QuantReLU(nn.Module):
             self.noise_parameter(),
             None,
             self.config.gradient_window,
+            self._generator(v) if self.training else None,
         )
 
     def extra_repr(self) -> str:

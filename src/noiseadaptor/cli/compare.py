@@ -34,6 +34,14 @@ error; COS rows count T both ways), compare.png (accuracy, difference and layer 
 examples:
   noiseadaptor compare --dataset digits --model small-cnn --seeds 4 --epochs 5 --float-epochs 10 --T 16
   noiseadaptor compare --dataset cifar10 --data-dir DIR --seeds 8 --variants negative,cos4 --out runs/c10
+  noiseadaptor compare --dataset digits --model small-cnn --methods na "qcfs[noise=uniform]" qcfs \
+      --baseline qcfs --contrasts na:qcfs[noise=uniform]
+
+methods: a registered quantization method (na, no-noise, qcfs, clip, dual-phase), or one with settings in
+brackets: QuantConfig fields noise, noise_amplitude, scale_grad, gradient_window, quant_noise_p, rounding,
+and scale_decay (true/false: weight decay on the scales), e.g. "na[scale_grad=numel,scale_decay=true]",
+"qcfs[noise=uniform]", "qcfs[gradient_window=clip]". Each cell records the full settings it trained under
+and is trained again when the study gives it others.
 """
 
 
@@ -63,10 +71,10 @@ def study_config(args: argparse.Namespace) -> StudyConfig:
     if unknown:
         raise ValueError(f"recipe {args.recipe}: unknown keys {unknown}; the keys are compare's flags")
     values.update({k: v for k, v in vars(args).items() if k in fields})
-    for key in ("methods", "variants", "variant_methods", "method_lr"):
+    for key in ("methods", "variants", "variant_methods", "method_lr", "contrasts"):
         if key in values:
             items = [values[key]] if isinstance(values[key], str) else values[key]
-            values[key] = tuple(part for item in items for part in str(item).split(",") if part)
+            values[key] = tuple(part for item in items for part in _split(str(item)) if part)
     if "seeds" in values:  # a count (--seeds N, or a number in a recipe), or the seeds (several, or a recipe list)
         seeds = values["seeds"]
         from_flag = "seeds" in vars(args)
@@ -78,6 +86,19 @@ def study_config(args: argparse.Namespace) -> StudyConfig:
         else:
             values["seeds"] = tuple(seeds)
     return StudyConfig(**values)
+
+
+def _split(text: str) -> list[str]:
+    """Comma-separated items, commas inside brackets kept ('na[scale_grad=numel,scale_decay=true],qcfs')."""
+    items, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += char
+    return [*items, current]
 
 
 def main(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
-"""Checkpoints: one torch file (weights, optimizer, schedule, RNG states) and a JSON beside it (config,
-epoch, metrics) that a person can read. Both are written to a temporary file and renamed, so a run
-killed while saving leaves the previous checkpoint intact; a run restarted with `resume` loses at most
-the epoch in progress."""
+"""Checkpoints: one torch file (weights, optimizer, schedule, RNG states, the modules' own random
+streams) and a JSON beside it (config, epoch, metrics) that a person can read. Both are written to a
+temporary file and renamed, so a run killed while saving leaves the previous checkpoint intact; a run
+restarted with `resume` loses at most the epoch in progress."""
 
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ def save_checkpoint(
             "torch": torch.get_rng_state(),
             "python": random.getstate(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "modules": [source.state_dict() for source in _noise_sources(model)],
         },
     }
     with atomic_path(path) as tmp:
@@ -101,7 +102,20 @@ def restore(
         random.setstate(state["rng"]["python"])
         if state["rng"].get("cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        for source, saved in zip(_noise_sources(model), state["rng"].get("modules", [])):
+            source.load_state_dict(saved)
     return int(state["epoch"])
+
+
+def _noise_sources(model: nn.Module) -> list:
+    """The distinct random streams a model's modules draw from apart from the default generator (the
+    quantizers' `noise_source`), in module order."""
+    found = {}
+    for module in _unwrap(model).modules():
+        source = getattr(module, "noise_source", None)
+        if source is not None:
+            found.setdefault(id(source), source)
+    return list(found.values())
 
 
 def export_weights(model: nn.Module, path: str | Path, metadata: dict | None = None) -> None:

@@ -12,8 +12,11 @@ Families:
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Literal
 
 from torch import nn
@@ -58,8 +61,11 @@ class Method:
             return model
         if self.family == "conversion":
             from ..ann.preparation import prepare
+            from ..ann.quantizer import seed_noise
 
-            return prepare(model, self.quant(run))
+            qmodel = prepare(model, self.quant(run))
+            seed_noise(qmodel, run.seed)  # the noise draws apart from the data's stream
+            return qmodel
         from .direct import to_direct_snn
 
         return to_direct_snn(model, self.direct(run), static_input=not run.event_input)
@@ -75,10 +81,95 @@ def register_method(method: Method) -> Method:
     return method
 
 
+QUANT_SETTINGS = ("noise", "noise_amplitude", "scale_grad", "gradient_window", "quant_noise_p", "rounding")
+"""QuantConfig fields a method's spelling may set (``qcfs[noise=uniform]``); p is the run's."""
+OPTIMIZER_SETTINGS = ("scale_decay",)
+"""Optimiser settings a spelling may set: scale_decay (true/false) decays the quantizer scales or not."""
+_SPELLING = re.compile(r"^([a-z0-9-]+)(?:\[(.*)\])?$")
+
+
 def get_method(name: str) -> Method:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown method {name!r}; choose from {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
+    """The registered method `name`, or a variant of a quantization method spelled with its settings in
+    brackets: ``na[scale_grad=numel,scale_decay=true]``, ``qcfs[noise=uniform]``,
+    ``qcfs[gradient_window=clip]``. Keys: QUANT_SETTINGS and OPTIMIZER_SETTINGS. The variant's `name` is
+    its canonical spelling: keys sorted, only those that differ from the preset (``na[scale_grad=batch]``
+    is ``na``)."""
+    match = _SPELLING.match(str(name).replace(" ", ""))
+    base = match.group(1) if match else None
+    if base not in _REGISTRY:
+        raise ValueError(f"unknown method {name!r}; choose from {', '.join(_REGISTRY)} (a quantization method "
+                         "may take settings in brackets, e.g. 'qcfs[noise=uniform]')")  # fmt: skip
+    if match.group(2) is None:
+        return _REGISTRY[base]
+    return _variant(_REGISTRY[base], _settings(name, match.group(2)), name)
+
+
+def _settings(name: str, text: str) -> dict:
+    out = {}
+    for item in filter(None, text.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or key not in (*QUANT_SETTINGS, *OPTIMIZER_SETTINGS):
+            raise ValueError(f"method {name!r}: {item!r} is not KEY=VALUE with KEY one of "
+                             f"{', '.join((*QUANT_SETTINGS, *OPTIMIZER_SETTINGS))}")  # fmt: skip
+        if key in out:
+            raise ValueError(f"method {name!r}: {key} given twice")
+        out[key] = _value(value)
+    return out
+
+
+def _value(text: str):
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _text(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _preset_settings(method: Method) -> dict:
+    """The settings of a quantization method's preset that a spelling may change (at p = 2)."""
+    quant = method.quant(SimpleNamespace(p=2, quant_noise_p=0.1))
+    return {**{k: getattr(quant, k) for k in QUANT_SETTINGS},
+            "scale_decay": "scale" not in method.optimizer_preset().no_decay}  # fmt: skip
+
+
+def _variant(base: Method, settings: dict, spelled: str) -> Method:
+    if base.family != "conversion":
+        raise ValueError(f"method {spelled!r}: only quantization methods take [key=value] settings")
+    preset = _preset_settings(base)
+    changed = {
+        k: v for k, v in settings.items() if v != preset[k] or isinstance(v, bool) != isinstance(preset[k], bool)
+    }
+    if not changed:
+        return base
+    quant_changes = {k: v for k, v in changed.items() if k in QUANT_SETTINGS}
+    decay = changed.get("scale_decay")
+    if decay is not None and not isinstance(decay, bool):
+        raise ValueError(f"method {spelled!r}: scale_decay is true or false, got {decay!r}")
+
+    def quant(run) -> QuantConfig:
+        return dataclasses.replace(base.quant(run), **quant_changes)
+
+    def optimizer_preset(**kwargs) -> OptimizerConfig:
+        config = base.optimizer_preset(**kwargs)
+        if decay is None:
+            return config
+        kept = tuple(r for r in config.no_decay if r != "scale")
+        return dataclasses.replace(config, no_decay=kept if decay else (*kept, "scale"))
+
+    try:
+        quant(SimpleNamespace(p=2, quant_noise_p=0.1))
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"method {spelled!r}: {err}") from None
+    name = f"{base.name}[{','.join(f'{k}={_text(v)}' for k, v in sorted(changed.items()))}]"
+    summary = f"{base.name} with {', '.join(f'{k}={_text(v)}' for k, v in sorted(changed.items()))}"
+    return dataclasses.replace(base, name=name, summary=summary, quant=quant, optimizer_preset=optimizer_preset)
 
 
 def list_methods(family: Family | None = None) -> list[str]:
@@ -122,9 +213,10 @@ register_method(
     Method(
         "na",
         "conversion",
-        "Noise Adaptor: uniform noise U(-0.5, 0.5) before rounding in training",
+        "Noise Adaptor: uniform noise U(-0.5, 0.5) before rounding in training (Algorithm 1)",
         ("p",),
         quant=lambda run: QuantConfig.noise_adaptor(p=run.p),
+        optimizer_preset=OptimizerConfig.noise_adaptor,
     )
 )
 register_method(
@@ -134,6 +226,7 @@ register_method(
         "the same quantizer without noise (the paper's 'w/o NA')",
         ("p",),
         quant=lambda run: QuantConfig.no_noise(p=run.p),
+        optimizer_preset=OptimizerConfig.noise_adaptor,
     )
 )
 register_method(

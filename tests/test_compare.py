@@ -90,7 +90,12 @@ def _batches_seen(method: str, seed: int) -> list[torch.Tensor]:
     torch.manual_seed(seed)
     data = torch.utils.data.DataLoader(_Augmented(), batch_size=16, shuffle=True)
     seen = []
-    hook = float_model[0].register_forward_pre_hook(lambda m, args: seen.append(args[0].clone()) if m.training else None)
+
+    def record(module, args):
+        if module.training:
+            seen.append(args[0].clone())
+
+    hook = float_model[0].register_forward_pre_hook(record)
     try:
         train_quantized(float_model, quant_config(method, 2), data, None, 2, 0.05, 5e-4, seed, progress=False)
     finally:

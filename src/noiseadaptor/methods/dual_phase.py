@@ -23,16 +23,21 @@ already-calibrated SNN layers before it.
   graph (Eq. 19's ``1 - theta*h``). The authors' code differs here: its fine calibration swaps in a
   learnable ``1/2 tanh(a x) + 1/2`` (a = 2.5 at the start, trained with the layer), which is
   ``surrogate="sigmoid", surrogate_width=0.8, learn_width=True`` (widths here are in thresholds, the
-  authors' x is in absolute units: the same for a layer whose threshold is 1). The loss (Eq. 17, the authors'
-  ``kl_loss``) is KL(softmax(a_hat) || softmax(r)) over each sample's flattened layer output, averaged
-  over the batch; "mse" is an option. Adam, lr 5e-4, no weight decay, cosine schedule over the epochs;
+  authors' x is in absolute units: the same for a layer whose threshold is 1). The loss (Eq. 17) is
+  KL(softmax(a_hat) || softmax(r)) over each sample's flattened layer output, summed over its D elements
+  and averaged over the batch (``reduction="batchmean"``); the authors' ``kl_loss`` uses
+  ``nn.KLDivLoss()``, whose default ``mean`` also divides by D, so their loss is ours / D (1/256 at
+  D = 256). Under Adam the two take the same steps up to Adam's epsilon (Adam is invariant to a constant
+  factor on the loss); "mse" is an option. Adam, lr 5e-4, no weight decay, cosine schedule over the epochs;
   a held-out fifth of the samples picks the best epoch (the authors' early stopping on N/4 extra
   samples), so the held-out loss never ends above where it started. Only this layer runs with
   gradients: memory is O(T x one layer's input and output) per batch, as the paper says.
 
 Order of the passes: the paper gives none; here each layer gets its coarse step and then its fine step
 before the next layer is looked at. The authors' script runs coarse calibration over all layers, then
-fine over all, then coarse over all again; the last pass is ``final_coarse=True``.
+fine over all, then coarse over all again, and keeps the best of the three by accuracy on the test
+set; the last pass is ``final_coarse=True``, off by default here because choosing between passes by
+test accuracy is selection on the test data (no selection is made here).
 
 `IFNeuron`'s inference path is untouched: its outputs (run by `SpikingNetwork.run`) give each layer's
 inputs, and the BPTT uses the small differentiable IF step here, which fires, resets and starts

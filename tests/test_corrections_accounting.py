@@ -165,7 +165,7 @@ def test_normalised_input_residual_net_and_bn_kept_between_layers():
     assert _synops(snn, x, 4)[0] == pytest.approx(3 * (train != 0).sum().item() / 16)
 
 
-def test_negative_spikes_are_events_and_offset_pre_steps_are_not_counted():
+def test_negative_spikes_are_events_and_pre_steps_are_counted_apart():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3))
     x = torch.randn(20, 6)
@@ -180,9 +180,23 @@ def test_negative_spikes_are_events_and_offset_pre_steps_are_not_counted():
     expected = 16 * (first != 0).sum() + 3 * (second != 0).sum()
     assert _synops(snn, x, 6, negative_spikes=True)[0] == pytest.approx(expected.item() / 20)
     plain = _synops(snn, x, 4)
-    offset = _synops(snn, x, 4, offset_spikes=3)
-    assert offset[1] == plain[1]  # 4 steps of the analog layer, not 4 + 3
-    assert offset[0] > 0
+    data = [(x, torch.zeros(len(x), dtype=torch.long))]
+    for options, passes in (({"offset_spikes": 3}, 2), ({"srp": 3}, 1)):
+        r = simulate(snn, data, T=4, synops=True, progress=False, **options)
+        # COS calibrates its 2 neuron layers in turn, a 3-step run each; SRP runs the network once, 3 steps
+        assert r.pre_step_macs_per_sample == passes * 3 * 16 * 6
+        assert r.macs_per_sample[4] == plain[1] + r.pre_step_macs_per_sample
+        assert r.pre_step_sops_per_sample > 0
+        assert r.energy_pj_per_sample[4] == pytest.approx(
+            4.6 * r.macs_per_sample[4] + 0.9 * r.sops_per_sample[4]
+        ) and r.pre_step_energy_pj_per_sample == pytest.approx(
+            4.6 * r.pre_step_macs_per_sample + 0.9 * r.pre_step_sops_per_sample
+        )
+    # SRP's pre-run, transcribed: the spikes of a plain 3-step run, each times its fan-out
+    srp_pre = _synops(snn, x, 3)[0]
+    assert simulate(snn, data, T=4, synops=True, progress=False, srp=3).pre_step_sops_per_sample == pytest.approx(
+        srp_pre
+    )
 
 
 def test_energy_accounting_in_simulate():

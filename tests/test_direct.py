@@ -9,6 +9,7 @@ from noiseadaptor import evaluate, fit
 from noiseadaptor.ann.models import create_model
 from noiseadaptor.data import digits
 from noiseadaptor.methods.direct import DirectConfig, LIFNeuron, to_direct_snn
+from noiseadaptor.runconfig import RunConfig
 
 
 def test_gradient_flows_only_through_the_smooth_part():
@@ -367,3 +368,22 @@ def test_the_current_based_lif_against_eq_18():
     assert fired == [0, 1]
     with pytest.raises(ValueError, match="tau_syn"):
         DirectConfig.asgl(neuron="clif", tau=2.0, tau_syn=2.0)
+
+
+@pytest.mark.parametrize("tau, tau_syn", [(2.0, 4.0), (2.0, 1000.0), (4.0, 4.0), (5.0, 0.5), (True, 2.0)])
+def test_the_current_based_lif_refuses_time_constants_without_a_positive_kernel(tau, tau_syn):
+    # tau <= tau_syn made u0 a division by zero (tau 2, tau_syn 4) or a large negative gain (tau_syn 1000)
+    with pytest.raises(ValueError, match=r"tau"):
+        DirectConfig.asgl(neuron="clif", tau=tau, tau_syn=tau_syn)
+
+
+def test_the_current_based_lif_defaults_are_guetigs_and_its_kernel_peaks_at_one():
+    config = DirectConfig.asgl(neuron="clif")
+    assert (config.tau, config.tau_syn) == (20.0, 5.0)  # Guetig 2016: tau_mem 20 ms, tau_syn 5 ms, 1-ms steps
+    assert DirectConfig.asgl().tau == 2.0 and DirectConfig.asgl().tau_syn is None  # plain LIF unchanged
+    neuron = LIFNeuron(config)
+    kernel = [0.95**k - 0.8**k for k in range(1, 400)]  # beta_m = 1 - 1/20, beta_v = 1 - 1/5
+    assert neuron.u0 == pytest.approx(1 / max(kernel)) and neuron.u0 > 0
+    run = RunConfig(method="sg", neuron="clif", model="mlp", dataset="mnist")
+    direct = run.method_info.direct(run)
+    assert (direct.tau, direct.tau_syn) == (20.0, 5.0)

@@ -160,6 +160,37 @@ def test_authors_options_learned_sigmoid_surrogate_and_a_final_coarse_pass():
         dual_phase_calibrate(snn, q, x, T=4, surrogate="triangle")
 
 
+def test_the_final_coarse_pass_is_selected_on_held_out_labelled_data():
+    q, x = one_layer(seed=2)
+    calibration, held = x[:256], x[256:]
+
+    def uncalibrated():
+        snn = convert(q)
+        snn.neurons()[0][1].initial_membrane = torch.tensor(0.0)  # half a level off: the pass moves it
+        return snn
+
+    def only_the_final_pass(snn, labels):
+        return dual_phase_calibrate(
+            snn, q, calibration, T=4, coarse=False, fine=False, final_coarse=True, select_on=[(held, labels)]
+        )
+
+    # labelled as the QC-ANN: the pass brings the SNN closer to it, and is kept
+    snn = uncalibrated()
+    report = only_the_final_pass(snn, q(held).argmax(1))
+    assert report["selection"]["kept"] and report["selection"]["after"] > report["selection"]["before"]
+    assert snn.neurons()[0][1].initial_membrane.shape == (5,)
+    # labelled as the uncalibrated SNN answers (top-1 100 % before): any change lowers it, and is undone
+    snn = uncalibrated()
+    snn.reset()
+    labels = snn.run(held, 4).sum(0).argmax(1)
+    snn.reset()
+    report = only_the_final_pass(snn, labels)
+    assert report["selection"] == {"before": 1.0, "after": report["selection"]["after"], "kept": False}
+    assert report["selection"]["after"] < 1.0 and torch.equal(snn.neurons()[0][1].initial_membrane, torch.tensor(0.0))
+    with pytest.raises(ValueError, match="final_coarse"):
+        dual_phase_calibrate(snn, q, calibration, T=4, select_on=[(held, labels)])
+
+
 def test_weight_threshold_balancing_is_the_authors_percentile():
     from noiseadaptor import balance_thresholds
 
@@ -223,15 +254,23 @@ def test_dual_phase_through_the_cli(tmp_path, capsys):
                 "32",
                 "--calibration-epochs",
                 "1",
+                "--final-coarse",
+                "--select-images",
+                "64",
                 "--no-progress",
                 "--no-synops",
             ]
         )
         == 0
     )
-    assert "[phase II] both calibration at T=4" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "[phase II] both calibration at T=4" in printed and "on 64 training images" in printed
     result = json.loads((out / "evaluation.json").read_text())["results"]["dual-phase"]
     assert set(result["calibration"]["fine"]) and result["calibration"]["samples"] == 32
+    assert set(result["calibration"]["selection"]) == {"before", "after", "kept"}
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(out / "checkpoint.pt"), "--calibrate", "coarse", "--select-images", "8"])
+    assert "--select-images chooses whether to keep the final coarse pass" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", *common, "--method", "na", "--quant-noise-p", "0.2", "--out", str(tmp_path / "x")])
     assert "--quant-noise-p: not a setting of method na" in capsys.readouterr().err

@@ -72,7 +72,7 @@ class RunConfig:
         0.1, "dual-phase Quant-Noise: probability that an element skips the rounding", "method"
     )
     time_steps: int = setting(4, "steps the directly trained SNN runs", "method")
-    tau: float = setting(2.0, "LIF time constant, leak 1 - 1/tau", "method")
+    tau: float | None = setting(None, "membrane time constant in steps, leak 1 - 1/tau (default: 2; clif 20)", "method")
     threshold: float = setting(1.0, "LIF firing threshold", "method")
     alpha: float = setting(
         1.0,
@@ -96,7 +96,7 @@ class RunConfig:
     reset: str = setting("hard", "LIF reset", "method", choices=("hard", "soft"))
     neuron: str = setting("lif", "direct training's neuron: lif, or clif (ASGL A.2's current-based LIF)", "method",
                           choices=("lif", "clif"))  # fmt: skip
-    tau_syn: float = setting(4.0, "C-LIF synaptic time constant (neuron clif)", "method")
+    tau_syn: float | None = setting(None, "C-LIF synaptic time constant in steps, < tau (default 5)", "method")
     surrogate: str = setting("rectangular", "surrogate shape", "method", choices=SHAPES)
     # optimisation
     epochs: int = setting(400, "training epochs", "optimisation")
@@ -125,7 +125,8 @@ class RunConfig:
         for name in ("quant_noise_p", "spike_noise_p"):
             probability(getattr(self, name), name)
         for name in ("lr", "width_lr", "tau", "tau_syn", "threshold", "alpha"):
-            positive_number(getattr(self, name), name)
+            if getattr(self, name) is not None or name not in ("tau", "tau_syn"):
+                positive_number(getattr(self, name), name)
         if isinstance(self.weight_decay, bool) or not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         for f in dataclasses.fields(self):

@@ -78,15 +78,19 @@ def print_tables(rows: dict, title: str) -> None:
     print(title)
     print(accuracy_table(rows))
     energy = energy_table(rows)
+    corrections = next((r["corrections"] for r in rows.values() if "corrections" in r), {})
+    pre = corrections.get("pre_steps", 0)
     if energy:
         print("\nEnergy per image, E_SNN / E_ANN (Horowitz 45 nm: 4.6 pJ/MAC, 0.9 pJ/SOP)")
         print(energy)
-    corrections = next((r["corrections"] for r in rows.values() if "corrections" in r), {})
-    if corrections.get("pre_steps"):
+        if pre:
+            print(f"\nThe same without the {pre} pre-steps (as the COS and SRP papers count)")
+            print(energy_table(rows, pre_steps=False))
+    if pre:
         name = "offset spikes (COS)" if corrections.get("offset_spikes_pre_steps") else "SRP"
         print(
-            f"\n{name}: {corrections['pre_steps']} pre-simulation steps per image, not counted in T (nor in the "
-            f"energy above): each image takes T + {corrections['pre_steps']} steps"
+            f"\n{name}: {pre} pre-simulation steps per image, not counted in T (counted in the first energy "
+            f"table): each image takes T + {pre} steps"
         )
 
 

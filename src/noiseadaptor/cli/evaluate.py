@@ -69,6 +69,14 @@ def add_parser(commands) -> argparse.ArgumentParser:
         action="store_true",
         help="one more coarse pass over every layer at the end (the authors' script: coarse, fine, coarse)",
     )
+    phase2.add_argument(
+        "--select-images",
+        type=int,
+        default=0,
+        help="with --final-coarse: keep the final pass only if it does not lower top-1 at the calibration T on "
+        "this many labelled training images (the authors choose on the test set; 0: keep it, no selection; "
+        "default: %(default)s)",
+    )
     common_args(p, out=None)
     return p
 
@@ -77,8 +85,16 @@ def main(args: argparse.Namespace) -> int:
     from ..snn.conversion import convert
 
     check_positive(
-        args, "T", "batch_size", "calibration_samples", "calibration_epochs", allow_zero=("calibration_epochs",)
+        args,
+        "T",
+        "batch_size",
+        "calibration_samples",
+        "calibration_epochs",
+        "select_images",
+        allow_zero=("calibration_epochs", "select_images"),
     )
+    if args.select_images and not args.final_coarse:
+        raise ValueError("--select-images chooses whether to keep the final coarse pass: add --final-coarse")
     if args.calibration_T is not None:
         check_positive(args, "calibration_T")
     simulate_options(args)
@@ -143,7 +159,25 @@ def _phase2(args: argparse.Namespace, snn, qmodel, train_data) -> dict:
         epochs=args.calibration_epochs,
         seed=args.seed,
         final_coarse=args.final_coarse,
+        select_on=_labelled(train_data, args.select_images) if args.select_images else None,
     )
+    if "selection" in report:
+        chosen = report["selection"]
+        print(
+            f"  final coarse pass {'kept' if chosen['kept'] else 'undone'}: top-1 at T={T} on "
+            f"{args.select_images} training images {100 * chosen['before']:.2f}% -> {100 * chosen['after']:.2f}%"
+        )
     for layer, r in report.get("fine", {}).items():
         print(f"  {layer}: held-out KL {r['loss_before']:.3g} -> {r['loss_after']:.3g}")
     return {"T": T, "mode": args.calibrate, "samples": args.calibration_samples, **report}
+
+
+def _labelled(data, n: int) -> list[tuple]:
+    """The first `n` labelled training images of a fresh pass over `data`, as batches."""
+    batches, have = [], 0
+    for x, y in data:
+        batches.append((x[: n - have], y[: n - have]))
+        have += len(batches[-1][1])
+        if have >= n:
+            break
+    return batches

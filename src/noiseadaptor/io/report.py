@@ -21,15 +21,20 @@ def accuracy_table(rows: dict[str, dict], steps: list[int] | None = None) -> str
     )
 
 
-def energy_table(rows: dict[str, dict], steps: list[int] | None = None, sops_only: bool = False) -> str:
+def energy_table(
+    rows: dict[str, dict], steps: list[int] | None = None, sops_only: bool = False, pre_steps: bool = True
+) -> str:
     """E_SNN / E_ANN per T for rows that carry "energy_pj_per_sample" and "ann_energy_pj_per_sample".
     sops_only: the dual-phase paper's count (002, Table 4), E_SNN = SOPs * 0.9 pJ alone, where ours (Eq. 20
-    of paper 000) adds the analog first layer's MACs at every step."""
+    of paper 000) adds the analog first layer's MACs at every step. pre_steps=False: without the pre-steps
+    of a two-stage correction (COS, SRP), as their papers count; by default they are counted."""
 
     def snn(r: dict) -> dict:
         if not sops_only:
-            return r["energy_pj_per_sample"]
-        return {t: s * E_AC_PJ for t, s in r["sops_per_sample"].items()}
+            pre = 0.0 if pre_steps else r.get("pre_step_energy_pj_per_sample", 0.0)
+            return {t: e - pre for t, e in r["energy_pj_per_sample"].items()}
+        pre = 0.0 if pre_steps else r.get("pre_step_sops_per_sample", 0.0)
+        return {t: (s - pre) * E_AC_PJ for t, s in r["sops_per_sample"].items()}
 
     rows = {
         m: {**r, "energy_ratio": {t: e / r["ann_energy_pj_per_sample"] for t, e in snn(r).items()}}

@@ -58,12 +58,16 @@ class DirectConfig:
         of 1. Eq. 18 as printed writes e[t] = beta_m m[t-1] + ...; we read the m as a misprint of e (the
         refractory kernel of Guetig's model), since with m it would cancel the membrane trace. `reset` does
         not apply to it (the refractory trace is its reset).
+    tau, tau_syn: the membrane and synaptic time constants in steps. tau defaults to 2 for "lif"; for
+        "clif" tau = 20 and tau_syn = 5, Guetig 2016's tau_mem = 20 ms and tau_syn = 5 ms at 1-ms steps
+        (paper 004 gives no values). C-LIF needs tau > tau_syn >= 1: only then is its PSP kernel
+        beta_m^t - beta_v^t positive, and u0 defined.
     (T and noise_p, the names of time_steps and spike_noise_p until session 13, were accepted with a warning
     for one release; removed in session 16: an InitVar alias made ``dataclasses.replace(config, time_steps=3)``
     silently keep the old value.)"""
 
     time_steps: int = 4
-    tau: float = 2.0
+    tau: float | None = None
     threshold: float = 1.0
     reset: Literal["hard", "soft"] = "hard"
     surrogate: Literal["rectangular", "sigmoid", "dspike"] = "rectangular"
@@ -74,20 +78,29 @@ class DirectConfig:
     noise_milestones: tuple[int, ...] = ()
     steepness: float | None = None
     neuron: Literal["lif", "clif"] = "lif"
-    tau_syn: float = 4.0
+    tau_syn: float | None = None
 
     def __post_init__(self) -> None:
         positive_int(self.time_steps, "DirectConfig.time_steps")
-        if self.tau < 1:
+        if self.neuron not in ("lif", "clif"):
+            raise ValueError(f"DirectConfig.neuron must be 'lif' or 'clif', got {self.neuron!r}")
+        clif = self.neuron == "clif"
+        if self.tau is None:
+            object.__setattr__(self, "tau", 20.0 if clif else 2.0)
+        if clif and self.tau_syn is None:
+            object.__setattr__(self, "tau_syn", 5.0)
+        for name in ("tau", "tau_syn"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"DirectConfig.{name} must be a number of steps, got {value!r}")
+        if not self.tau >= 1:
             raise ValueError(f"DirectConfig.tau must be >= 1 (leak 1 - 1/tau in [0, 1)), got {self.tau!r}")
         if self.reset not in ("hard", "soft"):
             raise ValueError(f"DirectConfig.reset must be 'hard' or 'soft', got {self.reset!r}")
-        if self.neuron not in ("lif", "clif"):
-            raise ValueError(f"DirectConfig.neuron must be 'lif' or 'clif', got {self.neuron!r}")
-        if self.neuron == "clif" and not (self.tau_syn >= 1 and self.tau_syn != self.tau):
+        if clif and not self.tau > self.tau_syn >= 1:
             raise ValueError(
-                f"DirectConfig.tau_syn must be >= 1 and differ from tau (the C-LIF kernel is their difference), "
-                f"got tau_syn={self.tau_syn!r}, tau={self.tau!r}"
+                f"C-LIF needs tau > tau_syn >= 1 (its PSP kernel beta_m^t - beta_v^t is positive only then), got "
+                f"tau={self.tau!r}, tau_syn={self.tau_syn!r}; omit both for Guetig 2016's tau 20, tau_syn 5"
             )
         surrogate.check_shape(self.surrogate)
         if self.steepness is not None:

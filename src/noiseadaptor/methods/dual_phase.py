@@ -37,7 +37,9 @@ Order of the passes: the paper gives none; here each layer gets its coarse step 
 before the next layer is looked at. The authors' script runs coarse calibration over all layers, then
 fine over all, then coarse over all again, and keeps the best of the three by accuracy on the test
 set; the last pass is ``final_coarse=True``, off by default here because choosing between passes by
-test accuracy is selection on the test data (no selection is made here).
+test accuracy is selection on the test data. ``select_on`` offers the selection without that leak:
+labelled batches held out from the training set, on which the final pass is kept only if it does not
+lower the SNN's top-1 at T.
 
 `IFNeuron`'s inference path is untouched: its outputs (run by `SpikingNetwork.run`) give each layer's
 inputs, and the BPTT uses the small differentiable IF step here, which fires, resets and starts
@@ -61,7 +63,7 @@ from ..checks import module_device, positive_int
 from ..hooks import StopForward
 from ..snn import surrogate as surrogates
 from ..snn.neurons import SpikingNetwork, StepMode, integrate_and_fire
-from ..snn.simulation import default_steps_per_call
+from ..snn.simulation import default_steps_per_call, simulate
 
 Granularity = Literal["neuron", "channel", "layer"]
 LossKind = Literal["kl", "mse"]
@@ -214,6 +216,7 @@ def dual_phase_calibrate(
     steps_per_call: int | None = None,
     layers: Sequence[str] | None = None,
     final_coarse: bool = False,
+    select_on=None,
     **fine_options,
 ) -> dict[str, dict]:
     """Phase II on a converted network, in place: for each layer in graph order, coarse calibration of
@@ -221,9 +224,13 @@ def dual_phase_calibrate(
     `fine`; `fine_options`, the fields of `FineOptions`), so each layer is calibrated on the outputs of the
     calibrated layers before it and fine calibration starts from the coarse solution. `final_coarse`
     adds one more coarse pass over every layer at the end (the authors' script: coarse, fine, coarse).
+    `select_on`: labelled batches (inputs, labels), a held-out part of the training set (never the test
+    set); with `final_coarse`, the final pass is undone unless the SNN's top-1 at T on them is at least
+    what it was before the pass.
 
     Returns {"coarse": {layer: mean |shift|}, "fine": {layer: report}, "final_coarse": {layer: mean
-    |shift|}} for the parts that ran."""
+    |shift|}} for the parts that ran, and with `select_on` "selection": {"before", "after" (top-1 on
+    select_on), "kept" (bool)}."""
     options = _fine_options(fine_options)
     if granularity not in ("neuron", "channel", "layer"):
         raise ValueError(f"granularity must be 'neuron', 'channel' or 'layer', got {granularity!r}")
@@ -241,11 +248,28 @@ def dual_phase_calibrate(
             report["coarse"][name] = cal.coarse(name, granularity, seen)
         if fine:
             report["fine"][name] = cal.fine(name, sub, boundary, seen, options, batch_size)
+    if select_on is not None and not final_coarse:
+        raise ValueError("select_on chooses whether to keep the final coarse pass: give it with final_coarse=True")
     if final_coarse:
+        before = None
+        if select_on is not None:
+            saved = [(n, n.initial_membrane.clone()) for _, n in snn.neurons()]
+            before = _top1(snn, select_on, T, steps_per_call)
         report["final_coarse"] = {
             name: cal.coarse(name, granularity, cal.observe(name, [], cache_bytes)) for name in cal.layers(layers)
         }
+        if before is not None:
+            after = _top1(snn, select_on, T, steps_per_call)
+            report["selection"] = {"before": before, "after": after, "kept": after >= before}
+            if after < before:
+                for neuron, start in saved:
+                    neuron.initial_membrane = start
     return report
+
+
+def _top1(snn: SpikingNetwork, data, T: int, steps_per_call: int | None) -> float:
+    device = module_device(snn)
+    return simulate(snn, data, T=[T], device=device, steps_per_call=steps_per_call, progress=False).accuracy[T]
 
 
 def _fine_options(given: dict) -> FineOptions:

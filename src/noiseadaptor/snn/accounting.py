@@ -240,8 +240,11 @@ class SynapticCounter:
     """Counts the SOPs and MACs of a converted network per time step, with forward hooks on its neurons.
 
     `start(x, steps)` before each counted call of the network (`SpikingNetwork.run`) and `stop()` after:
-    `sops` and `macs` then hold the call's totals over the batch, one entry per step. Steps run between
-    calls (offset-spike pre-steps) are not counted. The graph is traced once, on the first batch."""
+    `sops` and `macs` then hold the call's totals over the batch, one entry per step. `start(x)` (no
+    steps) sums every pass until `stop()` into one entry, however many steps and partial passes they run
+    (the pre-steps of COS and SRP); its MACs are the analog layers' per step run, counted where the first
+    neuron layer is reached. Steps run outside start/stop are not counted. The graph is traced once, on
+    the first batch."""
 
     def __init__(self, snn: SpikingNetwork):
         self.snn = snn
@@ -254,20 +257,24 @@ class SynapticCounter:
     def dense_macs(self) -> dict[str, int]:
         return {} if self.map is None else self.map.dense_macs
 
-    def start(self, x: Tensor, steps: int) -> None:
+    def start(self, x: Tensor, steps: int | None = None) -> None:
         if self.map is None:
             self.map = synaptic_map(self.snn.net, x[:1])
             self._fan_out = {k: v.reshape(-1).to(x.device, torch.float32) for k, v in self.map.fan_out.items()}
-        self.batch = x.shape[0]
-        self.sops = torch.zeros(steps, dtype=torch.float64, device=x.device)
-        self.macs = torch.full(
-            (steps,), float(sum(self.map.analog_macs.values()) * x.shape[0]), dtype=torch.float64, device=x.device
-        )
+            self._first = next(name for name, _ in self.snn.neurons())
+        self.batch, self._summed = x.shape[0], steps is None
+        analog = float(sum(self.map.analog_macs.values()))
+        self.sops = torch.zeros(steps or 1, dtype=torch.float64, device=x.device)
+        self.macs = torch.full((steps or 1,), 0.0 if steps is None else analog * x.shape[0], dtype=torch.float64)
+        self.macs = self.macs.to(x.device)
+        self._analog = analog
 
     def _hook(self, name: str):
         def hook(module: nn.Module, args, output: Tensor) -> None:
             if self.batch is None:  # between start() and stop() only
                 return
+            if self._summed and name == self._first:  # one pass of the analog layers per step it runs
+                self.macs += self._analog * output.shape[0]
             fan = self._fan_out.get(name)
             if fan is None:
                 return

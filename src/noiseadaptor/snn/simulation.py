@@ -35,10 +35,14 @@ class SimulationResult:
     With synops=True: sops_per_sample (every spike event times its fan-out, Eq. 20), macs_per_sample
     (the layers that read analog values, every step) and
     energy_pj_per_sample (E_SNN); ann_macs_per_sample and ann_energy_pj_per_sample for the same net as
-    an ANN. `corrections` records the run-time corrections used; offset-spike pre-steps are not
-    counted in T (as in the COS paper and its code). With a reference ANN: agreement[T], the share of
-    samples whose SNN prediction after T steps is the ANN's, and layer_error[T][layer], the conversion
-    error of each neuron layer, mean |SNN mean output over steps 1..T - ANN activation| / threshold."""
+    an ANN. SOPs, MACs and energy count the pre-steps of a two-stage correction by default (every pass
+    they run: SRP's one tau-step run, COS's rho-step run per calibrated layer); pre_step_sops_per_sample,
+    pre_step_macs_per_sample and pre_step_energy_pj_per_sample hold their share, so that the count of
+    the main run alone (as the COS and SRP papers count) is the difference. `corrections` records the
+    run-time corrections used; pre-steps are not counted in T (as in the COS and SRP papers). With a
+    reference ANN: agreement[T], the share of samples whose SNN prediction after T steps is the ANN's,
+    and layer_error[T][layer], the conversion error of each neuron layer, mean |SNN mean output over
+    steps 1..T - ANN activation| / threshold."""
 
     accuracy: dict[int, float]
     firing_rate: dict[int, dict[str, float]]
@@ -51,6 +55,9 @@ class SimulationResult:
     energy_pj_per_sample: dict[int, float] = field(default_factory=dict)
     ann_macs_per_sample: int | None = None
     ann_energy_pj_per_sample: float | None = None
+    pre_step_sops_per_sample: float = 0.0
+    pre_step_macs_per_sample: float = 0.0
+    pre_step_energy_pj_per_sample: float = 0.0
     agreement: dict[int, float] = field(default_factory=dict)
     layer_error: dict[int, dict[str, float]] = field(default_factory=dict)
 
@@ -72,6 +79,8 @@ class SimulationResult:
                 energy_pj_per_sample=self.energy_pj_per_sample,
                 ann_macs_per_sample=self.ann_macs_per_sample,
                 ann_energy_pj_per_sample=self.ann_energy_pj_per_sample,
+                pre_step_sops_per_sample=self.pre_step_sops_per_sample,
+                pre_step_energy_pj_per_sample=self.pre_step_energy_pj_per_sample,
             )
         return keep
 
@@ -159,12 +168,17 @@ def simulate(
                 check_input(snn, x)
             if tracker is not None:
                 tracker.pause()  # the pre-steps of a two-stage correction are not compared
+            if counter is not None and (offset_spikes or srp):
+                counter.start(x)  # every pass of the pre-steps summed into one count
             if offset_spikes:
                 for (_, n), (_, start) in zip(neurons, saved):
                     n.initial_membrane = start
                 calibrate_offsets(snn, x, offset_spikes)
             if srp:
                 silence_by_residual(snn, x, srp)
+            if counter is not None and (offset_spikes or srp):
+                tally.pre_ops += torch.stack([counter.sops[0], counter.macs[0]])
+                counter.stop()
             snn.reset()
             if tracker is not None:
                 tracker.start(x)
@@ -192,6 +206,7 @@ class _Tally:
         self.hits = torch.zeros(t_max, dtype=torch.long, device=device)
         self.spikes = torch.zeros(t_max, len(neurons), dtype=torch.float64, device=device)
         self.ops = torch.zeros(t_max, 2, dtype=torch.float64, device=device)  # SOPs, MACs
+        self.pre_ops = torch.zeros(2, dtype=torch.float64, device=device)  # SOPs, MACs of the pre-steps
         self.num_samples, self.sizes = 0, {}
 
     def run(self, snn: SpikingNetwork, x: Tensor, y: Tensor, steps_per_call: int) -> None:
@@ -245,8 +260,11 @@ class _Tally:
                 for t, i in report_at.items()
             }
         if self.counter is not None:
-            result.sops_per_sample = {t: float(ops[i, 0]) / num_samples for t, i in report_at.items()}
-            result.macs_per_sample = {t: float(ops[i, 1]) / num_samples for t, i in report_at.items()}
+            pre_sops, pre_macs = (all_reduce_sum(self.pre_ops).cpu() / num_samples).tolist()
+            result.pre_step_sops_per_sample, result.pre_step_macs_per_sample = pre_sops, pre_macs
+            result.pre_step_energy_pj_per_sample = energy.snn(pre_macs, pre_sops) if pre_sops or pre_macs else 0.0
+            result.sops_per_sample = {t: float(ops[i, 0]) / num_samples + pre_sops for t, i in report_at.items()}
+            result.macs_per_sample = {t: float(ops[i, 1]) / num_samples + pre_macs for t, i in report_at.items()}
             result.energy_pj_per_sample = {
                 t: energy.snn(result.macs_per_sample[t], result.sops_per_sample[t]) for t in report_at
             }

@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader
 from noiseadaptor import quantizer
 from noiseadaptor.ann.models import create_model
 from noiseadaptor.data import get_dataset, spread_subset
-from noiseadaptor.experiment import compare_methods
 from noiseadaptor.io.checkpoint import load_checkpoint, restore
+from noiseadaptor.study.cell import compare_methods
 
 
 def float_draw(like: torch.Tensor, low: float, high: float) -> torch.Tensor:

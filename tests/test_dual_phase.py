@@ -7,7 +7,7 @@ from torch import nn
 
 from noiseadaptor import QuantConfig, convert, init_scales, prepare, quantize, quantizers, requantize
 from noiseadaptor.ann.models import create_model
-from noiseadaptor.methods.dual_phase import calibrate_initial_membrane, calibrate_weights, dual_phase_calibrate, if_rate
+from noiseadaptor.snn.calibrate import calibrate_initial_membrane, calibrate_weights, dual_phase_calibrate, if_rate
 
 
 def test_bernoulli_quant_noise_passes_a_fraction_through_unrounded():

@@ -118,7 +118,7 @@ def test_review_fixes_float_checkpoints_old_optimisers_seeds_and_deprecated_read
     from noiseadaptor.cli import build_parser
     from noiseadaptor.cli.compare import study_config
     from noiseadaptor.runconfig import checkpoint_run
-    from noiseadaptor.train import OptimizerConfig
+    from noiseadaptor.training import OptimizerConfig
 
     # a float network checkpointed by fit() from Python records no method: it is a float run
     train, _ = digits().loaders(256, seed=0)
@@ -138,15 +138,3 @@ def test_review_fixes_float_checkpoints_old_optimisers_seeds_and_deprecated_read
     recipe = tmp_path / "study.yaml"
     recipe.write_text("seeds: [5]\n")
     assert study_config(compare.parse_args(["--recipe", str(recipe)])).seeds == (5,)
-
-
-def test_old_module_names_still_import_as_the_moved_modules():
-    import importlib
-    import sys
-
-    import noiseadaptor.ann.quantizer as moved
-
-    sys.modules.pop("noiseadaptor.quantizer", None)
-    with pytest.warns(DeprecationWarning, match="noiseadaptor.quantizer is now noiseadaptor.ann.quantizer"):
-        old = importlib.import_module("noiseadaptor.quantizer")
-    assert old is moved

@@ -24,7 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from .ann.models import create_model
 from .checks import positive_int, positive_number, probability
+from .io.checkpoint import load_checkpoint, restore
 from .methods import METHOD_FIELDS, get_method
 from .snn.surrogate import SHAPES
 
@@ -214,7 +216,6 @@ class LoadedRun:
 
 def build(run: RunConfig) -> nn.Module:
     """The untrained network of `run` (its facts num_classes and in_channels must be set)."""
-    from .ann.models import create_model
 
     if run.num_classes is None or run.in_channels is None:
         raise ValueError("this run description does not record num_classes and in_channels (train fills them in)")
@@ -225,7 +226,6 @@ def build(run: RunConfig) -> nn.Module:
 def load_run(checkpoint: str | Path) -> LoadedRun:
     """Rebuild a trained network from a checkpoint written by `noiseadaptor train` (any version): its run
     description and the network with its weights. The one rebuild path of evaluate, export and Python."""
-    from .io.checkpoint import load_checkpoint, restore
 
     state = load_checkpoint(checkpoint)
     run = checkpoint_run(state["config"], f"checkpoint {checkpoint}")

@@ -130,7 +130,7 @@ class QuantConfig:
 
         quant_noise_p: P(an element passes through unquantized) in training; 0.1 is the authors' value for
         CIFAR-100 and ImageNet at every T (CIFAR-10: 0.1-0.2 for T <= 4, 0 above). Phase II is
-        `noiseadaptor.methods.dual_phase.dual_phase_calibrate` on the converted network. Gradients: the authors'
+        `noiseadaptor.snn.calibrate.dual_phase_calibrate` on the converted network. Gradients: the authors'
         ``NoisyQC`` as it ran (``gradient_window="rounding"``). `probability` is the deprecated name of
         quant_noise_p."""
         if probability is not None:

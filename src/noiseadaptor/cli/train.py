@@ -9,16 +9,18 @@ from pathlib import Path
 
 import torch
 
+from ..ann.calibrate import init_scales
 from ..ann.models import create_model
+from ..ann.preparation import requantize
 from ..data import DATASETS, DeviceLoader, get_dataset, reconstruction
 from ..data.events import EVENT_DATASETS, event_dataset
 from ..distributed import init_from_env, is_main
 from ..io.checkpoint import export_weights, load_checkpoint, restore
 from ..io.files import write_json
 from ..methods import list_methods
-from ..reconstruct import reconstruction_loss, reconstruction_quality
 from ..runconfig import RunConfig, check_method_fields, checkpoint_run, deprecated_noise_p
-from ..train import evaluate, fit
+from ..training import evaluate, fit
+from ..training.reconstruct import reconstruction_loss, reconstruction_quality
 from .common import (
     add_config_arguments,
     common_args,
@@ -227,8 +229,6 @@ def _model(
 ):
     """The network to train: built for the method, from --init's weights when given; a fresh quantized
     one gets its scales initialised on the first training batch (a resumed one loads its trained scales)."""
-    from ..ann.calibrate import init_scales
-    from ..ann.preparation import requantize
 
     method = run.method_info
     quantized_start = start is not None and start.method_info.family == "conversion"

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from ..ann.preparation import replace_activations
 from ..checks import module_device, positive_int
-from ..snn import surrogate
+from . import surrogate
 
 
 @dataclass(frozen=True)
@@ -303,7 +303,7 @@ def to_direct_snn(model: nn.Module, config: DirectConfig | None = None, static_i
     average pooling), wrapped to run T steps: train it with `fit` like any classifier."""
     config = DirectConfig() if config is None else config
     if not isinstance(config, DirectConfig):
-        raise TypeError(f"config must be a noiseadaptor.methods.direct.DirectConfig, got {type(config).__name__}")
+        raise TypeError(f"config must be a noiseadaptor.snn.lif.DirectConfig, got {type(config).__name__}")
     if hasattr(model, "spiking"):  # a design with no ReLU form of its dynamics (recurrent synapses) builds its own
         return MultiStepNetwork(model.spiking(lambda: LIFNeuron(config)), config.time_steps, static_input)
     return MultiStepNetwork(replace_activations(model, lambda: LIFNeuron(config)), config.time_steps, static_input)

@@ -16,7 +16,6 @@ earlier versions (keys ``T`` and ``noise_p``) load through `RunConfig.from_dict`
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,17 +192,6 @@ def check_method_fields(method: str, given: set[str]) -> None:
             f"{flags}: not a setting of method {method}; it reads "
             f"{', '.join(info.reads) or 'none of the method settings'}"
         )
-
-
-def deprecated_noise_p(method: str, value: float) -> dict[str, float]:
-    """The one-release alias --noise-p / noise_p: meant dual-phase's pass-through or ASGL's spike probability."""
-    key = "quant_noise_p" if method == "dual-phase" else "spike_noise_p"
-    warnings.warn(
-        f"--noise-p (noise_p) is deprecated: it is --{key.replace('_', '-')} for method {method}",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return {key: value}
 
 
 @dataclass

@@ -61,10 +61,7 @@ class DirectConfig:
     tau, tau_syn: the membrane and synaptic time constants in steps. tau defaults to 2 for "lif"; for
         "clif" tau = 20 and tau_syn = 5, Guetig 2016's tau_mem = 20 ms and tau_syn = 5 ms at 1-ms steps
         (paper 004 gives no values). C-LIF needs tau > tau_syn >= 1: only then is its PSP kernel
-        beta_m^t - beta_v^t positive, and u0 defined.
-    (T and noise_p, the names of time_steps and spike_noise_p until session 13, were accepted with a warning
-    for one release; removed in session 16: an InitVar alias made ``dataclasses.replace(config, time_steps=3)``
-    silently keep the old value.)"""
+        beta_m^t - beta_v^t positive, and u0 defined."""
 
     time_steps: int = 4
     tau: float | None = None

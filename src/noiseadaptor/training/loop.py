@@ -66,65 +66,86 @@ def fit(
     cross-entropy (no train_acc is recorded then; e.g. F.mse_loss, with (input, target image) batches).
     """
     positive_int(epochs, "epochs", zero=True)
-    overrides = {k: v for k, v in (("lr", lr), ("weight_decay", weight_decay), ("momentum", momentum)) if v is not None}
-    optim = OptimizerConfig(**{**asdict(optimizer or OptimizerConfig()), **overrides})
+    given = {k: v for k, v in (("lr", lr), ("weight_decay", weight_decay), ("momentum", momentum)) if v is not None}
+    optim = OptimizerConfig(**{**asdict(optimizer or OptimizerConfig()), **given})
     device = torch.device(device) if device is not None else module_device(model)
-    model.to(device)
-    optimizer, schedule = build_optimizer(model, optim, epochs)
+    optimizer, schedule = build_optimizer(model.to(device), optim, epochs)
     config = {**(config or {}), "epochs": epochs, "lr": optim.lr, "weight_decay": optim.weight_decay,
               "optimization": asdict(optim)}  # fmt: skip
     writer = checkpoint is not None and is_main()
     with exclusive(checkpoint) if writer else contextlib.nullcontext():  # a second run on it is refused
-        start, history = 0, []
-        if writer:  # temporaries of a write killed in an earlier run (ours alone: we hold the lock)
-            for name in (Path(checkpoint), Path(checkpoint).with_suffix(".json")):
-                remove_stale_temporaries(name)
-        if resume and checkpoint is not None and Path(checkpoint).exists():
-            start, history = _resume(load_checkpoint(checkpoint), model, optimizer, schedule, optim, config)
-        net = (
-            nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-            if is_distributed()
-            else model
-        )
-
-        logger = _EpochLogger(log_dir) if log_dir is not None and is_main() else None
+        history = []
 
         def save(epoch: int) -> None:
             save_checkpoint(checkpoint, model, epoch=epoch, config=config, optimizer=optimizer, scheduler=schedule,
                             metrics={"history": history})  # fmt: skip
 
-        shown = progress and is_main()
-        bar = tqdm(range(start, epochs), desc=desc, disable=not shown, leave=False, initial=start, total=epochs)
+        start = _start(checkpoint, resume, writer, model, optimizer, schedule, optim, config, history)
+        step = _Epoch(model, train_data, optimizer, schedule, device, amp, progress and is_main(), criterion,
+                      val=(val_data, val_name), hooks=(on_epoch_start, on_epoch_end))  # fmt: skip
+        logger = _EpochLogger(log_dir, f"[{desc}] epoch {{}}/{epochs}" if log_epochs else None) if is_main() else None
+        bar = tqdm(range(start, epochs), desc=desc, disable=not step.shown, leave=False, initial=start, total=epochs)
         for epoch in bar:
-            net.train()
-            epoch_aware = train_data if hasattr(train_data, "set_epoch") else getattr(train_data, "sampler", None)
-            if hasattr(epoch_aware, "set_epoch"):
-                epoch_aware.set_epoch(epoch)
-            if on_epoch_start is not None:
-                on_epoch_start(epoch)
-            metrics = train_one_epoch(net, train_data, optimizer, device, amp, progress=shown, criterion=criterion)
-            broadcast_state(model)  # every process evaluates the network rank 0 saves (BatchNorm statistics)
-            row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], **metrics}
-            check_trained(model, epoch + 1, row["train_loss"])  # before any save: the last good checkpoint stays
-            schedule.step()
-            if val_data is not None:
-                row[val_name] = evaluate(model, val_data, device)
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, row)
+            row = step(epoch)
             history.append(row)
             bar.set_postfix({k: round(v, 4) for k, v in row.items() if k != "epoch"})
-            if log_epochs and is_main():  # where no bar is drawn (a batch job, nohup): one line per epoch
-                metrics = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
-                print(f"[{desc}] epoch {epoch + 1}/{epochs}: {metrics}", flush=True)
             if is_main():
+                logger.log(row)
                 if checkpoint is not None:
                     save(epoch + 1)
-                if logger is not None:
-                    logger.log(row)
             barrier()
         if epochs == 0 and checkpoint is not None and not Path(checkpoint).exists() and is_main():
             save(0)  # no training asked: the starting point (e.g. a quantized copy, scales initialised) is the result
         return history
+
+
+def _start(checkpoint, resume: bool, writer: bool, model, optimizer, schedule, optim, config, history) -> int:
+    """The epoch to start from: 0, or where `checkpoint` stopped when resuming (its history appended to
+    `history`). A writer first removes the temporaries of a write killed in an earlier run (ours alone:
+    we hold the lock)."""
+    if writer:
+        for name in (Path(checkpoint), Path(checkpoint).with_suffix(".json")):
+            remove_stale_temporaries(name)
+    if not (resume and checkpoint is not None and Path(checkpoint).exists()):
+        return 0
+    start, earlier = _resume(load_checkpoint(checkpoint), model, optimizer, schedule, optim, config)
+    history.extend(earlier)
+    return start
+
+
+class _Epoch:
+    """One training epoch of `fit` (under DistributedDataParallel when distributed): returns its metrics row,
+    after checking that the network is still usable, and steps the schedule."""
+
+    def __init__(self, model, data, optimizer, schedule, device, amp: bool, shown: bool, criterion, val, hooks):
+        self.model, self.data, self.optimizer, self.schedule = model, data, optimizer, schedule
+        self.device, self.amp, self.shown, self.criterion = device, amp, shown, criterion
+        (self.val_data, self.val_name), (self.on_start, self.on_end) = val, hooks
+        self.net = (
+            nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+            if is_distributed()
+            else model
+        )
+
+    def __call__(self, epoch: int) -> dict:
+        self.net.train()
+        epoch_aware = self.data if hasattr(self.data, "set_epoch") else getattr(self.data, "sampler", None)
+        if hasattr(epoch_aware, "set_epoch"):
+            epoch_aware.set_epoch(epoch)
+        if self.on_start is not None:
+            self.on_start(epoch)
+        metrics = train_one_epoch(
+            self.net, self.data, self.optimizer, self.device, self.amp, progress=self.shown, criterion=self.criterion
+        )
+        broadcast_state(self.model)  # every process evaluates the network rank 0 saves (BatchNorm statistics)
+        row = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], **metrics}
+        check_trained(self.model, epoch + 1, row["train_loss"])  # before any save: the last good checkpoint stays
+        self.schedule.step()
+        if self.val_data is not None:
+            row[self.val_name] = evaluate(self.model, self.val_data, self.device)
+        if self.on_end is not None:
+            self.on_end(epoch, row)
+        return row
 
 
 def _resume(
@@ -132,7 +153,7 @@ def _resume(
 ) -> tuple[int, list[dict]]:
     """Load a checkpoint into the live model, optimiser and schedule (refusing other settings); returns the
     epoch reached and the metrics history so far."""
-    if "optimization" not in state["config"]:  # written before session 13: SGD on every parameter, which
+    if "optimization" not in state["config"]:  # written before 0.1's optimiser roles: SGD on every parameter, which
         widths = any(role == "width" for role, _ in parameter_roles(model))  # is today's default without widths
         earlier = OptimizerConfig(lr=optim.lr, weight_decay=optim.weight_decay, momentum=optim.momentum,
                                   no_decay=() if widths else ("width",))  # fmt: skip
@@ -284,19 +305,28 @@ def _autocast(device: torch.device, enabled: bool):
 
 
 class _EpochLogger:
-    """log.csv (appended, so a resumed run continues it) and TensorBoard scalars if tensorboard is there."""
+    """Each epoch's metrics: one printed line when `line` is given (a format with {} for the epoch, for
+    output where no bar is drawn: a batch job, nohup), and under `log_dir`, log.csv (appended, so a resumed
+    run continues it) and TensorBoard scalars if tensorboard is there."""
 
-    def __init__(self, log_dir: str | Path):
-        self.dir = Path(log_dir)
+    def __init__(self, log_dir: str | Path | None, line: str | None = None):
+        self.dir, self.line, self.tensorboard = None if log_dir is None else Path(log_dir), line, None
+        if self.dir is None:
+            return
         self.dir.mkdir(parents=True, exist_ok=True)
         try:
             from torch.utils.tensorboard import SummaryWriter
 
             self.tensorboard = SummaryWriter(str(self.dir))
         except ImportError:  # optional
-            self.tensorboard = None
+            pass
 
     def log(self, row: dict) -> None:
+        if self.line is not None:
+            metrics = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
+            print(f"{self.line.format(row['epoch'])}: {metrics}", flush=True)
+        if self.dir is None:
+            return
         path = self.dir / "log.csv"
         new = not path.exists() or row["epoch"] == 1
         with path.open("w" if new else "a", newline="") as f:

@@ -43,8 +43,8 @@ from noiseadaptor.data import get_dataset, spread_subset
 from noiseadaptor.io.checkpoint import load_checkpoint, restore
 from noiseadaptor.io.files import write_json
 from noiseadaptor.io.report import plot_accuracy
-from noiseadaptor.methods.dual_phase import collect_samples, dual_phase_calibrate
-from noiseadaptor.train import TrainingDiverged
+from noiseadaptor.snn.calibrate import collect_samples, dual_phase_calibrate
+from noiseadaptor.training import TrainingDiverged
 
 
 def quant_noise(T: int) -> float:

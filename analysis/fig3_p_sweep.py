@@ -17,9 +17,9 @@ import torch
 from noiseadaptor import fit
 from noiseadaptor.ann.models import create_model
 from noiseadaptor.data import get_dataset
-from noiseadaptor.experiment import compare_methods
 from noiseadaptor.io.files import write_json
 from noiseadaptor.io.report import accuracy_table, plot_accuracy
+from noiseadaptor.study.cell import compare_methods
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """ASGL paper (004) Fig. 3d-e at CPU scale: while ASGL trains with a fixed spike-noise p, the accuracy of
 the noisy network and of the SNN embedded in it (the same weights), and the mean cosine similarity S of
-their layer outputs per sample (`noiseadaptor.methods.direct.noisy_similarity`), after every epoch.
+their layer outputs per sample (`noiseadaptor.snn.lif.noisy_similarity`), after every epoch.
 
     python analysis/fig3de_noisy_similarity.py --out docs/figures/fig3de_noisy_similarity.png
 
@@ -28,8 +28,8 @@ from noiseadaptor import fit
 from noiseadaptor.ann.models import create_model
 from noiseadaptor.data import get_dataset
 from noiseadaptor.io.files import write_json
-from noiseadaptor.methods.direct import DirectConfig, noisy_similarity, to_direct_snn
-from noiseadaptor.train import OptimizerConfig
+from noiseadaptor.snn.lif import DirectConfig, noisy_similarity, to_direct_snn
+from noiseadaptor.training import OptimizerConfig
 
 
 def run(p: float, args, splits) -> list[dict]:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A/B of how the CPU draws Noise Adaptor's rounding noise: the library's draw (15-bit values cut from
-63-bit integer draws, `noiseadaptor.ann.quantizer._uniform`) against `torch.rand_like`, the draw before
-session 12. For each draw and seed: NA QAT (p=2, lr 0.05) from the CIFAR benchmark's float network,
+63-bit integer draws, `noiseadaptor.ann.quantizer._uniform`) against `torch.rand_like`, the draw of early
+0.1 builds. For each draw and seed: NA QAT (p=2, lr 0.05) from the CIFAR benchmark's float network,
 as `benchmarks/cifar10_noise_adaptor.py` runs it (`compare_methods`, same seeding), then the quantized
 ANN and its SNN on the same 2,000 spread test images.
 
@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader
 from noiseadaptor import quantizer
 from noiseadaptor.ann.models import create_model
 from noiseadaptor.data import get_dataset, spread_subset
-from noiseadaptor.experiment import compare_methods
 from noiseadaptor.io.checkpoint import load_checkpoint, restore
+from noiseadaptor.study.cell import compare_methods
 
 
 def float_draw(like: torch.Tensor, low: float, high: float) -> torch.Tensor:

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from noiseadaptor import init_scales, prepare, quantizers
 from noiseadaptor.ann.models import create_model
 from noiseadaptor.data import get_dataset
-from noiseadaptor.experiment import quant_config
 from noiseadaptor.io.checkpoint import load_checkpoint, restore
+from noiseadaptor.study.cell import quant_config
 
 
 def main() -> None:

@@ -26,9 +26,9 @@ from torch.utils.data import DataLoader
 from noiseadaptor import QuantConfig, convert, evaluate, fit, init_scales, prepare, simulate
 from noiseadaptor.ann.models import create_model
 from noiseadaptor.data import get_dataset, spread_subset
-from noiseadaptor.experiment import load_quantized
 from noiseadaptor.io.files import write_json
 from noiseadaptor.io.report import accuracy_table, energy_table
+from noiseadaptor.study.cell import load_quantized
 
 
 def main() -> None:

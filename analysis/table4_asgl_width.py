@@ -26,8 +26,8 @@ from noiseadaptor import evaluate, fit
 from noiseadaptor.ann.models import create_model
 from noiseadaptor.data import get_dataset
 from noiseadaptor.io.files import write_json
-from noiseadaptor.methods.direct import DirectConfig, to_direct_snn
-from noiseadaptor.train import OptimizerConfig
+from noiseadaptor.snn.lif import DirectConfig, to_direct_snn
+from noiseadaptor.training import OptimizerConfig
 
 MILESTONE_FRACTIONS = (0.2, 0.4, 0.6, 0.8, 0.95)  # paper 004 A.7: epochs 20, 40, 60, 80, 95 of 100
 

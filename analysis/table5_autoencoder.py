@@ -33,9 +33,9 @@ from noiseadaptor import fit
 from noiseadaptor.ann.models import mlp_autoencoder
 from noiseadaptor.data import Reconstruction, get_dataset, spread_subset
 from noiseadaptor.io.files import write_json
-from noiseadaptor.methods.direct import DirectConfig, to_direct_snn
-from noiseadaptor.reconstruct import reconstruction_loss, reconstruction_quality
-from noiseadaptor.train import OptimizerConfig
+from noiseadaptor.snn.lif import DirectConfig, to_direct_snn
+from noiseadaptor.training import OptimizerConfig
+from noiseadaptor.training.reconstruct import reconstruction_loss, reconstruction_quality
 
 
 def train_one(method: str, alpha: float, args, train_set, test_loader) -> dict:

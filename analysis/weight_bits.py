@@ -19,10 +19,10 @@ from torch.utils.data import DataLoader
 
 from noiseadaptor import convert, evaluate, simulate
 from noiseadaptor.data import get_dataset, spread_subset
-from noiseadaptor.experiment import load_quantized
 from noiseadaptor.io.files import write_json
 from noiseadaptor.io.report import accuracy_table
 from noiseadaptor.snn.integer import integer_network
+from noiseadaptor.study.cell import load_quantized
 
 
 def check_file(net, test, images: int, path: Path) -> dict:

@@ -28,9 +28,9 @@ from torch.utils.data import DataLoader
 from noiseadaptor import evaluate, fit
 from noiseadaptor.ann.models import create_model
 from noiseadaptor.data import get_dataset, spread_subset
-from noiseadaptor.experiment import compare_methods
 from noiseadaptor.io.files import write_json
 from noiseadaptor.io.report import TABLE_T, accuracy_table, plot_accuracy
+from noiseadaptor.study.cell import compare_methods
 
 SHARED_PACK = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "cifar10-jpeg"
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU session's checks, prepared so that one run (and at most one rerun) gives the whole table:
+# The GPU checks, prepared so that one run (and at most one rerun) gives the whole table:
 # issue 20 (the CUDA tests, benchmarks/speed.py's sections sim, sj, train, data) and issue 17 (the
 # GPU-scale method study, benchmarks/gpu_study.py). Writes at most 8 files into OUT:
 #   machine.txt cuda-tests.txt speed.txt speed.json study.txt compare.json timing.json compare.png

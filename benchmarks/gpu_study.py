@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.pack.is_file():
         sys.exit(f"no pack at {args.pack}: copy ../shared/datasets/cifar10-jpeg/pack.npz beside the checkout")
 
-    from noiseadaptor.compare import StudyConfig, plot_study, report_table, run_study
     from noiseadaptor.io.files import write_json
+    from noiseadaptor.study.study import StudyConfig, plot_study, report_table, run_study
 
     timing = {}
     begin = time.time()

@@ -75,7 +75,7 @@ def test_bad_checkpoints_are_clear(tmp_path, small_cnn):
 
 def test_a_threshold_driven_negative_stops_training_with_one_line_and_keeps_the_checkpoint(tmp_path, small_cnn):
     from noiseadaptor import quantizers
-    from noiseadaptor.train import TrainingDiverged
+    from noiseadaptor.training import TrainingDiverged
 
     train, _ = digits().loaders(64, seed=0)
     q = prepare(small_cnn(), QuantConfig.qcfs(p=2))

@@ -59,7 +59,7 @@ def test_help_explains_the_job(capsys):
 
 @pytest.mark.parametrize("command", [[], ["run"], ["train"], ["evaluate"], ["compare"], ["export"]])
 def test_every_help_page_prints(command, capsys):
-    # `noiseadaptor --help` crashed until session 14: a bare "95%" in a help string is an argparse format
+    # `noiseadaptor --help` crashed once: a bare "95%" in a help string is an argparse format
     from noiseadaptor.cli import main
 
     with pytest.raises(SystemExit) as stop:

@@ -144,7 +144,7 @@ def test_image_reconstruction_through_the_cli(tmp_path, capsys):
 
     from noiseadaptor.cli import build_parser
     from noiseadaptor.cli import evaluate as evaluate_module
-    from noiseadaptor.reconstruct import reconstruction_quality
+    from noiseadaptor.training.reconstruct import reconstruction_quality
 
     common = ["train", "--dataset", "digits", "--task", "reconstruct", "--model", "mlp-autoencoder", "--workers", "0",
               "--no-progress", "--method", "sg", "--surrogate", "sigmoid", "--steepness", "2.5", "--time-steps", "2",

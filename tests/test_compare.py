@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from noiseadaptor import QuantConfig, convert, init_scales, prepare, quantizers, simulate
-from noiseadaptor import compare as study
-from noiseadaptor.compare import StudyConfig, load_cells, paired_difference, run_study, t_interval
+from noiseadaptor.study import study
+from noiseadaptor.study.study import StudyConfig, load_cells, paired_difference, run_study, t_interval
 
 
 def test_t_interval_and_paired_test_by_hand():
@@ -46,7 +46,7 @@ def _tiny(**kwargs):
 
 
 def test_methods_of_one_seed_see_the_same_batches_and_calibration_batch(tmp_path, monkeypatch):
-    from noiseadaptor import experiment
+    from noiseadaptor.study import cell as experiment
 
     seen = {}
     real_fit, real_init = experiment.fit, experiment.init_scales
@@ -83,7 +83,7 @@ class _Augmented(torch.utils.data.Dataset):
 
 
 def _batches_seen(method: str, seed: int) -> list[torch.Tensor]:
-    from noiseadaptor.experiment import quant_config, train_quantized
+    from noiseadaptor.study.cell import quant_config, train_quantized
 
     torch.manual_seed(0)
     float_model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 3))
@@ -111,7 +111,7 @@ def test_a_noisy_method_sees_bit_identical_batches_to_a_noiseless_one(method, mo
     assert len(plain) == len(noisy) == 8
     assert all(torch.equal(a, b) for a, b in zip(plain, noisy))
     # the test can fail: noise drawn from the default generator shifts the augmentation
-    from noiseadaptor import experiment
+    from noiseadaptor.study import cell as experiment
 
     monkeypatch.setattr(experiment, "seed_noise", lambda model, seed: None)
     shifted = _batches_seen(method, 5)
@@ -293,7 +293,7 @@ def test_study_cells_record_their_settings_and_are_trained_again_under_others(tm
 
 
 def test_holm_adjustment_by_hand():
-    from noiseadaptor.compare import holm
+    from noiseadaptor.study.study import holm
 
     # sorted 0.01, 0.02, 0.04 -> 3*0.01, max(0.03, 2*0.02), max(0.04, 1*0.04); None is left out of the family
     assert holm([0.04, None, 0.01, 0.02]) == pytest.approx([0.04, None, 0.03, 0.04])

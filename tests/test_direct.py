@@ -8,8 +8,8 @@ from torch import nn
 from noiseadaptor import evaluate, fit
 from noiseadaptor.ann.models import create_model
 from noiseadaptor.data import digits
-from noiseadaptor.methods.direct import DirectConfig, LIFNeuron, to_direct_snn
 from noiseadaptor.runconfig import RunConfig
+from noiseadaptor.snn.lif import DirectConfig, LIFNeuron, to_direct_snn
 
 
 def test_gradient_flows_only_through_the_smooth_part():
@@ -123,7 +123,7 @@ def _asgl_net(width=1.0):
 
 def test_weight_decay_never_touches_the_learned_width():
     # the issue's case: one step with weight_decay=900, lr=1e-3 took the width from 1.0 to 0.10
-    from noiseadaptor.train import OptimizerConfig
+    from noiseadaptor.training import OptimizerConfig
 
     train, _ = digits().loaders(16, seed=0)
     batch = [next(iter(train))]
@@ -135,7 +135,7 @@ def test_weight_decay_never_touches_the_learned_width():
 
 
 def test_asgl_optimizer_groups_are_the_authors():
-    from noiseadaptor.train import OptimizerConfig, build_optimizer, parameter_roles
+    from noiseadaptor.training.optim import OptimizerConfig, build_optimizer, parameter_roles
 
     snn = _asgl_net()
     roles = parameter_roles(snn)
@@ -159,7 +159,7 @@ def _interrupt():
 
 
 def test_two_optimizers_resume_from_a_checkpoint(tmp_path):
-    from noiseadaptor.train import OptimizerConfig
+    from noiseadaptor.training import OptimizerConfig
 
     train, _ = digits().loaders(64, seed=0)
     config = OptimizerConfig.asgl(lr=0.05)
@@ -213,7 +213,7 @@ def test_the_reconstruction_autoencoder_trains_with_a_regression_criterion():
     from torch.utils.data import DataLoader, TensorDataset
 
     from noiseadaptor.ann.models import mlp_autoencoder
-    from noiseadaptor.train import OptimizerConfig
+    from noiseadaptor.training import OptimizerConfig
 
     torch.manual_seed(0)
     images = torch.rand(32, 1, 28, 28)
@@ -228,7 +228,7 @@ def test_the_reconstruction_autoencoder_trains_with_a_regression_criterion():
 
 
 def test_the_noisy_network_and_its_embedded_snn_cosine_similarity_against_a_hand_count():
-    from noiseadaptor.methods.direct import noisy_network, noisy_similarity
+    from noiseadaptor.snn.lif import noisy_network, noisy_similarity
 
     torch.manual_seed(0)
     x, y = torch.randn(6, 4), torch.randint(0, 2, (6,))
@@ -300,7 +300,7 @@ def test_the_asgl_architectures_take_one_training_step(name, channels, size, sta
 
 def test_the_cyclic_cosine_schedule_restarts(small_cnn):
     # ASGL A.3's "cyclic cosine annealing": restart_epochs=N restarts the cosine every N epochs
-    from noiseadaptor.train import OptimizerConfig, build_optimizer
+    from noiseadaptor.training import OptimizerConfig, build_optimizer
 
     optimizer, schedule = build_optimizer(small_cnn(), OptimizerConfig(kind="adam", lr=0.1, restart_epochs=2), 6)
     lrs = []

@@ -7,7 +7,7 @@ from torch import nn
 
 from noiseadaptor import QuantConfig, convert, init_scales, prepare, quantize, quantizers, requantize
 from noiseadaptor.ann.models import create_model
-from noiseadaptor.methods.dual_phase import calibrate_initial_membrane, calibrate_weights, dual_phase_calibrate, if_rate
+from noiseadaptor.snn.calibrate import calibrate_initial_membrane, calibrate_weights, dual_phase_calibrate, if_rate
 
 
 def test_bernoulli_quant_noise_passes_a_fraction_through_unrounded():
@@ -274,27 +274,12 @@ def test_dual_phase_through_the_cli(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", *common, "--method", "na", "--quant-noise-p", "0.2", "--out", str(tmp_path / "x")])
     assert "--quant-noise-p: not a setting of method na" in capsys.readouterr().err
-    with pytest.warns(DeprecationWarning, match="--quant-noise-p"):  # the old flag, for one release
-        assert (
-            main(
-                [
-                    "train",
-                    *common,
-                    "--method",
-                    "dual-phase",
-                    "--p",
-                    "4",
-                    "--noise-p",
-                    "0.3",
-                    "--epochs",
-                    "0",
-                    "--out",
-                    str(tmp_path / "old-flag"),
-                ]
-            )
-            == 0
-        )
-    assert load_checkpoint(tmp_path / "old-flag" / "checkpoint.pt")["config"]["quant_noise_p"] == 0.3
+    old_recipe = tmp_path / "old.yaml"  # a 0.1 recipe: noise_p, the old name of quant_noise_p
+    old_recipe.write_text("method: dual-phase\np: 4\nnoise_p: 0.3\nepochs: 0\n")
+    assert main(["train", *common, "--recipe", str(old_recipe), "--out", str(tmp_path / "old-recipe")]) == 0
+    assert load_checkpoint(tmp_path / "old-recipe" / "checkpoint.pt")["config"]["quant_noise_p"] == 0.3
+    with pytest.raises(SystemExit):  # the old flag is gone
+        main(["train", *common, "--method", "dual-phase", "--noise-p", "0.3", "--out", str(tmp_path / "flag")])
     # the paper's chain: a clip source ANN, then its QC-ANN with the learned thresholds
     assert main(["train", *common, "--method", "clip", "--epochs", "1", "--out", str(tmp_path / "clip")]) == 0
     source = load_checkpoint(tmp_path / "clip" / "checkpoint.pt")

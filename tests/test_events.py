@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader
 
 from noiseadaptor.ann.models import create_model
 from noiseadaptor.data.events import FramesDataset, event_dataset, events_to_frames, split_per_class
-from noiseadaptor.methods.direct import DirectConfig, to_direct_snn
+from noiseadaptor.snn.lif import DirectConfig, to_direct_snn
 
 VISION = np.dtype([("t", np.uint64), ("x", np.uint16), ("y", np.uint16), ("p", bool)])  # CIFAR10DVS's
 AUDIO = np.dtype([("t", int), ("x", int), ("p", int)])  # tonic SHD's

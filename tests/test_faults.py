@@ -100,7 +100,7 @@ def test_quantized_training_from_random_weights_is_refused_or_said(tmp_path):
     for _, p in q.named_parameters():
         if p.dim() == 0:
             p.data.fill_(-0.5)
-    from noiseadaptor.train import TrainingDiverged
+    from noiseadaptor.training import TrainingDiverged
 
     train, _ = digits().loaders(256, seed=0)
     with pytest.raises(TrainingDiverged, match="threshold"):

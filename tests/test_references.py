@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from noiseadaptor import QuantConfig, QuantReLU, convert, prepare, quantize, quantizers
-from noiseadaptor.methods.direct import DirectConfig, LIFNeuron
+from noiseadaptor.snn.lif import DirectConfig, LIFNeuron
 
 
 def _inclusive_clamp(y, low, high):
@@ -309,7 +309,7 @@ def test_srp_is_the_authors_residual_membrane_mask():
 def test_coarse_calibration_is_the_authors_step():
     """Windere/snn-cvt-dual-phase calibInitMemPoten: init_mem += T * (mean over samples of the ANN's layer
     output - mean over samples and steps of the SNN's), per neuron, layer by layer from the input."""
-    from noiseadaptor.methods.dual_phase import calibrate_initial_membrane
+    from noiseadaptor.snn.calibrate import calibrate_initial_membrane
 
     torch.manual_seed(5)
     net = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 2))

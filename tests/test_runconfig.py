@@ -17,10 +17,10 @@ DATA = Path(__file__).parent / "data"
 @pytest.mark.parametrize(
     "name, checks, correct",
     [
-        # written by session 12's code (`noiseadaptor train --dataset digits --model small-cnn --epochs 1
+        # written by an early 0.1 build (`noiseadaptor train --dataset digits --model small-cnn --epochs 1
         # --batch-size 256`, optimizer state stripped): its keys T and noise_p, and the accuracy it reported
-        ("session12-asgl.pt", {"method": "asgl", "time_steps": 2, "spike_noise_p": 0.7}, 30),
-        ("session12-dual-phase.pt", {"method": "dual-phase", "p": 4, "quant_noise_p": 0.2}, 91),
+        ("v0.1-asgl.pt", {"method": "asgl", "time_steps": 2, "spike_noise_p": 0.7}, 30),
+        ("v0.1-dual-phase.pt", {"method": "dual-phase", "p": 4, "quant_noise_p": 0.2}, 91),
     ],
 )
 def test_checkpoints_of_the_earlier_format_still_load(name, checks, correct):
@@ -118,15 +118,15 @@ def test_review_fixes_float_checkpoints_old_optimisers_seeds_and_deprecated_read
     from noiseadaptor.cli import build_parser
     from noiseadaptor.cli.compare import study_config
     from noiseadaptor.runconfig import checkpoint_run
-    from noiseadaptor.train import OptimizerConfig
+    from noiseadaptor.training import OptimizerConfig
 
     # a float network checkpointed by fit() from Python records no method: it is a float run
     train, _ = digits().loaders(256, seed=0)
     fit(small_cnn(), train, 1, progress=False, checkpoint=tmp_path / "float.pt", config={"model": "small-cnn"})
     assert checkpoint_run(torch.load(tmp_path / "float.pt", weights_only=False)["config"], "x").method == "float"
-    # a session-12 ASGL checkpoint (one SGD group) is not resumed with today's ASGL optimiser, with one line
+    # an early 0.1 ASGL checkpoint (one SGD group) is not resumed with today's ASGL optimiser, with one line
     old = tmp_path / "asgl.pt"
-    shutil.copy(DATA / "session12-asgl.pt", old)
+    shutil.copy(DATA / "v0.1-asgl.pt", old)
     loaded = load_run(old)
     with pytest.raises(ValueError, match="optimization"):
         fit(loaded.model, train, 1, optimizer=OptimizerConfig.asgl(), checkpoint=old, resume=True, progress=False,
@@ -138,15 +138,3 @@ def test_review_fixes_float_checkpoints_old_optimisers_seeds_and_deprecated_read
     recipe = tmp_path / "study.yaml"
     recipe.write_text("seeds: [5]\n")
     assert study_config(compare.parse_args(["--recipe", str(recipe)])).seeds == (5,)
-
-
-def test_old_module_names_still_import_as_the_moved_modules():
-    import importlib
-    import sys
-
-    import noiseadaptor.ann.quantizer as moved
-
-    sys.modules.pop("noiseadaptor.quantizer", None)
-    with pytest.warns(DeprecationWarning, match="noiseadaptor.quantizer is now noiseadaptor.ann.quantizer"):
-        old = importlib.import_module("noiseadaptor.quantizer")
-    assert old is moved

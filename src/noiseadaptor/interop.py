@@ -1,40 +1,7 @@
 """The converted network in other simulators, exactly: ``to_spikingjelly``, ``to_snntorch``, ``to_sinabs``,
 ``to_norse``.
 
-Each takes a `convert` result (or a checkpoint of a quantized train run) and returns a `ForeignNetwork`:
-our layers unchanged, every `IFNeuron` replaced by that simulator's own neuron class, configured as ours
-runs (reset by subtraction, the membrane starting at ``initial_membrane * threshold``, firing at
-``u >= threshold``, the analog input fed to the first layer at every step). Around each foreign neuron is
-the smallest wrapper we could write: it sets the simulator's state to the pre-charge at the start of a
-sample, calls the simulator's neuron for one step and multiplies its 0/1 spikes by the threshold (our
-network's next layer expects ``spike * threshold``). ``net(x)`` advances one step, as ``snn(x)`` does;
-``net.reset()`` starts a new sample: at its next step each neuron starts the simulator's state afresh at
-the pre-charge.
-
-What each simulator does natively, and what the wrapper adds (tests/test_interop.py checks identical
-spikes at every layer and step, and identical accuracy at every T, against `simulate`):
-
-- SpikingJelly (``IFNode(v_reset=None)``): subtractive reset, ``heaviside(v - v_th)`` fires at >=, the
-  same update order as ours; the pre-charge is its own reset value (``set_reset_value("v", ...)``), so
-  SpikingJelly's ``functional.reset_net`` restores it too. Bit-identical.
-- snnTorch (``Leaky(beta=1, reset_mechanism="subtract")``): its Heaviside fires at ``>`` (0 at a tie),
-  so the wrapper passes a ``>=`` spike function (``spike_grad``); its subtraction is applied one step
-  late in the same update, ``u_t = (u_{t-1} + x_t) - s_{t-1} * theta`` where ours is
-  ``(u_{t-1} - s_{t-1} * theta) + x_t``: equal in exact arithmetic, one rounding apart in float, so a
-  membrane within an ulp of the threshold can fire differently (not seen in the tests; said, not hidden).
-  The pre-charge is written into ``mem`` before a sample's first step (snnTorch starts it at 0).
-- sinabs (``IAF(spike_fn=SingleSpike, reset_fn=MembraneSubtract())``): fires at ``v - theta >= 0`` (the
-  same as ``v >= theta`` in IEEE floats), subtractive reset, our update order; one spike per step
-  (sinabs' default MultiSpike would emit floor(v / theta)). The pre-charge is written into ``v_mem``.
-  Bit-identical.
-
-- Norse (``IAFCell``): integrates ``v + x`` and fires at ``v - v_th > 0``, as ours, but resets to
-  ``v_reset`` (hard reset; its subtractive ``reset_subtract`` exists only for the leaky ``LIFBoxCell``,
-  whose ``-v`` leak an IF cannot switch off). So this one wrapper does more: Norse's cell integrates and
-  fires, with ``v_th`` the float just below our threshold (its strict ``>`` is then our ``>=``, exactly:
-  ``a - b > 0`` iff ``a > b`` in IEEE floats), and the wrapper puts back ``(v + x) - threshold`` where it
-  reset to 0. The same float operations as ours, so bit-identical.
-"""
+How it works: docs/internals.md, "Other simulators"."""
 
 from __future__ import annotations
 
@@ -45,6 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from .io.export import optional
+from .runconfig import load_run
+from .snn.conversion import convert
 from .snn.neurons import IFNeuron, SpikingNetwork
 
 
@@ -116,9 +85,6 @@ def _network(source) -> SpikingNetwork:
     if isinstance(source, SpikingNetwork):
         return source
     if isinstance(source, (str, Path)):
-        from .runconfig import load_run
-        from .snn.conversion import convert
-
         run = load_run(source)
         if run.config.method_info.family != "conversion":
             raise ValueError(f"{source} is a '{run.config.method}' run; a quantized one converts to an SNN")

@@ -16,7 +16,6 @@ earlier versions (keys ``T`` and ``noise_p``) load through `RunConfig.from_dict`
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from .ann.models import create_model
 from .checks import positive_int, positive_number, probability
+from .io.checkpoint import load_checkpoint, restore
 from .methods import METHOD_FIELDS, get_method
 from .snn.surrogate import SHAPES
 
@@ -193,17 +194,6 @@ def check_method_fields(method: str, given: set[str]) -> None:
         )
 
 
-def deprecated_noise_p(method: str, value: float) -> dict[str, float]:
-    """The one-release alias --noise-p / noise_p: meant dual-phase's pass-through or ASGL's spike probability."""
-    key = "quant_noise_p" if method == "dual-phase" else "spike_noise_p"
-    warnings.warn(
-        f"--noise-p (noise_p) is deprecated: it is --{key.replace('_', '-')} for method {method}",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return {key: value}
-
-
 @dataclass
 class LoadedRun:
     config: RunConfig
@@ -214,7 +204,6 @@ class LoadedRun:
 
 def build(run: RunConfig) -> nn.Module:
     """The untrained network of `run` (its facts num_classes and in_channels must be set)."""
-    from .ann.models import create_model
 
     if run.num_classes is None or run.in_channels is None:
         raise ValueError("this run description does not record num_classes and in_channels (train fills them in)")
@@ -225,7 +214,6 @@ def build(run: RunConfig) -> nn.Module:
 def load_run(checkpoint: str | Path) -> LoadedRun:
     """Rebuild a trained network from a checkpoint written by `noiseadaptor train` (any version): its run
     description and the network with its weights. The one rebuild path of evaluate, export and Python."""
-    from .io.checkpoint import load_checkpoint, restore
 
     state = load_checkpoint(checkpoint)
     run = checkpoint_run(state["config"], f"checkpoint {checkpoint}")

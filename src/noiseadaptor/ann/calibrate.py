@@ -45,16 +45,10 @@ def init_scales(
     replaced first get their running statistics from this batch (`reestimate_batchnorm`; none in a
     network without max-pooling). Returns {layer name: scale}.
     """
-    x = batch[0] if isinstance(batch, (tuple, list)) else batch
     layers = quantizers(qmodel)
     if not layers:
         raise ValueError("init_scales() expects a model returned by prepare(); this one has no QuantReLU")
-    if not isinstance(x, Tensor) or not x.numel():
-        raise ValueError("init_scales() needs a non-empty calibration batch (inputs, or (inputs, labels))")
-    if not torch.isfinite(x).all():
-        raise ValueError("the calibration batch holds NaN or infinite values: the scales would be NaN")
-    device = module_device(qmodel)
-    x = x.to(device)
+    x = _calibration_batch(batch).to(module_device(qmodel))
     after_pools = [bn for _, bn in batchnorms_after_replaced_pools(qmodel)] if batchnorm else []
     if after_pools and len(x) < 2:
         raise ValueError(
@@ -78,6 +72,33 @@ def init_scales(
             )
         return flat if positions[i] is None else flat[positions[i]]
 
+    targets = _float_targets(qmodel, layers, x, sample)
+    scales = {}
+    try:
+        for i, (name, q) in enumerate(tqdm(layers, desc="init scales", disable=not progress, leave=False)):
+            pre_activation = _layer_input(qmodel, q, x, lambda _, v, i=i: sample(i, v))
+            q.scale.fill_(fit_scale(pre_activation, targets[i], q.p, grid, q.config.rounding))
+            q.enabled = True
+            scales[name] = q.scale.item()
+    finally:
+        for _, q in layers:
+            q.enabled = True
+        qmodel.train(was_training)
+    return scales
+
+
+def _calibration_batch(batch: Tensor | tuple) -> Tensor:
+    x = batch[0] if isinstance(batch, (tuple, list)) else batch
+    if not isinstance(x, Tensor) or not x.numel():
+        raise ValueError("init_scales() needs a non-empty calibration batch (inputs, or (inputs, labels))")
+    if not torch.isfinite(x).all():
+        raise ValueError("the calibration batch holds NaN or infinite values: the scales would be NaN")
+    return x
+
+
+def _float_targets(qmodel: nn.Module, layers: list, x: Tensor, sample) -> list[Tensor]:
+    """Each quantizer's target: its input in the network with every quantizer off, rectified, at the
+    positions `sample` draws. Leaves every quantizer off."""
     for _, q in layers:
         q.enabled = False
     targets: list[Tensor] = [None] * len(layers)  # type: ignore[list-item]
@@ -87,26 +108,19 @@ def init_scales(
     finally:
         for h in hooks:
             h.remove()
-    targets = [t.clamp(min=0) for t in targets]
+    return [t.clamp(min=0) for t in targets]
 
-    scales = {}
+
+def _layer_input(qmodel: nn.Module, q: nn.Module, x: Tensor, sample) -> Tensor:
+    """Quantizer `q`'s input on batch `x`, at the positions `sample` draws; the network stops there."""
+    inputs: list[Tensor] = [None]  # type: ignore[list-item]
+    hook = q.register_forward_pre_hook(_store(inputs, 0, sample, stop=True))
     try:
-        for i, (name, q) in enumerate(tqdm(layers, desc="init scales", disable=not progress, leave=False)):
-            inputs: list[Tensor] = [None]  # type: ignore[list-item]
-            hook = q.register_forward_pre_hook(_store(inputs, 0, lambda _, v, i=i: sample(i, v), stop=True))
-            try:
-                with contextlib.suppress(StopForward):  # the rest of the network is not needed
-                    qmodel(x)
-            finally:
-                hook.remove()
-            q.scale.fill_(fit_scale(inputs[0], targets[i], q.p, grid, q.config.rounding))
-            q.enabled = True
-            scales[name] = q.scale.item()
+        with contextlib.suppress(StopForward):  # the rest of the network is not needed
+            qmodel(x)
     finally:
-        for _, q in layers:
-            q.enabled = True
-        qmodel.train(was_training)
-    return scales
+        hook.remove()
+    return inputs[0]
 
 
 @torch.no_grad()

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -122,21 +121,15 @@ class QuantConfig:
         return cls(p=p, **{"noise": "none", "scale_grad": "qcfs", "gradient_window": "rounding", **kwargs})
 
     @classmethod
-    def dual_phase(cls, p: int = 4, quant_noise_p: float = 0.1, probability: float | None = None,
-                   **kwargs) -> "QuantConfig":  # fmt: skip
+    def dual_phase(cls, p: int = 4, quant_noise_p: float = 0.1, **kwargs) -> "QuantConfig":
         """Phase I of the dual-phase method (Wang et al. 2023): the QC-ANN ``theta*clip(round(x*T/theta)/T,
         0, 1)`` with p = T levels (give the simulation length as p) and a trainable threshold theta = p*s
         (the "qcfs" scale gradient: plain autograd on theta), fine-tuned with Bernoulli Quant-Noise.
 
         quant_noise_p: P(an element passes through unquantized) in training; 0.1 is the authors' value for
         CIFAR-100 and ImageNet at every T (CIFAR-10: 0.1-0.2 for T <= 4, 0 above). Phase II is
-        `noiseadaptor.methods.dual_phase.dual_phase_calibrate` on the converted network. Gradients: the authors'
-        ``NoisyQC`` as it ran (``gradient_window="rounding"``). `probability` is the deprecated name of
-        quant_noise_p."""
-        if probability is not None:
-            warnings.warn("QuantConfig.dual_phase(probability=...) is deprecated: use quant_noise_p",
-                          DeprecationWarning, stacklevel=2)  # fmt: skip
-            quant_noise_p = probability
+        `noiseadaptor.snn.calibrate.dual_phase_calibrate` on the converted network. Gradients: the authors'
+        ``NoisyQC`` as it ran (``gradient_window="rounding"``)."""
         return cls(
             p=p,
             **{

@@ -13,7 +13,7 @@ import torch
 from ..ann.models import list_models
 from ..checks import positive_int
 from ..io.files import write_json
-from ..io.report import accuracy_table, plot_accuracy
+from ..io.report import accuracy_table, energy_table, plot_accuracy
 from ..methods import methods_help
 
 DESCRIPTION = """\
@@ -73,7 +73,6 @@ def simulate_options(args: argparse.Namespace) -> dict:
 
 
 def print_tables(rows: dict, title: str) -> None:
-    from ..io.report import energy_table
 
     print(title)
     print(accuracy_table(rows))

@@ -1,4 +1,4 @@
-"""`noiseadaptor compare`: the paired multi-seed study (noiseadaptor.compare) from the command line."""
+"""`noiseadaptor compare`: the paired multi-seed study (noiseadaptor.study.study) from the command line."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import dataclasses
 import json
 from pathlib import Path
 
-from ..compare import StudyConfig
 from ..data import DATASETS
 from ..io.files import write_json
+from ..study.study import StudyConfig, load_cells, plot_study, report_table, run_study, summarize
 from .common import (
     add_config_arguments,
     output_folder,
@@ -102,7 +102,6 @@ def _split(text: str) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..compare import load_cells, plot_study, report_table, run_study, summarize
 
     output_folder(args.out)
     if args.report:

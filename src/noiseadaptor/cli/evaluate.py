@@ -11,8 +11,10 @@ from ..data.events import event_dataset
 from ..distributed import init_from_env, is_main
 from ..methods import list_methods
 from ..runconfig import load_run
+from ..snn.calibrate import dual_phase_calibrate
+from ..snn.conversion import convert
 from ..snn.simulation import simulate
-from ..train import evaluate
+from ..training import evaluate
 from .common import (
     check_positive,
     common_args,
@@ -82,7 +84,6 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..snn.conversion import convert
 
     check_positive(
         args,
@@ -103,7 +104,7 @@ def main(args: argparse.Namespace) -> int:
     if run.task == "reconstruct":
         raise ValueError(
             f"{args.checkpoint} is a reconstruction run: evaluate measures classification; its test PSNR and "
-            "SSIM are in the run's results.json (noiseadaptor.reconstruct.reconstruction_quality from Python)"
+            "SSIM are in the run's results.json (noiseadaptor.training.reconstruct.reconstruction_quality from Python)"
         )
     device = init_from_env(args.device)
     data_dir = args.data_dir or run.data_dir
@@ -144,7 +145,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _phase2(args: argparse.Namespace, snn, qmodel, train_data) -> dict:
-    from ..methods.dual_phase import dual_phase_calibrate
 
     T = args.calibration_T or args.T
     print(f"[phase II] {args.calibrate} calibration at T={T} on {args.calibration_samples} training images")

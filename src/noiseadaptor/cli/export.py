@@ -9,6 +9,9 @@ import torch
 
 from ..io.export import export_nir, export_onnx
 from ..methods import list_methods
+from ..runconfig import load_run
+from ..snn.conversion import convert
+from ..snn.integer import integer_network
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -52,10 +55,6 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 def main(args) -> int:
     """`noiseadaptor export`: rebuild the checkpoint's quantized model and write it as NIR or ONNX."""
-    from ..methods import list_methods
-    from ..runconfig import load_run
-    from ..snn.conversion import convert
-    from ..snn.integer import integer_network
 
     loaded = load_run(args.checkpoint)
     run, model = loaded.config, loaded.model

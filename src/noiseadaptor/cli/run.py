@@ -11,10 +11,10 @@ import torch
 from ..ann.models import create_model
 from ..data import DATASETS, get_dataset
 from ..distributed import init_from_env
-from ..experiment import NA_COMPARISON, compare_methods
 from ..methods import list_methods
 from ..snn.simulation import time_steps
-from ..train import evaluate, fit
+from ..study.cell import NA_COMPARISON, compare_methods
+from ..training import evaluate, fit
 from .common import (
     DESCRIPTION,
     check_positive,

@@ -9,16 +9,18 @@ from pathlib import Path
 
 import torch
 
+from ..ann.calibrate import init_scales
 from ..ann.models import create_model
+from ..ann.preparation import requantize
 from ..data import DATASETS, DeviceLoader, get_dataset, reconstruction
 from ..data.events import EVENT_DATASETS, event_dataset
 from ..distributed import init_from_env, is_main
 from ..io.checkpoint import export_weights, load_checkpoint, restore
 from ..io.files import write_json
 from ..methods import list_methods
-from ..reconstruct import reconstruction_loss, reconstruction_quality
-from ..runconfig import RunConfig, check_method_fields, checkpoint_run, deprecated_noise_p
-from ..train import evaluate, fit
+from ..runconfig import RunConfig, check_method_fields, checkpoint_run
+from ..training import evaluate, fit
+from ..training.reconstruct import reconstruction_loss, reconstruction_quality
 from .common import (
     add_config_arguments,
     common_args,
@@ -59,7 +61,6 @@ def add_parser(commands) -> argparse.ArgumentParser:
         "and out); flags given on the command line win",
     )
     add_run_arguments(p)
-    p.add_argument("--noise-p", type=float, default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # deprecated
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
     common_args(p, out=None, seed=False)
     return p
@@ -71,7 +72,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_config(args: argparse.Namespace) -> RunConfig:
     """The RunConfig of a train command line: the recipe's values, then the flags given, validated (settings
-    of another method refused, the deprecated --noise-p mapped to its method's probability). Also settles
+    of another method refused; a 0.1 recipe's noise_p read as its method's probability). Also settles
     the invocation: --out (flag, else the recipe's out, else runs/train) and --resume (flag or recipe)."""
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     values = read_recipe(args.recipe) if args.recipe is not None else {}
@@ -81,12 +82,6 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     args.out = output_folder(args.out or Path(recipe_out or "runs/train"))
     args.resume = args.resume or recipe_resume
     values.update({k: v for k, v in vars(args).items() if k in fields})
-    noise = getattr(args, "noise_p", values.pop("noise_p", None))
-    if noise is not None:
-        alias = deprecated_noise_p(values.get("method", RunConfig.method), noise)
-        if set(alias) & set(values):
-            raise ValueError(f"give {next(iter(alias))} or the deprecated noise_p, not both")
-        values.update(alias)
     check_method_fields(values.get("method", RunConfig.method), set(values))
     return RunConfig.from_dict(values, source=f"recipe {args.recipe}" if args.recipe else "command line")
 
@@ -227,8 +222,6 @@ def _model(
 ):
     """The network to train: built for the method, from --init's weights when given; a fresh quantized
     one gets its scales initialised on the first training batch (a resumed one loads its trained scales)."""
-    from ..ann.calibrate import init_scales
-    from ..ann.preparation import requantize
 
     method = run.method_info
     quantized_start = start is not None and start.method_info.family == "conversion"

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
 
-from ..distributed import ShardedEvalSampler, is_distributed
+from ..distributed import ShardedEvalSampler, is_distributed, rank, world_size
 
 
 @dataclass
@@ -343,7 +343,6 @@ class DeviceLoader:
         flip: bool = True,
         channels_last_input: bool = False,
     ):
-        from ..distributed import rank, world_size
 
         images = torch.as_tensor(images)
         if images.dtype != torch.uint8 or images.dim() != 4:

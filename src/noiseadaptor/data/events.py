@@ -1,43 +1,6 @@
 """Event (neuromorphic) data sets as time-major frame tensors for direct SNN training.
 
-==============  ==========================================================================================
-dvs-cifar10     tonic ``CIFAR10DVS``: 10,000 DVS recordings of CIFAR-10 images, 128x128, 2 polarities, 10
-                classes, no official split: 9:1 per class, deterministic (sorted file names, the last
-                tenth of each class is the test set). Frames are [T, 2, S, S] with S = ``size`` (48 by
-                default, as in ASGL and its peers; 128 keeps the sensor's resolution).
-shd             tonic ``SHD`` (Spiking Heidelberg Digits): 700 input channels, 20 classes, the official
-                train/test files. Frames are [T, 700] (or [T, ``size``] with ``size`` < 700 channels).
-dvs-gesture     tonic ``DVSGesture`` (DVS128 Gesture): 128x128, 2 polarities, 11 classes, the official
-                split (1,176 / 288 recordings in tonic's copy). As ASGL does it (A.4, after Yao et al.'s
-                RCS): T slices of 25 ms (``bin_ms``) from a start drawn at random in each training
-                recording (torch's RNG: deterministic per seed), from the recording's start for the test
-                set. Frames [T, 2, S, S], S = ``size`` (128 by default).
-==============  ==========================================================================================
-
-Files are read with tonic's own classes (``save_to=DIR``), so the expected layout is tonic's:
-
-* dvs-cifar10: ``DIR/CIFAR10DVS/CIFAR10DVS.zip`` and the extracted ``DIR/CIFAR10DVS/<class>/*.aedat4``
-  (airplane ... truck, 1,000 recordings each). Reading ``.aedat4`` also needs the ``aedat`` package.
-* dvs-gesture: ``DIR/DVSGesture/ibmGestureTrain.tar.gz``, ``ibmGestureTest.tar.gz`` and the extracted
-  ``DIR/DVSGesture/ibmGestureTrain/user*_*/<class>.npy`` (and ``ibmGestureTest/``), as tonic unpacks them.
-* shd: ``DIR/SHD/shd_train.h5``, ``DIR/SHD/shd_test.h5`` and the archives ``shd_train.h5.zip``,
-  ``shd_test.h5.zip`` next to them (tonic checks for the archive and downloads again when it is missing).
-
-tonic is an optional extra (``pip install noiseadaptor[events]``, which brings ``tonic`` and ``aedat``), imported
-only when a named data set is loaded. Nothing is downloaded unless ``download=True``.
-
-Frame binning is done here (numpy), not with ``tonic.transforms.ToFrame``, so that it works without tonic and
-keeps every event: with ``split_by="time"`` the span [first event, last event] of each recording is cut into
-T equal intervals, the last one closed (tonic's ``ToFrame(n_time_bins=T)`` floors the interval length and drops
-the events after T such intervals, always including the last event); with ``split_by="number"`` each of the T
-frames gets an equal share of the events in time order (n // T or n // T + 1, the earlier frames taking the
-remainder; SpikingJelly's ``split_by="number"``, the usual choice for DVS-CIFAR10, gives it to the last
-frame). A frame holds event counts per (polarity, y, x), as float32.
-
-Samples are ``(frames [T, C, H, W] or [T, C, X] or [T, features], label)``; the default DataLoader collate
-stacks them to [B, T, ...], which is what ``MultiStepNetwork(static_input=False)`` (``to_direct_snn(...,
-static_input=False)``) takes: it folds time into the batch with one frame per step.
-"""
+How it works: docs/internals.md, "Event data"."""
 
 from __future__ import annotations
 

@@ -1,55 +1,6 @@
 """Export to other tools: a converted spiking network to NIR, a quantized ANN to ONNX.
 
-``export_nir(snn, sample_input, path)`` writes the Neuromorphic Intermediate Representation
-(https://neuroir.org, ``pip install noiseadaptor[nir]``) of a `SpikingNetwork` made by `convert`:
-
-=============================================  ===================================================
-ours (the FX graph of ``snn.net``)              NIR
-=============================================  ===================================================
-input / output                                 Input / Output (shapes without the batch dimension)
-Conv2d (BatchNorm folded)                      Conv2d (with input_shape)
-Linear                                         Affine, or Linear without bias
-AvgPool2d (count_include_pad, no ceil_mode)    AvgPool2d
-AdaptiveAvgPool2d (input divisible by output)  AvgPool2d with kernel = stride = input / output
-Flatten, torch.flatten, x.flatten (not batch)  Flatten (dims counted without the batch dimension)
-residual ``a + b``                             both edges into the consumer (NIR sums incoming edges)
-Identity, Dropout (eval)                       nothing (the edge passes through)
-IFNeuron (scalar threshold)                    IF with r = 1 (dt = 1), v_threshold, v_reset = 0
-=============================================  ===================================================
-
-An integer network (`noiseadaptor.snn.integer.integer_network`, ``export --weight-bits B``) is written as its
-integers: weights, biases, thresholds, initial membranes in units of each neuron layer's input (the IF
-node's ``input_gain``), average pools as SumPool2d (the window's area in the next layer's weights), and an
-identity shortcut worth m units of the sum through a Scale(m) node; the graph records ``weight_bits``.
-
-Anything else raises TypeError naming the node. AvgPool2d rather than SumPool2d + Scale: SpikingJelly's
-importer reads AvgPool2d but neither SumPool2d nor Scale, and NIRTorch maps both pools.
-
-What changes on the way, and why the numbers still agree:
-
-- Spikes. Our neuron outputs ``spike * threshold`` so the next layer keeps the ANN's weights; a NIR IF
-  emits 1. The threshold is folded into the weights of the next Conv/Linear. Where a residual add sums
-  a spike train with no weighted layer on its path (an identity shortcut), the other inputs of the add
-  are scaled to match and the neuron after it gets threshold and membrane divided by the same factor
-  (an IF neuron is unchanged when input, threshold and membrane are all scaled alike). Two unweighted
-  spike trains of different thresholds into one add cannot be matched without a Scale node, which
-  SpikingJelly cannot read: that raises ValueError. A network ending in a neuron outputs spikes; its
-  scale is the graph metadata ``output_scale``.
-- Neuron semantics. NIR's IF (nir >= 1.0.6) resets to v_reset and starts at 0. Ours resets by
-  subtraction, starts at ``initial_membrane * threshold`` (0.5 by default: the pre-charge that makes
-  the SNN round as the ANN does) and fires on ``v >= threshold``; the input is the analog image, the
-  same at every step. Each IF node's metadata says so (``reset``, ``initial_membrane`` in the node's
-  units, ``fire``), and so does the graph's. A tool that follows the spec only (Lava, SpiNNaker2,
-  Xylo read IF as hard reset from zero) simulates a different, less accurate network unless it honours
-  the metadata; export warns. SpikingJelly 2.0: ``import_from_nir(graph, dt=1.0)``, then set each
-  IFNode's ``v_reset = None`` (soft reset) and its membrane to the node's ``initial_membrane``; it then
-  matches `simulate` step for step (tests/test_export.py).
-
-``export_onnx(qmodel, sample_input, path)`` writes the quantized ANN (eval mode: the quantizer is a
-round and a clip) with ``torch.onnx.export``; it needs ``onnx`` and ``onnxscript``.
-
-Command line: ``noiseadaptor export CHECKPOINT --format nir|onnx [--out FILE]`` (noiseadaptor.cli.export).
-"""
+How it works: docs/internals.md, "Export to NIR and ONNX"."""
 
 from __future__ import annotations
 

@@ -1,35 +1,6 @@
 """Integer deployment: a converted network in which every number an integer chip holds is an integer.
 
-``integer_network(snn, bits, sample)`` gives each IF neuron layer, and the output, one *unit* Δ, the
-resolution of its membrane, and puts everything it holds on whole units:
-
-- each weighted layer into it keeps its own B-bit grid, as fine as fits: its step is max |W|·g / (2^(B−1) − 1),
-  with g what one unit of the layer's input is worth (the sending neuron's threshold, divided by the window
-  of an average pool between them; 1 for the analog input). Δ is 1/16 of the finest of these steps, and
-  each layer's step is rounded up to a whole number n of units (at most 1/16 coarser): its weights are k·n
-  units, k an integer in ±(2^(B−1) − 1), B-bit weights with one integer multiplier per layer
-  (`weight_scale`), as chips scale a layer's weights (Loihi by a power of two);
-- where an identity shortcut brings another layer's spikes of value θ_Q, Δ is lowered to θ_Q / ⌈θ_Q / Δ⌉
-  so that each of them is a whole number of units (a Scale node in the file);
-- biases, thresholds and pre-charges are rounded to whole units: thresholds are then hundreds of units, so
-  this moves nothing measurable (RESULTS §11); the B-bit weights are the cost.
-
-Each weighted layer records ``unit``, ``weight_scale`` and ``weight_bits``, each neuron ``unit`` and
-``headroom``: what `export_nir` needs to write the integers themselves (the weights k·n, the biases,
-thresholds and pre-charges in units, average pools as sum pools, a shortcut as a Scale node; README).
-What is not integer: the first layer's input is the analog image, so the membranes of the neurons it feeds
-are not integers, and the output is in units of the last layer (its argmax is the prediction either way).
-
-Simulating it in float: a sum of k·Δ is within a rounding of the integer sum times Δ, so a membrane exactly
-at its threshold (frequent in integers) could land on either side. A neuron whose input is integer
-therefore starts half a unit higher here (``headroom``, not written to the file): it fires at u + Δ/2 >= θ,
-which for an integer membrane u is u >= θ however the float sum rounded. The neurons of the analog input
-have no integer membrane; their unit is a power of two, so that our weights, biases and input currents
-there are the file's times 2^e, exactly. So `simulate` on this network gives the spikes of the integer
-file, step for step, except where an analog membrane lands within a float rounding of its threshold (the
-``--primitives`` file adds the pre-charge to the threshold where we add it to the membrane, and the two
-sums round apart): tests/test_export.py runs the file; on the CIFAR-10 ResNet-20, RESULTS §11.
-"""
+How it works: docs/internals.md, "Integer networks"."""
 
 from __future__ import annotations
 
@@ -39,6 +10,7 @@ import math
 import torch
 from torch import fx, nn
 
+from ..checks import positive_int
 from .graph import ADDS, PASS_THROUGH, POOLS, pool_geometry, shapes, traced
 from .neurons import IFNeuron, SpikingNetwork
 
@@ -49,7 +21,6 @@ def integer_network(snn: SpikingNetwork, bits: int, sample: torch.Tensor) -> tup
     """A copy of `snn` on B-bit integer weights (one integer multiplier per layer) and integer biases,
     thresholds and pre-charges, one unit per neuron layer (module docstring); `sample` is one input batch
     (it fixes the pools' windows). Returns (network, {neuron name or "output": unit})."""
-    from ..checks import positive_int
 
     positive_int(bits, "bits")
     if bits < 2:

@@ -123,14 +123,10 @@ def simulate(
     T: an int n (report every step 1..n) or a list of steps to report. The input is analog: the same
     batch enters the first layer at every step.
     negative_spikes: QFFS negative spikes in every neuron (see IFNeuron).
-    offset_spikes: rho > 0 runs COS's first stage for rho steps on each batch and shifts initial
-        membranes by whole thresholds before the main run (see corrections.calibrate_offsets).
-    srp: tau > 0 runs the network tau steps on each batch and silences the neurons whose residual
-        membrane is not positive for the main run (SRP; see corrections.silence_by_residual). Composes
-        with negative_spikes, not with offset_spikes (both are two-stage; choose one).
-    The pre-steps of offset_spikes and srp are not counted in T (as their papers do): the main run is
-    T steps, each image needs T + pre-steps (`corrections["pre_steps"]`).
-    synops: count synaptic operations and MACs and estimate energy with `energy`.
+    offset_spikes: rho > 0 pre-steps of COS on each batch (corrections.calibrate_offsets); srp: tau > 0
+        pre-steps of SRP (corrections.silence_by_residual; composes with negative_spikes, not with COS).
+        Pre-steps are not counted in T (as their papers do): each image needs T + pre-steps.
+    synops: count synaptic operations and MACs (pre-steps included) and estimate energy with `energy`.
     steps_per_call: time steps run layer by layer in one pass (`SpikingNetwork.run`). Larger is faster
         (bigger batched convolutions, the first layer computed once per pass) and costs memory in
         proportion; the total T does not change memory. Default: `default_steps_per_call(device)`.
@@ -141,10 +137,7 @@ def simulate(
     if not isinstance(snn, SpikingNetwork):
         raise TypeError(f"simulate() expects the SpikingNetwork returned by convert(), got {type(snn).__name__}")
     steps = time_steps(T)
-    positive_int(offset_spikes, "offset_spikes (pre-simulation steps)", zero=True)
-    positive_int(srp, "srp (pre-simulation steps)", zero=True)
-    if offset_spikes and srp:
-        raise ValueError("offset_spikes (COS) and srp (SRP) are both two-stage corrections: choose one")
+    _check_corrections(offset_spikes, srp)
     device = torch.device(device) if device is not None else module_device(snn)
     steps_per_call = positive_int(
         default_steps_per_call(device) if steps_per_call is None else steps_per_call, "steps_per_call"
@@ -152,11 +145,8 @@ def simulate(
     snn.to(device).eval()
     neurons = snn.neurons()
     tracker = _ReferenceTracker(snn, reference, steps, device) if reference is not None else None  # validates first
-    saved = [(n.negative_spikes, n.initial_membrane) for _, n in neurons]
-    for _, n in neurons:
-        n.negative_spikes = negative_spikes
-    counter = SynapticCounter(snn) if synops else None
-    tally = _Tally(steps[-1], neurons, device, counter, tracker)
+    tally = _Tally(steps[-1], neurons, device, SynapticCounter(snn) if synops else None, tracker)
+    saved = tally.arm(negative_spikes)
     try:
         for batch in tqdm(data, desc=f"simulate T={steps[-1]}", disable=not progress, leave=False):
             if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
@@ -166,34 +156,20 @@ def simulate(
             x, y = batch[0].to(device), batch[1].to(device)
             if tally.num_samples == 0:
                 check_input(snn, x)
-            if tracker is not None:
-                tracker.pause()  # the pre-steps of a two-stage correction are not compared
-            if counter is not None and (offset_spikes or srp):
-                counter.start(x)  # every pass of the pre-steps summed into one count
-            if offset_spikes:
-                for (_, n), (_, start) in zip(neurons, saved):
-                    n.initial_membrane = start
-                calibrate_offsets(snn, x, offset_spikes)
-            if srp:
-                silence_by_residual(snn, x, srp)
-            if counter is not None and (offset_spikes or srp):
-                tally.pre_ops += torch.stack([counter.sops[0], counter.macs[0]])
-                counter.stop()
-            snn.reset()
-            if tracker is not None:
-                tracker.start(x)
+            tally.first_stage(snn, x, offset_spikes, srp, [start for _, start in saved])
             tally.run(snn, x, y, steps_per_call)
     finally:
-        for (_, n), (negative, start) in zip(neurons, saved):
-            n.negative_spikes, n.initial_membrane, n.output_mask = negative, start, None
-            n.reset()
-        if counter is not None:
-            counter.remove()
-        if tracker is not None:
-            tracker.remove()
+        tally.restore(saved)
     corrections = {"negative_spikes": negative_spikes, "offset_spikes_pre_steps": offset_spikes,
                    "srp_pre_steps": srp, "pre_steps": offset_spikes + srp, "pre_steps_counted_in_T": False}  # fmt: skip
     return tally.result(steps, corrections, energy)
+
+
+def _check_corrections(offset_spikes: int, srp: int) -> None:
+    positive_int(offset_spikes, "offset_spikes (pre-simulation steps)", zero=True)
+    positive_int(srp, "srp (pre-simulation steps)", zero=True)
+    if offset_spikes and srp:
+        raise ValueError("offset_spikes (COS) and srp (SRP) are both two-stage corrections: choose one")
 
 
 class _Tally:
@@ -208,6 +184,44 @@ class _Tally:
         self.ops = torch.zeros(t_max, 2, dtype=torch.float64, device=device)  # SOPs, MACs
         self.pre_ops = torch.zeros(2, dtype=torch.float64, device=device)  # SOPs, MACs of the pre-steps
         self.num_samples, self.sizes = 0, {}
+
+    def arm(self, negative_spikes: bool) -> list[tuple]:
+        """Every neuron with `negative_spikes` on or off; returns what `restore` puts back."""
+        saved = [(n.negative_spikes, n.initial_membrane) for _, n in self.neurons]
+        for _, n in self.neurons:
+            n.negative_spikes = negative_spikes
+        return saved
+
+    def first_stage(self, snn: SpikingNetwork, x: Tensor, offset_spikes: int, srp: int, starts: list) -> None:
+        """The first stage of a two-stage correction on batch `x` (COS from the neurons' `starts`, or SRP),
+        its pre-steps counted apart and not compared with the reference; then every neuron reset."""
+        counting = self.counter is not None and bool(offset_spikes or srp)
+        if self.tracker is not None:
+            self.tracker.pause()
+        if counting:
+            self.counter.start(x)  # every pass of the pre-steps summed into one count
+        if offset_spikes:
+            for (_, n), start in zip(self.neurons, starts):
+                n.initial_membrane = start
+            calibrate_offsets(snn, x, offset_spikes)
+        if srp:
+            silence_by_residual(snn, x, srp)
+        if counting:
+            self.pre_ops += torch.stack([self.counter.sops[0], self.counter.macs[0]])
+            self.counter.stop()
+        snn.reset()
+        if self.tracker is not None:
+            self.tracker.start(x)
+
+    def restore(self, saved: list[tuple]) -> None:
+        """The neurons as simulate() found them (negative spikes, initial membranes, no masks), reset; and
+        the counting hooks removed."""
+        for (_, n), (negative, start) in zip(self.neurons, saved):
+            n.negative_spikes, n.initial_membrane, n.output_mask = negative, start, None
+            n.reset()
+        for hooked in (self.counter, self.tracker):
+            if hooked is not None:
+                hooked.remove()
 
     def run(self, snn: SpikingNetwork, x: Tensor, y: Tensor, steps_per_call: int) -> None:
         """Every step of one batch (its neurons reset), `steps_per_call` steps per pass of the network."""

@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import module_device
-from .distributed import all_reduce_sum
+from ..checks import module_device
+from ..distributed import all_reduce_sum
+from ..io.export import optional
 
 
 def reconstruction_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -26,7 +27,6 @@ def reconstruction_quality(
     """Mean per-image PSNR (dB, data range 1), SSIM (torchmetrics' Gaussian 11x11 window) and MSE of
     `model`'s reconstructions (eval mode: a spiking network's true spikes) of (input, target) batches; under
     torchrun over every process's share (torchmetrics syncs PSNR and SSIM, the MSE is summed)."""
-    from .io.export import optional
 
     optional("torchmetrics", 'pip install "noiseadaptor[metrics]"')
     from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure

@@ -1,51 +1,7 @@
 """Phase II of the dual-phase conversion (Wang et al. 2023, paper 002): layer-wise calibration of a
 converted network against its quantized ANN, from a few hundred unlabelled samples.
 
-Phase I is a quantizer (``QuantConfig.dual_phase(p=T)``: the QC-ANN with Bernoulli Quant-Noise) trained
-by `fit` like any other; `convert` then gives the SNN. Phase II corrects what the QC-ANN cannot see,
-the residual-membrane representation error: over T steps an IF neuron's rate is
-``r = (v_bar + u[0]/T - u[T]/T) / theta``, not the quantized activation, when the residual u[T] leaves
-[0, theta). Neurons are calibrated one layer at a time, in graph order, each against the QC-ANN's
-activation of the same layer (eval mode: the plain quantizer) while running on the outputs of the
-already-calibrated SNN layers before it.
-
-- Coarse calibration (CC, Eq. 15-16): the closed-form least-squares shift of the initial membrane,
-  ``u[0] += T * mean_N(a_hat - r)`` (in units of the threshold: ``initial_membrane += T * mean_N(a_hat -
-  r) / theta``), per neuron as in the paper (its u[0] is a vector) and the authors' code
-  (``snn_layer.init_mem += (ann_out.mean(0) - snn_out.mean(0)) * T``); per channel or per layer on
-  request. It is an increment from the current start (0.5 threshold after `convert`, which plays the
-  role of the paper's theta/(2T) shift), and treats u[T] as independent of u[0], as Eq. 16 does.
-- Fine calibration (FC, Eq. 17-19): the layer's weights and biases (every parameter between the
-  previous spiking layers and this neuron: conv/linear, unfolded BN, a residual shortcut's conv) and
-  its initial membrane are trained by backpropagation through the T steps of the IF dynamics, with
-  the paper's rectangular surrogate ``dTheta/du = 1/(alpha*theta) * [|u - theta| < alpha*theta/2]``
-  (Eq. 18; the width alpha is in units of the threshold, default 1) and the reset path kept in the
-  graph (Eq. 19's ``1 - theta*h``). The authors' code differs here: its fine calibration swaps in a
-  learnable ``1/2 tanh(a x) + 1/2`` (a = 2.5 at the start, trained with the layer), which is
-  ``surrogate="sigmoid", surrogate_width=0.8, learn_width=True`` (widths here are in thresholds, the
-  authors' x is in absolute units: the same for a layer whose threshold is 1). The loss (Eq. 17) is
-  KL(softmax(a_hat) || softmax(r)) over each sample's flattened layer output, summed over its D elements
-  and averaged over the batch (``reduction="batchmean"``); the authors' ``kl_loss`` uses
-  ``nn.KLDivLoss()``, whose default ``mean`` also divides by D, so their loss is ours / D (1/256 at
-  D = 256). Under Adam the two take the same steps up to Adam's epsilon (Adam is invariant to a constant
-  factor on the loss); "mse" is an option. Adam, lr 5e-4, no weight decay, cosine schedule over the epochs;
-  a held-out fifth of the samples picks the best epoch (the authors' early stopping on N/4 extra
-  samples), so the held-out loss never ends above where it started. Only this layer runs with
-  gradients: memory is O(T x one layer's input and output) per batch, as the paper says.
-
-Order of the passes: the paper gives none; here each layer gets its coarse step and then its fine step
-before the next layer is looked at. The authors' script runs coarse calibration over all layers, then
-fine over all, then coarse over all again, and keeps the best of the three by accuracy on the test
-set; the last pass is ``final_coarse=True``, off by default here because choosing between passes by
-test accuracy is selection on the test data. ``select_on`` offers the selection without that leak:
-labelled batches held out from the training set, on which the final pass is kept only if it does not
-lower the SNN's top-1 at T.
-
-`IFNeuron`'s inference path is untouched: its outputs (run by `SpikingNetwork.run`) give each layer's
-inputs, and the BPTT uses the small differentiable IF step here, which fires, resets and starts
-exactly like it. Calibrated values are written back in place: the SNN's weights, and each neuron's
-``initial_membrane`` buffer (a per-neuron tensor after calibration).
-"""
+How it works: docs/internals.md, "Dual-phase Phase II: layer-wise calibration"."""
 
 from __future__ import annotations
 
@@ -61,9 +17,9 @@ from torch import Tensor, fx, nn
 from ..ann.preparation import quantizers
 from ..checks import module_device, positive_int
 from ..hooks import StopForward
-from ..snn import surrogate as surrogates
-from ..snn.neurons import SpikingNetwork, StepMode, integrate_and_fire
-from ..snn.simulation import default_steps_per_call, simulate
+from . import surrogate as surrogates
+from .neurons import SpikingNetwork, StepMode, integrate_and_fire
+from .simulation import default_steps_per_call, simulate
 
 Granularity = Literal["neuron", "channel", "layer"]
 LossKind = Literal["kl", "mse"]
@@ -251,25 +207,30 @@ def dual_phase_calibrate(
     if select_on is not None and not final_coarse:
         raise ValueError("select_on chooses whether to keep the final coarse pass: give it with final_coarse=True")
     if final_coarse:
-        before = None
-        if select_on is not None:
-            saved = [(n, n.initial_membrane.clone()) for _, n in snn.neurons()]
-            before = _top1(snn, select_on, T, steps_per_call)
-        report["final_coarse"] = {
-            name: cal.coarse(name, granularity, cal.observe(name, [], cache_bytes)) for name in cal.layers(layers)
-        }
-        if before is not None:
-            after = _top1(snn, select_on, T, steps_per_call)
-            report["selection"] = {"before": before, "after": after, "kept": after >= before}
-            if after < before:
-                for neuron, start in saved:
-                    neuron.initial_membrane = start
+        report.update(_final_coarse(cal, granularity, cal.layers(layers), cache_bytes, select_on))
     return report
 
 
-def _top1(snn: SpikingNetwork, data, T: int, steps_per_call: int | None) -> float:
-    device = module_device(snn)
-    return simulate(snn, data, T=[T], device=device, steps_per_call=steps_per_call, progress=False).accuracy[T]
+def _final_coarse(cal: "_Calibration", granularity: Granularity, layers: list[str], cache_bytes: int, select_on):
+    """One more coarse pass over `layers`; with `select_on`, undone unless top-1 at T on it does not drop."""
+
+    def top1() -> float:
+        result = simulate(cal.snn, select_on, T=[cal.T], device=module_device(cal.snn),
+                          steps_per_call=cal.steps_per_call, progress=False)  # fmt: skip
+        return result.accuracy[cal.T]
+
+    saved = [(n, n.initial_membrane.clone()) for _, n in cal.snn.neurons()] if select_on is not None else []
+    before = top1() if select_on is not None else None
+    report = {
+        "final_coarse": {name: cal.coarse(name, granularity, cal.observe(name, [], cache_bytes)) for name in layers}
+    }
+    if before is not None:
+        after = top1()
+        report["selection"] = {"before": before, "after": after, "kept": after >= before}
+        if after < before:
+            for neuron, start in saved:
+                neuron.initial_membrane = start
+    return report
 
 
 def _fine_options(given: dict) -> FineOptions:

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from ..ann.preparation import replace_activations
 from ..checks import module_device, positive_int
-from ..snn import surrogate
+from . import surrogate
 
 
 @dataclass(frozen=True)
@@ -61,10 +61,7 @@ class DirectConfig:
     tau, tau_syn: the membrane and synaptic time constants in steps. tau defaults to 2 for "lif"; for
         "clif" tau = 20 and tau_syn = 5, Guetig 2016's tau_mem = 20 ms and tau_syn = 5 ms at 1-ms steps
         (paper 004 gives no values). C-LIF needs tau > tau_syn >= 1: only then is its PSP kernel
-        beta_m^t - beta_v^t positive, and u0 defined.
-    (T and noise_p, the names of time_steps and spike_noise_p until session 13, were accepted with a warning
-    for one release; removed in session 16: an InitVar alias made ``dataclasses.replace(config, time_steps=3)``
-    silently keep the old value.)"""
+        beta_m^t - beta_v^t positive, and u0 defined."""
 
     time_steps: int = 4
     tau: float | None = None
@@ -303,7 +300,7 @@ def to_direct_snn(model: nn.Module, config: DirectConfig | None = None, static_i
     average pooling), wrapped to run T steps: train it with `fit` like any classifier."""
     config = DirectConfig() if config is None else config
     if not isinstance(config, DirectConfig):
-        raise TypeError(f"config must be a noiseadaptor.methods.direct.DirectConfig, got {type(config).__name__}")
+        raise TypeError(f"config must be a noiseadaptor.snn.lif.DirectConfig, got {type(config).__name__}")
     if hasattr(model, "spiking"):  # a design with no ReLU form of its dynamics (recurrent synapses) builds its own
         return MultiStepNetwork(model.spiking(lambda: LIFNeuron(config)), config.time_steps, static_input)
     return MultiStepNetwork(replace_activations(model, lambda: LIFNeuron(config)), config.time_steps, static_input)

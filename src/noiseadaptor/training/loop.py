@@ -1,20 +1,5 @@
-"""The training loop (float pre-training, quantization-aware training and direct SNN training share it)
-and ANN evaluation.
-
-The optimiser is data (`OptimizerConfig`), with each paper's convention as a preset:
-- Noise Adaptor (000, §5.1): SGD, momentum 0.9, cosine schedule, lr 0.05, weight decay 5e-4 (2.5e-5 on
-  ImageNet), read as the paper writes it: a decay of the weights. The quantizer scales s are not decayed
-  (`OptimizerConfig.noise_adaptor()`): s is a step size trained by its own normalised gradient
-  (Algorithm 1), and decay pulls every threshold down whatever the loss says (about -14 % over three
-  CIFAR epochs at lr 0.05 when the gradient is small). Weights, biases and BatchNorm are decayed.
-- QCFS (the authors' code, ``train_ann``): SGD with weight decay on every parameter, the threshold lam
-  included (the "qcfs" quantizer's s is lam/p: the same decay).
-- Dual-phase (002): the source ANN by SGD, lr 0.1, weight decay 5e-4; Phase I fine-tunes at lr 1e-4
-  (the authors' code: weight decay 0).
-- ASGL (004 and Windere/ASGL-SNN ``split_params``): SGD (Adam for CIFAR-100) with weight decay on
-  conv/linear weights only, none on biases and BatchNorm; the learned surrogate widths in a separate
-  Adam, lr 3e-4, no decay, constant learning rate (`OptimizerConfig.asgl()`).
-Surrogate widths are never weight-decayed: decay would pull them to zero whatever the loss says.
+"""The training loop: float pre-training, quantization-aware training and direct SNN training share
+it, with ANN evaluation. The optimiser it builds is `optim.OptimizerConfig`.
 
 Under torchrun the model is wrapped in DistributedDataParallel; only process 0 writes files.
 """
@@ -25,158 +10,22 @@ import contextlib
 import csv
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 from tqdm.auto import tqdm
 from tqdm.std import tqdm as std_tqdm
 
-from .ann.models import check_input
-from .checks import module_device, positive_int
-from .distributed import all_reduce_sum, barrier, broadcast_state, is_distributed, is_main
-from .io.checkpoint import load_checkpoint, restore, save_checkpoint
-from .io.files import exclusive, remove_stale_temporaries
-
-Role = Literal["weight", "bias", "norm", "scale", "width"]
-ROLES = ("weight", "bias", "norm", "scale", "width")
-_NORMS = (_BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
-
-
-@dataclass(frozen=True)
-class OptimizerConfig:
-    """How `fit` optimises.
-
-    kind: "sgd" (with `momentum`) or "adam", with a cosine schedule of `lr` over the epochs; with
-        `restart_epochs` N > 0, a cyclic one (cosine annealing with warm restarts every N epochs, the ASGL
-        paper's "cyclic cosine annealing", 004 A.3).
-    weight_decay: applied to every parameter whose role is not in `no_decay`. Roles (`parameter_roles`):
-        "weight" (conv/linear and other weights), "bias", "norm" (normalisation layers' affine
-        parameters), "scale" (quantizer scales, i.e. thresholds), "width" (learned surrogate widths).
-    width_optimizer: "main" trains the widths with the main optimiser; "adam" gives them their own Adam
-        at `width_lr`, no decay and a constant learning rate (the ASGL authors' code).
-    """
-
-    kind: Literal["sgd", "adam"] = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    no_decay: tuple[str, ...] = ("width",)
-    width_optimizer: Literal["main", "adam"] = "main"
-    width_lr: float = 3e-4
-    restart_epochs: int = 0
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("sgd", "adam"):
-            raise ValueError(f"OptimizerConfig.kind must be 'sgd' or 'adam', got {self.kind!r}")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ValueError(f"lr must be positive, got {self.lr!r}")
-        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        roles = tuple(self.no_decay)
-        if any(r not in ROLES for r in roles):
-            raise ValueError(f"OptimizerConfig.no_decay names parameter roles {ROLES}; got {self.no_decay!r}")
-        object.__setattr__(self, "no_decay", roles)  # a list from a JSON config becomes a tuple
-        if self.width_optimizer not in ("main", "adam"):
-            raise ValueError(f"OptimizerConfig.width_optimizer must be 'main' or 'adam', got {self.width_optimizer!r}")
-        if not self.width_lr > 0:
-            raise ValueError(f"width_lr must be positive, got {self.width_lr!r}")
-        positive_int(self.restart_epochs, "restart_epochs", zero=True)
-
-    @classmethod
-    def noise_adaptor(cls, **kwargs) -> "OptimizerConfig":
-        """Noise Adaptor's setting (paper 000, §5.1): weight decay on the weights, none on the scales s."""
-        return cls(**{"no_decay": ("width", "scale"), **kwargs})
-
-    @classmethod
-    def asgl(cls, **kwargs) -> "OptimizerConfig":
-        """The ASGL authors' setting: no decay on biases, normalisation and widths; widths by Adam 3e-4."""
-        return cls(**{"no_decay": ("bias", "norm", "width"), "width_optimizer": "adam", **kwargs})
-
-
-def parameter_roles(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """Every parameter of `model` once, in `model.parameters()` order, with its role (see OptimizerConfig)."""
-    from .ann.quantizer import QuantReLU
-    from .methods.direct import LIFNeuron
-
-    found, seen = [], set()
-    for module in model.modules():
-        for name, param in module.named_parameters(recurse=False):
-            if id(param) in seen:
-                continue
-            seen.add(id(param))
-            if isinstance(module, LIFNeuron):
-                role = "width"
-            elif isinstance(module, QuantReLU):
-                role = "scale"
-            elif isinstance(module, _NORMS):
-                role = "norm"
-            else:
-                role = "bias" if name == "bias" else "weight"
-            found.append((role, param))
-    return found
-
-
-class _Optimizers:
-    """The main optimiser and, when the widths have their own, that one: stepped and saved together."""
-
-    def __init__(self, main: torch.optim.Optimizer, width: torch.optim.Optimizer | None):
-        self.main, self.width = main, width
-
-    @property
-    def param_groups(self) -> list[dict]:  # load_state_dict replaces the main optimiser's list: never keep a copy
-        return self.main.param_groups
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for opt in (self.main, self.width):
-            if opt is not None:
-                opt.zero_grad(set_to_none=set_to_none)
-
-    def step(self) -> None:
-        self.main.step()
-        if self.width is not None:
-            self.width.step()
-
-    def state_dict(self) -> dict:
-        if self.width is None:
-            return self.main.state_dict()
-        return {"main": self.main.state_dict(), "width": self.width.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        if "main" in state and "width" in state:
-            self.main.load_state_dict(state["main"])
-            if self.width is not None:
-                self.width.load_state_dict(state["width"])
-        else:
-            self.main.load_state_dict(state)
-
-
-def build_optimizer(model: nn.Module, config: OptimizerConfig, epochs: int):
-    """The optimiser(s) of `config` over `model`'s parameters and the cosine schedule of the main one."""
-    roles = parameter_roles(model)
-    own_widths = config.width_optimizer == "adam"
-    groups = []
-    for decayed in (True, False):  # each group keeps the model's parameter order (optimizer state is by index)
-        params = [p for r, p in roles if (r not in config.no_decay) == decayed and not (own_widths and r == "width")]
-        if params:
-            groups.append({"params": params, "weight_decay": config.weight_decay if decayed else 0.0})
-    if not groups:
-        groups = [{"params": [], "weight_decay": 0.0}]
-    if config.kind == "sgd":
-        main = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
-    else:
-        main = torch.optim.Adam(groups, lr=config.lr)
-    widths = [p for r, p in roles if r == "width"]
-    width = torch.optim.Adam(widths, lr=config.width_lr, weight_decay=0.0) if own_widths and widths else None
-    if config.restart_epochs:
-        schedule = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(main, T_0=config.restart_epochs)
-    else:
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(main, T_max=max(epochs, 1))
-    return _Optimizers(main, width), schedule
+from ..ann.models import check_input
+from ..ann.quantizer import QuantReLU
+from ..checks import module_device, positive_int
+from ..distributed import all_reduce_sum, barrier, broadcast_state, is_distributed, is_main
+from ..io.checkpoint import load_checkpoint, restore, save_checkpoint
+from ..io.files import exclusive, remove_stale_temporaries
+from .optim import OptimizerConfig, build_optimizer, parameter_roles
 
 
 def fit(
@@ -217,65 +66,86 @@ def fit(
     cross-entropy (no train_acc is recorded then; e.g. F.mse_loss, with (input, target image) batches).
     """
     positive_int(epochs, "epochs", zero=True)
-    overrides = {k: v for k, v in (("lr", lr), ("weight_decay", weight_decay), ("momentum", momentum)) if v is not None}
-    optim = OptimizerConfig(**{**asdict(optimizer or OptimizerConfig()), **overrides})
+    given = {k: v for k, v in (("lr", lr), ("weight_decay", weight_decay), ("momentum", momentum)) if v is not None}
+    optim = OptimizerConfig(**{**asdict(optimizer or OptimizerConfig()), **given})
     device = torch.device(device) if device is not None else module_device(model)
-    model.to(device)
-    optimizer, schedule = build_optimizer(model, optim, epochs)
+    optimizer, schedule = build_optimizer(model.to(device), optim, epochs)
     config = {**(config or {}), "epochs": epochs, "lr": optim.lr, "weight_decay": optim.weight_decay,
               "optimization": asdict(optim)}  # fmt: skip
     writer = checkpoint is not None and is_main()
     with exclusive(checkpoint) if writer else contextlib.nullcontext():  # a second run on it is refused
-        start, history = 0, []
-        if writer:  # temporaries of a write killed in an earlier run (ours alone: we hold the lock)
-            for name in (Path(checkpoint), Path(checkpoint).with_suffix(".json")):
-                remove_stale_temporaries(name)
-        if resume and checkpoint is not None and Path(checkpoint).exists():
-            start, history = _resume(load_checkpoint(checkpoint), model, optimizer, schedule, optim, config)
-        net = (
-            nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-            if is_distributed()
-            else model
-        )
-
-        logger = _EpochLogger(log_dir) if log_dir is not None and is_main() else None
+        history = []
 
         def save(epoch: int) -> None:
             save_checkpoint(checkpoint, model, epoch=epoch, config=config, optimizer=optimizer, scheduler=schedule,
                             metrics={"history": history})  # fmt: skip
 
-        shown = progress and is_main()
-        bar = tqdm(range(start, epochs), desc=desc, disable=not shown, leave=False, initial=start, total=epochs)
+        start = _start(checkpoint, resume, writer, model, optimizer, schedule, optim, config, history)
+        step = _Epoch(model, train_data, optimizer, schedule, device, amp, progress and is_main(), criterion,
+                      val=(val_data, val_name), hooks=(on_epoch_start, on_epoch_end))  # fmt: skip
+        logger = _EpochLogger(log_dir, f"[{desc}] epoch {{}}/{epochs}" if log_epochs else None) if is_main() else None
+        bar = tqdm(range(start, epochs), desc=desc, disable=not step.shown, leave=False, initial=start, total=epochs)
         for epoch in bar:
-            net.train()
-            epoch_aware = train_data if hasattr(train_data, "set_epoch") else getattr(train_data, "sampler", None)
-            if hasattr(epoch_aware, "set_epoch"):
-                epoch_aware.set_epoch(epoch)
-            if on_epoch_start is not None:
-                on_epoch_start(epoch)
-            metrics = train_one_epoch(net, train_data, optimizer, device, amp, progress=shown, criterion=criterion)
-            broadcast_state(model)  # every process evaluates the network rank 0 saves (BatchNorm statistics)
-            row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], **metrics}
-            check_trained(model, epoch + 1, row["train_loss"])  # before any save: the last good checkpoint stays
-            schedule.step()
-            if val_data is not None:
-                row[val_name] = evaluate(model, val_data, device)
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, row)
+            row = step(epoch)
             history.append(row)
             bar.set_postfix({k: round(v, 4) for k, v in row.items() if k != "epoch"})
-            if log_epochs and is_main():  # where no bar is drawn (a batch job, nohup): one line per epoch
-                metrics = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
-                print(f"[{desc}] epoch {epoch + 1}/{epochs}: {metrics}", flush=True)
             if is_main():
+                logger.log(row)
                 if checkpoint is not None:
                     save(epoch + 1)
-                if logger is not None:
-                    logger.log(row)
             barrier()
         if epochs == 0 and checkpoint is not None and not Path(checkpoint).exists() and is_main():
             save(0)  # no training asked: the starting point (e.g. a quantized copy, scales initialised) is the result
         return history
+
+
+def _start(checkpoint, resume: bool, writer: bool, model, optimizer, schedule, optim, config, history) -> int:
+    """The epoch to start from: 0, or where `checkpoint` stopped when resuming (its history appended to
+    `history`). A writer first removes the temporaries of a write killed in an earlier run (ours alone:
+    we hold the lock)."""
+    if writer:
+        for name in (Path(checkpoint), Path(checkpoint).with_suffix(".json")):
+            remove_stale_temporaries(name)
+    if not (resume and checkpoint is not None and Path(checkpoint).exists()):
+        return 0
+    start, earlier = _resume(load_checkpoint(checkpoint), model, optimizer, schedule, optim, config)
+    history.extend(earlier)
+    return start
+
+
+class _Epoch:
+    """One training epoch of `fit` (under DistributedDataParallel when distributed): returns its metrics row,
+    after checking that the network is still usable, and steps the schedule."""
+
+    def __init__(self, model, data, optimizer, schedule, device, amp: bool, shown: bool, criterion, val, hooks):
+        self.model, self.data, self.optimizer, self.schedule = model, data, optimizer, schedule
+        self.device, self.amp, self.shown, self.criterion = device, amp, shown, criterion
+        (self.val_data, self.val_name), (self.on_start, self.on_end) = val, hooks
+        self.net = (
+            nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+            if is_distributed()
+            else model
+        )
+
+    def __call__(self, epoch: int) -> dict:
+        self.net.train()
+        epoch_aware = self.data if hasattr(self.data, "set_epoch") else getattr(self.data, "sampler", None)
+        if hasattr(epoch_aware, "set_epoch"):
+            epoch_aware.set_epoch(epoch)
+        if self.on_start is not None:
+            self.on_start(epoch)
+        metrics = train_one_epoch(
+            self.net, self.data, self.optimizer, self.device, self.amp, progress=self.shown, criterion=self.criterion
+        )
+        broadcast_state(self.model)  # every process evaluates the network rank 0 saves (BatchNorm statistics)
+        row = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], **metrics}
+        check_trained(self.model, epoch + 1, row["train_loss"])  # before any save: the last good checkpoint stays
+        self.schedule.step()
+        if self.val_data is not None:
+            row[self.val_name] = evaluate(self.model, self.val_data, self.device)
+        if self.on_end is not None:
+            self.on_end(epoch, row)
+        return row
 
 
 def _resume(
@@ -283,7 +153,7 @@ def _resume(
 ) -> tuple[int, list[dict]]:
     """Load a checkpoint into the live model, optimiser and schedule (refusing other settings); returns the
     epoch reached and the metrics history so far."""
-    if "optimization" not in state["config"]:  # written before session 13: SGD on every parameter, which
+    if "optimization" not in state["config"]:  # written before 0.1's optimiser roles: SGD on every parameter, which
         widths = any(role == "width" for role, _ in parameter_roles(model))  # is today's default without widths
         earlier = OptimizerConfig(lr=optim.lr, weight_decay=optim.weight_decay, momentum=optim.momentum,
                                   no_decay=() if widths else ("width",))  # fmt: skip
@@ -380,8 +250,6 @@ def check_trained(model: nn.Module, epoch: int, loss: float) -> None:
     """Raise TrainingDiverged, naming the epoch and what to try, if `model` cannot be used after `epoch`."""
     import math
 
-    from .ann.quantizer import QuantReLU
-
     if not math.isfinite(loss):
         raise TrainingDiverged(
             f"epoch {epoch}: the training loss is {loss} (diverged); the last good checkpoint is "
@@ -437,19 +305,28 @@ def _autocast(device: torch.device, enabled: bool):
 
 
 class _EpochLogger:
-    """log.csv (appended, so a resumed run continues it) and TensorBoard scalars if tensorboard is there."""
+    """Each epoch's metrics: one printed line when `line` is given (a format with {} for the epoch, for
+    output where no bar is drawn: a batch job, nohup), and under `log_dir`, log.csv (appended, so a resumed
+    run continues it) and TensorBoard scalars if tensorboard is there."""
 
-    def __init__(self, log_dir: str | Path):
-        self.dir = Path(log_dir)
+    def __init__(self, log_dir: str | Path | None, line: str | None = None):
+        self.dir, self.line, self.tensorboard = None if log_dir is None else Path(log_dir), line, None
+        if self.dir is None:
+            return
         self.dir.mkdir(parents=True, exist_ok=True)
         try:
             from torch.utils.tensorboard import SummaryWriter
 
             self.tensorboard = SummaryWriter(str(self.dir))
         except ImportError:  # optional
-            self.tensorboard = None
+            pass
 
     def log(self, row: dict) -> None:
+        if self.line is not None:
+            metrics = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
+            print(f"{self.line.format(row['epoch'])}: {metrics}", flush=True)
+        if self.dir is None:
+            return
         path = self.dir / "log.csv"
         new = not path.exists() or row["epoch"] == 1
         with path.open("w" if new else "a", newline="") as f:

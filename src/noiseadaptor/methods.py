@@ -17,16 +17,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal
 
 from torch import nn
 
-from ..ann.quantizer import QuantConfig
-from ..train import OptimizerConfig
-
-if TYPE_CHECKING:
-    from ..runconfig import RunConfig
-    from .direct import DirectConfig
+from .ann.preparation import prepare
+from .ann.quantizer import QuantConfig, seed_noise
+from .snn.lif import DirectConfig, to_direct_snn
+from .training.optim import OptimizerConfig
 
 Family = Literal["float", "conversion", "direct"]
 
@@ -36,17 +34,18 @@ class Method:
     """name: as the CLI, recipes and checkpoints spell it. summary: one line of help. reads: the RunConfig
     fields that only some methods use and this one does (giving another method's field is an error).
     quant / direct: the QuantConfig or DirectConfig of a run (one of them, by family). optimizer: the
-    paper's optimiser for a run's lr, weight decay and optimizer kind."""
+    paper's optimiser for a run's lr, weight decay and optimizer kind. A `run` is a RunConfig, typed
+    loosely: the registry sits below runconfig, which validates itself against it."""
 
     name: str
     family: Family
     summary: str
     reads: tuple[str, ...] = ()
-    quant: Callable[["RunConfig"], QuantConfig] | None = None
-    direct: Callable[["RunConfig"], "DirectConfig"] | None = None
+    quant: Callable[[Any], QuantConfig] | None = None
+    direct: Callable[[Any], DirectConfig] | None = None
     optimizer_preset: Callable[..., OptimizerConfig] = field(default=OptimizerConfig)
 
-    def optimizer(self, run: "RunConfig") -> OptimizerConfig:
+    def optimizer(self, run: Any) -> OptimizerConfig:
         return self.optimizer_preset(
             kind=run.optimizer,
             lr=run.lr,
@@ -55,18 +54,14 @@ class Method:
             restart_epochs=run.restart_epochs,
         )
 
-    def build(self, model: nn.Module, run: "RunConfig") -> nn.Module:
+    def build(self, model: nn.Module, run: Any) -> nn.Module:
         """The trainable network of `run` from its float `model`."""
         if self.family == "float":
             return model
         if self.family == "conversion":
-            from ..ann.preparation import prepare
-            from ..ann.quantizer import seed_noise
-
             qmodel = prepare(model, self.quant(run))
             seed_noise(qmodel, run.seed)  # the noise draws apart from the data's stream
             return qmodel
-        from .direct import to_direct_snn
 
         return to_direct_snn(model, self.direct(run), static_input=not run.event_input)
 
@@ -180,8 +175,7 @@ def methods_help(family: Family | None = None) -> str:
     return "; ".join(f"{name}: {_REGISTRY[name].summary}" for name in list_methods(family))
 
 
-def _direct(run: "RunConfig", learned: bool) -> "DirectConfig":
-    from .direct import DirectConfig
+def _direct(run: Any, learned: bool) -> DirectConfig:
 
     options = dict(
         time_steps=run.time_steps,

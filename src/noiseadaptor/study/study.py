@@ -30,14 +30,14 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from .ann.models import create_model
-from .checks import positive_int
-from .data import get_dataset, spread_subset
-from .experiment import method_cell, quant_config
-from .io.files import InUse, exclusive, write_json
-from .methods import get_method
-from .runconfig import setting
-from .train import fit
+from ..ann.models import create_model
+from ..checks import positive_int
+from ..data import DeviceLoader, get_dataset, spread_subset
+from ..io.files import InUse, atomic_path, exclusive, write_json
+from ..methods import get_method
+from ..runconfig import setting
+from ..training.loop import fit
+from .cell import method_cell, quant_config
 
 
 @dataclass(frozen=True)
@@ -245,8 +245,6 @@ def _check_same_study(config: StudyConfig, out: Path) -> None:
 
 def _train_loader(config: StudyConfig, splits, seed: int, device: torch.device):
     if config.data_on_device:
-        from .data import DeviceLoader
-
         return DeviceLoader.from_dataset(splits.train, config.batch_size, config.dataset, device, train=True, seed=seed)
     return splits.loaders(config.batch_size, seed=seed, num_workers=config.workers)[0]
 
@@ -500,8 +498,6 @@ def plot_study(summary: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from .io.files import atomic_path
 
     steps = list(range(1, summary["study"]["T"] + 1))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))

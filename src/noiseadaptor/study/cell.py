@@ -13,15 +13,17 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .ann.calibrate import init_scales
-from .ann.models import create_model
-from .ann.preparation import prepare, quantizers
-from .ann.quantizer import QuantConfig, seed_noise
-from .io.checkpoint import load_checkpoint, restore
-from .methods import get_method, list_methods
-from .snn.conversion import convert
-from .snn.simulation import simulate, time_steps
-from .train import TrainingDiverged, evaluate, fit
+from ..ann.calibrate import init_scales
+from ..ann.models import create_model
+from ..ann.preparation import prepare, quantizers
+from ..ann.quantizer import QuantConfig, seed_noise
+from ..io.checkpoint import load_checkpoint, restore
+from ..methods import get_method, list_methods
+from ..runconfig import RunConfig
+from ..snn.calibrate import dual_phase_calibrate
+from ..snn.conversion import convert
+from ..snn.simulation import simulate, time_steps
+from ..training.loop import TrainingDiverged, evaluate, fit
 
 NA_COMPARISON = ("na", "no-noise", "qcfs")  # the Noise Adaptor paper's comparison, `run`'s default
 
@@ -126,8 +128,6 @@ def method_cell(
         options = dict(options)
         snn = convert(qmodel)
         if options.pop("phase2", False):
-            from .methods.dual_phase import dual_phase_calibrate
-
             dual_phase_calibrate(snn, qmodel, train_data, T=options.pop("phase2_T"), seed=seed)
         result = simulate(snn, test_data, T=T, device=device, progress=progress,
                           reference=qmodel if reference else None, **options)  # fmt: skip
@@ -166,7 +166,6 @@ def train_quantized(
 
 def quant_config(method: str, p: int) -> QuantConfig:
     """The QuantConfig of a conversion method at p levels, with the method's other settings at their defaults."""
-    from .runconfig import RunConfig
 
     info = get_method(method)
     if info.family != "conversion":

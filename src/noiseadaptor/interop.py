@@ -86,7 +86,7 @@ def _network(source) -> SpikingNetwork:
         return source
     if isinstance(source, (str, Path)):
         run = load_run(source)
-        if run.config.method_info.family != "conversion":
+        if not run.config.method_info.converts:
             raise ValueError(f"{source} is a '{run.config.method}' run; a quantized one converts to an SNN")
         return convert(run.model.eval())
     raise TypeError(

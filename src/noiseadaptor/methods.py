@@ -23,6 +23,7 @@ from torch import nn
 
 from .ann.preparation import prepare
 from .ann.quantizer import QuantConfig, seed_noise
+from .data.events import EVENT_DATASETS
 from .snn.lif import DirectConfig, to_direct_snn
 from .training.optim import OptimizerConfig
 
@@ -54,6 +55,11 @@ class Method:
             restart_epochs=run.restart_epochs,
         )
 
+    @property
+    def converts(self) -> bool:
+        """Its trained network is a quantized ANN that `convert` turns into an IF network."""
+        return self.family == "conversion"
+
     def build(self, model: nn.Module, run: Any) -> nn.Module:
         """The trainable network of `run` from its float `model`."""
         if self.family == "float":
@@ -62,8 +68,29 @@ class Method:
             qmodel = prepare(model, self.quant(run))
             seed_noise(qmodel, run.seed)  # the noise draws apart from the data's stream
             return qmodel
-
         return to_direct_snn(model, self.direct(run), static_input=not run.event_input)
+
+    def banner(self, run: Any) -> str:
+        """Its settings that a training banner shows (", p=2", ", T=4")."""
+        return {"conversion": f", p={run.p}", "direct": f", T={run.time_steps}"}.get(self.family, "")
+
+    def epoch_hook(self, model: nn.Module) -> Callable[[int], None] | None:
+        """What runs before each epoch of `model` (a direct SNN's spike-noise schedule), or None."""
+        return model.start_epoch if self.family == "direct" else None
+
+    def check(self, run: Any) -> None:
+        """Refuse a task or data set this method cannot train, with what to use instead."""
+        events = run.dataset in EVENT_DATASETS
+        if run.task == "reconstruct" and (self.converts or events):
+            raise ValueError(
+                "--task reconstruct trains a float or directly trained network (asgl, sg) on image data; "
+                "conversion methods and event data classify"
+            )
+        if events and self.family != "direct":
+            raise ValueError(
+                f"{run.dataset} is event data (frames over T steps): train it with a direct method "
+                f"({', '.join(list_methods('direct'))})"
+            )
 
 
 _REGISTRY: dict[str, Method] = {}

@@ -112,7 +112,7 @@ def main(args: argparse.Namespace) -> int:
         event_dataset(run.dataset, data_dir, run.time_steps) if run.event_input else get_dataset(run.dataset, data_dir)
     )
     train_data, test_data = splits.loaders(args.batch_size, seed=args.seed, num_workers=args.workers)
-    quantized = run.method_info.family == "conversion"  # converted and simulated; others evaluated as trained
+    quantized = run.method_info.converts  # converted and simulated; others evaluated as trained
     start = time.time()
     name = run.method
     if args.calibrate != "none" and not quantized:

@@ -58,7 +58,7 @@ def main(args) -> int:
 
     loaded = load_run(args.checkpoint)
     run, model = loaded.config, loaded.model
-    if run.method_info.family != "conversion":
+    if not run.method_info.converts:
         raise ValueError(
             f"{args.checkpoint} is a '{run.method}' run; export needs a quantized one "
             f"({', '.join(list_methods('conversion'))}) to convert"

@@ -95,13 +95,14 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"{checkpoint} exists: add --resume to continue it, or choose another --out")
     if args.resume and not checkpoint.exists():  # a mistyped --out would otherwise start over unannounced
         print(f"noiseadaptor train: warning: --resume: no {checkpoint} yet, starting a new run", file=sys.stderr)
-    if method.family == "conversion" and run.init is None and run.weights is None and not checkpoint.exists():
+    if method.converts and run.init is None and run.weights is None and not checkpoint.exists():
         print(
             f"noiseadaptor train: warning: {run.method} from random weights (no --init, no --weights): its scales "
             "start from an untrained network; Noise Adaptor fine-tunes a pre-trained float one (train it with "
             "--method float, then pass it as --init)",
             file=sys.stderr,
         )
+    method.check(run)
     _check_data(run)
     device = init_from_env(args.device)
     torch.manual_seed(run.seed)
@@ -110,9 +111,9 @@ def main(args: argparse.Namespace) -> int:
     model = _model(run, init_state, start, device, train_data, fresh=fresh, progress=show_progress(args))
     trained = torch.compile(model) if run.compile else model
     if is_main():
-        detail = {"conversion": f", p={run.p}", "direct": f", T={run.time_steps}"}.get(method.family, "")
         print(
-            f"[train] {run.model} on {run.dataset}, method {run.method}{detail}, {run.epochs} epochs, device {device}"
+            f"[train] {run.model} on {run.dataset}, method {run.method}{method.banner(run)}, {run.epochs} epochs, "
+            f"device {device}"
         )
     reconstruct = run.task == "reconstruct"
     history = fit(
@@ -132,7 +133,7 @@ def main(args: argparse.Namespace) -> int:
         amp=run.amp,
         log_dir=args.out,
         log_epochs=not args.no_progress and not sys.stderr.isatty(),
-        on_epoch_start=model.start_epoch if method.family == "direct" else None,
+        on_epoch_start=method.epoch_hook(model),
     )
     if reconstruct:
         image = (run.in_channels, run.image_size, run.image_size)
@@ -158,7 +159,7 @@ def _starting_point(run: RunConfig) -> tuple[dict | None, RunConfig | None]:
         raise ValueError(f"--init {run.init}: no such checkpoint")
     state = load_checkpoint(run.init)
     start = checkpoint_run(state["config"], f"--init {run.init}")
-    if start.method_info.family == "conversion" and run.method_info.family != "conversion":  # e.g. a clip ANN
+    if start.method_info.converts and not run.method_info.converts:  # e.g. a clip ANN
         raise ValueError(
             f"--init {run.init} is a quantized ({start.method}) network: continue it with a "
             f"quantization method ({', '.join(list_methods('conversion'))}), or start {run.method} "
@@ -168,16 +169,6 @@ def _starting_point(run: RunConfig) -> tuple[dict | None, RunConfig | None]:
 
 
 def _check_data(run: RunConfig) -> None:
-    if run.task == "reconstruct" and (run.method_info.family == "conversion" or run.dataset in EVENT_DATASETS):
-        raise ValueError(
-            "--task reconstruct trains a float or directly trained network (asgl, sg) on image data; "
-            "conversion methods and event data classify"
-        )
-    if run.dataset in EVENT_DATASETS and run.method_info.family != "direct":
-        raise ValueError(
-            f"{run.dataset} is event data (frames over T steps): train it with a direct method "
-            f"({', '.join(list_methods('direct'))})"
-        )
     if run.data_on_device and (
         run.task == "reconstruct"
         or run.dataset not in ("cifar10", "cifar100", "mnist", "fashion-mnist")
@@ -224,7 +215,7 @@ def _model(
     one gets its scales initialised on the first training batch (a resumed one loads its trained scales)."""
 
     method = run.method_info
-    quantized_start = start is not None and start.method_info.family == "conversion"
+    quantized_start = start is not None and start.method_info.converts
     extra = {"weights": run.weights} if run.weights else {}
     model = create_model(run.model, run.num_classes, run.in_channels, **extra)
     if quantized_start:
@@ -234,6 +225,6 @@ def _model(
     if quantized_start:  # keep the thresholds it learned, now with this method's quantizer
         return requantize(model, method.quant(run)).to(device)
     model = method.build(model, run).to(device)
-    if method.family == "conversion" and fresh:
+    if method.converts and fresh:
         init_scales(model, next(iter(train_data)), progress=progress)
     return model

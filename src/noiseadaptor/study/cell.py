@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -26,6 +26,15 @@ from ..snn.simulation import simulate, time_steps
 from ..training.loop import TrainingDiverged, evaluate, fit
 
 NA_COMPARISON = ("na", "no-noise", "qcfs")  # the Noise Adaptor paper's comparison, `run`'s default
+
+
+@dataclass(frozen=True)
+class Row:
+    """One simulation of a trained network: `simulate()` options, after dual-phase Phase II has calibrated the
+    SNN for `calibrate_T` steps when that is set (Phase II composes with any converted network)."""
+
+    options: dict = field(default_factory=dict)
+    calibrate_T: int | None = None
 
 
 def compare_methods(
@@ -61,7 +70,7 @@ def compare_methods(
         cell, qmodel = method_cell(
             float_model, method, train_data, test_data, p=p, epochs=epochs, lr=lr, weight_decay=weight_decay,
             T=T, seed=seed, device=device, progress=progress, checkpoint=checkpoint,
-            calibration_batch=calibration_batch, rows={method: simulate_options or {}},
+            calibration_batch=calibration_batch, rows={method: Row(simulate_options or {})},
             config={"method": method, "p": p, "seed": seed},
         )  # fmt: skip
         if "diverged" in cell:  # one method's failure is a result of the comparison, not its end
@@ -91,14 +100,13 @@ def method_cell(
     progress: bool = False,
     checkpoint: str | Path | None = None,
     calibration_batch=None,
-    rows: dict[str, dict] | None = None,
+    rows: dict[str, Row] | None = None,
     reference: bool = False,
     config: dict | None = None,
 ) -> tuple[dict, nn.Module | None]:
     """One method from one seed, the unit of `run` (one seed) and `compare` (over seeds): QAT from
     `float_model` (`train_quantized`), the quantized ANN's test accuracy, then one simulation per entry of
-    `rows` ({row name: simulate() options}; ``"phase2": True`` first calibrates the SNN by dual-phase Phase II
-    at ``phase2_T``). `reference`: record agreement and per-layer error against the quantized ANN.
+    `rows` ({row name: Row}). `reference`: record agreement and per-layer error against the quantized ANN.
     Returns ({"method", "seed", "lr", "quant", "optimizer", "ann_accuracy", "history", "scales", "rows":
     {row: SimulationResult.row()}, "seconds"}, qmodel) ("quant" and "optimizer": the full QuantConfig and
     OptimizerConfig it trained under), or ({..., "diverged": message, "rows": {}}, None) when training diverged."""
@@ -124,14 +132,13 @@ def method_cell(
         "seconds": seconds,
     }
     begin = time.time()
-    for row, options in (rows or {method: {}}).items():
-        options = dict(options)
+    for name, row in (rows or {method: Row()}).items():
         snn = convert(qmodel)
-        if options.pop("phase2", False):
-            dual_phase_calibrate(snn, qmodel, train_data, T=options.pop("phase2_T"), seed=seed)
+        if row.calibrate_T is not None:
+            dual_phase_calibrate(snn, qmodel, train_data, T=row.calibrate_T, seed=seed)
         result = simulate(snn, test_data, T=T, device=device, progress=progress,
-                          reference=qmodel if reference else None, **options)  # fmt: skip
-        cell["rows"][row] = result.row()
+                          reference=qmodel if reference else None, **row.options)  # fmt: skip
+        cell["rows"][name] = result.row()
     seconds["simulate"] = time.time() - begin
     return cell, qmodel
 
@@ -168,7 +175,7 @@ def quant_config(method: str, p: int) -> QuantConfig:
     """The QuantConfig of a conversion method at p levels, with the method's other settings at their defaults."""
 
     info = get_method(method)
-    if info.family != "conversion":
+    if not info.converts:
         raise ValueError(f"{method} is not a quantization method; choose from {', '.join(list_methods('conversion'))}")
     return info.quant(RunConfig(method=method, p=p))
 

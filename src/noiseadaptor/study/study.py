@@ -37,7 +37,7 @@ from ..io.files import InUse, atomic_path, exclusive, write_json
 from ..methods import get_method
 from ..runconfig import setting
 from ..training.loop import fit
-from .cell import method_cell, quant_config
+from .cell import Row, method_cell, quant_config
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class StudyConfig:
             self, "variant_methods", tuple(canonical.get(m, get_method(m).name) for m in self.variant_methods)
         )
         for m in self.methods:
-            if get_method(m).family != "conversion":
+            if not get_method(m).converts:
                 raise ValueError(f"compare trains conversion methods; {m} is {get_method(m).family}")
         if self.baseline not in self.methods:
             raise ValueError(f"the baseline {self.baseline!r} must be one of the methods {list(self.methods)}")
@@ -143,15 +143,15 @@ def _canonical_row(row: str) -> str:
     return get_method(row).name
 
 
-def _variant(name: str, phase2_T: int = 4) -> dict:
-    """The simulate/calibration options of a variant row."""
+def _variant(name: str, phase2_T: int = 4) -> Row:
+    """The row a variant name spells."""
     if name == "negative":
-        return {"negative_spikes": True}
+        return Row({"negative_spikes": True})
     for prefix, option in (("cos", "offset_spikes"), ("srp", "srp")):
         if name.startswith(prefix) and name[3:].isdigit() and int(name[3:]) > 0:
-            return {option: int(name[3:])}
+            return Row({option: int(name[3:])})
     if name == "phase2":
-        return {"phase2": True, "phase2_T": phase2_T}
+        return Row(calibrate_T=phase2_T)
     raise ValueError(f"unknown variant {name!r}: negative, cos<rho> (e.g. cos4), srp<tau> (e.g. srp4) or phase2")
 
 
@@ -280,7 +280,7 @@ def _cell(
     lr = config.method_lrs()[method]
     name = f"{method}-seed{seed}" + ("" if lr == config.lr else f"-lr{lr:g}")  # its QAT checkpoint
     variants = config.variants if method in config.variant_methods else ()
-    rows = {method: {}, **{f"{method}+{v}": _variant(v, config.phase2_T) for v in variants}}
+    rows = {method: Row(), **{f"{method}+{v}": _variant(v, config.phase2_T) for v in variants}}
     cell, _ = method_cell(  # the seed's first batch calibrates (None): the same for every method
         float_model, method, train, test, p=config.p, epochs=config.epochs, lr=lr, weight_decay=config.weight_decay,
         T=config.T, seed=seed, device=device, progress=progress, checkpoint=out / "qat" / f"{name}.pt",

@@ -12,7 +12,7 @@ from ..ann.models import create_model
 from ..data import DATASETS, get_dataset
 from ..distributed import init_from_env
 from ..methods import list_methods
-from ..snn.simulation import time_steps
+from ..snn.simulation import reported_steps
 from ..study.cell import NA_COMPARISON, compare_methods
 from ..training import evaluate, fit
 from .common import (
@@ -130,7 +130,7 @@ def main(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         lr=args.lr,
         weight_decay=args.weight_decay,
-        T=time_steps(args.T),
+        T=reported_steps(args.T),
         seed=args.seed,
         device=device,
         progress=progress,

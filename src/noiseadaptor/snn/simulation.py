@@ -85,7 +85,7 @@ class SimulationResult:
         return keep
 
 
-def time_steps(T: int | Sequence[int]) -> list[int]:
+def reported_steps(T: int | Sequence[int]) -> list[int]:
     """Normalise T: an int n means every step 1..n; a sequence is sorted and de-duplicated."""
     steps = list(range(1, T + 1)) if isinstance(T, int) and not isinstance(T, bool) and T >= 1 else T
     if isinstance(steps, int) or not isinstance(steps, Iterable) or isinstance(steps, (str, bytes)):
@@ -136,7 +136,7 @@ def simulate(
     """
     if not isinstance(snn, SpikingNetwork):
         raise TypeError(f"simulate() expects the SpikingNetwork returned by convert(), got {type(snn).__name__}")
-    steps = time_steps(T)
+    steps = reported_steps(T)
     _check_corrections(offset_spikes, srp)
     device = torch.device(device) if device is not None else module_device(snn)
     steps_per_call = positive_int(

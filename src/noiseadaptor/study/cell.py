@@ -22,7 +22,7 @@ from ..methods import get_method, list_methods
 from ..runconfig import RunConfig
 from ..snn.calibrate import dual_phase_calibrate
 from ..snn.conversion import convert
-from ..snn.simulation import simulate, time_steps
+from ..snn.simulation import reported_steps, simulate
 from ..training.loop import TrainingDiverged, evaluate, fit
 
 NA_COMPARISON = ("na", "no-noise", "qcfs")  # the Noise Adaptor paper's comparison, `run`'s default
@@ -77,7 +77,7 @@ def compare_methods(
             log(f"[{method}] diverged: {cell['diverged']}")
             rows[method] = {"diverged": cell["diverged"]}
             continue
-        row, last = cell["rows"][method], time_steps(T)[-1]
+        row, last = cell["rows"][method], reported_steps(T)[-1]
         log(f"[{method}] ANN {100 * cell['ann_accuracy']:.2f}%  SNN T={last} {100 * row['snn_accuracy'][last]:.2f}%")
         rows[method] = {"ann_accuracy": cell["ann_accuracy"], **row, **{k: cell[k] for k in ("scales", "history")}}
         models[method] = qmodel

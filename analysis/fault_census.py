@@ -104,6 +104,15 @@ def prepare_files(root: Path) -> dict:
             value.fill_(math.nan)
     files["nan"] = root / "nan.pt"
     torch.save(state, files["nan"])
+    state = torch.load(files["na"], weights_only=False)  # finite weights, NaN BatchNorm statistics
+    for key, value in state["model"].items():
+        if key.endswith("running_var"):
+            value.fill_(math.nan)
+    files["nan-statistics"] = root / "nan-statistics.pt"
+    torch.save(state, files["nan-statistics"])
+    for key in ("config", "epoch"):
+        files[f"no-{key}"] = root / f"no-{key}.pt"
+        torch.save({k: v for k, v in state.items() if k != key}, files[f"no-{key}"])
     recipes = {
         "bad-syntax": "epochs: [1, 2\nlr: 0.1\n",
         "a-list": "- epochs\n- lr\n",
@@ -111,6 +120,12 @@ def prepare_files(root: Path) -> dict:
         "resume-no": "dataset: digits\nmodel: small-cnn\nmethod: float\nepochs: 1\nresume: 'no'\n",
         "unknown-key": "dataset: digits\nmodel: small-cnn\nepoch: 3\n",
         "epochs-string": "dataset: digits\nmodel: small-cnn\nepochs: three\n",
+        "amp-no": "dataset: digits\nmodel: small-cnn\nmethod: float\namp: 'no'\n",
+        "method-list": "dataset: digits\nmodel: small-cnn\nmethod: [na]\n",
+        "model-mapping": "dataset: digits\nmodel: {name: small-cnn}\n",
+        "milestones-number": "dataset: digits\nmodel: small-cnn\nmethod: asgl\nnoise_decay: 0.5\nnoise_milestones: 5\n",
+        "key-twice": "dataset: digits\nmodel: small-cnn\nlr: 0.1\nlr: 0.2\n",
+        "lr-nan": "dataset: digits\nmodel: small-cnn\nlr: .nan\n",
         "empty": "",
     }
     for name, text in recipes.items():
@@ -134,6 +149,7 @@ def train_cases(c: Census, f: dict):
     for flag, value in (("--lr", "-1"), ("--lr", "0"), ("--epochs", "-1"), ("--epochs", "abc"), ("--batch-size", "0"),
                         ("--workers", "-1"), ("--cutout", "-5"), ("--p", "0"), ("--p", "-2"), ("--p", "1.5"),
                         ("--quant-noise-p", "0.5"), ("--weight-decay", "-1"), ("--seed", "-1"), ("--seed", "x"),
+                        ("--seed", str(2**64)),
                         ("--model", "nope"), ("--dataset", "nope"), ("--method", "nope"), ("--device", "foo"),
                         ("--device", "cuda"), ("--device", "cuda:7"), ("--init", c.path("missing.pt")),
                         ("--init", f["truncated"]), ("--init", f["empty"]), ("--init", f["text"]), ("--init", f["nan"]),
@@ -146,7 +162,8 @@ def train_cases(c: Census, f: dict):
                                 ("asgl", "--width-lr", "-1")):  # fmt: skip
         c.case(f"train --method {method} {flag} {value}", "refuse", *base, "--method", method, flag, value,
                *out(f"bad-{method}{flag}"))  # fmt: skip
-    for name in ("bad-syntax", "a-list", "lr-list", "resume-no", "unknown-key", "epochs-string"):
+    for name in ("bad-syntax", "a-list", "lr-list", "resume-no", "unknown-key", "epochs-string", "amp-no",
+                 "method-list", "model-mapping", "milestones-number", "key-twice", "lr-nan"):  # fmt: skip
         c.case(f"train --recipe {name}", "refuse", "train", "--recipe", f[f"recipe-{name}"], "--workers", "0",
                "--no-progress", *out(f"recipe-{name}"))  # fmt: skip
     c.case("train --recipe empty.yaml (no settings: the defaults)", "refuse", "train", "--recipe", f["recipe-empty"],
@@ -171,7 +188,7 @@ def train_cases(c: Census, f: dict):
 
 
 def evaluate_cases(c: Census, f: dict):
-    for name in ("truncated", "empty", "text", "nan"):
+    for name in ("truncated", "empty", "text", "nan", "nan-statistics", "no-config", "no-epoch"):
         c.case(f"evaluate a {name} checkpoint", "refuse", "evaluate", f[name], "--T", "4", "--no-progress")
     c.case("evaluate a missing checkpoint", "refuse", "evaluate", c.path("missing.pt"))
     for flag, value in (("--T", "0"), ("--T", "-3"), ("--offset-spikes", "-1"), ("--srp", "-1"),
@@ -196,6 +213,9 @@ def export_cases(c: Census, f: dict):
     c.case("export a NaN checkpoint", "refuse", "export", f["nan"], "--out", out / "d.nir")
     c.case("export a truncated checkpoint", "refuse", "export", f["truncated"], "--out", out / "e.nir")
     c.case("export --out into a file's folder", "refuse", "export", f["na"], "--out", f["a-file"] / "x.nir")
+    for bits in ("1", "17", "32", "64"):
+        c.case(f"export --weight-bits {bits}", "refuse", "export", f["na"], "--weight-bits", bits, "--out",
+               out / f"bits{bits}.nir")  # fmt: skip
     c.case("export NIR (control)", "ok", "export", f["na"], "--out", out / "good.nir")
 
 
@@ -204,7 +224,7 @@ def compare_and_run_cases(c: Census, f: dict):
             "--T", "2", "--no-progress", "--device", "cpu"]  # fmt: skip
     for flag, value in (("--seeds", "0"), ("--methods", "na,bogus"), ("--baseline", "bogus"), ("--variants", "cos0"),
                         ("--variants", "bogus"), ("--method-lr", "qcfs=-1"), ("--method-lr", "bogus=0.1"),
-                        ("--T", "0"), ("--p", "0"), ("--test-images", "-1")):  # fmt: skip
+                        ("--T", "0"), ("--p", "0"), ("--test-images", "-1"), ("--lr", "nan")):  # fmt: skip
         c.case(f"compare {flag} {value}", "refuse", *base, flag, value, "--out", c.path("cmp", flag + value))
     c.case("compare --report on an empty folder", "refuse", "compare", "--report", "--out", c.path("empty-folder"))
     c.case("compare --out names a file", "refuse", *base, "--out", f["a-file"])

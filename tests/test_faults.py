@@ -172,10 +172,20 @@ def test_bad_calibration_batches_nan_checkpoints_and_wrong_export_shapes(tmp_pat
         main(["export", str(out / "checkpoint.pt"), "--input-shape", "3,8,8"])
     assert "--input-shape 3,8,8 does not fit this network" in capsys.readouterr().err
     state = load_checkpoint(out / "checkpoint.pt")
+    good = {k: v.clone() for k, v in state["model"].items()}
     next(iter(state["model"].values())).fill_(float("nan"))
     torch.save(state, out / "checkpoint.pt")
     with pytest.raises(ValueError, match="non-finite weights"):
         load_run(out / "checkpoint.pt")
+    # NaN BatchNorm running statistics, weights all finite: refused too (they gave 10 % without a word)
+    state["model"] = {k: v.fill_(float("nan")) if k.endswith("running_var") else v for k, v in good.items()}
+    torch.save(state, out / "checkpoint.pt")
+    with pytest.raises(ValueError, match="non-finite weights or statistics .*running_var"):
+        load_run(out / "checkpoint.pt")
+    for key in ("config", "epoch"):  # a checkpoint missing an entry: one line, not a KeyError
+        torch.save({k: v for k, v in state.items() if k != key}, out / "broken.pt")
+        with pytest.raises(ValueError, match=f"has no {key} entry: not one noiseadaptor wrote"):
+            load_run(out / "broken.pt")
 
 
 def _image_tree(root, rng, per_class=(("train", 3), ("test", 1))):

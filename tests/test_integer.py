@@ -57,7 +57,7 @@ def test_a_chain_by_hand_four_bits():
         if neuron:
             worth = _neuron_by_hand(new(neuron), old(neuron), unit, analog=layer == "0")
     assert all(torch.equal(v, snn.state_dict()[k]) for k, v in before.items())  # the input is left as it was
-    with pytest.raises(ValueError, match="at least 2"):
+    with pytest.raises(ValueError, match="weight bits must be 2 to 16"):
         integer_network(snn, 1, x)
 
 

@@ -61,7 +61,7 @@ def test_the_cli_is_generated_from_the_run_description_and_the_registry(capsys):
     [
         ("- lr: 0.1\n", "expected a mapping"),
         ("lr: 0.1\nresume: 'no'\n", "resume must be true or false"),
-        ("lr: [0.1, 0.2]\n", "lr must be a positive number"),
+        ("lr: [0.1, 0.2]\n", "lr must be a number, got [0.1, 0.2] (list)"),
         ("method: na\nspike_noise_p: 0.3\n", "--spike-noise-p: not a setting of method na"),
         ("lerning_rate: 0.1\n", "unknown keys"),
     ],
@@ -138,3 +138,36 @@ def test_review_fixes_float_checkpoints_old_optimisers_seeds_and_deprecated_read
     recipe = tmp_path / "study.yaml"
     recipe.write_text("seeds: [5]\n")
     assert study_config(compare.parse_args(["--recipe", str(recipe)])).seeds == (5,)
+
+
+@pytest.mark.parametrize(
+    "recipe, message",
+    [
+        ('method: na\namp: "no"\n', "amp must be true or false, got 'no' (str)"),
+        ("method: na\nlr: 0.1\nlr: 0.2\n", "key 'lr' is written twice"),
+        ("method: asgl\nnoise_milestones: 5\n", "noise_milestones must be a list of whole numbers, got 5"),
+        ("model: {name: x}\n", "model must be text, got {'name': 'x'} (dict)"),
+        ("method: na\nlr: .nan\n", "lr must be a finite number, got nan"),
+        ("method: na\nepochs: 2.5\n", "epochs must be a whole number, got 2.5 (float)"),
+        ("method: na\np: true\n", "p must be a whole number, got True (bool)"),
+        ("method: [na]\n", "unknown method ['na']"),
+    ],
+)
+def test_a_recipe_value_of_the_wrong_type_is_one_line_naming_the_key(tmp_path, capsys, recipe, message):
+    from noiseadaptor.cli import main
+
+    path = tmp_path / "recipe.yaml"
+    path.write_text(recipe)
+    with pytest.raises(SystemExit):
+        main(["train", "--recipe", str(path), "--dataset", "digits", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out" / "checkpoint.pt").exists()
+
+
+def test_run_config_checks_types_from_python_too():
+    with pytest.raises(ValueError, match="amp must be true or false"):
+        RunConfig(amp="no")
+    with pytest.raises(ValueError, match="seed must be below 2\\*\\*63"):
+        RunConfig(seed=2**64)
+    assert RunConfig(lr=1).lr == 1 and RunConfig(noise_milestones=[3, 5], noise_decay=0.5).noise_milestones == (3, 5)

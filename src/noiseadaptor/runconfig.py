@@ -16,11 +16,11 @@ earlier versions (keys ``T`` and ``noise_p``) load through `RunConfig.from_dict`
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from .ann.models import create_model
@@ -28,6 +28,7 @@ from .checks import positive_int, positive_number, probability
 from .io.checkpoint import load_checkpoint, restore
 from .methods import METHOD_FIELDS, get_method
 from .snn.surrogate import SHAPES
+from .training.loop import non_finite
 
 
 def setting(default, help: str, group: str = "", **extra):
@@ -118,6 +119,8 @@ class RunConfig:
     event_input: bool = setting(False, "", "facts")
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # types first: a recipe's "no" is not false, a list not a name
+            object.__setattr__(self, f.name, checked_type(f.name, getattr(self, f.name), f.type))
         self.method_info  # an unknown method fails here, with the list
         for name in ("p", "time_steps", "batch_size"):
             positive_int(getattr(self, name), name)
@@ -173,7 +176,37 @@ class RunConfig:
                 f"{', '.join(sorted(known)[:8])}, ..."
             )
         given = {k: v for k, v in values.items() if k in known and v is not None}  # None: the default
-        return cls(**given)
+        try:
+            return cls(**given)
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
+
+
+_KINDS = {"str": ((str,), "text"), "int": ((int,), "a whole number"), "float": ((int, float), "a number"),
+          "bool": ((bool,), "true or false")}  # fmt: skip
+
+
+def checked_type(name: str, value, annotation: str):
+    """`value` as a field annotated `annotation` ("int", "float | None", "tuple[int, ...]", ...) holds it,
+    or a ValueError naming the field, the value and what it accepts: a recipe's ``amp: "no"``, ``method:
+    [na]`` or ``noise_milestones: 5`` stop here, not deep inside a run."""
+    kind = annotation.removesuffix(" | None")
+    if value is None and kind != annotation:
+        return value
+    if kind.startswith("tuple["):
+        item = kind.removeprefix("tuple[").removesuffix(", ...]")
+        types, words = _KINDS[item]
+        if isinstance(value, (list, tuple)) and all(isinstance(v, types) and not isinstance(v, bool) for v in value):
+            return tuple(value)
+        raise ValueError(f"{name} must be a list of {'whole numbers' if item == 'int' else 'names'}, got {value!r}")
+    types, words = _KINDS[kind]
+    if not isinstance(value, types) or (kind != "bool" and isinstance(value, bool)):
+        raise ValueError(f"{name} must be {words}, got {value!r} ({type(value).__name__})")
+    if kind == "float" and not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if kind == "int" and abs(value) >= 2**63:
+        raise ValueError(f"{name} must be below 2**63, got {value!r}")
+    return value
 
 
 def checkpoint_run(config: dict, source: str) -> RunConfig:
@@ -216,13 +249,16 @@ def load_run(checkpoint: str | Path) -> LoadedRun:
     description and the network with its weights. The one rebuild path of evaluate, export and Python."""
 
     state = load_checkpoint(checkpoint)
+    missing = [key for key in ("config", "epoch", "model") if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise ValueError(f"checkpoint {checkpoint} has no {' or '.join(missing)} entry: not one noiseadaptor wrote")
     run = checkpoint_run(state["config"], f"checkpoint {checkpoint}")
     model = build(run)
     restore(state, model, rng=False)
-    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    bad = non_finite(model)
     if bad:
         raise ValueError(
-            f"checkpoint {checkpoint} holds non-finite weights ({len(bad)} tensors, first {bad[0]}): the run "
-            "diverged; use an earlier checkpoint or retrain with a lower learning rate"
+            f"checkpoint {checkpoint} holds non-finite weights or statistics ({len(bad)} tensors, first {bad[0]}): "
+            "the run diverged; use an earlier checkpoint or retrain with a lower learning rate"
         )
     return LoadedRun(run, model, int(state["epoch"]), state.get("metrics", {}))

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from ..ann.models import list_models
 from ..checks import positive_int
@@ -142,13 +143,26 @@ def add_config_arguments(
         )
 
 
-def read_recipe(recipe: Path) -> dict:
-    import yaml
+class _UniqueKeys(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping (the safe loader keeps the later)."""
 
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is written twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_recipe(recipe: Path) -> dict:
     if not recipe.is_file():
         raise ValueError(f"recipe {recipe} not found")
     try:
-        values = yaml.safe_load(recipe.read_text()) or {}
+        values = yaml.load(recipe.read_text(), Loader=_UniqueKeys) or {}
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""

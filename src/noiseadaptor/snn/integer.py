@@ -17,14 +17,23 @@ from .neurons import IFNeuron, SpikingNetwork
 SUBSTEPS = 16  # a neuron layer's unit: this fraction of the finest weight step into it
 
 
+MAX_WEIGHT_BITS = 16
+"""The widest weight grid asked for; whether a network's integers (k times its layer's multiple, biases
+and thresholds in units) stay below 2^24, where float32 holds them exactly, is checked layer by layer."""
+EXACT = 2**24
+
+
 def integer_network(snn: SpikingNetwork, bits: int, sample: torch.Tensor) -> tuple[SpikingNetwork, dict[str, float]]:
     """A copy of `snn` on B-bit integer weights (one integer multiplier per layer) and integer biases,
     thresholds and pre-charges, one unit per neuron layer (module docstring); `sample` is one input batch
     (it fixes the pools' windows). Returns (network, {neuron name or "output": unit})."""
 
     positive_int(bits, "bits")
-    if bits < 2:
-        raise ValueError("bits must be at least 2 (one level each side of zero)")
+    if not 2 <= bits <= MAX_WEIGHT_BITS:
+        raise ValueError(
+            f"weight bits must be 2 to {MAX_WEIGHT_BITS}, got {bits}: the network is held (and NIR written) in "
+            "float32, whose integers are exact only below 2^24"
+        )
     if any(n.negative_spikes or n.output_mask is not None or n.threshold.numel() != 1 for _, n in snn.neurons()):
         raise ValueError(
             "integer_network: negative spikes, SRP masks and per-neuron thresholds are not integer-deployable"
@@ -80,6 +89,7 @@ class _Layers:
         elif isinstance(module, IFNeuron):
             unit = self._settle(x, node, float(module.threshold))
             threshold = max(1, round(float(module.threshold) / unit))
+            _exact(threshold, f"the threshold of {node.target}", self.bits)
             start = torch.round(module.initial_membrane * module.threshold / unit)
             module.headroom = 0.0 if x in self.analog else 0.5
             module.threshold.fill_(threshold * unit)
@@ -116,8 +126,24 @@ class _Layers:
                 raise TypeError(f"integer_network: layer {type(m).__name__} is used twice; it would need two grids")
             multiple = max(1, math.ceil(finest / unit * (1 - 1e-6)))  # whole units, never finer than fits
             step = multiple * unit / g
-            m.weight.data = (m.weight.data / step).round_().clamp_(-self.levels, self.levels).mul_(step)
+            k = (m.weight.data / step).round_().clamp_(-self.levels, self.levels)
+            _exact(
+                float(k.abs().max()) * multiple,
+                f"a weight into {node.name} (k times its multiple {multiple})",
+                self.bits,
+            )
+            m.weight.data = k.mul_(step)
             if m.bias is not None:
-                m.bias.data = (m.bias.data / unit).round_().mul_(unit)
+                m.bias.data = (m.bias.data / unit).round_()
+                _exact(float(m.bias.data.abs().max()), f"a bias into {node.name}", self.bits)
+                m.bias.data.mul_(unit)
             m.unit, m.weight_scale, m.weight_bits = unit, multiple, self.bits
         return unit
+
+
+def _exact(integer: float, what: str, bits: int) -> None:
+    if abs(integer) >= EXACT:
+        raise ValueError(
+            f"integer_network at {bits} bits: {what} is {integer:.0f} units, past 2^24, where float32 (the network "
+            "and its NIR file) no longer holds integers exactly; use fewer weight bits"
+        )

@@ -35,7 +35,7 @@ from ..checks import positive_int
 from ..data import DeviceLoader, get_dataset, spread_subset
 from ..io.files import InUse, atomic_path, exclusive, write_json
 from ..methods import get_method
-from ..runconfig import setting
+from ..runconfig import checked_type, setting
 from ..training.loop import fit
 from .cell import Row, method_cell, quant_config
 
@@ -78,8 +78,8 @@ class StudyConfig:
     data_on_device: bool = setting(False, "hold the training set on the device and augment there (CIFAR, MNIST)")
 
     def __post_init__(self) -> None:
-        for name in ("methods", "seeds", "variants", "variant_methods", "method_lr", "contrasts"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, checked_type(f.name, getattr(self, f.name), f.type))
         if not self.methods:
             raise ValueError("a study needs at least one method")
         canonical = {m: get_method(m).name for m in self.methods}  # a spelled variant under one name

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
@@ -242,6 +243,13 @@ def _check_labels(y: torch.Tensor, logits: torch.Tensor) -> None:
         )
 
 
+def non_finite(model: nn.Module) -> list[str]:
+    """The parameters and floating-point buffers (BatchNorm's running statistics) of `model` holding a NaN or
+    an infinity."""
+    named = itertools.chain(model.named_parameters(), model.named_buffers())
+    return [name for name, t in named if t.is_floating_point() and not torch.isfinite(t).all()]
+
+
 class TrainingDiverged(ValueError):
     """Training left the network unusable (a non-finite loss or parameter, a quantizer threshold <= 0)."""
 
@@ -255,10 +263,10 @@ def check_trained(model: nn.Module, epoch: int, loss: float) -> None:
             f"epoch {epoch}: the training loss is {loss} (diverged); the last good checkpoint is "
             "kept. Lower the learning rate (--lr) and resume or restart"
         )
-    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    bad = non_finite(model)
     if bad:
         raise TrainingDiverged(
-            f"epoch {epoch}: {len(bad)} parameter tensors are not finite (first: {bad[0]}); the "
+            f"epoch {epoch}: {len(bad)} parameter or statistics tensors are not finite (first: {bad[0]}); the "
             "last good checkpoint is kept. Lower the learning rate (--lr)"
         )
     for name, module in model.named_modules():

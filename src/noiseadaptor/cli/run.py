@@ -138,8 +138,7 @@ def main(args: argparse.Namespace) -> int:
         simulate_options=simulate_options(args),
     )
     rows.update(method_rows)
-    print()
-    print_tables(rows, f"Top-1 accuracy (%) on {args.dataset} test, {args.model}, p={args.p}, seed {args.seed}")
+    print_tables(rows, f"\nTop-1 accuracy (%) on {args.dataset} test, {args.model}, p={args.p}, seed {args.seed}")
     print(ONE_SEED)
     write_results(args, rows, device, start, title=f"{args.model} on {args.dataset}, p={args.p}")
     return 0

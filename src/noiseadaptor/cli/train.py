@@ -93,15 +93,7 @@ def main(args: argparse.Namespace) -> int:
     checkpoint = args.out / "checkpoint.pt"
     if checkpoint.exists() and not args.resume:
         raise ValueError(f"{checkpoint} exists: add --resume to continue it, or choose another --out")
-    if args.resume and not checkpoint.exists():  # a mistyped --out would otherwise start over unannounced
-        print(f"noiseadaptor train: warning: --resume: no {checkpoint} yet, starting a new run", file=sys.stderr)
-    if method.converts and run.init is None and run.weights is None and not checkpoint.exists():
-        print(
-            f"noiseadaptor train: warning: {run.method} from random weights (no --init, no --weights): its scales "
-            "start from an untrained network; Noise Adaptor fine-tunes a pre-trained float one (train it with "
-            "--method float, then pass it as --init)",
-            file=sys.stderr,
-        )
+    _warn_at_start(run, args.resume, checkpoint)
     method.check(run)
     _check_data(run)
     device = init_from_env(args.device)
@@ -166,6 +158,19 @@ def _starting_point(run: RunConfig) -> tuple[dict | None, RunConfig | None]:
             "from a float one"
         )
     return state, start
+
+
+def _warn_at_start(run: RunConfig, resume: bool, checkpoint: Path) -> None:
+    """What a run may do, but likely not what was meant: say it on stderr before the work."""
+    if resume and not checkpoint.exists():  # a mistyped --out would otherwise start over unannounced
+        print(f"noiseadaptor train: warning: --resume: no {checkpoint} yet, starting a new run", file=sys.stderr)
+    if run.method_info.converts and run.init is None and run.weights is None and not checkpoint.exists():
+        print(
+            f"noiseadaptor train: warning: {run.method} from random weights (no --init, no --weights): its scales "
+            "start from an untrained network; Noise Adaptor fine-tunes a pre-trained float one (train it with "
+            "--method float, then pass it as --init)",
+            file=sys.stderr,
+        )
 
 
 def _check_data(run: RunConfig) -> None:

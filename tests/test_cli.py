@@ -65,3 +65,17 @@ def test_every_help_page_prints(command, capsys):
     with pytest.raises(SystemExit) as stop:
         main([*command, "--help"])
     assert stop.value.code == 0 and "usage: noiseadaptor" in capsys.readouterr().out
+
+
+def test_run_resume_refuses_changed_settings(tmp_path, capsys):
+    from noiseadaptor.cli import main
+
+    args = ["run", "--model", "small-cnn", "--methods", "na", "--float-epochs", "1", "--epochs", "1", "--T", "2",
+            "--no-progress", "--out", str(tmp_path)]  # fmt: skip
+    assert main(args) == 0
+    for changed in (["--batch-size", "32"], ["--float-epochs", "2"]):
+        with pytest.raises(SystemExit):
+            main([*args, "--resume", *changed])
+        err = capsys.readouterr().err
+        assert "--resume:" in err and "was made with other settings" in err and changed[0] in err
+    assert main([*args, "--resume"]) == 0  # the same settings: it continues (here: nothing left to train)

@@ -1,5 +1,6 @@
 """Data: spread test subsets, the on-device loader."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -77,3 +78,36 @@ def test_tiny_imagenet_as_distributed_and_as_class_folders(tmp_path):
     (root / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn09999999\t0\t0\t1\t1\n")
     with pytest.raises(ValueError, match="n09999999"):
         get_dataset("tiny-imagenet", root)
+
+
+def test_16_bit_greyscale_images_keep_their_levels(tmp_path):
+    # PIL's RGB conversion clips 16-bit levels at 255: every pixel came out white
+    from PIL import Image
+
+    from noiseadaptor.data import read_image
+
+    levels = np.arange(64, dtype=np.uint16).reshape(8, 8) * 4  # 8-bit levels 0..252
+    Image.fromarray(levels * 257).save(tmp_path / "wide.png")  # the same image in 16 bits
+    Image.fromarray(levels.astype(np.uint8)).save(tmp_path / "narrow.png")
+    wide, narrow = (np.asarray(read_image(str(tmp_path / name))) for name in ("wide.png", "narrow.png"))
+    assert Image.open(tmp_path / "wide.png").mode.startswith("I")
+    assert wide.shape == (8, 8, 3) and np.array_equal(wide, narrow)
+    Image.fromarray(levels.astype(np.int32)).save(tmp_path / "int.tif")  # mode "I" holding 8-bit levels
+    assert np.array_equal(np.asarray(read_image(str(tmp_path / "int.tif"))), narrow)
+
+
+def test_a_symbolic_link_loop_in_an_image_tree_reads_each_file_once(tmp_path):
+    from PIL import Image
+
+    from noiseadaptor.data import get_dataset
+
+    for split in ("train", "test"):
+        for c in range(10):
+            folder = tmp_path / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(np.full((32, 32, 3), 10 * c, np.uint8)).save(folder / f"{i}.png")
+    (tmp_path / "train" / "class0" / "again").symlink_to(tmp_path / "train" / "class0")  # a loop
+    with pytest.warns(UserWarning, match="symbolic links"):
+        splits = get_dataset("cifar10", tmp_path)
+    assert len(splits.train) == 20 and len(splits.test) == 20

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import torch
 
 from ..ann.models import create_model
 from ..data import DATASETS, get_dataset
-from ..distributed import init_from_env
+from ..distributed import init_from_env, is_main
+from ..io.files import write_json
 from ..methods import list_methods
 from ..snn.simulation import reported_steps
 from ..study.cell import NA_COMPARISON, compare_methods
@@ -90,10 +92,7 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"--methods: unknown {unknown or 'empty list'}; choose from {', '.join(convertible)}")
     check_positive(args, "p", "T", "batch_size", "float_epochs", "epochs", allow_zero=("float_epochs", "epochs"))
     simulate_options(args)
-    output_folder(args.out)
-    checkpoints = args.out / "checkpoints"  # float.pt and <method>-seed<seed>.pt, every epoch
-    if checkpoints.is_dir() and any(checkpoints.iterdir()) and not args.resume:
-        raise ValueError(f"{checkpoints} holds a run: add --resume to continue it, or choose another --out")
+    checkpoints = _checkpoints(args)
     device = init_from_env(args.device)
     progress, start = show_progress(args), time.time()
 
@@ -142,3 +141,28 @@ def main(args: argparse.Namespace) -> int:
     print(ONE_SEED)
     write_results(args, rows, device, start, title=f"{args.model} on {args.dataset}, p={args.p}")
     return 0
+
+
+FREE_ON_RESUME = ("resume", "out", "device", "no_progress", "command")
+"""Flags that do not change what a run computes: a resumed run may give them anew."""
+
+
+def _checkpoints(args: argparse.Namespace) -> Path:
+    """--out's checkpoint folder (float.pt and <method>-seed<seed>.pt, every epoch), with the settings they
+    were made with (settings.json). A run that holds checkpoints continues only with --resume and the same
+    settings: a changed --batch-size or --float-epochs would mix an old network with a new one."""
+    checkpoints = output_folder(args.out) / "checkpoints"
+    settings = {k: str(v) for k, v in sorted(vars(args).items()) if k not in FREE_ON_RESUME and not callable(v)}
+    saved = checkpoints / "settings.json"
+    if checkpoints.is_dir() and any(checkpoints.iterdir()):
+        if not args.resume:
+            raise ValueError(f"{checkpoints} holds a run: add --resume to continue it, or choose another --out")
+        before = json.loads(saved.read_text()) if saved.is_file() else settings
+        changed = sorted(k for k in settings.keys() | before.keys() if settings.get(k) != before.get(k))
+        if changed:
+            flags = ", ".join(f"--{k.replace('_', '-')} {before.get(k)} -> {settings.get(k)}" for k in changed)
+            raise ValueError(f"--resume: {checkpoints} was made with other settings ({flags}); give the same, or "
+                             "choose another --out")  # fmt: skip
+    if is_main():
+        write_json(settings, saved)
+    return checkpoints

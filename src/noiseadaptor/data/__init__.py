@@ -23,9 +23,11 @@ import dataclasses
 import gzip
 import os
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
 
@@ -245,16 +247,44 @@ def _image_folders(root: Path, test_names: tuple[str, ...], train_tf, test_tf):
         raise ValueError(f"malformed image-folder tree at {root} ({err}); expected {layout}") from err
     if train.classes != test.classes:
         raise ValueError(f"{root}: train and {test_dir.name} have different class folders; expected {layout}")
-    return train, test
+    return _each_file_once(train), _each_file_once(test)
+
+
+def _each_file_once(folder):
+    """An ImageFolder whose files reached again through symbolic links (a link back to a parent folder is
+    walked until the OS stops it) are kept once, with a warning."""
+    seen, kept = set(), []
+    for path, target in folder.samples:
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen.add(real)
+            kept.append((path, target))
+    if len(kept) < len(folder.samples):
+        warnings.warn(
+            f"{folder.root}: {len(folder.samples) - len(kept)} image paths lead through symbolic links to files "
+            f"already found; each of the {len(kept)} files is used once",
+            stacklevel=3,
+        )
+        folder.samples = folder.imgs = kept
+        folder.targets = [t for _, t in kept]
+    return folder
 
 
 def read_image(path: str):
-    """torchvision's PIL loader (RGB), with a one-line error naming the file that cannot be read."""
+    """torchvision's PIL loader (RGB), with a one-line error naming the file that cannot be read. 16-bit
+    greyscale (PIL's "I;16" and "I" modes) is scaled to 8 bits first: PIL's own RGB conversion clips every
+    level above 255, which turns such an image white."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with open(path, "rb") as f:
-            return Image.open(f).convert("RGB")
+            image = Image.open(f)
+            if image.mode.startswith("I;16") or image.mode == "I":
+                levels = np.asarray(image, dtype=np.float64)
+                if image.mode != "I" or levels.max() > 255:  # an "I" image may hold 8-bit levels
+                    levels = levels / 257.0  # 65535 -> 255
+                image = Image.fromarray(np.clip(np.rint(levels), 0, 255).astype(np.uint8), "L")
+            return image.convert("RGB")
     except (UnidentifiedImageError, OSError) as err:
         raise ValueError(f"{path} is not a readable image ({type(err).__name__}): delete or replace it") from None
 

@@ -31,10 +31,10 @@ $PY -m pytest -q -rs tests/test_snn.py tests/test_quantizer.py > "$OUT/cuda-test
 
 if [ "$TINY" = 1 ]; then
     speed=(--models cifar-resnet20 --batch 4 --T 2 --steps-per-call 1 2 --workers 0 --repeats 1)
-    study=(--model small-cnn --seeds 2 --float-epochs 1 --epochs 1 --batch-size 8 --T 4 --variants cos2)
+    study=(--model small-cnn --num-seeds 2 --float-epochs 1 --epochs 1 --batch-size 8 --T 4 --variants cos2)
 else
     speed=(--steps-per-call 1 4 8 32 --repeats 5)
-    study=(--seeds "${SEEDS:-3}" --float-epochs "${FLOAT_EPOCHS:-15}" --epochs "${EPOCHS:-5}" --T "${T:-64}")
+    study=(--num-seeds "${SEEDS:-3}" --float-epochs "${FLOAT_EPOCHS:-15}" --epochs "${EPOCHS:-5}" --T "${T:-64}")
 fi
 timeout "$SPEED_S" $PY benchmarks/speed.py --device "$DEVICE" --sections sim sj train data --json "$OUT/speed.json" \
     "${speed[@]}" > "$OUT/speed.txt" 2>&1 || echo "speed.py ended with $? (124: the time limit)" >> "$OUT/speed.txt"

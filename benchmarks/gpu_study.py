@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pack", type=Path, required=True, help="the CIFAR-10 pack.npz (JPEG copy)")
     ap.add_argument("--out", type=Path, required=True, help="output folder (data, study, timing.json)")
     ap.add_argument("--model", default="cifar-resnet20")
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--num-seeds", type=int, default=3, help="seeds 0..N-1")
     ap.add_argument("--float-epochs", type=int, default=30)
     ap.add_argument("--epochs", type=int, default=10, help="QAT epochs per seed and method")
     ap.add_argument("--batch-size", type=int, default=256)
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         dataset="cifar10",
         data_dir=str(args.out / "cifar10"),
         model=args.model,
-        seeds=tuple(range(args.seeds)),
+        seeds=tuple(range(args.num_seeds)),
         float_epochs=args.float_epochs,
         float_lr=0.1,
         epochs=args.epochs,

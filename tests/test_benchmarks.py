@@ -141,7 +141,7 @@ def test_gpu_study_script_runs_end_to_end_on_a_tiny_pack(tmp_path):
     out = tmp_path / "gpu"
     subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "gpu_study.py"), "--pack", str(pack), "--out", str(out),
-         "--device", "cpu", "--model", "small-cnn", "--seeds", "2", "--float-epochs", "1", "--epochs", "1",
+         "--device", "cpu", "--model", "small-cnn", "--num-seeds", "2", "--float-epochs", "1", "--epochs", "1",
          "--batch-size", "8", "--T", "4", "--variants", "cos2"],
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip

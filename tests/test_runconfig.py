@@ -131,13 +131,40 @@ def test_review_fixes_float_checkpoints_old_optimisers_seeds_and_deprecated_read
     with pytest.raises(ValueError, match="optimization"):
         fit(loaded.model, train, 1, optimizer=OptimizerConfig.asgl(), checkpoint=old, resume=True, progress=False,
             config={"method": "asgl"})  # fmt: skip
-    # --seeds N is a count; several values are the seeds; a recipe list is the seeds
+    # --seeds are the seeds themselves (one number: that seed); --num-seeds N is seeds 0..N-1
     compare = build_parser()[1]["compare"]
-    assert study_config(compare.parse_args(["--seeds", "3"])).seeds == (0, 1, 2)
+    assert study_config(compare.parse_args(["--seeds", "3"])).seeds == (3,)
     assert study_config(compare.parse_args(["--seeds", "4", "7"])).seeds == (4, 7)
+    assert study_config(compare.parse_args(["--num-seeds", "3"])).seeds == (0, 1, 2)
     recipe = tmp_path / "study.yaml"
     recipe.write_text("seeds: [5]\n")
     assert study_config(compare.parse_args(["--recipe", str(recipe)])).seeds == (5,)
+    recipe.write_text("num_seeds: 2\n")
+    assert study_config(compare.parse_args(["--recipe", str(recipe)])).seeds == (0, 1)
+    assert study_config(compare.parse_args(["--recipe", str(recipe), "--seeds", "6"])).seeds == (6,)  # flag wins
+    with pytest.raises(ValueError, match="not both"):
+        study_config(compare.parse_args(["--seeds", "1", "--num-seeds", "2"]))
+    recipe.write_text("seeds: 8\n")  # a count under the seeds key: one meaning per key
+    with pytest.raises(ValueError, match="seeds must be a list of whole numbers"):
+        study_config(compare.parse_args(["--recipe", str(recipe)]))
+
+
+def test_no_flag_is_taken_by_a_prefix_of_its_name():
+    # argparse's prefix matching took a mistyped `compare --seed 3` as `--seeds 3`, silently
+    from noiseadaptor.cli import build_parser
+
+    parser, commands = build_parser()
+    assert parser.allow_abbrev is False
+    for name, command in commands.items():
+        positionals = ["x" for a in command._actions if not a.option_strings]
+        flags = {f for a in command._actions for f in a.option_strings if f.startswith("--")}
+        for flag in sorted(flags):
+            prefix = flag[:-1]
+            if prefix not in flags and len(prefix) > 2:
+                _, extras = command.parse_known_args([*positionals, prefix])
+                assert extras == [prefix], f"{name} {prefix} was taken as {flag}"
+    with pytest.raises(SystemExit):
+        commands["compare"].parse_args(["--seed", "3"])
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,10 @@ COMMANDS = {"run": run, "train": train, "evaluate": evaluate, "compare": compare
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The parser and its sub-command parsers by name."""
     parser = argparse.ArgumentParser(
-        prog="noiseadaptor", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="noiseadaptor",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     return parser, {name: command.add_parser(commands) for name, command in COMMANDS.items()}

@@ -7,6 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from ..checks import positive_int
 from ..data import DATASETS
 from ..io.files import write_json
 from ..study.study import StudyConfig, load_cells, plot_study, report_table, run_study, summarize
@@ -32,8 +33,8 @@ per row and T the per-seed accuracies, mean and 95% t-interval; per row the pair
 error; COS rows count T both ways), compare.png (accuracy, difference and layer error vs T with bands).
 
 examples:
-  noiseadaptor compare --dataset digits --model small-cnn --seeds 4 --epochs 5 --float-epochs 10 --T 16
-  noiseadaptor compare --dataset cifar10 --data-dir DIR --seeds 8 --variants negative,cos4 --out runs/c10
+  noiseadaptor compare --dataset digits --model small-cnn --num-seeds 4 --epochs 5 --float-epochs 10 --T 16
+  noiseadaptor compare --dataset cifar10 --data-dir DIR --num-seeds 8 --variants negative,cos4 --out runs/c10
   noiseadaptor compare --dataset digits --model small-cnn --methods na "qcfs[noise=uniform]" qcfs \
       --baseline qcfs --contrasts na:qcfs[noise=uniform]
 
@@ -49,6 +50,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
     """`noiseadaptor compare`'s parser, added to the sub-command set `commands`."""
     p = commands.add_parser(
         "compare",
+        allow_abbrev=False,  # a prefix of a flag is an error, not that flag
         help="paired multi-seed study of conversion methods, with 95%% intervals",
         description=COMPARE_DESCRIPTION,
         epilog=COMPARE_EPILOG,
@@ -56,6 +58,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
     )
     p.add_argument("--recipe", type=Path, help="YAML file of study settings (keys: the flags with _ for -)")
     add_config_arguments(p, StudyConfig, {"dataset": DATASETS}, grouped=False)
+    p.add_argument("--num-seeds", type=int, help="seeds 0..N-1, instead of --seeds")
     p.add_argument("--out", type=Path, default=Path("runs/compare"), help="study folder (default: %(default)s)")
     p.add_argument("--report", action="store_true", help="only print the tables and plot from --out's cells")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -63,11 +66,12 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 
 def study_config(args: argparse.Namespace) -> StudyConfig:
-    """The StudyConfig of a compare command line: recipe, then flags. --seeds N (one number) means seeds 0..N-1;
-    several numbers are the seeds themselves. --methods, --variants and --method-lr also take comma-separated lists."""
+    """The StudyConfig of a compare command line: recipe, then flags. --seeds are the seeds themselves (--seeds 3
+    is seed 3); --num-seeds N (recipe: num_seeds) is seeds 0..N-1. --methods, --variants and --method-lr also
+    take comma-separated lists."""
     fields = {f.name for f in dataclasses.fields(StudyConfig)}
     values = read_recipe(args.recipe) if args.recipe is not None else {}
-    unknown = sorted(set(values) - fields)
+    unknown = sorted(set(values) - fields - {"num_seeds"})
     if unknown:
         raise ValueError(f"recipe {args.recipe}: unknown keys {unknown}; the keys are compare's flags")
     values.update({k: v for k, v in vars(args).items() if k in fields})
@@ -75,16 +79,12 @@ def study_config(args: argparse.Namespace) -> StudyConfig:
         if key in values:
             items = [values[key]] if isinstance(values[key], str) else values[key]
             values[key] = tuple(part for item in items for part in _split(str(item)) if part)
-    if "seeds" in values:  # a count (--seeds N, or a number in a recipe), or the seeds (several, or a recipe list)
-        seeds = values["seeds"]
-        from_flag = "seeds" in vars(args)
-        if isinstance(seeds, int) or (from_flag and len(seeds) == 1):
-            count = seeds if isinstance(seeds, int) else seeds[0]
-            values["seeds"] = tuple(range(count))
-        elif not seeds:
-            raise ValueError("--seeds needs a number of seeds (0..N-1) or the seeds themselves")
-        else:
-            values["seeds"] = tuple(seeds)
+    from_recipe, given = values.pop("num_seeds", None), "seeds" in vars(args)
+    if (args.num_seeds is not None and given) or (from_recipe is not None and "seeds" in values and not given):
+        raise ValueError("give seeds (the seeds themselves) or num_seeds (seeds 0..N-1), not both")
+    count = args.num_seeds if args.num_seeds is not None else None if given else from_recipe
+    if count is not None:
+        values["seeds"] = tuple(range(positive_int(count, "num_seeds")))
     return StudyConfig(**values)
 
 

@@ -31,6 +31,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
     """`noiseadaptor evaluate`'s parser, added to the sub-command set `commands`."""
     p = commands.add_parser(
         "evaluate",
+        allow_abbrev=False,  # a prefix of a flag is an error, not that flag
         help="ANN accuracy of a checkpoint and, if quantized, SNN accuracy per T",
         description="Rebuild the model of a train checkpoint, measure its ANN accuracy, "
         "convert it and simulate T = 1..--T.",

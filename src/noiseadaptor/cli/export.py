@@ -18,6 +18,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
     """`noiseadaptor export`'s parser, added to the sub-command set `commands`."""
     p = commands.add_parser(
         "export",
+        allow_abbrev=False,  # a prefix of a flag is an error, not that flag
         help="write a quantized checkpoint as NIR (the SNN) or ONNX (the ANN)",
         description="Rebuild a quantized train checkpoint, convert it and write the SNN "
         "as a NIR graph (pip install noiseadaptor[nir]), or the quantized ANN as ONNX. "

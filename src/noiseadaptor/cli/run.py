@@ -53,13 +53,15 @@ ONE_SEED = """
 One seed: this shows that the pipeline runs and where each method's curve lies, not which method is
 better. Between seeds a method's low-T accuracy moves by more than the gaps between methods here
 (docs/RESULTS.md section 1); for a paired comparison with 95% intervals, run the same setting over
-seeds: noiseadaptor compare --dataset DATASET --model MODEL --seeds 8"""
+seeds:
+  noiseadaptor compare --dataset {dataset} --model {model} --p {p} --methods {methods} --num-seeds 8"""
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
     """`noiseadaptor run`'s parser, added to the sub-command set `commands`."""
     p = commands.add_parser(
         "run",
+        allow_abbrev=False,  # a prefix of a flag is an error, not that flag
         help="train, quantize, convert and simulate on the embedded data set",
         description=DESCRIPTION,
         epilog=RUN_EPILOG,
@@ -138,7 +140,7 @@ def main(args: argparse.Namespace) -> int:
     )
     rows.update(method_rows)
     print_tables(rows, f"\nTop-1 accuracy (%) on {args.dataset} test, {args.model}, p={args.p}, seed {args.seed}")
-    print(ONE_SEED)
+    print(ONE_SEED.format(dataset=args.dataset, model=args.model, p=args.p, methods=",".join(methods)))
     write_results(args, rows, device, start, title=f"{args.model} on {args.dataset}, p={args.p}")
     return 0
 

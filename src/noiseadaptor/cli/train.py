@@ -46,6 +46,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
     """`noiseadaptor train`'s parser, added to the sub-command set `commands`."""
     p = commands.add_parser(
         "train",
+        allow_abbrev=False,  # a prefix of a flag is an error, not that flag
         help="float pre-training or quantization-aware training on real data",
         description="Train a float network (--method float), a quantized one from float "
         "weights (--init or --weights), or an SNN directly, with checkpoints and resume. "

@@ -298,3 +298,10 @@ def test_holm_adjustment_by_hand():
     # sorted 0.01, 0.02, 0.04 -> 3*0.01, max(0.03, 2*0.02), max(0.04, 1*0.04); None is left out of the family
     assert holm([0.04, None, 0.01, 0.02]) == pytest.approx([0.04, None, 0.03, 0.04])
     assert holm([0.5, 0.6]) == [1.0, 1.0]
+
+
+def test_the_plotted_accuracy_band_stays_within_what_accuracy_can_be():
+    stats = {"1": {"mean": 0.99, "half_width": 0.05}, "2": {"mean": 0.01, "half_width": 0.05}}
+    mean, low, high = study._band(stats, [1, 2], 100.0, (0.0, 100.0))
+    assert mean == pytest.approx([99.0, 1.0]) and max(high) == 100.0 and min(low) == 0.0
+    assert low[0] == pytest.approx(94.0) and high[1] == pytest.approx(6.0)

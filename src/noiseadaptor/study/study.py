@@ -503,12 +503,13 @@ def plot_study(summary: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     colour = {row: f"C{i}" for i, row in enumerate(summary["rows"])}  # one colour per row in every panel
     for row, r in summary["rows"].items():
-        for ax, key, scale in ((axes[0], "snn_accuracy", 100.0), (axes[2], "mean_layer_error", 1.0)):
-            mean, low, high = _band(r[key], steps, scale)
+        for ax, key, scale, limits in ((axes[0], "snn_accuracy", 100.0, (0.0, 100.0)),
+                                       (axes[2], "mean_layer_error", 1.0, (0.0, math.inf))):  # fmt: skip
+            mean, low, high = _band(r[key], steps, scale, limits)
             ax.plot(steps, mean, label=row, color=colour[row])
             ax.fill_between(steps, low, high, color=colour[row], alpha=0.2)
     for row, d in summary["differences"].items():
-        mean, low, high = _band(d["snn_accuracy"], steps)
+        mean, low, high = _band(d["snn_accuracy"], steps, 100.0, (-100.0, 100.0))
         axes[1].plot(steps, mean, label=f"{row} - {summary['baseline']}", color=colour[row])
         axes[1].fill_between(steps, low, high, color=colour[row], alpha=0.2)
     axes[1].axhline(0, color="black", linewidth=0.8)
@@ -530,12 +531,13 @@ def plot_study(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def _band(stats: dict, steps: list[int], scale: float = 100.0):
-    """Mean and its CI band per T, times `scale`."""
+def _band(stats: dict, steps: list[int], scale: float, limits: tuple[float, float]):
+    """Mean and its CI band per T, times `scale`, the band clipped to what the quantity can be (an accuracy
+    band does not pass 100 %)."""
     mean, low, high = [], [], []
     for t in steps:
         m, h = stats[str(t)]["mean"], stats[str(t)]["half_width"] or 0.0
         mean.append(scale * m)
-        low.append(scale * (m - h))
-        high.append(scale * (m + h))
+        low.append(max(limits[0], scale * (m - h)))
+        high.append(min(limits[1], scale * (m + h)))
     return mean, low, high

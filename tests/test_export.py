@@ -188,8 +188,13 @@ def test_onnx_export_of_the_quantized_ann(tmp_path):
     x = torch.randn(2, 1, 8, 8)
     init_scales(q, x)
     export_onnx(q, x, tmp_path / "q.onnx")
+    export_onnx(q, x, tmp_path / "q.onnx")  # again, over it
     assert q.training  # restored
-    model = onnx.load(tmp_path / "q.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.onnx"]  # one file: no hidden weights beside it
+    copied = tmp_path / "elsewhere" / "q.onnx"
+    copied.parent.mkdir()
+    copied.write_bytes((tmp_path / "q.onnx").read_bytes())
+    model = onnx.load(copied)
     assert {"Floor", "Clip"} <= {n.op_type for n in model.graph.node}
     (out,) = ReferenceEvaluator(model).run(None, {model.graph.input[0].name: x.numpy()})
     np.testing.assert_allclose(out, q.eval()(x).detach().numpy(), atol=1e-5)

@@ -362,8 +362,9 @@ def export_onnx(qmodel: nn.Module, sample_input: Tensor, path: str | Path) -> No
     was_training = qmodel.training
     try:
         with torch.no_grad(), atomic_path(path) as tmp:
-            torch.onnx.export(
-                qmodel.eval(), (sample_input,), tmp, input_names=["input"], output_names=["output"], verbose=False
-            )
+            torch.onnx.export(  # one self-contained file: the weights inside, no sidecar named after the temporary
+                qmodel.eval(), (sample_input,), tmp, input_names=["input"], output_names=["output"], verbose=False,
+                external_data=False,
+            )  # fmt: skip
     finally:
         qmodel.train(was_training)

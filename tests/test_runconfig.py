@@ -198,3 +198,11 @@ def test_run_config_checks_types_from_python_too():
     with pytest.raises(ValueError, match="seed must be below 2\\*\\*63"):
         RunConfig(seed=2**64)
     assert RunConfig(lr=1).lr == 1 and RunConfig(noise_milestones=[3, 5], noise_decay=0.5).noise_milestones == (3, 5)
+
+
+def test_the_default_data_workers_fit_the_cpus_this_process_may_use():
+    # 4 workers on a 2-CPU machine made torch warn twice in every `train`
+    import os
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert 1 <= RunConfig().workers <= min(4, cpus)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,11 @@ class RunConfig:
     )
     cutout: int = setting(0, "Cutout square side in pixels, 0 = off", "data")
     data_on_device: bool = setting(False, "hold CIFAR/MNIST whole on the GPU and augment there", "data")
-    workers: int = setting(4, "data loader processes", "data")
+    workers: int = setting(
+        min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1),
+        "data loader processes (the default: 4, or fewer on a machine with fewer CPUs for this process)",
+        "data",
+    )
     batch_size: int = setting(128, "per process", "data")
     task: str = setting(
         "classify",

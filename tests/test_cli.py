@@ -79,3 +79,13 @@ def test_run_resume_refuses_changed_settings(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "--resume:" in err and "was made with other settings" in err and changed[0] in err
     assert main([*args, "--resume"]) == 0  # the same settings: it continues (here: nothing left to train)
+
+
+def test_the_missing_data_hint_names_a_flag_run_has(tmp_path, capsys):
+    from noiseadaptor.cli import build_parser, main
+
+    with pytest.raises(SystemExit):
+        main(["run", "--dataset", "mnist", "--data-dir", str(tmp_path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert "pass --download" in err
+    assert build_parser()[1]["run"].parse_args(["--download"]).download is True

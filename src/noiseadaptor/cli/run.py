@@ -69,6 +69,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
     )
     p.add_argument("--dataset", default="digits", choices=DATASETS, help="data set (default: %(default)s)")
     p.add_argument("--data-dir", type=Path, help="data folder for a data set other than digits")
+    p.add_argument("--download", action="store_true", help="let torchvision download the data set (needs internet)")
     model_args(p, default="cifar-resnet20")
     p.add_argument(
         "--methods",
@@ -99,7 +100,7 @@ def main(args: argparse.Namespace) -> int:
     progress, start = show_progress(args), time.time()
 
     torch.manual_seed(args.seed)
-    splits = get_dataset(args.dataset, args.data_dir)
+    splits = get_dataset(args.dataset, args.data_dir, download=args.download)
     train_data, test_data = splits.loaders(args.batch_size, eval_batch_size=512, seed=args.seed)
     model = create_model(args.model, num_classes=splits.num_classes, in_channels=splits.in_channels).to(device)
     print(

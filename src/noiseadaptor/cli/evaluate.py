@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -148,7 +149,12 @@ def main(args: argparse.Namespace) -> int:
 def _phase2(args: argparse.Namespace, snn, qmodel, train_data) -> dict:
 
     T = args.calibration_T or args.T
-    print(f"[phase II] {args.calibrate} calibration at T={T} on {args.calibration_samples} training images")
+    available = len(train_data.dataset)
+    samples = min(args.calibration_samples, available)
+    if samples < args.calibration_samples:
+        print(f"noiseadaptor evaluate: warning: --calibration-samples {args.calibration_samples}: the training "
+              f"split has {available} images; calibrating on all of them", file=sys.stderr)  # fmt: skip
+    print(f"[phase II] {args.calibrate} calibration at T={T} on {samples} training images")
     report = dual_phase_calibrate(
         snn,
         qmodel,
@@ -156,7 +162,7 @@ def _phase2(args: argparse.Namespace, snn, qmodel, train_data) -> dict:
         T=T,
         coarse=args.calibrate in ("coarse", "both"),
         fine=args.calibrate in ("fine", "both"),
-        num_samples=args.calibration_samples,
+        num_samples=samples,
         epochs=args.calibration_epochs,
         seed=args.seed,
         final_coarse=args.final_coarse,
@@ -170,7 +176,7 @@ def _phase2(args: argparse.Namespace, snn, qmodel, train_data) -> dict:
         )
     for layer, r in report.get("fine", {}).items():
         print(f"  {layer}: held-out KL {r['loss_before']:.3g} -> {r['loss_after']:.3g}")
-    return {"T": T, "mode": args.calibrate, "samples": args.calibration_samples, **report}
+    return {"T": T, "mode": args.calibrate, "samples": samples, **report}
 
 
 def _labelled(data, n: int) -> list[tuple]:

@@ -111,3 +111,14 @@ def test_a_symbolic_link_loop_in_an_image_tree_reads_each_file_once(tmp_path):
     with pytest.warns(UserWarning, match="symbolic links"):
         splits = get_dataset("cifar10", tmp_path)
     assert len(splits.train) == 20 and len(splits.test) == 20
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [("digits", {"cutout": 16}), ("digits", {"augment": "autoaugment"}), ("cifar10", {"augment": "none", "cutout": 8})],
+)
+def test_augmentation_options_that_would_be_ignored_are_refused(name, options, tmp_path):
+    from noiseadaptor.data import get_dataset
+
+    with pytest.raises(ValueError, match="would be ignored"):
+        get_dataset(name, tmp_path, **options)

@@ -94,6 +94,12 @@ def get_dataset(
         raise ValueError(f"unknown data set {name!r}; available: {', '.join(DATASETS)}")
     if augment not in ("standard", "autoaugment", "none"):
         raise ValueError(f"augment must be 'standard', 'autoaugment' or 'none', got {augment!r}")
+    augmented = name in ("cifar10", "cifar100", "tiny-imagenet")
+    if (augment != "standard" and not augmented) or (cutout and (not augmented or augment == "none")):
+        raise ValueError(
+            f"--augment {augment} / --cutout {cutout} would be ignored on {name}: they apply to CIFAR-10/100 and "
+            "Tiny ImageNet with augmentation on (digits, MNIST and ImageNet have fixed transforms)"
+        )
     if name == "digits":
         return digits()
     root = Path(data_dir) if data_dir is not None else default_data_dir()

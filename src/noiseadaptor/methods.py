@@ -203,7 +203,6 @@ def methods_help(family: Family | None = None) -> str:
 
 
 def _direct(run: Any, learned: bool) -> DirectConfig:
-
     options = dict(
         time_steps=run.time_steps,
         tau=run.tau,

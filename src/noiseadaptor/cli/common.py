@@ -74,7 +74,6 @@ def simulate_options(args: argparse.Namespace) -> dict:
 
 
 def print_tables(rows: dict, title: str) -> None:
-
     print(title)
     print(accuracy_table(rows))
     energy = energy_table(rows)

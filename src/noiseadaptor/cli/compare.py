@@ -102,7 +102,6 @@ def _split(text: str) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> int:
-
     output_folder(args.out)
     if args.report:
         saved = args.out / "study.json"

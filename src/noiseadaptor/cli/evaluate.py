@@ -86,7 +86,6 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
-
     check_positive(
         args,
         "T",
@@ -147,7 +146,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _phase2(args: argparse.Namespace, snn, qmodel, train_data) -> dict:
-
     T = args.calibration_T or args.T
     available = len(train_data.dataset)
     samples = min(args.calibration_samples, available)

@@ -56,7 +56,6 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 def main(args) -> int:
     """`noiseadaptor export`: rebuild the checkpoint's quantized model and write it as NIR or ONNX."""
-
     loaded = load_run(args.checkpoint)
     run, model = loaded.config, loaded.model
     if not run.method_info.converts:

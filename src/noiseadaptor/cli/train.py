@@ -219,7 +219,6 @@ def _model(
 ):
     """The network to train: built for the method, from --init's weights when given; a fresh quantized
     one gets its scales initialised on the first training batch (a resumed one loads its trained scales)."""
-
     method = run.method_info
     quantized_start = start is not None and start.method_info.converts
     extra = {"weights": run.weights} if run.weights else {}

@@ -379,7 +379,6 @@ class DeviceLoader:
         flip: bool = True,
         channels_last_input: bool = False,
     ):
-
         images = torch.as_tensor(images)
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"DeviceLoader needs uint8 images [N, C, H, W], got {images.dtype} {tuple(images.shape)}")

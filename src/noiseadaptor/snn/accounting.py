@@ -262,12 +262,11 @@ class SynapticCounter:
             self.map = synaptic_map(self.snn.net, x[:1])
             self._fan_out = {k: v.reshape(-1).to(x.device, torch.float32) for k, v in self.map.fan_out.items()}
             self._first = next(name for name, _ in self.snn.neurons())
+            self._analog = float(sum(self.map.analog_macs.values()))  # per sample and step
         self.batch, self._summed = x.shape[0], steps is None
-        analog = float(sum(self.map.analog_macs.values()))
+        per_step = 0.0 if self._summed else self._analog * x.shape[0]  # summed: counted as the steps run
         self.sops = torch.zeros(steps or 1, dtype=torch.float64, device=x.device)
-        self.macs = torch.full((steps or 1,), 0.0 if steps is None else analog * x.shape[0], dtype=torch.float64)
-        self.macs = self.macs.to(x.device)
-        self._analog = analog
+        self.macs = torch.full((steps or 1,), per_step, dtype=torch.float64, device=x.device)
 
     def _hook(self, name: str):
         def hook(module: nn.Module, args, output: Tensor) -> None:

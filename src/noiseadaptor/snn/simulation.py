@@ -276,7 +276,7 @@ class _Tally:
         if self.counter is not None:
             pre_sops, pre_macs = (all_reduce_sum(self.pre_ops).cpu() / num_samples).tolist()
             result.pre_step_sops_per_sample, result.pre_step_macs_per_sample = pre_sops, pre_macs
-            result.pre_step_energy_pj_per_sample = energy.snn(pre_macs, pre_sops) if pre_sops or pre_macs else 0.0
+            result.pre_step_energy_pj_per_sample = energy.snn(pre_macs, pre_sops)
             result.sops_per_sample = {t: float(ops[i, 0]) / num_samples + pre_sops for t, i in report_at.items()}
             result.macs_per_sample = {t: float(ops[i, 1]) / num_samples + pre_macs for t, i in report_at.items()}
             result.energy_pj_per_sample = {

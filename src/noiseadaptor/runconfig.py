@@ -16,7 +16,6 @@ earlier versions (keys ``T`` and ``noise_p``) load through `RunConfig.from_dict`
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 from torch import nn
 
 from .ann.models import create_model
-from .checks import positive_int, positive_number, probability
+from .checks import checked_type, positive_int, positive_number, probability
 from .io.checkpoint import load_checkpoint, restore
 from .methods import METHOD_FIELDS, get_method
 from .snn.surrogate import SHAPES
@@ -185,33 +184,6 @@ class RunConfig:
             return cls(**given)
         except ValueError as err:
             raise ValueError(f"{source}: {err}") from None
-
-
-_KINDS = {"str": ((str,), "text"), "int": ((int,), "a whole number"), "float": ((int, float), "a number"),
-          "bool": ((bool,), "true or false")}  # fmt: skip
-
-
-def checked_type(name: str, value, annotation: str):
-    """`value` as a field annotated `annotation` ("int", "float | None", "tuple[int, ...]", ...) holds it,
-    or a ValueError naming the field, the value and what it accepts: a recipe's ``amp: "no"``, ``method:
-    [na]`` or ``noise_milestones: 5`` stop here, not deep inside a run."""
-    kind = annotation.removesuffix(" | None")
-    if value is None and kind != annotation:
-        return value
-    if kind.startswith("tuple["):
-        item = kind.removeprefix("tuple[").removesuffix(", ...]")
-        types, words = _KINDS[item]
-        if isinstance(value, (list, tuple)) and all(isinstance(v, types) and not isinstance(v, bool) for v in value):
-            return tuple(value)
-        raise ValueError(f"{name} must be a list of {'whole numbers' if item == 'int' else 'names'}, got {value!r}")
-    types, words = _KINDS[kind]
-    if not isinstance(value, types) or (kind != "bool" and isinstance(value, bool)):
-        raise ValueError(f"{name} must be {words}, got {value!r} ({type(value).__name__})")
-    if kind == "float" and not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if kind == "int" and abs(value) >= 2**63:
-        raise ValueError(f"{name} must be below 2**63, got {value!r}")
-    return value
 
 
 def checkpoint_run(config: dict, source: str) -> RunConfig:

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ..ann.preparation import replace_activations
-from ..checks import module_device, positive_int
+from ..checks import checked_type, module_device, positive_int
 from . import surrogate
 
 
@@ -87,9 +87,7 @@ class DirectConfig:
         if clif and self.tau_syn is None:
             object.__setattr__(self, "tau_syn", 5.0)
         for name in ("tau", "tau_syn"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise ValueError(f"DirectConfig.{name} must be a number of steps, got {value!r}")
+            checked_type(f"DirectConfig.{name}", getattr(self, name), "float | None")
         if not self.tau >= 1:
             raise ValueError(f"DirectConfig.tau must be >= 1 (leak 1 - 1/tau in [0, 1)), got {self.tau!r}")
         if self.reset not in ("hard", "soft"):

@@ -31,11 +31,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..ann.models import create_model
-from ..checks import positive_int
+from ..checks import checked_type, positive_int
 from ..data import DeviceLoader, get_dataset, spread_subset
 from ..io.files import InUse, atomic_path, exclusive, write_json
 from ..methods import get_method
-from ..runconfig import checked_type, setting
+from ..runconfig import setting
 from ..training.loop import fit
 from .cell import Row, method_cell, quant_config
 

@@ -82,8 +82,8 @@ def study_config(args: argparse.Namespace) -> StudyConfig:
     from_recipe, given = values.pop("num_seeds", None), "seeds" in vars(args)
     if (args.num_seeds is not None and given) or (from_recipe is not None and "seeds" in values and not given):
         raise ValueError("give seeds (the seeds themselves) or num_seeds (seeds 0..N-1), not both")
-    count = args.num_seeds if args.num_seeds is not None else None if given else from_recipe
-    if count is not None:
+    count = args.num_seeds if args.num_seeds is not None else from_recipe if not given else None
+    if count is not None:  # --num-seeds, else the recipe's num_seeds unless --seeds overrides it
         values["seeds"] = tuple(range(positive_int(count, "num_seeds")))
     return StudyConfig(**values)
 

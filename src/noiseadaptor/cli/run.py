@@ -146,8 +146,9 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-FREE_ON_RESUME = ("resume", "out", "device", "no_progress", "command")
-"""Flags that do not change what a run computes: a resumed run may give them anew."""
+_FREE_FLAGS = ("resume", "out", "device", "no_progress", "command")
+"""`run`'s flags that do not change what it computes: a resumed run may give them anew (its checkpoints'
+own settings free on resume are io.checkpoint.FREE_ON_RESUME)."""
 
 
 def _checkpoints(args: argparse.Namespace) -> Path:
@@ -155,7 +156,7 @@ def _checkpoints(args: argparse.Namespace) -> Path:
     were made with (settings.json). A run that holds checkpoints continues only with --resume and the same
     settings: a changed --batch-size or --float-epochs would mix an old network with a new one."""
     checkpoints = output_folder(args.out) / "checkpoints"
-    settings = {k: str(v) for k, v in sorted(vars(args).items()) if k not in FREE_ON_RESUME and not callable(v)}
+    settings = {k: str(v) for k, v in sorted(vars(args).items()) if k not in _FREE_FLAGS and not callable(v)}
     saved = checkpoints / "settings.json"
     if checkpoints.is_dir() and any(checkpoints.iterdir()):
         if not args.resume:

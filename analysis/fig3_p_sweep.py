@@ -19,6 +19,7 @@ from noiseadaptor.ann.models import create_model
 from noiseadaptor.data import get_dataset
 from noiseadaptor.io.files import write_json
 from noiseadaptor.io.report import accuracy_table, plot_accuracy
+from noiseadaptor.runconfig import RunConfig
 from noiseadaptor.study.cell import compare_methods
 
 
@@ -45,10 +46,8 @@ def main() -> None:
             train,
             test,
             ["na"],
-            p=p,
-            epochs=args.epochs,
+            RunConfig(model=args.model, p=p, epochs=args.epochs, seed=args.seed),
             T=args.T,
-            seed=args.seed,
             progress=False,
             simulate_options={"synops": True},
         )

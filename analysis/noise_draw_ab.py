@@ -22,6 +22,7 @@ from noiseadaptor import quantizer
 from noiseadaptor.ann.models import create_model
 from noiseadaptor.data import get_dataset, spread_subset
 from noiseadaptor.io.checkpoint import load_checkpoint, restore
+from noiseadaptor.runconfig import RunConfig
 from noiseadaptor.study.cell import compare_methods
 
 
@@ -55,11 +56,8 @@ def main() -> None:
                     train,
                     test,
                     ["na"],
-                    p=2,
-                    epochs=args.epochs,
-                    lr=0.05,
+                    RunConfig(model=args.model, p=2, epochs=args.epochs, lr=0.05, seed=seed),
                     T=args.T,
-                    seed=seed,
                     progress=False,
                     log=lambda *_: None,
                 )

@@ -22,7 +22,7 @@ from noiseadaptor import init_scales, prepare, quantizers
 from noiseadaptor.ann.models import create_model
 from noiseadaptor.data import get_dataset
 from noiseadaptor.io.checkpoint import load_checkpoint, restore
-from noiseadaptor.study.cell import quant_config
+from noiseadaptor.runconfig import RunConfig
 
 
 def main() -> None:
@@ -42,7 +42,8 @@ def main() -> None:
     train, _ = get_dataset("cifar10", args.data_dir).loaders(128, seed=args.seed, num_workers=0)
     model = create_model("cifar-resnet20", 10, 3)
     restore(load_checkpoint(args.float_checkpoint), model, rng=False)
-    q = prepare(model, quant_config(args.method, args.p))
+    run = RunConfig(method=args.method, p=args.p)
+    q = prepare(model, run.method_info.quant(run))
     batches = iter(train)
     init_scales(q, next(batches))
     scales = [m.scale for _, m in quantizers(q)]

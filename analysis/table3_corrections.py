@@ -28,7 +28,7 @@ from noiseadaptor.ann.models import create_model
 from noiseadaptor.data import get_dataset, spread_subset
 from noiseadaptor.io.files import write_json
 from noiseadaptor.io.report import accuracy_table, energy_table
-from noiseadaptor.study.cell import load_quantized
+from noiseadaptor.runconfig import load_run
 
 
 def main() -> None:
@@ -54,7 +54,15 @@ def main() -> None:
     if args.test_images:
         test = DataLoader(spread_subset(splits.test, args.test_images), batch_size=500)
     if args.checkpoint:
-        qmodel, method, p = load_quantized(args.checkpoint, args.model, splits.num_classes, splits.in_channels, args.p)
+        loaded = load_run(
+            args.checkpoint,
+            model=args.model,
+            num_classes=splits.num_classes,
+            in_channels=splits.in_channels,
+            method="na",
+            p=args.p,
+        )
+        qmodel, method, p = loaded.model, loaded.config.method, loaded.config.p
     else:
         model = create_model(args.model, splits.num_classes, splits.in_channels)
         method, p = "na", args.p

@@ -21,8 +21,8 @@ from noiseadaptor import convert, evaluate, simulate
 from noiseadaptor.data import get_dataset, spread_subset
 from noiseadaptor.io.files import write_json
 from noiseadaptor.io.report import accuracy_table
+from noiseadaptor.runconfig import load_run
 from noiseadaptor.snn.integer import integer_network
-from noiseadaptor.study.cell import load_quantized
 
 
 def check_file(net, test, images: int, path: Path) -> dict:
@@ -62,7 +62,10 @@ def main() -> None:
     args = ap.parse_args()
     splits = get_dataset(args.dataset, args.data_dir)
     test = DataLoader(spread_subset(splits.test, args.test_images), batch_size=500)
-    qmodel, method, p = load_quantized(args.checkpoint, args.model, splits.num_classes, splits.in_channels)
+    loaded = load_run(
+        args.checkpoint, model=args.model, num_classes=splits.num_classes, in_channels=splits.in_channels, method="na"
+    )
+    qmodel, method, p = loaded.model, loaded.config.method, loaded.config.p
     ann = evaluate(qmodel, test)
     snn = convert(qmodel)
     rows, scales = {}, {}

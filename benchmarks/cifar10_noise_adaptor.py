@@ -30,6 +30,7 @@ from noiseadaptor.ann.models import create_model
 from noiseadaptor.data import get_dataset, spread_subset
 from noiseadaptor.io.files import write_json
 from noiseadaptor.io.report import TABLE_T, accuracy_table, plot_accuracy
+from noiseadaptor.runconfig import RunConfig
 from noiseadaptor.study.cell import compare_methods
 
 SHARED_PACK = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "cifar10-jpeg"
@@ -89,11 +90,8 @@ def main() -> None:
             train_data,
             test_data,
             ["na", "no-noise"],
-            p=args.p,
-            epochs=args.epochs,
-            lr=args.lr,
+            RunConfig(model=args.model, p=args.p, epochs=args.epochs, lr=args.lr, seed=seed),
             T=args.T,
-            seed=seed,
             checkpoint_dir=args.out,
         )
         rows.update({f"{m} (seed {seed})": r for m, r in method_rows.items()})

@@ -70,33 +70,37 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"no pack at {args.pack}: copy ../shared/datasets/cifar10-jpeg/pack.npz beside the checkout")
 
     from noiseadaptor.io.files import write_json
-    from noiseadaptor.study.study import StudyConfig, plot_study, report_table, run_study
+    from noiseadaptor.io.report import plot_study, study_table
+    from noiseadaptor.study.config import StudyConfig
+    from noiseadaptor.study.study import run_study
 
     timing = {}
     begin = time.time()
     counts = unpack(args.pack, args.out / "cifar10")
     timing["unpack"] = time.time() - begin
-    config = StudyConfig(
-        dataset="cifar10",
-        data_dir=str(args.out / "cifar10"),
-        model=args.model,
-        seeds=tuple(range(args.num_seeds)),
-        float_epochs=args.float_epochs,
-        float_lr=0.1,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        T=args.T,
-        test_images=args.test_images,
-        variants=tuple(v for v in args.variants.split(",") if v),
-        device=args.device,
-        data_on_device=args.device.startswith("cuda"),
+    config = StudyConfig.from_dict(
+        dict(
+            dataset="cifar10",
+            data_dir=str(args.out / "cifar10"),
+            model=args.model,
+            seeds=tuple(range(args.num_seeds)),
+            float_epochs=args.float_epochs,
+            float_lr=0.1,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            T=args.T,
+            test_images=args.test_images,
+            variants=tuple(v for v in args.variants.split(",") if v),
+            device=args.device,
+            data_on_device=args.device.startswith("cuda"),
+        )
     )
     begin = time.time()
     summary = run_study(config, args.out / "study")
     timing["study"] = time.time() - begin
-    timing["float"] = json.loads((args.out / "study" / "float_seconds.json").read_text())["seconds"]
+    timing["float"] = json.loads((args.out / "study" / "float-network.json").read_text())["seconds"]
     timing.update({f"{k} (all cells)": v for k, v in summary["seconds"].items()})
-    print(report_table(summary))
+    print(study_table(summary))
     plot_study(summary, args.out / "study" / "compare.png")
     import torch
 

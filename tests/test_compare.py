@@ -1,6 +1,7 @@
 """The method benchmark: statistics against hand-computed values, the pairing, resume, honest T, and the
 per-layer conversion error against a brute-force count."""
 
+import dataclasses
 import json
 import math
 
@@ -9,8 +10,13 @@ import torch
 from torch import nn
 
 from noiseadaptor import QuantConfig, convert, init_scales, prepare, quantizers, simulate
+from noiseadaptor.io import report
+from noiseadaptor.io.report import study_table
+from noiseadaptor.runconfig import RunConfig
 from noiseadaptor.study import study
-from noiseadaptor.study.study import StudyConfig, load_cells, paired_difference, run_study, t_interval
+from noiseadaptor.study.config import StudyConfig
+from noiseadaptor.study.statistics import holm, paired_difference, summarize, t_interval
+from noiseadaptor.study.study import load_cells, run_study
 
 
 def test_t_interval_and_paired_test_by_hand():
@@ -28,8 +34,8 @@ def test_t_interval_and_paired_test_by_hand():
 
 
 def _tiny(**kwargs):
-    return StudyConfig(
-        **{
+    return StudyConfig.from_dict(
+        {
             "dataset": "digits",
             "model": "small-cnn",
             "methods": ("na", "no-noise"),
@@ -83,7 +89,7 @@ class _Augmented(torch.utils.data.Dataset):
 
 
 def _batches_seen(method: str, seed: int) -> list[torch.Tensor]:
-    from noiseadaptor.study.cell import quant_config, train_quantized
+    from noiseadaptor.study.cell import train_quantized
 
     torch.manual_seed(0)
     float_model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 3))
@@ -97,7 +103,8 @@ def _batches_seen(method: str, seed: int) -> list[torch.Tensor]:
 
     hook = float_model[0].register_forward_pre_hook(record)
     try:
-        train_quantized(float_model, quant_config(method, 2), data, None, 2, 0.05, 5e-4, seed, progress=False)
+        run = RunConfig(method=method, p=2)
+        train_quantized(float_model, run.method_info.quant(run), data, None, 2, 0.05, 5e-4, seed, progress=False)
     finally:
         hook.remove()
     return seen
@@ -202,7 +209,7 @@ def test_a_method_that_diverges_leaves_the_other_pairs_standing():
         {"method": m, "seed": s, "ann_accuracy": 0.7, "rows": {m: row}} for m in ("na", "no-noise") for s in (0, 1)
     ]
     cells += [{"method": "qcfs", "seed": s, "diverged": "epoch 1: threshold <= 0", "rows": {}} for s in (0, 1)]
-    summary = study.summarize(config, cells)
+    summary = summarize(config, cells)
     assert summary["complete_seeds"] == [] and "qcfs" not in summary["rows"]  # no seed had all three
     assert summary["differences"]["na"]["seeds"] == [0, 1] and "qcfs" not in summary["differences"]
 
@@ -211,13 +218,13 @@ def test_a_method_with_its_own_lr_is_trained_again_when_it_changes(tmp_path, mon
     out = tmp_path / "study"
     run_study(_tiny(), out, log=lambda *a: None)
     trained, real_cell = [], study._cell
-    monkeypatch.setattr(study, "_cell", lambda *a, **k: trained.append(a[1:3]) or real_cell(*a, **k))
+    monkeypatch.setattr(study, "_cell", lambda *a, **k: trained.append((a[1].method, a[1].seed)) or real_cell(*a, **k))
     config = _tiny(method_lr=("no-noise=0.01",))
     summary = run_study(config, out, log=lambda *a: None)  # only no-noise's cells are redone
     assert sorted(trained) == [("no-noise", 0), ("no-noise", 1)]
     assert json.loads((out / "cells" / "no-noise-seed0.json").read_text())["lr"] == 0.01
-    assert summary["study"]["method_lrs"] == {"na": config.lr, "no-noise": 0.01}
-    assert "no-noise 0.01" in study.report_table(summary)
+    assert summary["study"]["method_lrs"] == {"na": config.run.lr, "no-noise": 0.01}
+    assert "no-noise 0.01" in study_table(summary)
     for bad in (("qcfs=0.1",), ("na=0",), ("na",)):
         with pytest.raises(ValueError, match="METHOD=LR"):
             _tiny(method_lr=bad)
@@ -293,8 +300,6 @@ def test_study_cells_record_their_settings_and_are_trained_again_under_others(tm
 
 
 def test_holm_adjustment_by_hand():
-    from noiseadaptor.study.study import holm
-
     # sorted 0.01, 0.02, 0.04 -> 3*0.01, max(0.03, 2*0.02), max(0.04, 1*0.04); None is left out of the family
     assert holm([0.04, None, 0.01, 0.02]) == pytest.approx([0.04, None, 0.03, 0.04])
     assert holm([0.5, 0.6]) == [1.0, 1.0]
@@ -302,6 +307,35 @@ def test_holm_adjustment_by_hand():
 
 def test_the_plotted_accuracy_band_stays_within_what_accuracy_can_be():
     stats = {"1": {"mean": 0.99, "half_width": 0.05}, "2": {"mean": 0.01, "half_width": 0.05}}
-    mean, low, high = study._band(stats, [1, 2], 100.0, (0.0, 100.0))
+    mean, low, high = report._band(stats, [1, 2], 100.0, (0.0, 100.0))
     assert mean == pytest.approx([99.0, 1.0]) and max(high) == 100.0 and min(low) == 0.0
     assert low[0] == pytest.approx(94.0) and high[1] == pytest.approx(6.0)
+
+
+def test_run_is_a_study_of_one_seed_and_its_checkpoints_are_run_descriptions(tmp_path):
+    """`run` and `compare` parse into one StudyConfig over RunConfig: the same settings give the same cell,
+    bit for bit, and every checkpoint they write records a RunConfig that rebuilds the network."""
+    from noiseadaptor.cli import build_parser, main
+    from noiseadaptor.cli.common import study_config
+    from noiseadaptor.io.checkpoint import load_checkpoint
+    from noiseadaptor.runconfig import load_run
+
+    flags = ["--model", "small-cnn", "--methods", "na", "--float-epochs", "1", "--float-lr", "0.05", "--epochs", "1",
+             "--batch-size", "64", "--T", "4", "--test-images", "0", "--no-progress"]  # fmt: skip
+    run_flags = [f for f in flags if f not in ("--test-images", "0")]
+    assert main(["run", *run_flags, "--seed", "2", "--out", str(tmp_path / "run")]) == 0
+    assert main(["compare", "--dataset", "digits", *flags, "--baseline", "na", "--seeds", "2",
+                 "--out", str(tmp_path / "compare")]) == 0  # fmt: skip
+    ran, compared = (json.loads((tmp_path / d / "cells" / "na-seed2.json").read_text()) for d in ("run", "compare"))
+    for cell in (ran, compared):
+        cell.pop("seconds")
+    assert ran == compared
+    parser = build_parser()[1]["compare"]
+    config = study_config(parser.parse_args(["--dataset", "digits", *flags, "--baseline", "na", "--seeds", "2"]))
+    assert StudyConfig.from_dict(config.to_dict()) == config  # study.json round-trips
+    for path in (tmp_path / "run" / "float.pt", tmp_path / "run" / "qat" / "na-seed2.pt"):
+        state = load_checkpoint(path)
+        loaded = load_run(path)
+        assert loaded.config.to_dict() == state["config"]  # exactly the config, nothing added or dropped
+    assert loaded.config == dataclasses.replace(config.cell_run("na", 2), num_classes=10, in_channels=1,
+                                                image_size=8)  # fmt: skip

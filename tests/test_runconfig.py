@@ -116,7 +116,7 @@ def test_review_fixes_float_checkpoints_old_optimisers_seeds_and_deprecated_read
 
     from noiseadaptor import fit
     from noiseadaptor.cli import build_parser
-    from noiseadaptor.cli.compare import study_config
+    from noiseadaptor.cli.common import study_config
     from noiseadaptor.runconfig import checkpoint_run
     from noiseadaptor.training import OptimizerConfig
 

@@ -186,10 +186,11 @@ class RunConfig:
             raise ValueError(f"{source}: {err}") from None
 
 
-def checkpoint_run(config: dict, source: str) -> RunConfig:
+def checkpoint_run(config: dict, source: str, **unrecorded) -> RunConfig:
     """The RunConfig of a checkpoint's config: one written by `fit` without a method (a float network
-    trained from Python or by a benchmark) is a float run."""
-    return RunConfig.from_dict({"method": "float", **config}, source=source)
+    trained from Python or by a benchmark) is a float run; `unrecorded` gives settings its config lacks
+    (e.g. model, num_classes, in_channels of a checkpoint written by `fit` from Python)."""
+    return RunConfig.from_dict({"method": "float", **unrecorded, **config}, source=source)
 
 
 def check_method_fields(method: str, given: set[str]) -> None:
@@ -221,15 +222,17 @@ def build(run: RunConfig) -> nn.Module:
     return run.method_info.build(model, run)
 
 
-def load_run(checkpoint: str | Path) -> LoadedRun:
-    """Rebuild a trained network from a checkpoint written by `noiseadaptor train` (any version): its run
-    description and the network with its weights. The one rebuild path of evaluate, export and Python."""
+def load_run(checkpoint: str | Path, **unrecorded) -> LoadedRun:
+    """Rebuild a trained network from a checkpoint written by `noiseadaptor train`, `run` or `compare` (any
+    version): its run description and the network with its weights. The one rebuild path of evaluate,
+    export and Python. `unrecorded`: RunConfig settings the checkpoint does not record, for one written by
+    `fit` from Python with a partial config (e.g. model="cifar-resnet18", num_classes=10, in_channels=3)."""
 
     state = load_checkpoint(checkpoint)
     missing = [key for key in ("config", "epoch", "model") if not isinstance(state, dict) or key not in state]
     if missing:
         raise ValueError(f"checkpoint {checkpoint} has no {' or '.join(missing)} entry: not one noiseadaptor wrote")
-    run = checkpoint_run(state["config"], f"checkpoint {checkpoint}")
+    run = checkpoint_run(state["config"], f"checkpoint {checkpoint}", **unrecorded)
     model = build(run)
     restore(state, model, rng=False)
     bad = non_finite(model)

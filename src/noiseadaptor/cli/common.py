@@ -11,11 +11,13 @@ from pathlib import Path
 import torch
 import yaml
 
-from ..ann.models import list_models
 from ..checks import positive_int
+from ..data import DATASETS
 from ..io.files import write_json
 from ..io.report import accuracy_table, energy_table, plot_accuracy
 from ..methods import methods_help
+from ..runconfig import RunConfig
+from ..study.config import RUN_FIELDS, StudyConfig
 
 DESCRIPTION = """\
 Build low-latency spiking neural networks (SNNs) from ordinary deep networks with Noise Adaptor:
@@ -23,19 +25,13 @@ train an activation-quantized ANN whose ReLU is s*round(clip(v/s + noise, 0, p))
 integrate-and-fire neurons (threshold p*s), and measure SNN accuracy at every time step T."""
 
 
-def model_args(p: argparse.ArgumentParser, default: str) -> None:
-    p.add_argument("--model", default=default, help=f"one of {', '.join(list_models())} (default: %(default)s)")
-
-
-def optim_args(p: argparse.ArgumentParser, epochs: int, lr: float, weight_decay: float, batch_size: int) -> None:
-    p.add_argument("--epochs", type=int, default=epochs, help="training epochs (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=lr, help="SGD learning rate, cosine schedule (default: %(default)s)")
-    p.add_argument("--weight-decay", type=float, default=weight_decay, help="(default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=batch_size, help="per process (default: %(default)s)")
-
-
 def simulation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--T", type=int, default=256, help="simulate T = 1..this many steps (default: %(default)s)")
+    correction_args(p)
+    p.add_argument("--no-synops", action="store_true", help="skip counting synaptic operations and energy")
+
+
+def correction_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--negative-spikes",
         action="store_true",
@@ -57,27 +53,25 @@ def simulation_args(p: argparse.ArgumentParser) -> None:
         help="run-time correction: SRP (Hao et al., AAAI 2023) silences neurons whose residual membrane after "
         "TAU pre-simulation steps is not positive (not counted in T, as in the paper); 0 = off (default)",
     )
-    p.add_argument("--no-synops", action="store_true", help="skip counting synaptic operations and energy")
 
 
-def simulate_options(args: argparse.Namespace) -> dict:
+def correction_options(args: argparse.Namespace) -> dict:
     positive_int(args.offset_spikes, "--offset-spikes", zero=True)
     positive_int(args.srp, "--srp", zero=True)
     if args.offset_spikes and args.srp:
         raise ValueError("--offset-spikes (COS) and --srp (SRP) are both two-stage corrections: give one")
-    return {
-        "negative_spikes": args.negative_spikes,
-        "offset_spikes": args.offset_spikes,
-        "srp": args.srp,
-        "synops": not args.no_synops,
-    }
+    return {"negative_spikes": args.negative_spikes, "offset_spikes": args.offset_spikes, "srp": args.srp}
+
+
+def simulate_options(args: argparse.Namespace) -> dict:
+    return {**correction_options(args), "synops": not args.no_synops}
 
 
 def print_tables(rows: dict, title: str) -> None:
     print(title)
     print(accuracy_table(rows))
     energy = energy_table(rows)
-    corrections = next((r["corrections"] for r in rows.values() if "corrections" in r), {})
+    corrections = next((r["corrections"] for r in rows.values() if r.get("corrections", {}).get("pre_steps")), {})
     pre = corrections.get("pre_steps", 0)
     if energy:
         print("\nEnergy per image, E_SNN / E_ANN (Horowitz 45 nm: 4.6 pJ/MAC, 0.9 pJ/SOP)")
@@ -108,19 +102,26 @@ def common_args(p: argparse.ArgumentParser, out: str | None, seed: bool = True) 
 
 
 def add_config_arguments(
-    parser: argparse.ArgumentParser, config_class, choices: dict | None = None, grouped: bool = True
+    parser: argparse.ArgumentParser,
+    config_class,
+    choices: dict | None = None,
+    grouped: bool = True,
+    names: tuple[str, ...] | None = None,
+    defaults=None,
 ) -> None:
     """One flag per field of a settings dataclass (RunConfig, StudyConfig), with its help and default; a flag
-    not given stays absent from the namespace, so a recipe's value or the field's default applies."""
+    not given stays absent from the namespace, so a recipe's value or the default applies. names: only these
+    fields; defaults: an instance whose values are the defaults shown (e.g. a study's RunConfig)."""
     choices = choices or {}
     groups: dict[str, argparse._ArgumentGroup] = {}
     for f in dataclasses.fields(config_class):
         group = f.metadata.get("group", "")
-        if group == "facts":
+        if group == "facts" or f.name == "run" or (names is not None and f.name not in names):
             continue
         if group not in groups:
             groups[group] = parser.add_argument_group(group) if grouped and group else parser
-        flag, default = "--" + f.name.replace("_", "-"), f.default
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if defaults is None else getattr(defaults, f.name)
         text = f.metadata["help"].replace("%", "%%")
         if f.name == "method":
             text = f"{text}: {methods_help()}"
@@ -140,6 +141,50 @@ def add_config_arguments(
             help=text if default is None else f"{text} (default: {shown})",
             **kwargs,
         )
+
+
+def add_study_arguments(parser: argparse.ArgumentParser, defaults: StudyConfig, own: tuple[str, ...]) -> None:
+    """A study's flags: the RunConfig fields it reads (RUN_FIELDS) and its own fields `own`, with the
+    defaults of `defaults` (compare's and run's differ: a study over seeds, one quick seed)."""
+    add_config_arguments(parser, RunConfig, {"dataset": DATASETS}, False, RUN_FIELDS, defaults.run)
+    add_config_arguments(parser, StudyConfig, grouped=False, names=own, defaults=defaults)
+
+
+def study_config(args: argparse.Namespace, defaults: StudyConfig = StudyConfig()) -> StudyConfig:
+    """The StudyConfig of a command line over `defaults`: the recipe's values, then the flags given. --seeds
+    are the seeds themselves (--seeds 3 is seed 3); --num-seeds N (recipe: num_seeds) is seeds 0..N-1.
+    --methods, --variants, --variant-methods, --method-lr and --contrasts also take comma-separated lists."""
+    recipe = getattr(args, "recipe", None)
+    fields = {*RUN_FIELDS, *(f.name for f in dataclasses.fields(StudyConfig))} - {"run"}
+    values = read_recipe(recipe) if recipe is not None else {}
+    values.update({k: v for k, v in vars(args).items() if k in fields})
+    for key in ("methods", "variants", "variant_methods", "method_lr", "contrasts"):
+        if key in values:
+            items = [values[key]] if isinstance(values[key], str) else values[key]
+            values[key] = tuple(part for item in items for part in _split(str(item)) if part)
+    from_recipe, given = values.pop("num_seeds", None), "seeds" in vars(args)
+    count_flag = getattr(args, "num_seeds", None)
+    if (count_flag is not None and given) or (from_recipe is not None and "seeds" in values and not given):
+        raise ValueError("give seeds (the seeds themselves) or num_seeds (seeds 0..N-1), not both")
+    count = count_flag if count_flag is not None else from_recipe if not given else None
+    if count is not None:  # --num-seeds, else the recipe's num_seeds unless --seeds overrides it
+        values["seeds"] = tuple(range(positive_int(count, "num_seeds")))
+    own = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(StudyConfig) if f.name != "run"}
+    source = f"recipe {recipe}" if recipe is not None else "command line"
+    return StudyConfig.from_dict({**own, **values}, source=source, defaults=defaults.run)
+
+
+def _split(text: str) -> list[str]:
+    """Comma-separated items, commas inside brackets kept ('na[scale_grad=numel,scale_decay=true],qcfs')."""
+    items, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += char
+    return [*items, current]
 
 
 class _UniqueKeys(yaml.SafeLoader):
@@ -188,14 +233,13 @@ def show_progress(args: argparse.Namespace) -> bool:
 
 
 def write_results(
-    args, rows: dict, device, start: float, title: str, extra: dict | None = None, name: str = "results"
+    out: Path, config: dict, rows: dict, start: float, title: str, extra: dict | None = None, name: str = "results"
 ) -> None:
-    json_path, png_path = args.out / f"{name}.json", args.out / "accuracy_vs_T.png"
+    json_path, png_path = out / f"{name}.json", out / "accuracy_vs_T.png"
     write_json(
         {
-            "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "config": {k: str(v) if isinstance(v, Path) else v for k, v in config.items()},
             **(extra or {}),
-            "device": str(device),
             "torch": torch.__version__,
             "seconds": round(time.time() - start, 1),
             "results": rows,

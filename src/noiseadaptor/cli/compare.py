@@ -7,16 +7,11 @@ import dataclasses
 import json
 from pathlib import Path
 
-from ..checks import positive_int
-from ..data import DATASETS
 from ..io.files import write_json
-from ..study.study import StudyConfig, load_cells, plot_study, report_table, run_study, summarize
-from .common import (
-    add_config_arguments,
-    output_folder,
-    read_recipe,
-    show_progress,
-)
+from ..io.report import plot_study, study_table
+from ..study.config import StudyConfig
+from ..study.study import run_study, summarize_folder
+from .common import add_study_arguments, output_folder, show_progress, study_config
 
 COMPARE_DESCRIPTION = """\
 Does a method beat its baseline, by how much, at which T? A paired study over seeds: one float network
@@ -57,7 +52,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--recipe", type=Path, help="YAML file of study settings (keys: the flags with _ for -)")
-    add_config_arguments(p, StudyConfig, {"dataset": DATASETS}, grouped=False)
+    add_study_arguments(p, StudyConfig(), OWN)
     p.add_argument("--num-seeds", type=int, help="seeds 0..N-1, instead of --seeds")
     p.add_argument("--out", type=Path, default=Path("runs/compare"), help="study folder (default: %(default)s)")
     p.add_argument("--report", action="store_true", help="only print the tables and plot from --out's cells")
@@ -65,40 +60,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
     return p
 
 
-def study_config(args: argparse.Namespace) -> StudyConfig:
-    """The StudyConfig of a compare command line: recipe, then flags. --seeds are the seeds themselves (--seeds 3
-    is seed 3); --num-seeds N (recipe: num_seeds) is seeds 0..N-1. --methods, --variants and --method-lr also
-    take comma-separated lists."""
-    fields = {f.name for f in dataclasses.fields(StudyConfig)}
-    values = read_recipe(args.recipe) if args.recipe is not None else {}
-    unknown = sorted(set(values) - fields - {"num_seeds"})
-    if unknown:
-        raise ValueError(f"recipe {args.recipe}: unknown keys {unknown}; the keys are compare's flags")
-    values.update({k: v for k, v in vars(args).items() if k in fields})
-    for key in ("methods", "variants", "variant_methods", "method_lr", "contrasts"):
-        if key in values:
-            items = [values[key]] if isinstance(values[key], str) else values[key]
-            values[key] = tuple(part for item in items for part in _split(str(item)) if part)
-    from_recipe, given = values.pop("num_seeds", None), "seeds" in vars(args)
-    if (args.num_seeds is not None and given) or (from_recipe is not None and "seeds" in values and not given):
-        raise ValueError("give seeds (the seeds themselves) or num_seeds (seeds 0..N-1), not both")
-    count = args.num_seeds if args.num_seeds is not None else from_recipe if not given else None
-    if count is not None:  # --num-seeds, else the recipe's num_seeds unless --seeds overrides it
-        values["seeds"] = tuple(range(positive_int(count, "num_seeds")))
-    return StudyConfig(**values)
-
-
-def _split(text: str) -> list[str]:
-    """Comma-separated items, commas inside brackets kept ('na[scale_grad=numel,scale_decay=true],qcfs')."""
-    items, depth, current = [], 0, ""
-    for char in text:
-        depth += {"[": 1, "]": -1}.get(char, 0)
-        if char == "," and depth == 0:
-            items.append(current)
-            current = ""
-        else:
-            current += char
-    return [*items, current]
+OWN = tuple(f.name for f in dataclasses.fields(StudyConfig) if f.name != "run")
+"""compare's flags beside the run settings a study reads: every field of StudyConfig."""
 
 
 def main(args: argparse.Namespace) -> int:
@@ -107,13 +70,13 @@ def main(args: argparse.Namespace) -> int:
         saved = args.out / "study.json"
         if not saved.exists():
             raise ValueError(f"{args.out} holds no study (no study.json): run compare without --report first")
-        config = StudyConfig(**json.loads(saved.read_text()))
-        summary = summarize(config, load_cells(args.out))
+        config = StudyConfig.from_dict(json.loads(saved.read_text()), source=str(saved))
+        summary = summarize_folder(config, args.out)
         write_json(summary, args.out / "compare.json")
     else:
         config = study_config(args)
         summary = run_study(config, args.out, progress=show_progress(args))
-    print(report_table(summary))
+    print(study_table(summary))
     if summary["rows"]:
         plot_study(summary, args.out / "compare.png")
     print(f"\nwrote {args.out / 'compare.json'}" + (f" and {args.out / 'compare.png'}" if summary["rows"] else ""))

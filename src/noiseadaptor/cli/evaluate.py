@@ -134,12 +134,12 @@ def main(args: argparse.Namespace) -> int:
             rows, f"Top-1 accuracy (%) on {run.dataset} test, {run.model}" + (f", p={run.p}" if quantized else "")
         )
         write_results(
-            args,
+            args.out,
+            vars(args),
             rows,
-            device,
             start,
             title=f"{run.model} on {run.dataset}",
-            extra={"checkpoint": str(args.checkpoint), "checkpoint_config": run.to_dict()},
+            extra={"checkpoint": str(args.checkpoint), "checkpoint_config": run.to_dict(), "device": str(device)},
             name="evaluation",
         )
     return 0

@@ -25,6 +25,7 @@ def save_checkpoint(
     *,
     epoch: int,
     config: dict,
+    optimization: dict | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     scheduler=None,
     metrics: dict | None = None,
@@ -34,6 +35,7 @@ def save_checkpoint(
         "format": FORMAT,
         "epoch": epoch,
         "config": config,
+        "optimization": optimization,
         "metrics": metrics or {},
         "model": _unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
@@ -50,7 +52,15 @@ def save_checkpoint(
     with atomic_path(path.with_suffix(".json")) as tmp:
         Path(tmp).write_text(
             json.dumps(
-                {"format": FORMAT, "epoch": epoch, "config": config, "metrics": metrics or {}}, indent=2, default=str
+                {
+                    "format": FORMAT,
+                    "epoch": epoch,
+                    "config": config,
+                    "optimization": optimization,
+                    "metrics": metrics or {},
+                },
+                indent=2,
+                default=str,
             )
         )
 

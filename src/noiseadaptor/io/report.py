@@ -1,7 +1,10 @@
-"""Accuracy-vs-T and energy tables, and plots."""
+"""Every table and plot: accuracy and energy per T (`run`, `evaluate`), and a study's intervals and paired
+differences (`compare`)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..snn.accounting import E_AC_PJ
@@ -97,3 +100,108 @@ def plot_accuracy(rows: dict[str, dict], path: str | Path, title: str = "SNN acc
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
+
+
+def _pm(stat: dict, scale: float = 100.0, digits: int = 2) -> str:
+    if stat["mean"] is None:
+        return "-"
+    if stat["half_width"] is None:
+        return f"{scale * stat['mean']:.{digits}f}"
+    return f"{scale * stat['mean']:.{digits}f} ± {scale * stat['half_width']:.{digits}f}"
+
+
+def study_table(summary: dict, steps: Sequence[int] = (1, 2, 4, 8, 16, 32, 64)) -> str:
+    """Accuracy (mean ± 95 % half-width, %) per row and T, then the paired differences (each row against the
+    baseline, then the study's contrasts) with their p-values, Holm-adjusted over the T shown beside them."""
+    T = summary["study"]["T"]
+    steps = [t for t in steps if t <= T]
+    n = len(summary["complete_seeds"])
+    pairs = {**{f"{row} - {summary['baseline']}": d for row, d in summary["differences"].items()},
+             **summary.get("contrasts", {})}  # fmt: skip
+    width = max([16, *(len(name) + 2 for name in [*summary["rows"], *pairs])])
+    header = f"{'':<{width}}" + "".join(f"{'T=' + str(t):>16}" for t in steps)
+    lines = [
+        f"SNN top-1 (%), mean ± 95% CI half-width over seeds ({n} complete)",
+        f"{'row':<{width}}{'ANN':>16}" + header[width:],
+    ]
+    for row, r in summary["rows"].items():
+        lines.append(
+            f"{row:<{width}}{_pm(r['ann_accuracy']):>16}"
+            + "".join(f"{_pm(r['snn_accuracy'][str(t)]):>16}" for t in steps)
+        )
+        if r["pre_steps"]:
+            lines.append(f"{'':<{width}}(T counts main steps; run = T + {r['pre_steps']})")
+    if summary.get("float"):
+        lines.append(f"(every cell starts from one float network: ANN {100 * summary['float']['ann_accuracy']:.2f}%)")
+    own = {m: lr for m, lr in summary["study"].get("method_lrs", {}).items() if lr != summary["study"]["lr"]}
+    if own:
+        lines.append("QAT at its own lr (method_lr): " + ", ".join(f"{m} {lr:g}" for m, lr in own.items()))
+    for key, title in (
+        ("snn_accuracy", "paired difference of SNN top-1 (points)"),
+        ("mean_layer_error", "paired difference of the mean per-layer conversion error (% of threshold)"),
+    ):
+        lines += ["", f"{title}, mean ± 95% CI [p-value; Holm over T={','.join(map(str, steps))}]"]
+        lines.append(f"{'difference':<{width}}" + "  ".join(f"{'T=' + str(t):<30}" for t in steps).rstrip())
+        for name, d in pairs.items():
+            if key in d:  # studies summarised before the layer error was paired have none
+                cells = [_pm(d[key][str(t)]) + f" [{_p(d[key][str(t)])}]" for t in steps]
+                lines.append(f"{name:<{width}}" + "  ".join(f"{c:<30}" for c in cells).rstrip())
+    return "\n".join(lines)
+
+
+def _p(stat: dict) -> str:
+    """'p; Holm p' of one paired difference, or what replaces it where a t-test is not defined."""
+    if stat["p_value"] is None:
+        return "one seed" if stat["n"] < 2 else "the same on every seed"
+    holm_p = stat.get("p_holm")
+    return f"{stat['p_value']:.2g}" + ("" if holm_p is None else f"; {holm_p:.2g}")
+
+
+def plot_study(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = list(range(1, summary["study"]["T"] + 1))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    colour = {row: f"C{i}" for i, row in enumerate(summary["rows"])}  # one colour per row in every panel
+    for row, r in summary["rows"].items():
+        for ax, key, scale, limits in ((axes[0], "snn_accuracy", 100.0, (0.0, 100.0)),
+                                       (axes[2], "mean_layer_error", 1.0, (0.0, math.inf))):  # fmt: skip
+            mean, low, high = _band(r[key], steps, scale, limits)
+            ax.plot(steps, mean, label=row, color=colour[row])
+            ax.fill_between(steps, low, high, color=colour[row], alpha=0.2)
+    for row, d in summary["differences"].items():
+        mean, low, high = _band(d["snn_accuracy"], steps, 100.0, (-100.0, 100.0))
+        axes[1].plot(steps, mean, label=f"{row} - {summary['baseline']}", color=colour[row])
+        axes[1].fill_between(steps, low, high, color=colour[row], alpha=0.2)
+    axes[1].axhline(0, color="black", linewidth=0.8)
+    titles = (
+        "SNN accuracy (%), 95% CI",
+        f"paired difference to {summary['baseline']} (points)",
+        "mean per-layer conversion error / threshold",
+    )
+    for ax, title in zip(axes, titles):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("time steps T")
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def _band(stats: dict, steps: list[int], scale: float, limits: tuple[float, float]):
+    """Mean and its CI band per T, times `scale`, the band clipped to what the quantity can be (an accuracy
+    band does not pass 100 %)."""
+    mean, low, high = [], [], []
+    for t in steps:
+        m, h = stats[str(t)]["mean"], stats[str(t)]["half_width"] or 0.0
+        mean.append(scale * m)
+        low.append(max(limits[0], scale * (m - h)))
+        high.append(min(limits[1], scale * (m + h)))
+    return mean, low, high

@@ -4,6 +4,7 @@ QAT -> convert -> simulate once per quantization method."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -14,11 +15,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..ann.calibrate import init_scales
-from ..ann.models import create_model
 from ..ann.preparation import prepare, quantizers
 from ..ann.quantizer import QuantConfig, seed_noise
-from ..io.checkpoint import load_checkpoint, restore
-from ..methods import get_method, list_methods
+from ..methods import list_methods
 from ..runconfig import RunConfig
 from ..snn.calibrate import dual_phase_calibrate
 from ..snn.conversion import convert
@@ -41,13 +40,9 @@ def compare_methods(
     float_model: nn.Module,
     train_data: DataLoader,
     test_data: DataLoader,
+    run: RunConfig,
     methods: Sequence[str] = NA_COMPARISON,
-    p: int = 2,
-    epochs: int = 30,
-    lr: float = 0.05,
-    weight_decay: float = 5e-4,
     T: int | Sequence[int] = 256,
-    seed: int = 0,
     device: torch.device | str | None = None,
     progress: bool = True,
     checkpoint_dir: str | Path | None = None,
@@ -55,23 +50,22 @@ def compare_methods(
     log=print,
 ) -> tuple[dict[str, dict], dict[str, nn.Module]]:
     """Returns ({method: {"ann_accuracy", "snn_accuracy", "firing_rate", "spikes_per_sample", "history",
-    "scales"}}, {method: trained quantized model}): one `method_cell` per method, one seed (what `run`
-    shows; `compare` runs the same cells over seeds). Every method starts from `float_model` with the same
-    seed, calibration batch and data order; `simulate_options` go to simulate(). With `checkpoint_dir`, each
-    method's training writes `<dir>/<method>-seed<seed>.pt` every epoch and a rerun resumes from it. A method
-    whose training diverges gets the row {"diverged": message}."""
-    for method in methods:
-        quant_config(method, p)  # fail on a bad name before any work
+    "scales"}}, {method: trained quantized model}): one `method_cell` per method of `run` (its seed, p,
+    epochs, lr, weight decay), every method from `float_model` with one calibration batch (the next batch
+    of `train_data`) and one loader, the path of the benchmark and analysis scripts. `simulate_options` go
+    to simulate(). With `checkpoint_dir`, each method's training writes `<dir>/<method>-seed<seed>.pt`
+    every epoch and a rerun resumes from it. A method whose training diverges gets the row {"diverged": message}."""
+    cells = {m: dataclasses.replace(run, method=m) for m in methods}
+    for cell_run in cells.values():
+        _quant(cell_run)  # fail on a bad name before any work
     calibration_batch = next(iter(train_data))
     rows, models = {}, {}
-    for method in methods:
-        log(f"[{method}] quantization-aware training, p={p}, {epochs} epochs")
-        checkpoint = Path(checkpoint_dir) / f"{method}-seed{seed}.pt" if checkpoint_dir is not None else None
+    for method, cell_run in cells.items():
+        log(f"[{method}] quantization-aware training, p={run.p}, {run.epochs} epochs")
+        checkpoint = Path(checkpoint_dir) / f"{method}-seed{run.seed}.pt" if checkpoint_dir is not None else None
         cell, qmodel = method_cell(
-            float_model, method, train_data, test_data, p=p, epochs=epochs, lr=lr, weight_decay=weight_decay,
-            T=T, seed=seed, device=device, progress=progress, checkpoint=checkpoint,
-            calibration_batch=calibration_batch, rows={method: Row(simulate_options or {})},
-            config={"method": method, "p": p, "seed": seed},
+            float_model, cell_run, train_data, test_data, T=T, device=device, progress=progress,
+            checkpoint=checkpoint, calibration_batch=calibration_batch, rows={method: Row(simulate_options or {})},
         )  # fmt: skip
         if "diverged" in cell:  # one method's failure is a result of the comparison, not its end
             log(f"[{method}] diverged: {cell['diverged']}")
@@ -86,38 +80,35 @@ def compare_methods(
 
 def method_cell(
     float_model: nn.Module,
-    method: str,
+    run: RunConfig,
     train_data,
     test_data: DataLoader,
     *,
-    p: int,
-    epochs: int,
-    lr: float,
-    weight_decay: float,
     T: int | Sequence[int],
-    seed: int,
     device: torch.device | str | None = None,
     progress: bool = False,
     checkpoint: str | Path | None = None,
     calibration_batch=None,
     rows: dict[str, Row] | None = None,
     reference: bool = False,
-    config: dict | None = None,
 ) -> tuple[dict, nn.Module | None]:
-    """One method from one seed, the unit of `run` (one seed) and `compare` (over seeds): QAT from
-    `float_model` (`train_quantized`), the quantized ANN's test accuracy, then one simulation per entry of
-    `rows` ({row name: Row}). `reference`: record agreement and per-layer error against the quantized ANN.
-    Returns ({"method", "seed", "lr", "quant", "optimizer", "ann_accuracy", "history", "scales", "rows":
-    {row: SimulationResult.row()}, "seconds"}, qmodel) ("quant" and "optimizer": the full QuantConfig and
-    OptimizerConfig it trained under), or ({..., "diverged": message, "rows": {}}, None) when training diverged."""
+    """One method from one seed, the unit of `run` and `compare`: QAT of `run` (its method, p, seed, epochs,
+    lr, weight decay) from `float_model` (`train_quantized`; the checkpoint records `run`), the quantized
+    ANN's test accuracy, then one simulation per entry of `rows` ({row name: Row}; default: the method's
+    own, plain), counting synaptic operations. `reference`: record agreement and per-layer error against
+    the quantized ANN. Returns ({"method", "seed", "lr", "quant", "optimizer", "ann_accuracy", "history",
+    "scales", "rows": {row: SimulationResult.row()}, "seconds"}, qmodel) ("quant" and "optimizer": the full
+    QuantConfig and OptimizerConfig it trained under), or ({..., "diverged": message, "rows": {}}, None)
+    when training diverged."""
     begin = time.time()
-    quant, optimizer = quant_config(method, p), get_method(method).optimizer_preset(lr=lr, weight_decay=weight_decay)
-    settings = {"method": method, "seed": seed, "lr": lr, "quant": asdict(quant), "optimizer": asdict(optimizer)}
+    quant, optimizer = _quant(run), run.method_info.optimizer(run)
+    settings = {"method": run.method, "seed": run.seed, "lr": run.lr, "quant": asdict(quant),
+                "optimizer": asdict(optimizer)}  # fmt: skip
     try:
         qmodel, history = train_quantized(
-            float_model, quant, train_data, calibration_batch, epochs, lr, weight_decay, seed, device,
-            progress=progress, desc=f"QAT {method} seed {seed}", checkpoint=checkpoint, config=config,
-            optimizer=optimizer,
+            float_model, quant, train_data, calibration_batch, run.epochs, run.lr, run.weight_decay, run.seed,
+            device, progress=progress, desc=f"QAT {run.method} seed {run.seed}", checkpoint=checkpoint,
+            config=run.to_dict(), optimizer=optimizer,
         )  # fmt: skip
     except TrainingDiverged as err:
         return {**settings, "diverged": str(err), "rows": {}}, None
@@ -132,12 +123,12 @@ def method_cell(
         "seconds": seconds,
     }
     begin = time.time()
-    for name, row in (rows or {method: Row()}).items():
+    for name, row in (rows or {run.method: Row()}).items():
         snn = convert(qmodel)
         if row.calibrate_T is not None:
-            dual_phase_calibrate(snn, qmodel, train_data, T=row.calibrate_T, seed=seed)
+            dual_phase_calibrate(snn, qmodel, train_data, T=row.calibrate_T, seed=run.seed)
         result = simulate(snn, test_data, T=T, device=device, progress=progress,
-                          reference=qmodel if reference else None, **row.options)  # fmt: skip
+                          reference=qmodel if reference else None, **{"synops": True, **row.options})  # fmt: skip
         cell["rows"][name] = result.row()
     seconds["simulate"] = time.time() - begin
     return cell, qmodel
@@ -171,22 +162,10 @@ def train_quantized(
     return qmodel, history
 
 
-def quant_config(method: str, p: int) -> QuantConfig:
-    """The QuantConfig of a conversion method at p levels, with the method's other settings at their defaults."""
-
-    info = get_method(method)
-    if not info.converts:
-        raise ValueError(f"{method} is not a quantization method; choose from {', '.join(list_methods('conversion'))}")
-    return info.quant(RunConfig(method=method, p=p))
-
-
-def load_quantized(
-    checkpoint, model: str, num_classes: int, in_channels: int, p: int = 2
-) -> tuple[nn.Module, str, int]:
-    """The quantized network of a QAT checkpoint written by `fit` from Python (train_quantized, a benchmark),
-    whose config records method and p but not the architecture: (model, method, p)."""
-    state = load_checkpoint(checkpoint)
-    method, p = state["config"].get("method", "na"), state["config"].get("p", p)
-    qmodel = prepare(create_model(model, num_classes, in_channels), quant_config(method, p))
-    restore(state, qmodel, rng=False)
-    return qmodel, method, p
+def _quant(run: RunConfig) -> QuantConfig:
+    """The QuantConfig of `run`, whose method must be a conversion method."""
+    if not run.method_info.converts:
+        raise ValueError(
+            f"{run.method} is not a quantization method; choose from {', '.join(list_methods('conversion'))}"
+        )
+    return run.method_info.quant(run)

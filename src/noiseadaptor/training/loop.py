@@ -71,15 +71,14 @@ def fit(
     optim = OptimizerConfig(**{**asdict(optimizer or OptimizerConfig()), **given})
     device = torch.device(device) if device is not None else module_device(model)
     optimizer, schedule = build_optimizer(model.to(device), optim, epochs)
-    config = {**(config or {}), "epochs": epochs, "lr": optim.lr, "weight_decay": optim.weight_decay,
-              "optimization": asdict(optim)}  # fmt: skip
+    config = {**(config or {}), "epochs": epochs, "lr": optim.lr, "weight_decay": optim.weight_decay}
     writer = checkpoint is not None and is_main()
     with exclusive(checkpoint) if writer else contextlib.nullcontext():  # a second run on it is refused
         history = []
 
         def save(epoch: int) -> None:
-            save_checkpoint(checkpoint, model, epoch=epoch, config=config, optimizer=optimizer, scheduler=schedule,
-                            metrics={"history": history})  # fmt: skip
+            save_checkpoint(checkpoint, model, epoch=epoch, config=config, optimization=asdict(optim),
+                            optimizer=optimizer, scheduler=schedule, metrics={"history": history})  # fmt: skip
 
         start = _start(checkpoint, resume, writer, model, optimizer, schedule, optim, config, history)
         step = _Epoch(model, train_data, optimizer, schedule, device, amp, progress and is_main(), criterion,
@@ -154,13 +153,14 @@ def _resume(
 ) -> tuple[int, list[dict]]:
     """Load a checkpoint into the live model, optimiser and schedule (refusing other settings); returns the
     epoch reached and the metrics history so far."""
-    if "optimization" not in state["config"]:  # written before 0.1's optimiser roles: SGD on every parameter, which
-        widths = any(role == "width" for role, _ in parameter_roles(model))  # is today's default without widths
-        earlier = OptimizerConfig(lr=optim.lr, weight_decay=optim.weight_decay, momentum=optim.momentum,
-                                  no_decay=() if widths else ("width",))  # fmt: skip
-        state["config"]["optimization"] = asdict(earlier)
+    saved = state.get("optimization") or state["config"].get("optimization")  # beside the config since 0.2
+    if saved is None:  # written before 0.1's optimiser roles: SGD on every parameter, which is today's
+        widths = any(role == "width" for role, _ in parameter_roles(model))  # default without widths
+        saved = asdict(OptimizerConfig(lr=optim.lr, weight_decay=optim.weight_decay, momentum=optim.momentum,
+                                       no_decay=() if widths else ("width",)))  # fmt: skip
     # fields added since (restart_epochs): their defaults are what the earlier code did
-    state["config"]["optimization"] = {**asdict(OptimizerConfig()), **state["config"]["optimization"]}
+    state = {**state, "config": {**state["config"], "optimization": {**asdict(OptimizerConfig()), **saved}}}
+    config = {**config, "optimization": asdict(optim)}
     epochs, earlier_epochs = config["epochs"], state["config"].get("epochs", config["epochs"])
     if earlier_epochs != epochs:  # e.g. a finished run trained further
         state = _with_epochs(state, epochs)

@@ -1,0 +1,162 @@
+"""What a study is: `StudyConfig`, a RunConfig trained for every method and seed, and how its cells are
+simulated and compared."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+from ..checks import checked_type, positive_int
+from ..methods import get_method
+from ..runconfig import RunConfig, setting
+from .cell import Row
+
+RUN_FIELDS = ("dataset", "data_dir", "download", "model", "p", "epochs", "lr", "weight_decay", "batch_size",
+              "workers", "data_on_device")  # fmt: skip
+"""The RunConfig fields a study reads. Every cell is the study's `run` with a method, a seed and that method's
+learning rate (`StudyConfig.cell_run`); the float network is `StudyConfig.float_run`."""
+
+STUDY_RUN = RunConfig(model="cifar-resnet20", epochs=3, workers=0)
+"""A study's run settings unless given: a short QAT of a small network."""
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A study: a RunConfig (`run`; the fields of RUN_FIELDS) trained for every method and seed, plus how its
+    cells are simulated and compared. variants: run-time rows added for each method in `variant_methods`:
+    "negative" (negative spikes), "cos<rho>" (COS offset spikes with rho pre-steps, e.g. "cos4"),
+    "srp<tau>" (SRP with tau pre-steps, e.g. "srp4"), "phase2" (dual-phase Phase II calibration at
+    `phase2_T`). As a dict (recipes, study.json) it is flat: the run's fields beside the study's own."""
+
+    run: RunConfig = STUDY_RUN
+    methods: tuple[str, ...] = setting(("na", "no-noise", "qcfs"), "conversion methods trained per seed")
+    seeds: tuple[int, ...] = setting(
+        tuple(range(8)), "seeds (each: every method from the same float net, data order and calibration batch)"
+    )
+    float_epochs: int = setting(6, "epochs of the float network every cell starts from (seed 0)")
+    float_lr: float = setting(0.1, "its learning rate")
+    method_lr: tuple[str, ...] = setting(
+        (), "a method's own QAT learning rate, METHOD=LR (e.g. qcfs=0.01; the others train at --lr)"
+    )
+    T: int = setting(16, "simulate and report every T = 1..this")
+    test_images: int = setting(2000, "test images, spread evenly over the test set (0: all)")
+    baseline: str = setting("no-noise", "the method every row is paired against")
+    contrasts: tuple[str, ...] = setting(
+        (), "more paired differences, ROW:BASE (e.g. 'na:qcfs'), beside every row against the baseline"
+    )
+    variants: tuple[str, ...] = setting((), "run-time rows per trained network: negative, cos<rho>, srp<tau>, phase2")
+    variant_methods: tuple[str, ...] = setting(("na",), "the methods that get the variant rows")
+    phase2_T: int = setting(4, "the T that Phase II calibrates for")
+    device: str | None = setting(None, "cpu, cuda, ... (default: cuda if available)")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.run, RunConfig):
+            raise ValueError(f"run must be a RunConfig, got {type(self.run).__name__}")
+        unread = [f.name for f in dataclasses.fields(RunConfig) if f.name not in (*RUN_FIELDS, "method", "seed")
+                  and getattr(self.run, f.name) != getattr(STUDY_RUN, f.name)]  # fmt: skip
+        if unread:
+            raise ValueError(f"a study does not read {', '.join(unread)}; its run settings are {', '.join(RUN_FIELDS)}")
+        for f in dataclasses.fields(self)[1:]:
+            object.__setattr__(self, f.name, checked_type(f.name, getattr(self, f.name), f.type))
+        if not self.methods:
+            raise ValueError("a study needs at least one method")
+        canonical = {m: get_method(m).name for m in self.methods}  # a spelled variant under one name
+        object.__setattr__(self, "methods", tuple(dict.fromkeys(canonical.values())))
+        object.__setattr__(self, "baseline", canonical.get(self.baseline, self.baseline))
+        object.__setattr__(
+            self, "variant_methods", tuple(canonical.get(m, get_method(m).name) for m in self.variant_methods)
+        )
+        for m in self.methods:
+            if not get_method(m).converts:
+                raise ValueError(f"compare trains conversion methods; {m} is {get_method(m).family}")
+        if self.baseline not in self.methods:
+            raise ValueError(f"the baseline {self.baseline!r} must be one of the methods {list(self.methods)}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct, at least one; got {list(self.seeds)}")
+        for v in self.variants:
+            variant_row(v)
+        for name in ("T", "phase2_T"):
+            positive_int(getattr(self, name), name)
+        for name in ("float_epochs", "test_images"):
+            positive_int(getattr(self, name), name, zero=True)
+        self.method_lrs()  # validates
+        self.contrast_pairs()
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "study", defaults: RunConfig = STUDY_RUN) -> "StudyConfig":
+        """A StudyConfig from its flat dict (a recipe, study.json): RUN_FIELDS go to `run` (over `defaults`),
+        the rest are the study's own fields; other keys are refused."""
+        own = {f.name for f in dataclasses.fields(cls)} - {"run"}
+        unknown = sorted(set(values) - own - set(RUN_FIELDS))
+        if unknown:
+            raise ValueError(f"{source}: unknown keys {unknown}; the keys are {', '.join([*RUN_FIELDS, *own])}")
+        run = {k: v for k, v in values.items() if k in RUN_FIELDS}
+        try:
+            return cls(run=dataclasses.replace(defaults, **run), **{k: v for k, v in values.items() if k in own})
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{source}: {err}") from None
+
+    def to_dict(self) -> dict:
+        """The flat dict of `from_dict` (study.json), in JSON's types."""
+        run = {k: getattr(self.run, k) for k in RUN_FIELDS}
+        own = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "run"}
+        return json.loads(json.dumps({**run, **own}))
+
+    def cell_run(self, method: str, seed: int) -> RunConfig:
+        """What the cell (method, seed) trains: the study's run with that method, seed and learning rate."""
+        return dataclasses.replace(self.run, method=method, seed=seed, lr=self.method_lrs()[method])
+
+    def float_run(self) -> RunConfig:
+        """What the float network every cell starts from trains: the study's run, float, at seed 0."""
+        return dataclasses.replace(self.run, method="float", seed=0, epochs=self.float_epochs, lr=self.float_lr)
+
+    def contrast_pairs(self) -> list[tuple[str, str]]:
+        """(row, base) of each `contrasts` entry, both rows of the study."""
+        rows, pairs = self.rows(), []
+        for entry in self.contrasts:
+            row, _, base = str(entry).rpartition(":")
+            row, base = (_canonical_row(r) for r in (row, base))
+            if row not in rows or base not in rows or row == base:
+                raise ValueError(f"contrast {entry!r}: expected ROW:BASE, two different rows of the study {rows}")
+            pairs.append((row, base))
+        return pairs
+
+    def method_lrs(self) -> dict[str, float]:
+        """{method: QAT learning rate} from `method_lr` (METHOD=LR entries); methods not named train at `lr`."""
+        own = {}
+        for entry in self.method_lr:
+            method, _, value = str(entry).rpartition("=")
+            try:
+                lr = float(value)
+                method = get_method(method).name
+            except ValueError:
+                lr = -1.0
+            if method not in self.methods or not lr > 0:
+                raise ValueError(f"method_lr {entry!r}: expected METHOD=LR with a method of the study and LR > 0")
+            own[method] = lr
+        return {m: own.get(m, self.run.lr) for m in self.methods}
+
+    def rows(self) -> list[str]:
+        """Row names: each method, then '<method>+<variant>' for the variant methods."""
+        return [*self.methods, *(f"{m}+{v}" for m in self.variant_methods if m in self.methods for v in self.variants)]
+
+
+def _canonical_row(row: str) -> str:
+    """A row name with its method in canonical spelling ('qcfs[noise=uniform]+negative')."""
+    head, plus, tail = row.rpartition("+")
+    if plus and "[" not in tail and "]" not in tail:
+        return get_method(head).name + "+" + tail
+    return get_method(row).name
+
+
+def variant_row(name: str, phase2_T: int = 4) -> Row:
+    """The row a variant name spells."""
+    if name == "negative":
+        return Row({"negative_spikes": True})
+    for prefix, option in (("cos", "offset_spikes"), ("srp", "srp")):
+        if name.startswith(prefix) and name[3:].isdigit() and int(name[3:]) > 0:
+            return Row({option: int(name[3:])})
+    if name == "phase2":
+        return Row(calibrate_T=phase2_T)
+    raise ValueError(f"unknown variant {name!r}: negative, cos<rho> (e.g. cos4), srp<tau> (e.g. srp4) or phase2")

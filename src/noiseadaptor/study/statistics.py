@@ -1,0 +1,146 @@
+"""A study's statistics: per row and T, the seeds' mean and 95 % t-interval; per row against a baseline, the
+per-seed paired difference, its t-interval, the paired t-test and Holm's adjustment over T."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+from .config import StudyConfig
+
+
+def t_interval(values: Sequence[float], confidence: float = 0.95) -> dict:
+    """Mean, the half-width of its two-sided t-interval over the samples, and the samples."""
+    from scipy import stats
+
+    n = len(values)
+    mean = sum(values) / n if n else None
+    if n < 2:
+        return {"n": n, "mean": mean, "half_width": None, "values": list(values)}
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+    return {"n": n, "mean": mean, "half_width": half, "values": list(values)}
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> dict:
+    """a - b paired by position: the t-interval of the differences and the two-sided paired t-test."""
+    from scipy import stats
+
+    diffs = [x - y for x, y in zip(a, b)]
+    out = t_interval(diffs, confidence)
+    if len(diffs) >= 2 and any(d != diffs[0] for d in diffs):
+        out["p_value"] = float(stats.ttest_rel(a, b).pvalue)
+    else:  # fewer than two pairs, or no spread: no test
+        out["p_value"] = None
+    return out
+
+
+def summarize(config: StudyConfig, cells: list[dict]) -> dict:
+    """The study's statistics (schema in README, "compare.json"). Each row is paired with the baseline over
+    the seeds where both trained; a diverged cell is counted in `diverged_seeds` and left out. The seeds
+    are the config's and those of every cell (processes sharing a study each name only their own)."""
+    seeds = tuple(sorted(set(config.seeds) | {c["seed"] for c in cells if c["method"] in config.methods}))
+    config = dataclasses.replace(config, seeds=seeds)
+    by = {(c["method"], c["seed"]): c for c in cells if "diverged" not in c}
+    diverged = {m: [c["seed"] for c in cells if c["method"] == m and "diverged" in c] for m in config.methods}
+    complete = [s for s in config.seeds if all((m, s) in by for m in config.methods)]
+    steps = [str(t) for t in range(1, config.T + 1)]
+    rows = {}
+    for row in config.rows():
+        method = _method_of(row)
+        seeds = [s for s in config.seeds if (method, s) in by and row in by[(method, s)]["rows"]]
+        if not seeds:
+            continue
+        data = [by[(method, s)]["rows"][row] for s in seeds]
+        pre = pre_steps(data[0])
+        layers = list(data[0]["layer_error"][steps[0]])
+        rows[row] = {
+            "seeds": seeds,
+            "diverged_seeds": diverged[method],
+            "pre_steps": pre,
+            "T_total": {t: int(t) + pre for t in steps},  # steps run per image, pre-steps included
+            "ann_accuracy": t_interval([by[(method, s)]["ann_accuracy"] for s in seeds]),
+            "snn_accuracy": {t: t_interval([d["snn_accuracy"][t] for d in data]) for t in steps},
+            "agreement": {t: t_interval([d["agreement"][t] for d in data]) for t in steps},
+            "layer_error": {
+                t: {layer: t_interval([d["layer_error"][t][layer] for d in data]) for layer in layers} for t in steps
+            },
+            "mean_layer_error": {t: t_interval([_mean_error(d, t) for d in data]) for t in steps},
+        }
+    base = config.baseline
+    differences = {row: _contrast(by, config, row, base, steps) for row in rows if row != base}
+    contrasts = {f"{row} - {other}": _contrast(by, config, row, other, steps) for row, other in config.contrast_pairs()}
+    seconds = {part: sum(c.get("seconds", {}).get(part, 0.0) for c in cells) for part in ("qat", "simulate")}
+    return {
+        "format": "noiseadaptor-compare-v1",
+        "study": {**config.to_dict(), "method_lrs": config.method_lrs()},
+        "seconds": seconds,
+        "confidence": 0.95,
+        "complete_seeds": complete,
+        "baseline": base,
+        "rows": rows,
+        "differences": {row: d for row, d in differences.items() if d is not None},
+        "contrasts": {name: d for name, d in contrasts.items() if d is not None},
+    }
+
+
+def _contrast(by: dict, config: StudyConfig, row: str, base: str, steps: list[str]) -> dict | None:
+    """Row minus base, paired over the seeds where both trained (a method that diverged at some seed leaves
+    that seed out of its own differences, not out of the others'); None when no seed has both. Holm's
+    adjustment of the p-values is over the report's T (powers of two), `p_holm`."""
+    method, base_method = _method_of(row), _method_of(base)
+    seeds = [
+        s for s in config.seeds
+        if (method, s) in by and (base_method, s) in by and row in by[(method, s)]["rows"]
+        and base in by[(base_method, s)]["rows"]
+    ]  # fmt: skip
+    if not seeds:
+        return None
+    ours, theirs = [by[(method, s)] for s in seeds], [by[(base_method, s)] for s in seeds]
+    out = {
+        "seeds": seeds,
+        "snn_accuracy": {
+            t: paired_difference([c["rows"][row]["snn_accuracy"][t] for c in ours],
+                                 [c["rows"][base]["snn_accuracy"][t] for c in theirs])
+            for t in steps
+        },
+        "ann_accuracy": paired_difference([c["ann_accuracy"] for c in ours], [c["ann_accuracy"] for c in theirs]),
+        # the mechanism, with far less seed-to-seed spread than accuracy: the mean per-layer conversion error
+        "mean_layer_error": {
+            t: paired_difference([_mean_error(c["rows"][row], t) for c in ours],
+                                 [_mean_error(c["rows"][base], t) for c in theirs])
+            for t in steps
+        },
+    }  # fmt: skip
+    for key in ("snn_accuracy", "mean_layer_error"):
+        tested = [t for t in steps if int(t) & (int(t) - 1) == 0]
+        for t, adjusted in zip(tested, holm([out[key][t]["p_value"] for t in tested])):
+            out[key][t]["p_holm"] = adjusted
+    return out
+
+
+def _method_of(row: str) -> str:
+    head, plus, tail = row.rpartition("+")
+    return head if plus and "[" not in tail and "]" not in tail else row
+
+
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment of a family of p-values (None: no test, left out of the family)."""
+    tested = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    out: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - rank) * p))
+        out[i] = running
+    return out
+
+
+def _mean_error(row: dict, t: str) -> float:
+    errors = row["layer_error"][t]
+    return sum(errors.values()) / len(errors)
+
+
+def pre_steps(row: dict) -> int:
+    """The pre-steps per image of a cell's row (a full simulation row, or the trimmed one studies kept in 0.2)."""
+    return row["pre_steps"] if "pre_steps" in row else row["corrections"]["pre_steps"]

@@ -312,7 +312,7 @@ def test_the_plotted_accuracy_band_stays_within_what_accuracy_can_be():
     assert low[0] == pytest.approx(94.0) and high[1] == pytest.approx(6.0)
 
 
-def test_run_is_a_study_of_one_seed_and_its_checkpoints_are_run_descriptions(tmp_path):
+def test_run_is_a_study_of_one_seed_and_its_checkpoints_are_run_descriptions(tmp_path, capsys):
     """`run` and `compare` parse into one StudyConfig over RunConfig: the same settings give the same cell,
     bit for bit, and every checkpoint they write records a RunConfig that rebuilds the network."""
     from noiseadaptor.cli import build_parser, main
@@ -324,6 +324,8 @@ def test_run_is_a_study_of_one_seed_and_its_checkpoints_are_run_descriptions(tmp
              "--batch-size", "64", "--T", "4", "--test-images", "0", "--no-progress"]  # fmt: skip
     run_flags = [f for f in flags if f not in ("--test-images", "0")]
     assert main(["run", *run_flags, "--seed", "2", "--out", str(tmp_path / "run")]) == 0
+    said = capsys.readouterr().out  # off a terminal, each epoch says its time and what is left
+    assert "[float] epoch 1/1: " in said and "s/epoch)" in said and "[QAT na seed 2] epoch 1/1" in said
     assert main(["compare", "--dataset", "digits", *flags, "--baseline", "na", "--seeds", "2",
                  "--out", str(tmp_path / "compare")]) == 0  # fmt: skip
     ran, compared = (json.loads((tmp_path / d / "cells" / "na-seed2.json").read_text()) for d in ("run", "compare"))

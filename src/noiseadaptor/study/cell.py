@@ -91,11 +91,13 @@ def method_cell(
     calibration_batch=None,
     rows: dict[str, Row] | None = None,
     reference: bool = False,
+    log_epochs: bool = False,
 ) -> tuple[dict, nn.Module | None]:
     """One method from one seed, the unit of `run` and `compare`: QAT of `run` (its method, p, seed, epochs,
     lr, weight decay) from `float_model` (`train_quantized`; the checkpoint records `run`), the quantized
     ANN's test accuracy, then one simulation per entry of `rows` ({row name: Row}; default: the method's
-    own, plain), counting synaptic operations. `reference`: record agreement and per-layer error against
+    own, plain), counting synaptic operations. log_epochs: a line per training epoch (output that is not a
+    terminal). `reference`: record agreement and per-layer error against
     the quantized ANN. Returns ({"method", "seed", "lr", "quant", "optimizer", "ann_accuracy", "history",
     "scales", "rows": {row: SimulationResult.row()}, "seconds"}, qmodel) ("quant" and "optimizer": the full
     QuantConfig and OptimizerConfig it trained under), or ({..., "diverged": message, "rows": {}}, None)
@@ -108,7 +110,7 @@ def method_cell(
         qmodel, history = train_quantized(
             float_model, quant, train_data, calibration_batch, run.epochs, run.lr, run.weight_decay, run.seed,
             device, progress=progress, desc=f"QAT {run.method} seed {run.seed}", checkpoint=checkpoint,
-            config=run.to_dict(), optimizer=optimizer,
+            config=run.to_dict(), optimizer=optimizer, log_epochs=log_epochs,
         )  # fmt: skip
     except TrainingDiverged as err:
         return {**settings, "diverged": str(err), "rows": {}}, None

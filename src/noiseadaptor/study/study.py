@@ -137,7 +137,8 @@ def _float_network(run: RunConfig, splits, test, out: Path, device: torch.device
     log(f"[float] {run.model} on {run.dataset}, {run.epochs} epochs (shared by every cell)")
     begin = time.time()
     fit(model, train, run.epochs, lr=run.lr, weight_decay=run.weight_decay, device=device, progress=progress,
-        desc="float", checkpoint=out / "float.pt", resume=True, config=run.to_dict())  # fmt: skip
+        desc="float", checkpoint=out / "float.pt", resume=True, config=run.to_dict(),
+        log_epochs=not progress)  # fmt: skip
     record = out / "float-network.json"
     if not record.exists():  # a resume reloads a trained network: the first run's time stands
         seconds = time.time() - begin
@@ -152,7 +153,7 @@ def _cell(config: StudyConfig, run: RunConfig, float_model, train, test, out: Pa
     rows = {run.method: Row(), **{f"{run.method}+{v}": variant_row(v, config.phase2_T) for v in variants}}
     cell, _ = method_cell(  # the seed's first batch calibrates (None): the same for every method
         float_model, run, train, test, T=config.T, device=device, progress=progress,
-        checkpoint=out / "qat" / f"{name}.pt", rows=rows, reference=True,
+        checkpoint=out / "qat" / f"{name}.pt", rows=rows, reference=True, log_epochs=not progress,
     )  # fmt: skip
     return json.loads(json.dumps(cell))  # keys as JSON has them (T as strings), as a reloaded cell
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import itertools
+import time
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
@@ -35,7 +36,6 @@ def fit(
     epochs: int,
     lr: float | None = None,
     weight_decay: float | None = None,
-    momentum: float | None = None,
     optimizer: OptimizerConfig | None = None,
     val_data: Iterable | None = None,
     val_name: str = "val_acc",
@@ -52,22 +52,16 @@ def fit(
     on_epoch_end: Callable[[int, dict], None] | None = None,
     criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> list[dict]:
-    """Train `model` in place for `epochs` epochs; returns one dict of metrics per epoch.
-
-    optimizer: an OptimizerConfig (default: SGD, momentum 0.9, lr 0.05, weight decay 5e-4 on every
-    parameter but surrogate widths, cosine schedule); `lr`, `weight_decay` and `momentum` override its
-    fields.
-    checkpoint: file written (atomically) after every epoch. resume: continue from it when it exists,
-    refusing one made with a different `config`. amp: bfloat16 autocast (CUDA and CPU).
-    log_dir: per-epoch metrics go to log_dir/log.csv, and to TensorBoard there when it is installed.
-    log_epochs: print one line of metrics per epoch (for output that is not a terminal).
-    val_data: evaluated after each epoch, its accuracy recorded as `val_name` (log.csv, TensorBoard, history).
-    on_epoch_start(epoch) runs before each epoch (e.g. a noise schedule); on_epoch_end(epoch, row) after
-    it, and may add entries to the epoch's metrics row. criterion(output, target): the loss instead of
-    cross-entropy (no train_acc is recorded then; e.g. F.mse_loss, with (input, target image) batches).
-    """
+    """Train `model` in place for `epochs` epochs; returns one dict of metrics per epoch. optimizer: an
+    OptimizerConfig (default: SGD, momentum 0.9, lr 0.05, weight decay 5e-4 but on surrogate widths, cosine
+    schedule), its lr and weight_decay overridden by `lr`, `weight_decay`. checkpoint: written atomically
+    after every epoch, with `config`; resume: continue from it, refusing other settings. amp: bfloat16
+    autocast. log_dir: log.csv (and TensorBoard when installed); log_epochs: a line per epoch, for output
+    that is not a terminal. val_data: evaluated after each epoch as `val_name`. on_epoch_start(epoch)
+    before each epoch (e.g. a noise schedule), on_epoch_end(epoch, row) after it (may add to the row).
+    criterion(output, target): the loss instead of cross-entropy (then no train_acc)."""
     positive_int(epochs, "epochs", zero=True)
-    given = {k: v for k, v in (("lr", lr), ("weight_decay", weight_decay), ("momentum", momentum)) if v is not None}
+    given = {k: v for k, v in (("lr", lr), ("weight_decay", weight_decay)) if v is not None}
     optim = OptimizerConfig(**{**asdict(optimizer or OptimizerConfig()), **given})
     device = torch.device(device) if device is not None else module_device(model)
     optimizer, schedule = build_optimizer(model.to(device), optim, epochs)
@@ -83,20 +77,29 @@ def fit(
         start = _start(checkpoint, resume, writer, model, optimizer, schedule, optim, config, history)
         step = _Epoch(model, train_data, optimizer, schedule, device, amp, progress and is_main(), criterion,
                       val=(val_data, val_name), hooks=(on_epoch_start, on_epoch_end))  # fmt: skip
-        logger = _EpochLogger(log_dir, f"[{desc}] epoch {{}}/{epochs}" if log_epochs else None) if is_main() else None
+        logger = (
+            _EpochLogger(log_dir, f"[{desc}] epoch {{}}/{epochs}" if log_epochs else None, epochs)
+            if is_main()
+            else None
+        )
         bar = tqdm(range(start, epochs), desc=desc, disable=not step.shown, leave=False, initial=start, total=epochs)
-        for epoch in bar:
-            row = step(epoch)
-            history.append(row)
-            bar.set_postfix({k: round(v, 4) for k, v in row.items() if k != "epoch"})
-            if is_main():
-                logger.log(row)
-                if checkpoint is not None:
-                    save(epoch + 1)
-            barrier()
+        _run_epochs(bar, step, history, logger, save if checkpoint is not None else None)
         if epochs == 0 and checkpoint is not None and not Path(checkpoint).exists() and is_main():
             save(0)  # no training asked: the starting point (e.g. a quantized copy, scales initialised) is the result
         return history
+
+
+def _run_epochs(bar, step, history: list[dict], logger, save) -> None:
+    """Each epoch of `bar`: trained (`step`), its metrics appended to `history`, logged and saved by process 0."""
+    for epoch in bar:
+        row = step(epoch)
+        history.append(row)
+        bar.set_postfix({k: round(v, 4) for k, v in row.items() if k != "epoch"})
+        if is_main():
+            logger.log(row)
+            if save is not None:
+                save(epoch + 1)
+        barrier()
 
 
 def _start(checkpoint, resume: bool, writer: bool, model, optimizer, schedule, optim, config, history) -> int:
@@ -314,11 +317,13 @@ def _autocast(device: torch.device, enabled: bool):
 
 class _EpochLogger:
     """Each epoch's metrics: one printed line when `line` is given (a format with {} for the epoch, for
-    output where no bar is drawn: a batch job, nohup), and under `log_dir`, log.csv (appended, so a resumed
-    run continues it) and TensorBoard scalars if tensorboard is there."""
+    output where no bar is drawn: a batch job, nohup), with the epoch's time and an estimate of what is left
+    of `epochs`; and under `log_dir`, log.csv (appended, so a resumed run continues it) and TensorBoard
+    scalars if tensorboard is there."""
 
-    def __init__(self, log_dir: str | Path | None, line: str | None = None):
+    def __init__(self, log_dir: str | Path | None, line: str | None = None, epochs: int = 0):
         self.dir, self.line, self.tensorboard = None if log_dir is None else Path(log_dir), line, None
+        self.epochs, self.begin, self.done = epochs, time.monotonic(), 0
         if self.dir is None:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -331,8 +336,13 @@ class _EpochLogger:
 
     def log(self, row: dict) -> None:
         if self.line is not None:
+            self.done += 1
+            each = (time.monotonic() - self.begin) / self.done
             metrics = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
-            print(f"{self.line.format(row['epoch'])}: {metrics}", flush=True)
+            left = (
+                f", about {_duration(each * (self.epochs - row['epoch']))} left" if row["epoch"] < self.epochs else ""
+            )
+            print(f"{self.line.format(row['epoch'])}: {metrics} ({_duration(each)}/epoch{left})", flush=True)
         if self.dir is None:
             return
         path = self.dir / "log.csv"
@@ -347,3 +357,10 @@ class _EpochLogger:
                 if key != "epoch":
                     self.tensorboard.add_scalar(key, value, row["epoch"])
             self.tensorboard.flush()
+
+
+def _duration(seconds: float) -> str:
+    """'42 s', '7.5 min', '2.1 h'."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"

@@ -89,8 +89,8 @@ def main() -> None:
             copy.deepcopy(model),
             train_data,
             test_data,
-            ["na", "no-noise"],
             RunConfig(model=args.model, p=args.p, epochs=args.epochs, lr=args.lr, seed=seed),
+            ["na", "no-noise"],
             T=args.T,
             checkpoint_dir=args.out,
         )

@@ -322,9 +322,9 @@ def test_run_is_a_study_of_one_seed_and_its_checkpoints_are_run_descriptions(tmp
 
     flags = ["--model", "small-cnn", "--methods", "na", "--float-epochs", "1", "--float-lr", "0.05", "--epochs", "1",
              "--batch-size", "64", "--T", "4", "--test-images", "0", "--no-progress"]  # fmt: skip
-    run_flags = [f for f in flags if f not in ("--test-images", "0")]
+    run_flags = [f for f in flags if f not in ("--test-images", "0", "--no-progress")]
     assert main(["run", *run_flags, "--seed", "2", "--out", str(tmp_path / "run")]) == 0
-    said = capsys.readouterr().out  # off a terminal, each epoch says its time and what is left
+    said = capsys.readouterr().err  # off a terminal, each epoch says its time and what is left (stderr)
     assert "[float] epoch 1/1: " in said and "s/epoch)" in said and "[QAT na seed 2] epoch 1/1" in said
     assert main(["compare", "--dataset", "digits", *flags, "--baseline", "na", "--seeds", "2",
                  "--out", str(tmp_path / "compare")]) == 0  # fmt: skip

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 import torch
@@ -87,8 +88,9 @@ def test_off_a_terminal_train_prints_one_line_per_epoch(tmp_path):
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
-    lines = [line for line in run.stdout.splitlines() if line.startswith("[float] epoch")]
+    lines = [line for line in run.stderr.splitlines() if line.startswith("[float] epoch")]  # stderr: progress
     assert len(lines) == 2 and "train_loss" in lines[0] and lines[1].startswith("[float] epoch 2/2")
+    assert "\r" not in run.stderr and "s/epoch, about" in lines[0]  # no bars in a log; time and what is left
     assert "test_acc" in lines[0] and "test_acc" in (out / "log.csv").read_text().splitlines()[0]
 
 
@@ -369,3 +371,43 @@ def test_a_killed_runs_forked_children_do_not_keep_its_lock(tmp_path):
             pass
     finally:
         os.killpg(holder.pid, signal.SIGKILL)  # the orphaned child too
+
+
+def test_ctrl_c_says_one_line_and_the_run_resumes_from_its_checkpoint_alone(tmp_path):
+    """SIGINT (Ctrl-C) in the middle of training: one line on stderr, no traceback, the last checkpoint kept;
+    `train --out DIR --resume` alone (no other flag) continues that run with its own settings."""
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "noiseadaptor.cli", "train", "--dataset", "digits", "--model", "small-cnn",
+               "--method", "asgl", "--time-steps", "2", "--epochs", "400", "--workers", "0", "--no-progress",
+               "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(600):  # until the first epoch is checkpointed
+        if (out / "checkpoint.json").exists() or proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .endswith("interrupted; the checkpoints written so far are kept (--resume continues)")
+    )
+    reached = load_checkpoint(out / "checkpoint.pt")["epoch"]
+    assert main(["train", "--out", str(out), "--resume", "--epochs", str(reached + 1), "--no-progress"]) == 0
+    resumed = load_checkpoint(out / "checkpoint.pt")
+    assert resumed["epoch"] == reached + 1 and resumed["config"]["method"] == "asgl"
+    assert resumed["config"]["time_steps"] == 2 and resumed["config"]["dataset"] == "digits"
+
+
+def test_long_work_off_a_terminal_says_where_it_is_in_lines_not_bars(capsys, monkeypatch):
+    """progress="lines" (the CLI's choice when stderr is a file): plain lines with elapsed time and an estimate,
+    no carriage-return bars in a log file."""
+    from noiseadaptor import progress
+
+    clock = iter(range(0, 1000, 40))  # each item takes 40 s
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    assert list(progress.progress_over(range(5), "simulate T=100000", "lines")) == list(range(5))
+    err = capsys.readouterr().err
+    assert "\r" not in err and err.splitlines()[0] == "[simulate T=100000] 1/5 (40 s, about 2.7 min left)"
+    assert progress.duration(7.5 * 60) == "7.5 min" and list(progress.progress_over([1], "x", False)) == [1]

@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "noiseadaptor"
 
 FLOORS = [
-    ("checks", "hooks", "distributed"),
+    ("checks", "hooks", "distributed", "progress"),
     ("data", "ann"),
     ("snn",),
     ("io",),

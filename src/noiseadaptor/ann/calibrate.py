@@ -75,7 +75,7 @@ def init_scales(
     targets = _float_targets(qmodel, layers, x, sample)
     scales = {}
     try:
-        for i, (name, q) in enumerate(tqdm(layers, desc="init scales", disable=not progress, leave=False)):
+        for i, (name, q) in enumerate(tqdm(layers, desc="init scales", disable=progress is not True, leave=False)):
             pre_activation = _layer_input(qmodel, q, x, lambda _, v, i=i: sample(i, v))
             q.scale.fill_(fit_scale(pre_activation, targets[i], q.p, grid, q.config.rounding))
             q.enabled = True

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from . import compare, evaluate, export, run, train
 from .common import DESCRIPTION
@@ -33,10 +34,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    name = f"noiseadaptor {args.command}"
+    show = warnings.formatwarning
+    warnings.formatwarning = lambda message, *_, **__: f"{name}: warning: {message}\n"  # one line, no source
     try:
         return COMMANDS[args.command].main(args)
     except ValueError as err:  # bad input found by the library, before any heavy work
-        parser.exit(2, f"noiseadaptor {args.command}: error: {_one_line(err)}\n")
+        parser.exit(2, f"{name}: error: {_one_line(err)}\n")
+    except KeyboardInterrupt:  # Ctrl-C: what was checkpointed stays; say how to go on, not where Python was
+        parser.exit(130, f"{name}: interrupted; the checkpoints written so far are kept (--resume continues)\n")
+    finally:
+        warnings.formatwarning = show
 
 
 def _one_line(err: Exception) -> str:

@@ -16,6 +16,7 @@ from ..data import DATASETS
 from ..io.files import write_json
 from ..io.report import accuracy_table, energy_table, plot_accuracy
 from ..methods import methods_help
+from ..progress import Progress
 from ..runconfig import RunConfig
 from ..study.config import RUN_FIELDS, StudyConfig
 
@@ -228,8 +229,9 @@ def output_folder(path: Path) -> Path:
     return path
 
 
-def show_progress(args: argparse.Namespace) -> bool:
-    return not args.no_progress and sys.stderr.isatty()
+def show_progress(args: argparse.Namespace) -> Progress:
+    """Bars on a terminal, lines now and then where stderr is a file or a pipe, nothing with --no-progress."""
+    return False if args.no_progress else True if sys.stderr.isatty() else "lines"
 
 
 def write_results(

@@ -73,8 +73,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_config(args: argparse.Namespace) -> RunConfig:
     """The RunConfig of a train command line: the recipe's values, then the flags given, validated (settings
-    of another method refused; a 0.1 recipe's noise_p read as its method's probability). Also settles
-    the invocation: --out (flag, else the recipe's out, else runs/train) and --resume (flag or recipe)."""
+    of another method refused; a 0.1 recipe's noise_p read as its method's probability). With --resume and
+    a checkpoint in --out, the checkpoint's settings come first: `--out DIR --resume` alone continues the
+    run, and a flag that changes what it trains is refused when the checkpoint loads. Also settles the
+    invocation: --out (flag, else the recipe's out, else runs/train) and --resume (flag or recipe)."""
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     values = read_recipe(args.recipe) if args.recipe is not None else {}
     recipe_out, recipe_resume = values.pop("out", None), values.pop("resume", False)
@@ -82,9 +84,21 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         raise ValueError(f"recipe {args.recipe}: resume must be true or false, got {recipe_resume!r}")
     args.out = output_folder(args.out or Path(recipe_out or "runs/train"))
     args.resume = args.resume or recipe_resume
-    values.update({k: v for k, v in vars(args).items() if k in fields})
-    check_method_fields(values.get("method", RunConfig.method), set(values))
+    given = {**values, **{k: v for k, v in vars(args).items() if k in fields}}
+    recorded = {}
+    if args.resume and (args.out / "checkpoint.pt").is_file():  # the run's own settings, then what is given
+        saved = load_checkpoint(args.out / "checkpoint.pt")
+        if not isinstance(saved.get("config"), dict):
+            raise ValueError(f"{args.out / 'checkpoint.pt'} has no config entry: not one noiseadaptor train wrote")
+        run = checkpoint_run(saved["config"], f"checkpoint {args.out / 'checkpoint.pt'}")
+        recorded = {k: v for k, v in run.to_dict().items() if k not in FACTS}
+    check_method_fields(given.get("method", recorded.get("method", RunConfig.method)), set(given))
+    values = {**recorded, **given}
     return RunConfig.from_dict(values, source=f"recipe {args.recipe}" if args.recipe else "command line")
+
+
+FACTS = ("num_classes", "in_channels", "image_size", "event_input")
+"""RunConfig fields train records from the data set (not settings: read again when a run resumes)."""
 
 
 def main(args: argparse.Namespace) -> int:
@@ -125,7 +139,6 @@ def main(args: argparse.Namespace) -> int:
         config=run.to_dict(),
         amp=run.amp,
         log_dir=args.out,
-        log_epochs=not args.no_progress and not sys.stderr.isatty(),
         on_epoch_start=method.epoch_hook(model),
     )
     if reconstruct:

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from ..ann.models import check_input
 from ..ann.preparation import quantizers
 from ..checks import module_device, positive_int
 from ..distributed import all_reduce_sum
+from ..progress import Progress, progress_over
 from .accounting import EnergyModel, SynapticCounter
 from .corrections import calibrate_offsets, silence_by_residual
 from .neurons import SpikingNetwork
@@ -109,7 +109,7 @@ def simulate(
     data: Iterable,
     T: int | Sequence[int] = DEFAULT_T,
     device: torch.device | str | None = None,
-    progress: bool = True,
+    progress: Progress = True,
     negative_spikes: bool = False,
     offset_spikes: int = 0,
     srp: int = 0,
@@ -148,7 +148,7 @@ def simulate(
     tally = _Tally(steps[-1], neurons, device, SynapticCounter(snn) if synops else None, tracker)
     saved = tally.arm(negative_spikes)
     try:
-        for batch in tqdm(data, desc=f"simulate T={steps[-1]}", disable=not progress, leave=False):
+        for batch in progress_over(data, f"simulate T={steps[-1]}", progress):
             if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
                 raise TypeError(
                     "simulate() needs batches of (inputs, labels), as a DataLoader of a labelled data set gives"

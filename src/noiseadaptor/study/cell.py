@@ -18,6 +18,7 @@ from ..ann.calibrate import init_scales
 from ..ann.preparation import prepare, quantizers
 from ..ann.quantizer import QuantConfig, seed_noise
 from ..methods import list_methods
+from ..progress import Progress
 from ..runconfig import RunConfig
 from ..snn.calibrate import dual_phase_calibrate
 from ..snn.conversion import convert
@@ -44,7 +45,7 @@ def compare_methods(
     methods: Sequence[str] = NA_COMPARISON,
     T: int | Sequence[int] = 256,
     device: torch.device | str | None = None,
-    progress: bool = True,
+    progress: Progress = True,
     checkpoint_dir: str | Path | None = None,
     simulate_options: dict | None = None,
     log=print,
@@ -86,18 +87,16 @@ def method_cell(
     *,
     T: int | Sequence[int],
     device: torch.device | str | None = None,
-    progress: bool = False,
+    progress: Progress = False,
     checkpoint: str | Path | None = None,
     calibration_batch=None,
     rows: dict[str, Row] | None = None,
     reference: bool = False,
-    log_epochs: bool = False,
 ) -> tuple[dict, nn.Module | None]:
     """One method from one seed, the unit of `run` and `compare`: QAT of `run` (its method, p, seed, epochs,
     lr, weight decay) from `float_model` (`train_quantized`; the checkpoint records `run`), the quantized
     ANN's test accuracy, then one simulation per entry of `rows` ({row name: Row}; default: the method's
-    own, plain), counting synaptic operations. log_epochs: a line per training epoch (output that is not a
-    terminal). `reference`: record agreement and per-layer error against
+    own, plain), counting synaptic operations. `reference`: record agreement and per-layer error against
     the quantized ANN. Returns ({"method", "seed", "lr", "quant", "optimizer", "ann_accuracy", "history",
     "scales", "rows": {row: SimulationResult.row()}, "seconds"}, qmodel) ("quant" and "optimizer": the full
     QuantConfig and OptimizerConfig it trained under), or ({..., "diverged": message, "rows": {}}, None)
@@ -110,7 +109,7 @@ def method_cell(
         qmodel, history = train_quantized(
             float_model, quant, train_data, calibration_batch, run.epochs, run.lr, run.weight_decay, run.seed,
             device, progress=progress, desc=f"QAT {run.method} seed {run.seed}", checkpoint=checkpoint,
-            config=run.to_dict(), optimizer=optimizer, log_epochs=log_epochs,
+            config=run.to_dict(), optimizer=optimizer,
         )  # fmt: skip
     except TrainingDiverged as err:
         return {**settings, "diverged": str(err), "rows": {}}, None

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from ..ann.models import create_model
 from ..data import DeviceLoader, get_dataset, spread_subset
 from ..io.files import InUse, exclusive, write_json
+from ..progress import Progress
 from ..runconfig import RunConfig
 from ..training.loop import evaluate, fit
 from .cell import Row, method_cell
@@ -35,7 +36,7 @@ cells are compared (method_lr is per method: each cell records its lr, and one t
 trained again)."""
 
 
-def run_study(config: StudyConfig, out: Path, progress: bool = False, log=print) -> dict:
+def run_study(config: StudyConfig, out: Path, progress: Progress = False, log=print) -> dict:
     """Train and simulate every missing cell of the study (resuming killed ones), then summarize it into
     OUT/compare.json. Returns the summary."""
     out = Path(out)
@@ -128,7 +129,7 @@ def _train_loader(run: RunConfig, splits, device: torch.device):
     return splits.loaders(run.batch_size, seed=run.seed, num_workers=run.workers)[0]
 
 
-def _float_network(run: RunConfig, splits, test, out: Path, device: torch.device, progress: bool, log):
+def _float_network(run: RunConfig, splits, test, out: Path, device: torch.device, progress: Progress, log):
     """The float network of `run` (OUT/float.pt, resumed), and OUT/float-network.json: its test accuracy and
     the time of the run that trained it."""
     torch.manual_seed(run.seed)
@@ -137,8 +138,7 @@ def _float_network(run: RunConfig, splits, test, out: Path, device: torch.device
     log(f"[float] {run.model} on {run.dataset}, {run.epochs} epochs (shared by every cell)")
     begin = time.time()
     fit(model, train, run.epochs, lr=run.lr, weight_decay=run.weight_decay, device=device, progress=progress,
-        desc="float", checkpoint=out / "float.pt", resume=True, config=run.to_dict(),
-        log_epochs=not progress)  # fmt: skip
+        desc="float", checkpoint=out / "float.pt", resume=True, config=run.to_dict())  # fmt: skip
     record = out / "float-network.json"
     if not record.exists():  # a resume reloads a trained network: the first run's time stands
         seconds = time.time() - begin
@@ -146,14 +146,14 @@ def _float_network(run: RunConfig, splits, test, out: Path, device: torch.device
     return model.eval()
 
 
-def _cell(config: StudyConfig, run: RunConfig, float_model, train, test, out: Path, device, progress: bool) -> dict:
+def _cell(config: StudyConfig, run: RunConfig, float_model, train, test, out: Path, device, progress: Progress) -> dict:
     """One seed of one method (`method_cell`), with its variant rows: what a study keeps."""
     name = f"{run.method}-seed{run.seed}" + ("" if run.lr == config.run.lr else f"-lr{run.lr:g}")  # its QAT checkpoint
     variants = config.variants if run.method in config.variant_methods else ()
     rows = {run.method: Row(), **{f"{run.method}+{v}": variant_row(v, config.phase2_T) for v in variants}}
     cell, _ = method_cell(  # the seed's first batch calibrates (None): the same for every method
         float_model, run, train, test, T=config.T, device=device, progress=progress,
-        checkpoint=out / "qat" / f"{name}.pt", rows=rows, reference=True, log_epochs=not progress,
+        checkpoint=out / "qat" / f"{name}.pt", rows=rows, reference=True,
     )  # fmt: skip
     return json.loads(json.dumps(cell))  # keys as JSON has them (T as strings), as a reloaded cell
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import itertools
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -27,6 +28,7 @@ from ..checks import module_device, positive_int
 from ..distributed import all_reduce_sum, barrier, broadcast_state, is_distributed, is_main
 from ..io.checkpoint import load_checkpoint, restore, save_checkpoint
 from ..io.files import exclusive, remove_stale_temporaries
+from ..progress import Progress, duration, progress_over
 from .optim import OptimizerConfig, build_optimizer, parameter_roles
 
 
@@ -40,14 +42,13 @@ def fit(
     val_data: Iterable | None = None,
     val_name: str = "val_acc",
     device: torch.device | str | None = None,
-    progress: bool = True,
+    progress: Progress = True,
     desc: str = "train",
     checkpoint: str | Path | None = None,
     resume: bool = False,
     config: dict | None = None,
     amp: bool = False,
     log_dir: str | Path | None = None,
-    log_epochs: bool = False,
     on_epoch_start: Callable[[int], None] | None = None,
     on_epoch_end: Callable[[int, dict], None] | None = None,
     criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
@@ -56,8 +57,8 @@ def fit(
     OptimizerConfig (default: SGD, momentum 0.9, lr 0.05, weight decay 5e-4 but on surrogate widths, cosine
     schedule), its lr and weight_decay overridden by `lr`, `weight_decay`. checkpoint: written atomically
     after every epoch, with `config`; resume: continue from it, refusing other settings. amp: bfloat16
-    autocast. log_dir: log.csv (and TensorBoard when installed); log_epochs: a line per epoch, for output
-    that is not a terminal. val_data: evaluated after each epoch as `val_name`. on_epoch_start(epoch)
+    autocast. log_dir: log.csv (and TensorBoard when installed). progress: bars, or ("lines") a line per
+    epoch with its time and what is left. val_data: evaluated after each epoch as `val_name`. on_epoch_start(epoch)
     before each epoch (e.g. a noise schedule), on_epoch_end(epoch, row) after it (may add to the row).
     criterion(output, target): the loss instead of cross-entropy (then no train_acc)."""
     positive_int(epochs, "epochs", zero=True)
@@ -75,10 +76,10 @@ def fit(
                             optimizer=optimizer, scheduler=schedule, metrics={"history": history})  # fmt: skip
 
         start = _start(checkpoint, resume, writer, model, optimizer, schedule, optim, config, history)
-        step = _Epoch(model, train_data, optimizer, schedule, device, amp, progress and is_main(), criterion,
+        step = _Epoch(model, train_data, optimizer, schedule, device, amp, progress is True and is_main(), criterion,
                       val=(val_data, val_name), hooks=(on_epoch_start, on_epoch_end))  # fmt: skip
         logger = (
-            _EpochLogger(log_dir, f"[{desc}] epoch {{}}/{epochs}" if log_epochs else None, epochs)
+            _EpochLogger(log_dir, f"[{desc}] epoch {{}}/{epochs}" if progress == "lines" else None, epochs)
             if is_main()
             else None
         )
@@ -284,7 +285,7 @@ def check_trained(model: nn.Module, epoch: int, loss: float) -> None:
 
 @torch.inference_mode()
 def evaluate(
-    model: nn.Module, data: Iterable, device: torch.device | str | None = None, progress: bool = False
+    model: nn.Module, data: Iterable, device: torch.device | str | None = None, progress: Progress = False
 ) -> float:
     """Top-1 accuracy (0-1) of an ANN (float or quantized; eval mode, so no quantization noise). Under
     torchrun, counts are summed over processes (each sample once: see ShardedEvalSampler). `progress`: a
@@ -293,7 +294,7 @@ def evaluate(
     was_training = model.training
     model.to(device).eval()
     counts = torch.zeros(2, dtype=torch.long, device=device)  # correct, seen
-    for i, (x, y) in enumerate(tqdm(data, desc="evaluate", disable=not (progress and is_main()), leave=False)):
+    for i, (x, y) in enumerate(progress_over(data, "evaluate", progress if is_main() else False)):
         x, y = x.to(device), y.to(device)
         if i == 0:
             check_input(model, x)
@@ -339,10 +340,9 @@ class _EpochLogger:
             self.done += 1
             each = (time.monotonic() - self.begin) / self.done
             metrics = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
-            left = (
-                f", about {_duration(each * (self.epochs - row['epoch']))} left" if row["epoch"] < self.epochs else ""
-            )
-            print(f"{self.line.format(row['epoch'])}: {metrics} ({_duration(each)}/epoch{left})", flush=True)
+            left = f", about {duration(each * (self.epochs - row['epoch']))} left" if row["epoch"] < self.epochs else ""
+            print(f"{self.line.format(row['epoch'])}: {metrics} ({duration(each)}/epoch{left})", file=sys.stderr,
+                  flush=True)  # fmt: skip
         if self.dir is None:
             return
         path = self.dir / "log.csv"
@@ -357,10 +357,3 @@ class _EpochLogger:
                 if key != "epoch":
                     self.tensorboard.add_scalar(key, value, row["epoch"])
             self.tensorboard.flush()
-
-
-def _duration(seconds: float) -> str:
-    """'42 s', '7.5 min', '2.1 h'."""
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"

@@ -24,6 +24,10 @@ def test_train_then_evaluate_commands(tmp_path, capsys):
     assert "T=8" in printed and (tmp_path / "q" / "accuracy_vs_T.png").exists()
     result = json.loads((tmp_path / "q" / "evaluation.json").read_text())["results"]["na"]
     assert set(result["snn_accuracy"]) == {str(t) for t in range(1, 9)}
+    # a run-time correction names its row, as a study's variants do
+    assert main(["evaluate", str(tmp_path / "q" / "checkpoint.pt"), "--T", "2", "--negative-spikes",
+                 "--offset-spikes", "2", "--no-progress"]) == 0  # fmt: skip
+    assert "\nna+negative+cos2 " in capsys.readouterr().out
 
 
 def test_recipe_with_unknown_key_is_refused(tmp_path, capsys):

@@ -4,6 +4,7 @@ per-layer conversion error against a brute-force count."""
 import dataclasses
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -341,3 +342,35 @@ def test_run_is_a_study_of_one_seed_and_its_checkpoints_are_run_descriptions(tmp
         assert loaded.config.to_dict() == state["config"]  # exactly the config, nothing added or dropped
     assert loaded.config == dataclasses.replace(config.cell_run("na", 2), num_classes=10, in_channels=1,
                                                 image_size=8)  # fmt: skip
+
+
+def _hand_cell(method, seed, accuracy):
+    steps = {"1": accuracy, "2": accuracy}
+    row = {"snn_accuracy": steps, "agreement": steps, "layer_error": {"1": {"a": 0.1}, "2": {"a": 0.1}}, "pre_steps": 0}
+    return {"method": method, "seed": seed, "ann_accuracy": accuracy, "rows": {method: row}}
+
+
+def test_the_report_reads_right_at_the_edges_of_its_statistics():
+    """Zero variance, one seed, identical seeds and accuracy near 100 %, on hand-made studies."""
+    four = StudyConfig.from_dict({"methods": ["na", "no-noise"], "seeds": [0, 1, 2, 3], "T": 2})
+    one_image = [_hand_cell("na", s, 0.9 + 0.01 * s + 1 / 359) for s in range(4)]
+    text = study_table(summarize(four, one_image + [_hand_cell("no-noise", s, 0.9 + 0.01 * s) for s in range(4)]))
+    # one image better on every seed: a difference with no spread has no t-test; no "± 0.00", no p of 1e-42
+    assert "na - no-noise   0.28 [the same on every seed]" in text and "e-" not in text
+    lines = text.splitlines()
+    header = lines[lines.index("") + 2]
+    assert header.split() == ["difference", "T=1", "T=2"]  # every difference table has its column headers
+    row = lines[lines.index("") + 3]
+    assert row.index("0.28 [the same on every seed]", 20) == header.index("T=2")  # columns line up
+    # identical seeds: an interval of zero width is the mean alone
+    same = [_hand_cell(m, s, 0.5) for m in ("na", "no-noise") for s in range(4)]
+    assert "na                         50.00           50.00           50.00" in study_table(summarize(four, same))
+    # one seed: the accuracy alone, and the difference says why it has no test
+    single = StudyConfig.from_dict({"methods": ["na", "no-noise"], "seeds": [0], "T": 2})
+    text = study_table(summarize(single, [_hand_cell("na", 0, 0.999), _hand_cell("no-noise", 0, 0.998)]))
+    assert "99.90           99.90" in text and "0.10 [one seed]" in text and not re.search(r"\d ± ", text)
+    # near 100 %: an interval that would pass 100 % is shown clipped, as [low, 100.00]
+    near = [_hand_cell("na", s, a) for s, a in enumerate((0.99, 1.0, 1.0, 0.98))]
+    text = study_table(summarize(four, near + [_hand_cell("no-noise", s, 0.9) for s in range(4)]))
+    na_row = next(line for line in text.splitlines() if line.startswith("na "))
+    assert "99.25 [" in na_row and ", 100.00]" in na_row and "±" not in na_row

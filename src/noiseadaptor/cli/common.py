@@ -64,6 +64,14 @@ def correction_options(args: argparse.Namespace) -> dict:
     return {"negative_spikes": args.negative_spikes, "offset_spikes": args.offset_spikes, "srp": args.srp}
 
 
+def row_label(method: str, options: dict) -> str:
+    """A table row's name with its run-time corrections, as a study spells its variants ('na+negative+cos4')."""
+    parts = [method, *(["negative"] if options.get("negative_spikes") else [])]
+    parts += [f"cos{options['offset_spikes']}"] if options.get("offset_spikes") else []
+    parts += [f"srp{options['srp']}"] if options.get("srp") else []
+    return "+".join(parts)
+
+
 def simulate_options(args: argparse.Namespace) -> dict:
     return {**correction_options(args), "synops": not args.no_synops}
 

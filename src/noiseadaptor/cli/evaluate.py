@@ -19,8 +19,10 @@ from ..training import evaluate
 from .common import (
     check_positive,
     common_args,
+    correction_options,
     output_folder,
     print_tables,
+    row_label,
     show_progress,
     simulate_options,
     simulation_args,
@@ -115,10 +117,11 @@ def main(args: argparse.Namespace) -> int:
     train_data, test_data = splits.loaders(args.batch_size, seed=args.seed, num_workers=args.workers)
     quantized = run.method_info.converts  # converted and simulated; others evaluated as trained
     start = time.time()
-    name = run.method
+    name = row_label(run.method, correction_options(args)) + ("+phase2" if args.calibrate != "none" else "")
     if args.calibrate != "none" and not quantized:
         raise ValueError(
-            f"--calibrate needs a quantized checkpoint ({', '.join(list_methods('conversion'))}); this one is {name}"
+            f"--calibrate needs a quantized checkpoint ({', '.join(list_methods('conversion'))}); "
+            f"this one is {run.method}"
         )
     rows = {name: {"ann_accuracy": evaluate(model.to(device), test_data, device, progress=show_progress(args))}}
     if quantized:

@@ -102,12 +102,17 @@ def plot_accuracy(rows: dict[str, dict], path: str | Path, title: str = "SNN acc
     plt.close(fig)
 
 
-def _pm(stat: dict, scale: float = 100.0, digits: int = 2) -> str:
+def _pm(stat: dict, scale: float = 100.0, digits: int = 2, accuracy: bool = False) -> str:
+    """'mean ± half-width'; the mean alone for one seed or no spread; for an accuracy whose interval passes
+    0 or 100 %, 'mean [low, high]' with the interval clipped to what an accuracy can be."""
     if stat["mean"] is None:
         return "-"
-    if stat["half_width"] is None:
-        return f"{scale * stat['mean']:.{digits}f}"
-    return f"{scale * stat['mean']:.{digits}f} ± {scale * stat['half_width']:.{digits}f}"
+    mean, half = scale * stat["mean"], scale * (stat["half_width"] or 0.0)
+    if not half:
+        return f"{mean:.{digits}f}"
+    if accuracy and (mean + half > 100.0 or mean - half < 0.0):
+        return f"{mean:.{digits}f} [{max(0.0, mean - half):.{digits}f}, {min(100.0, mean + half):.{digits}f}]"
+    return f"{mean:.{digits}f} ± {half:.{digits}f}"
 
 
 def study_table(summary: dict, steps: Sequence[int] = (1, 2, 4, 8, 16, 32, 64)) -> str:
@@ -126,8 +131,8 @@ def study_table(summary: dict, steps: Sequence[int] = (1, 2, 4, 8, 16, 32, 64)) 
     ]
     for row, r in summary["rows"].items():
         lines.append(
-            f"{row:<{width}}{_pm(r['ann_accuracy']):>16}"
-            + "".join(f"{_pm(r['snn_accuracy'][str(t)]):>16}" for t in steps)
+            f"{row:<{width}}{_pm(r['ann_accuracy'], accuracy=True):>16}"
+            + "".join(f"{_pm(r['snn_accuracy'][str(t)], accuracy=True):>16}" for t in steps)
         )
         if r["pre_steps"]:
             lines.append(f"{'':<{width}}(T counts main steps; run = T + {r['pre_steps']})")
@@ -141,11 +146,15 @@ def study_table(summary: dict, steps: Sequence[int] = (1, 2, 4, 8, 16, 32, 64)) 
         ("mean_layer_error", "paired difference of the mean per-layer conversion error (% of threshold)"),
     ):
         lines += ["", f"{title}, mean ± 95% CI [p-value; Holm over T={','.join(map(str, steps))}]"]
-        lines.append(f"{'difference':<{width}}" + "  ".join(f"{'T=' + str(t):<30}" for t in steps).rstrip())
-        for name, d in pairs.items():
-            if key in d:  # studies summarised before the layer error was paired have none
-                cells = [_pm(d[key][str(t)]) + f" [{_p(d[key][str(t)])}]" for t in steps]
-                lines.append(f"{name:<{width}}" + "  ".join(f"{c:<30}" for c in cells).rstrip())
+        table = {
+            name: [_pm(d[key][str(t)]) + f" [{_p(d[key][str(t)])}]" for t in steps]
+            for name, d in pairs.items()
+            if key in d
+        }  # fmt: skip  (studies summarised before 0.2 lack the error)
+        column = max([30, *(len(c) for cells in table.values() for c in cells)])
+        lines.append(f"{'difference':<{width}}" + "  ".join(f"{'T=' + str(t):<{column}}" for t in steps).rstrip())
+        for name, cells in table.items():
+            lines.append(f"{name:<{width}}" + "  ".join(f"{c:<{column}}" for c in cells).rstrip())
     return "\n".join(lines)
 
 

@@ -265,7 +265,7 @@ def test_dual_phase_through_the_cli(tmp_path, capsys):
     )
     printed = capsys.readouterr().out
     assert "[phase II] both calibration at T=4" in printed and "on 64 training images" in printed
-    result = json.loads((out / "evaluation.json").read_text())["results"]["dual-phase"]
+    result = json.loads((out / "evaluation.json").read_text())["results"]["dual-phase+phase2"]
     assert set(result["calibration"]["fine"]) and result["calibration"]["samples"] == 32
     assert set(result["calibration"]["selection"]) == {"before", "after", "kept"}
     # more calibration samples than the split holds: said, and the count recorded is what was used
@@ -273,7 +273,7 @@ def test_dual_phase_through_the_cli(tmp_path, capsys):
                  "100000", "--no-progress", "--no-synops", "--out", str(tmp_path / "many")]) == 0  # fmt: skip
     captured = capsys.readouterr()
     assert "the training split has 1438 images" in captured.err and "on 1438 training images" in captured.out
-    many = json.loads((tmp_path / "many" / "evaluation.json").read_text())["results"]["dual-phase"]
+    many = json.loads((tmp_path / "many" / "evaluation.json").read_text())["results"]["dual-phase+phase2"]
     assert many["calibration"]["samples"] == 1438
     with pytest.raises(SystemExit):
         main(["evaluate", str(out / "checkpoint.pt"), "--calibrate", "coarse", "--select-images", "8"])

@@ -70,14 +70,22 @@ def test_a_nan_run_stops_with_one_line_and_writes_valid_json(tmp_path, capsys):
     assert json.loads((tmp_path / "r.json").read_text()) == {"loss": None, "x": [None, 1.0]}
 
 
-@pytest.mark.parametrize("device, message", [("foo", "not a device name"), ("cuda:7", "CUDA")])
+@pytest.mark.parametrize(
+    "device, message",
+    [("foo", "not a device name"), ("cuda:7", "CUDA"), ("meta", "holds no values"), ("mps", "no mps device")],
+)
 def test_bad_devices_get_one_line(tmp_path, capsys, device, message):
     if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.device_count() > 7:
         pytest.skip("this machine has 8 GPUs")
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has an mps device")
     with pytest.raises(SystemExit) as stop:
         main(["train", "--dataset", "digits", "--model", "small-cnn", "--epochs", "1", "--device", device,
               "--out", str(tmp_path)])  # fmt: skip
     assert stop.value.code == 2 and message in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # compare refuses it before writing anything into --out
+        main(["compare", "--dataset", "digits", "--device", device, "--out", str(tmp_path / "study")])
+    assert stop.value.code == 2 and message in capsys.readouterr().err and not (tmp_path / "study").exists()
 
 
 def test_off_a_terminal_train_prints_one_line_per_epoch(tmp_path):
@@ -411,3 +419,14 @@ def test_long_work_off_a_terminal_says_where_it_is_in_lines_not_bars(capsys, mon
     err = capsys.readouterr().err
     assert "\r" not in err and err.splitlines()[0] == "[simulate T=100000] 1/5 (40 s, about 2.7 min left)"
     assert progress.duration(7.5 * 60) == "7.5 min" and list(progress.progress_over([1], "x", False)) == [1]
+
+
+def test_batches_of_one_image_with_batchnorm_are_refused_before_training(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--dataset", "digits", "--model", "small-cnn", "--method", "float", "--epochs", "1",
+              "--workers", "0", "--batch-size", "1", "--no-progress", "--out", str(tmp_path)])  # fmt: skip
+    assert stop.value.code == 2 and "batch size 1 with BatchNorm" in capsys.readouterr().err
+    assert not (tmp_path / "checkpoint.pt").exists()
+    plain = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))  # no BatchNorm: one image is fine
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(4, 1, 8, 8), torch.arange(4)))
+    assert len(fit(plain, data, 1, progress=False)) == 1

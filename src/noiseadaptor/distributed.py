@@ -53,7 +53,15 @@ def check_device(device: str | torch.device) -> torch.device:
             raise ValueError(f"--device {device}: this machine has no CUDA GPU (torch sees none); use --device cpu")
         if found.index is not None and found.index >= torch.cuda.device_count():
             raise ValueError(f"--device {device}: only {torch.cuda.device_count()} CUDA devices here")
-    elif found.type not in ("cpu", "mps", "xpu", "meta"):
+    elif found.type == "meta":
+        raise ValueError(f"--device {device}: a meta tensor holds no values, so nothing can be trained or measured "
+                         "on it; use cpu or cuda")  # fmt: skip
+    elif found.type in ("mps", "xpu"):
+        backend = getattr(torch.backends, found.type, None) if found.type == "mps" else getattr(torch, "xpu", None)
+        if backend is None or not backend.is_available():
+            raise ValueError(f"--device {device}: this torch build or machine has no {found.type} device; use cpu"
+                             " or cuda")  # fmt: skip
+    elif found.type != "cpu":
         raise ValueError(f"--device {device}: unsupported device type {found.type}; use cpu or cuda")
     return found
 

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from ..ann.models import create_model
 from ..data import DeviceLoader, get_dataset, spread_subset
+from ..distributed import check_device
 from ..io.files import InUse, exclusive, write_json
 from ..progress import Progress
 from ..runconfig import RunConfig
@@ -40,9 +41,9 @@ def run_study(config: StudyConfig, out: Path, progress: Progress = False, log=pr
     """Train and simulate every missing cell of the study (resuming killed ones), then summarize it into
     OUT/compare.json. Returns the summary."""
     out = Path(out)
+    device = check_device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))  # before any file
     (out / "cells").mkdir(parents=True, exist_ok=True)
     _check_same_study(config, out)
-    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     splits = get_dataset(config.run.dataset, config.run.data_dir, download=config.run.download)
     facts = {"num_classes": splits.num_classes, "in_channels": splits.in_channels, "image_size": splits.image_size}
     test = DataLoader(spread_subset(splits.test, config.test_images or None), batch_size=500)

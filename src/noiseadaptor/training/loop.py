@@ -62,6 +62,7 @@ def fit(
     before each epoch (e.g. a noise schedule), on_epoch_end(epoch, row) after it (may add to the row).
     criterion(output, target): the loss instead of cross-entropy (then no train_acc)."""
     positive_int(epochs, "epochs", zero=True)
+    _check_batches(model, train_data)
     given = {k: v for k, v in (("lr", lr), ("weight_decay", weight_decay)) if v is not None}
     optim = OptimizerConfig(**{**asdict(optimizer or OptimizerConfig()), **given})
     device = torch.device(device) if device is not None else module_device(model)
@@ -88,6 +89,15 @@ def fit(
         if epochs == 0 and checkpoint is not None and not Path(checkpoint).exists() and is_main():
             save(0)  # no training asked: the starting point (e.g. a quantized copy, scales initialised) is the result
         return history
+
+
+def _check_batches(model: nn.Module, train_data) -> None:
+    """Refuse batches of one image for a network with BatchNorm: its training statistics of one image are
+    noise, and the network trains to chance level without an error."""
+    if getattr(train_data, "batch_size", None) == 1 and any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                                            for m in model.modules()):  # fmt: skip
+        raise ValueError("batch size 1 with BatchNorm: its statistics of one image are noise; give --batch-size 2 "
+                         "or more (32 or more is usual)")  # fmt: skip
 
 
 def _run_epochs(bar, step, history: list[dict], logger, save) -> None:

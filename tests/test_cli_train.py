@@ -96,7 +96,14 @@ def test_direct_training_through_the_cli(tmp_path, capsys):
     assert state["config"]["time_steps"] == 2 and state["config"]["alpha"] == 2.5
     assert state["config"]["noise_decay"] == 0.5 and state["config"]["noise_milestones"] == [0]
     assert main(["evaluate", str(out / "checkpoint.pt"), "--no-progress"]) == 0
-    assert "asgl" in capsys.readouterr().out
+    printed = capsys.readouterr().out  # an SNN at its T, read out after every step, not an "ANN"
+    assert "directly trained SNN, T=2" in printed and "T=1" in printed and "T=2" in printed
+    measured = json.loads((out / "evaluation.json").read_text())["results"]["asgl"]
+    trained = json.loads((out / "results.json").read_text())["ann_accuracy"]  # train's readout: the mean of T
+    assert "ann_accuracy" not in measured and measured["snn_accuracy"]["2"] == pytest.approx(trained)
+    with pytest.raises(SystemExit):  # a correction of converted networks is not silently ignored
+        main(["evaluate", str(out / "checkpoint.pt"), "--negative-spikes", "--no-progress"])
+    assert "correct a converted network" in capsys.readouterr().err
 
 
 def test_noise_schedule_is_refused_for_methods_without_spike_noise(tmp_path, capsys):

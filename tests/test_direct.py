@@ -387,3 +387,24 @@ def test_the_current_based_lif_defaults_are_guetigs_and_its_kernel_peaks_at_one(
     run = RunConfig(method="sg", neuron="clif", model="mlp", dataset="mnist")
     direct = run.method_info.direct(run)
     assert (direct.tau, direct.tau_syn) == (20.0, 5.0)
+
+
+def test_accuracy_per_step_is_what_a_run_of_t_steps_reads_out():
+    """Step t of a T-step run depends on steps 1..t alone: the accuracy read after t steps equals that of the
+    same network run for t steps (the per-step column `evaluate` prints for a directly trained SNN)."""
+    import copy
+
+    from noiseadaptor.snn.lif import accuracy_per_step
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))  # fmt: skip
+    snn = to_direct_snn(net, DirectConfig.asgl(time_steps=4, threshold=0.1))
+    data = [(torch.randn(20, 1, 4, 4), torch.randint(0, 3, (20,))) for _ in range(2)]
+    per_step = accuracy_per_step(snn, data)
+    for t in (1, 2, 4):
+        short = copy.deepcopy(snn)
+        short.time_steps = t
+        with torch.no_grad():
+            hits = sum((short.eval()(x).argmax(1) == y).sum().item() for x, y in data)
+        assert per_step[t] == hits / 40

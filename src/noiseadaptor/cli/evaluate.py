@@ -14,6 +14,7 @@ from ..methods import list_methods
 from ..runconfig import load_run
 from ..snn.calibrate import dual_phase_calibrate
 from ..snn.conversion import convert
+from ..snn.lif import accuracy_per_step
 from ..snn.simulation import simulate
 from ..training import evaluate
 from .common import (
@@ -123,6 +124,14 @@ def main(args: argparse.Namespace) -> int:
             f"--calibrate needs a quantized checkpoint ({', '.join(list_methods('conversion'))}); "
             f"this one is {run.method}"
         )
+    if not quantized and name != run.method:
+        raise ValueError(f"--negative-spikes, --offset-spikes and --srp correct a converted network; {run.method} "
+                         "is not converted (evaluate it without them)")  # fmt: skip
+    if run.method_info.family == "direct":  # an SNN already: its accuracy read out after every step
+        rows = {name: {"snn_accuracy": accuracy_per_step(model, test_data, device)}}
+        title = f"directly trained SNN, T={run.time_steps}: at column t, its output summed over steps 1..t"
+        return _report(args, run, rows, device, start, f"Top-1 accuracy (%) on {run.dataset} test, {run.model}, "
+                       + title)  # fmt: skip
     rows = {name: {"ann_accuracy": evaluate(model.to(device), test_data, device, progress=show_progress(args))}}
     if quantized:
         snn = convert(model)
@@ -131,11 +140,14 @@ def main(args: argparse.Namespace) -> int:
         options = simulate_options(args)
         result = simulate(snn, test_data, T=args.T, device=device, progress=show_progress(args), **options)
         rows[name].update(result.row())
+    title = f"Top-1 accuracy (%) on {run.dataset} test, {run.model}" + (f", p={run.p}" if quantized else "")
+    return _report(args, run, rows, device, start, title)
+
+
+def _report(args: argparse.Namespace, run, rows: dict, device, start: float, title: str) -> int:
     args.out = output_folder(args.out or args.checkpoint.parent)
     if is_main():
-        print_tables(
-            rows, f"Top-1 accuracy (%) on {run.dataset} test, {run.model}" + (f", p={run.p}" if quantized else "")
-        )
+        print_tables(rows, title)
         write_results(
             args.out,
             vars(args),

@@ -19,7 +19,7 @@ def accuracy_table(rows: dict[str, dict], steps: list[int] | None = None) -> str
         rows,
         "snn_accuracy",
         steps,
-        first=("ANN", lambda r: f"{100 * r['ann_accuracy']:.2f}"),
+        first=("ANN", lambda r: f"{100 * r['ann_accuracy']:.2f}" if "ann_accuracy" in r else "-"),
         cell=lambda v: f"{100 * v:.2f}",
     )
 

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from ..ann.preparation import replace_activations
 from ..checks import checked_type, module_device, positive_int
+from ..distributed import all_reduce_sum
 from . import surrogate
 
 
@@ -212,6 +213,11 @@ class MultiStepNetwork(nn.Module):
         self.net, self.time_steps, self.static_input = net, time_steps, static_input
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.per_step(x).mean(0)
+
+    def per_step(self, x: Tensor) -> Tensor:
+        """The output at every step, [T, B, ...] (the network is causal: step t's output depends on steps
+        1..t alone, so the mean of the first t is what a run of t steps reads out)."""
         T = self.time_steps
         if self.static_input:
             folded = x.unsqueeze(0).expand(T, *x.shape).reshape(T * x.shape[0], *x.shape[1:])
@@ -220,7 +226,7 @@ class MultiStepNetwork(nn.Module):
                 raise ValueError(f"event input has {x.shape[1]} time bins, the network was built for {T} steps")
             folded = x.transpose(0, 1).reshape(T * x.shape[0], *x.shape[2:])
         out = self.net(folded)
-        return out.reshape(T, -1, *out.shape[1:]).mean(0)
+        return out.reshape(T, -1, *out.shape[1:])
 
     def neurons(self) -> list[tuple[str, LIFNeuron]]:
         return [(name, m) for name, m in self.net.named_modules() if isinstance(m, LIFNeuron)]
@@ -235,6 +241,22 @@ class MultiStepNetwork(nn.Module):
         ``fit(..., on_epoch_start=snn.start_epoch)``. A resumed run lands on the same value."""
         for _, neuron in self.neurons():
             neuron.spike_noise_p = neuron.config.spike_noise_at(epoch)
+
+
+@torch.no_grad()
+def accuracy_per_step(snn: MultiStepNetwork, data, device: torch.device | str | None = None) -> dict[int, float]:
+    """Top-1 accuracy of a directly trained SNN's output summed over steps 1..t, for every t up to its T."""
+    device = torch.device(device) if device is not None else module_device(snn)
+    was = snn.training
+    snn.eval().to(device)
+    hits = torch.zeros(snn.time_steps + 1, dtype=torch.long)  # per step, then the number of images
+    for x, y in data:
+        summed = snn.per_step(x.to(device)).cumsum(0)  # [T, B, classes]
+        hits[:-1] += (summed.argmax(-1) == y.to(device)).sum(1).cpu()
+        hits[-1] += len(y)
+    snn.train(was)
+    hits = all_reduce_sum(hits)  # the test set is sharded over processes under torchrun
+    return {t + 1: hits[t].item() / hits[-1].item() for t in range(snn.time_steps)}
 
 
 @contextlib.contextmanager

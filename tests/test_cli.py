@@ -89,3 +89,12 @@ def test_the_missing_data_hint_names_a_flag_run_has(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "pass --download" in err
     assert build_parser()[1]["run"].parse_args(["--download"]).download is True
+
+
+def test_run_where_every_method_diverges_says_so_in_one_line(tmp_path, capsys):
+    from noiseadaptor.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["run", "--model", "small-cnn", "--methods", "na", "--float-epochs", "1", "--epochs", "1", "--T", "2",
+              "--lr", "1e6", "--no-progress", "--out", str(tmp_path)])  # fmt: skip
+    assert stop.value.code == 2 and "every method diverged" in capsys.readouterr().err.strip().splitlines()[-1]

@@ -92,6 +92,9 @@ def main(args: argparse.Namespace) -> int:
     start = time.time()
     run_study(config, out, progress=show_progress(args))
     rows = _rows(config, out)
+    diverged = [rows[m]["diverged"] for m in config.methods if "diverged" in rows.get(m, {})]
+    if len(diverged) == len(config.methods):  # nothing to show: say so, not a table of failures
+        raise ValueError(f"every method diverged (first: {diverged[0].split(';')[0]}); lower --lr")
     run = config.run
     print_tables(rows, f"\nTop-1 accuracy (%) on {run.dataset} test, {run.model}, p={run.p}, seed {config.seeds[0]}")
     print(ONE_SEED.format(dataset=run.dataset, model=run.model, p=run.p, methods=",".join(config.methods)))

@@ -223,7 +223,8 @@ def compare_and_run_cases(c: Census, f: dict):
     base = ["compare", "--dataset", "digits", "--model", "small-cnn", "--float-epochs", "1", "--epochs", "1",
             "--T", "2", "--no-progress", "--device", "cpu"]  # fmt: skip
     for flag, value in (("--num-seeds", "0"), ("--methods", "na,bogus"), ("--baseline", "bogus"),
-                        ("--variants", "cos0"), ("--variants", "bogus"), ("--method-lr", "qcfs=-1"), ("--method-lr", "bogus=0.1"),
+                        ("--variants", "cos0"), ("--variants", "bogus"), ("--method-lr", "qcfs=-1"),
+                        ("--method-lr", "bogus=0.1"),
                         ("--T", "0"), ("--p", "0"), ("--test-images", "-1"), ("--lr", "nan")):  # fmt: skip
         c.case(f"compare {flag} {value}", "refuse", *base, flag, value, "--out", c.path("cmp", flag + value))
     c.case("compare --report on an empty folder", "refuse", "compare", "--report", "--out", c.path("empty-folder"))

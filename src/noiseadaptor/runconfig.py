@@ -186,6 +186,10 @@ class RunConfig:
             raise ValueError(f"{source}: {err}") from None
 
 
+FACTS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.metadata.get("group") == "facts")
+"""RunConfig fields train records from the data set, not settings (read again when a run resumes)."""
+
+
 def checkpoint_run(config: dict, source: str, **unrecorded) -> RunConfig:
     """The RunConfig of a checkpoint's config: one written by `fit` without a method (a float network
     trained from Python or by a benchmark) is a float run; `unrecorded` gives settings its config lacks

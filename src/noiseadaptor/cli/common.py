@@ -18,7 +18,7 @@ from ..io.report import accuracy_table, energy_table, plot_accuracy
 from ..methods import methods_help
 from ..progress import Progress
 from ..runconfig import RunConfig
-from ..study.config import RUN_FIELDS, StudyConfig
+from ..study.config import RUN_FIELDS, StudyConfig, variant_names
 
 DESCRIPTION = """\
 Build low-latency spiking neural networks (SNNs) from ordinary deep networks with Noise Adaptor:
@@ -66,10 +66,7 @@ def correction_options(args: argparse.Namespace) -> dict:
 
 def row_label(method: str, options: dict) -> str:
     """A table row's name with its run-time corrections, as a study spells its variants ('na+negative+cos4')."""
-    parts = [method, *(["negative"] if options.get("negative_spikes") else [])]
-    parts += [f"cos{options['offset_spikes']}"] if options.get("offset_spikes") else []
-    parts += [f"srp{options['srp']}"] if options.get("srp") else []
-    return "+".join(parts)
+    return "+".join([method, *variant_names(options)])
 
 
 def simulate_options(args: argparse.Namespace) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..runconfig import RunConfig
 from ..study.cell import NA_COMPARISON
-from ..study.config import StudyConfig
+from ..study.config import StudyConfig, variant_names
 from ..study.study import load_cells, run_study
 from .common import (
     DESCRIPTION,
@@ -105,13 +105,10 @@ def main(args: argparse.Namespace) -> int:
 def _study(args: argparse.Namespace) -> StudyConfig:
     """`run`'s command line as a one-seed study: --seed its seed, the corrections its variant rows of every
     method."""
-    options = correction_options(args)
-    variants = [*(["negative"] if options["negative_spikes"] else []),
-                *([f"cos{options['offset_spikes']}"] if options["offset_spikes"] else []),
-                *([f"srp{options['srp']}"] if options["srp"] else [])]  # fmt: skip
+    variants = tuple(variant_names(correction_options(args)))
     methods = study_config(args, RUN_STUDY).methods  # the baseline is the first (run shows no differences)
     defaults = dataclasses.replace(RUN_STUDY, methods=methods, baseline=methods[0], seeds=(args.seed,),
-                                   variants=tuple(variants), variant_methods=methods)  # fmt: skip
+                                   variants=variants, variant_methods=methods)  # fmt: skip
     return study_config(args, defaults)
 
 
@@ -125,9 +122,8 @@ def _rows(config: StudyConfig, out: Path) -> dict:
         if "diverged" in cell:
             rows[method] = {"diverged": cell["diverged"]}
             continue
-        for name in config.rows():
-            if name in cell["rows"] and (name == method or name.startswith(method + "+")):
-                rows[name] = {"ann_accuracy": cell["ann_accuracy"], **_by_step(cell["rows"][name])}
+        for name, row in cell["rows"].items():  # the method's own row, then its variants
+            rows[name] = {"ann_accuracy": cell["ann_accuracy"], **_by_step(row)}
     return rows
 
 

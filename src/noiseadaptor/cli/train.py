@@ -18,7 +18,7 @@ from ..distributed import init_from_env, is_main
 from ..io.checkpoint import export_weights, load_checkpoint, restore
 from ..io.files import write_json
 from ..methods import list_methods
-from ..runconfig import RunConfig, check_method_fields, checkpoint_run
+from ..runconfig import FACTS, RunConfig, check_method_fields, checkpoint_run
 from ..training import evaluate, fit
 from ..training.reconstruct import reconstruction_loss, reconstruction_quality
 from .common import (
@@ -95,10 +95,6 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     check_method_fields(given.get("method", recorded.get("method", RunConfig.method)), set(given))
     values = {**recorded, **given}
     return RunConfig.from_dict(values, source=f"recipe {args.recipe}" if args.recipe else "command line")
-
-
-FACTS = ("num_classes", "in_channels", "image_size", "event_input")
-"""RunConfig fields train records from the data set (not settings: read again when a run resumes)."""
 
 
 def main(args: argparse.Namespace) -> int:

@@ -150,6 +150,14 @@ def _canonical_row(row: str) -> str:
     return get_method(row).name
 
 
+def variant_names(options: dict) -> list[str]:
+    """The variant names that spell simulate() correction `options` (the inverse of `variant_row`):
+    {"negative_spikes": True, "offset_spikes": 4} -> ["negative", "cos4"]."""
+    names = ["negative"] if options.get("negative_spikes") else []
+    names += [f"cos{options['offset_spikes']}"] if options.get("offset_spikes") else []
+    return names + ([f"srp{options['srp']}"] if options.get("srp") else [])
+
+
 def variant_row(name: str, phase2_T: int = 4) -> Row:
     """The row a variant name spells."""
     if name == "negative":

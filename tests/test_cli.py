@@ -1,4 +1,5 @@
 import json
+import shlex
 
 import pytest
 
@@ -30,6 +31,17 @@ def test_run_end_to_end(tmp_path, capsys):
     assert set(results) == {"float", "na", "no-noise"}
     assert set(results["na"]["snn_accuracy"]) == {str(t) for t in range(1, 9)}
     assert (out / "accuracy_vs_T.png").read_bytes()[:4] == b"\x89PNG"
+    # its closing hint is a command that runs: these settings over seeds (seed 0 alone here, for time)
+    (hint,) = [line for line in printed.splitlines() if line.strip().startswith("noiseadaptor compare")]
+    command = shlex.split(hint)[1:]
+    assert command[command.index("--num-seeds") + 1] == "8"
+    command[command.index("--num-seeds") + 1] = "1"
+    assert main([*command, "--no-progress"]) == 0
+    seeds = tmp_path / "run-seeds"
+    assert json.loads((seeds / "study.json").read_text())["methods"] == ["na", "no-noise"]
+    for cell in ("na-seed0.json", "no-noise-seed0.json"):  # the same settings: the run's own cells again
+        ours, again = (json.loads((folder / "cells" / cell).read_text()) for folder in (out, seeds))
+        assert {**ours, "seconds": None} == {**again, "seconds": None}, cell
 
 
 @pytest.mark.parametrize(

@@ -104,6 +104,13 @@ def test_direct_training_through_the_cli(tmp_path, capsys):
     with pytest.raises(SystemExit):  # a correction of converted networks is not silently ignored
         main(["evaluate", str(out / "checkpoint.pt"), "--negative-spikes", "--no-progress"])
     assert "correct a converted network" in capsys.readouterr().err
+    nir = pytest.importorskip("nir")  # written as it is: LIF nodes
+    assert main(["export", str(out / "checkpoint.pt")]) == 0
+    kinds = [type(n).__name__ for n in nir.read(out / "model.nir").nodes.values()]
+    assert kinds.count("LIF") == 3 and "IF" not in kinds  # small-cnn: three ReLUs
+    with pytest.raises(SystemExit):
+        main(["export", str(out / "checkpoint.pt"), "--format", "onnx"])
+    assert "written as NIR LIF nodes" in capsys.readouterr().err
 
 
 def test_noise_schedule_is_refused_for_methods_without_spike_noise(tmp_path, capsys):

@@ -1,10 +1,12 @@
 import argparse
+import contextlib
+import io
 import warnings
 
 import numpy as np
 import pytest
 import torch
-from nets import conv_net, residual_net, spiking
+from nets import conv_net, residual_net, spiking, vgg_net
 from torch import nn
 
 from noiseadaptor import QuantConfig, convert, init_scales, prepare
@@ -14,6 +16,10 @@ from noiseadaptor.io.export import export_nir  # noqa: E402  (after the skip: it
 
 
 def export(snn, x, path=None, **options):
+    if options.get("primitives"):  # no IF node, nothing a reader could misread
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            return export_nir(snn, x, path, **options)
     with pytest.warns(UserWarning, match="hard reset"):
         return export_nir(snn, x, path, **options)
 
@@ -272,3 +278,114 @@ def test_weight_bits_beyond_what_float32_holds_exactly_are_refused(bits):
     x = torch.randn(4, 1, 8, 8)
     with pytest.raises(ValueError, match="weight bits must be 2 to 16"):
         integer_network(spiking(conv_net(), x), bits, x)
+
+
+def direct(make, **config):
+    """A directly trained SNN (LIF neurons; untrained weights) whose neurons fire at varied rates, with
+    non-trivial BatchNorm statistics (folded by the export), in eval mode."""
+    from noiseadaptor.snn.lif import DirectConfig, to_direct_snn
+
+    torch.manual_seed(0)
+    snn = to_direct_snn(make(), DirectConfig(time_steps=6, threshold=0.25, **config)).eval()
+    for m in snn.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    return snn
+
+
+def _readers(path):
+    """The file at `path` in snnTorch's and SpikingJelly's NIR readers, each as (network, its neuron modules by
+    NIR node name, a step function x -> output). snnTorch 1.0.0 reads NIR's Flatten dims as if they counted the
+    batch; they are set right here (nirtorch's map in `interop.nirtorch_network` does the same)."""
+    pytest.importorskip("snntorch")
+    pytest.importorskip("spikingjelly")
+    import snntorch
+    from snntorch.import_nir import import_from_nir as snntorch_import
+    from spikingjelly.activation_based import neuron
+    from spikingjelly.activation_based.nir_exchange import import_from_nir as spikingjelly_import
+
+    with contextlib.redirect_stdout(io.StringIO()):  # snnTorch prints while it reads
+        sn = snntorch_import(nir.read(path))
+    for m in sn.modules():
+        if isinstance(m, nn.Flatten):
+            m.start_dim, m.end_dim = m.start_dim + 1, m.end_dim + 1 if m.end_dim >= 0 else m.end_dim
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SpikingJelly's own deprecation chatter
+        sj = spikingjelly_import(path, dt=1e-4)
+    state = {}
+
+    def sj_step(x):
+        out, state["sj"] = sj(x, state.get("sj"))
+        return out
+
+    return {
+        "snntorch": (sn, {k: m for k, m in sn.named_modules() if isinstance(m, snntorch.Leaky)}, lambda x: sn(x)[0]),
+        "spikingjelly": (sj, {k: m for k, m in sj.named_children() if any(isinstance(n, neuron.LIFNode) for n in
+                                                                          m.modules())}, sj_step),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("make", [vgg_net, residual_net])
+def test_a_directly_trained_snn_runs_the_same_in_snntorch_and_spikingjelly(make, tmp_path):
+    """An ASGL/SG network's NIR file: LIF nodes (hard reset, the NIR spec's own neuron: no warning), read by
+    snnTorch and SpikingJelly, gives our spikes at every layer and step and our outputs, exactly."""
+    x = 2 * torch.randn(4, 1, 8, 8)
+    snn = direct(make)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        graph = export_nir(snn, x, tmp_path / "net.nir")
+    lif = {k: n for k, n in graph.nodes.items() if isinstance(n, nir.LIF)}
+    assert len(lif) == len(snn.neurons()) and not any("BatchNorm" in type(n).__name__ for n in graph.nodes.values())
+    assert graph.metadata["neuron_reset"] == "zero" and graph.metadata["dt"] == 1e-4
+    for node in lif.values():  # tau_steps * dt, r = tau_steps: the Euler step of length dt is our neuron
+        assert np.all(node.tau == 2 * 1e-4) and np.all(node.r == 2) and np.all(node.v_reset == 0)
+    ours_spikes = {}
+    for name, m in snn.neurons():
+        m.register_forward_hook(lambda mod, i, out, k=name.replace(".", "_"): ours_spikes.__setitem__(k, out))
+    with torch.no_grad():
+        ours = snn.per_step(x)  # [T, B, classes]; the spikes of all T steps, folded into the batch
+    ours_spikes = {k: v.reshape(6, len(x), *v.shape[1:]) for k, v in ours_spikes.items()}
+    assert all(0 < v.mean() < 1 for v in ours_spikes.values())  # every layer fires, but not always
+    for reader, (net, neurons, step) in _readers(tmp_path / "net.nir").items():
+        assert set(neurons) == set(lif), reader
+        spikes = {k: [] for k in neurons}
+        for k, m in neurons.items():
+            m.register_forward_hook(
+                lambda mod, i, out, k=k: spikes[k].append(out[0] if isinstance(out, tuple) else out)
+            )
+        with torch.no_grad():
+            theirs = torch.stack([step(x) for _ in range(6)])
+        for k in lif:
+            assert torch.equal(torch.stack(spikes[k]), ours_spikes[k]), (reader, k)
+        assert torch.equal(theirs, ours), reader
+
+
+def test_lif_export_options_and_refusals(tmp_path):
+    """Reset by subtraction is written with its metadata and a warning (SpikingJelly runs it with v_reset=None);
+    C-LIF and recurrent synapses are refused, named; a directly trained SNN's command-line export."""
+    x = 2 * torch.randn(4, 1, 8, 8)
+    snn = direct(vgg_net, reset="soft")
+    with pytest.warns(UserWarning, match="reset to v_reset"):
+        graph = export_nir(snn, x, tmp_path / "soft.nir")
+    assert graph.metadata["neuron_reset"] == "subtract"
+    assert all(n.metadata["reset"] == "subtract" for n in graph.nodes.values() if isinstance(n, nir.LIF))
+    net, neurons, step = _readers(tmp_path / "soft.nir")["spikingjelly"]
+    for m in net.modules():
+        if hasattr(m, "v_reset"):
+            m.v_reset = None
+    with torch.no_grad():
+        assert torch.equal(torch.stack([step(x) for _ in range(6)]), snn.per_step(x))
+    with pytest.raises(ValueError, match="C-LIF neuron at node .*CubaLIF"):
+        export_nir(direct(vgg_net, neuron="clif"), x)
+    with pytest.raises(ValueError, match="primitives writes IF neurons"):
+        export_nir(snn, x, primitives=True)
+    with pytest.raises(ValueError, match="positive number"):
+        export_nir(snn, x, dt=float("nan"))
+    with pytest.raises(TypeError, match="got Sequential"):
+        export_nir(nn.Sequential(), x)
+    events = direct(vgg_net)
+    events.static_input = False  # event frames [B, T, ...]: each step's input is its frame
+    graph = export_nir(events, torch.rand(2, 6, 1, 8, 8))
+    assert graph.metadata["input_encoding"] == "one event frame per step"
+    assert tuple(graph.nodes["input"].input_type["input"]) == (1, 8, 8)

@@ -60,6 +60,11 @@ class Method:
         """Its trained network is a quantized ANN that `convert` turns into an IF network."""
         return self.family == "conversion"
 
+    @property
+    def spiking(self) -> bool:
+        """Its trained network is an SNN already, run over its T steps (trained directly through time)."""
+        return self.family == "direct"
+
     def build(self, model: nn.Module, run: Any) -> nn.Module:
         """The trainable network of `run` from its float `model`."""
         if self.family == "float":
@@ -76,7 +81,7 @@ class Method:
 
     def epoch_hook(self, model: nn.Module) -> Callable[[int], None] | None:
         """What runs before each epoch of `model` (a direct SNN's spike-noise schedule), or None."""
-        return model.start_epoch if self.family == "direct" else None
+        return model.start_epoch if self.spiking else None
 
     def check(self, run: Any) -> None:
         """Refuse a task or data set this method cannot train, with what to use instead."""
@@ -86,7 +91,7 @@ class Method:
                 "--task reconstruct trains a float or directly trained network (asgl, sg) on image data; "
                 "conversion methods and event data classify"
             )
-        if events and self.family != "direct":
+        if events and not self.spiking:
             raise ValueError(
                 f"{run.dataset} is event data (frames over T steps): train it with a direct method "
                 f"({', '.join(list_methods('direct'))})"

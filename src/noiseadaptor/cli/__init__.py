@@ -41,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command].main(args)
     except ValueError as err:  # bad input found by the library, before any heavy work
         parser.exit(2, f"{name}: error: {_one_line(err)}\n")
+    except OSError as err:  # the machine refused a read or write (disk full, size limit, read-only, a lost mount)
+        where = f" {err.filename}" if err.filename else ""
+        parser.exit(1, f"{name}: error:{where} {err.strerror or err}; what was written before stays (--resume "
+                       "continues a run), no half-written file is left\n")  # fmt: skip
     except KeyboardInterrupt:  # Ctrl-C: what was checkpointed stays; say how to go on, not where Python was
         parser.exit(130, f"{name}: interrupted; the checkpoints written so far are kept (--resume continues)\n")
     finally:

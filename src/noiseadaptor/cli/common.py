@@ -13,7 +13,7 @@ import yaml
 
 from ..checks import positive_int
 from ..data import DATASETS
-from ..io.files import write_json
+from ..io.files import check_writable, write_json
 from ..io.report import accuracy_table, energy_table, plot_accuracy
 from ..methods import methods_help
 from ..progress import Progress
@@ -231,6 +231,7 @@ def output_folder(path: Path) -> Path:
     """`path` as an output folder: a ValueError, before any work, when it names an existing file."""
     if path.exists() and not path.is_dir():
         raise ValueError(f"--out {path} is a file; give a folder (it is created if missing)")
+    check_writable(path)
     return path
 
 

@@ -98,6 +98,7 @@ def main(args: argparse.Namespace) -> int:
         "select_images",
         allow_zero=("calibration_epochs", "select_images"),
     )
+    args.out = output_folder(args.out or args.checkpoint.parent)  # refused now, not after the simulation
     if args.select_images and not args.final_coarse:
         raise ValueError("--select-images chooses whether to keep the final coarse pass: add --final-coarse")
     if args.calibration_T is not None:
@@ -127,7 +128,7 @@ def main(args: argparse.Namespace) -> int:
     if not quantized and name != run.method:
         raise ValueError(f"--negative-spikes, --offset-spikes and --srp correct a converted network; {run.method} "
                          "is not converted (evaluate it without them)")  # fmt: skip
-    if run.method_info.family == "direct":  # an SNN already: its accuracy read out after every step
+    if run.method_info.spiking:  # an SNN already: its accuracy read out after every step
         rows = {name: {"snn_accuracy": accuracy_per_step(model, test_data, device)}}
         title = f"directly trained SNN, T={run.time_steps}: at column t, its output summed over steps 1..t"
         return _report(args, run, rows, device, start, f"Top-1 accuracy (%) on {run.dataset} test, {run.model}, "
@@ -145,7 +146,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace, run, rows: dict, device, start: float, title: str) -> int:
-    args.out = output_folder(args.out or args.checkpoint.parent)
     if is_main():
         print_tables(rows, title)
         write_results(

@@ -1,4 +1,5 @@
-"""`noiseadaptor export`: a quantized checkpoint as NIR (the SNN) or ONNX (the ANN)."""
+"""`noiseadaptor export`: a quantized checkpoint as NIR (the SNN) or ONNX (the ANN); a directly trained SNN
+as NIR."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ..io.export import export_nir, export_onnx
+from ..io.files import check_writable
 from ..methods import list_methods
 from ..runconfig import load_run
 from ..snn.conversion import convert
@@ -19,23 +21,25 @@ def add_parser(commands) -> argparse.ArgumentParser:
     p = commands.add_parser(
         "export",
         allow_abbrev=False,  # a prefix of a flag is an error, not that flag
-        help="write a quantized checkpoint as NIR (the SNN) or ONNX (the ANN)",
-        description="Rebuild a quantized train checkpoint, convert it and write the SNN "
-        "as a NIR graph (pip install noiseadaptor[nir]), or the quantized ANN as ONNX. "
-        "Read the semantics note in the README before running the file elsewhere.",
+        help="write a checkpoint's SNN as NIR, or a quantized ANN as ONNX",
+        description="Rebuild a train checkpoint and write its SNN as a NIR graph (pip install noiseadaptor[nir]): "
+        "a quantized run converted (IF neurons), a directly trained one as it is (LIF neurons); or a quantized "
+        "ANN as ONNX. Read the semantics note in the README before running the file elsewhere.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
     p.add_argument(
         "checkpoint",
         type=Path,
-        help=f"a checkpoint.pt of a quantized train run (a conversion method: {', '.join(list_methods('conversion'))})",
+        help=f"a checkpoint.pt of a train run: quantized ({', '.join(list_methods('conversion'))}) or directly "
+        f"trained ({', '.join(list_methods('direct'))}, --format nir)",
     )
     p.add_argument(
         "--format",
         default="nir",
         choices=("nir", "onnx"),
-        help="nir: the converted SNN (IF neurons); onnx: the quantized ANN (default: %(default)s)",
+        help="nir: the SNN (IF neurons converted, or LIF neurons trained); onnx: the quantized ANN (default: "
+        "%(default)s)",
     )
     p.add_argument("--input-shape", help="C,H,W of one input (default: from the checkpoint's data set)")
     p.add_argument("--out", type=Path, help="output file (default: model.nir or model.onnx beside the checkpoint)")
@@ -51,6 +55,13 @@ def add_parser(commands) -> argparse.ArgumentParser:
         "unit per neuron layer (noiseadaptor.snn.integer; the file records B, each layer's integer weight "
         "multiplier and each neuron layer's unit)",
     )
+    p.add_argument(
+        "--dt",
+        type=float,
+        default=1e-4,
+        help="nir, LIF neurons: one step's length in the file's time unit; each node's tau is tau * dt and r is "
+        "tau (default: %(default)s, the step snnTorch's reader assumes)",
+    )
     return p
 
 
@@ -58,11 +69,16 @@ def main(args) -> int:
     """`noiseadaptor export`: rebuild the checkpoint's quantized model and write it as NIR or ONNX."""
     loaded = load_run(args.checkpoint)
     run, model = loaded.config, loaded.model
-    if not run.method_info.converts:
+    spiking = run.method_info.spiking  # a directly trained SNN: written as it is
+    if not (run.method_info.converts or spiking):
         raise ValueError(
             f"{args.checkpoint} is a '{run.method}' run; export needs a quantized one "
-            f"({', '.join(list_methods('conversion'))}) to convert"
+            f"({', '.join(list_methods('conversion'))}) to convert, or a directly trained SNN "
+            f"({', '.join(list_methods('direct'))})"
         )
+    if spiking and (args.format != "nir" or args.primitives or args.weight_bits is not None):
+        raise ValueError(f"a directly trained SNN ({run.method}) is written as NIR LIF nodes: --format nir, without "
+                         "--primitives or --weight-bits (they rewrite IF neurons)")  # fmt: skip
     out = _output_file(args.out or args.checkpoint.parent / f"model.{args.format}", args.format)
     if args.input_shape:
         shape = _shape(args.input_shape)
@@ -70,7 +86,7 @@ def main(args) -> int:
         shape = (run.in_channels, run.image_size, run.image_size)
     else:  # checkpoints written before train recorded the image size
         raise ValueError(f"{args.checkpoint} does not record its input size: give --input-shape C,H,W")
-    sample = torch.zeros(1, *shape)  # shapes only
+    sample = torch.zeros(1, *shape) if not (spiking and run.event_input) else torch.zeros(1, run.time_steps, *shape)
     try:
         with torch.no_grad():
             model.eval()(sample)
@@ -84,7 +100,9 @@ def main(args) -> int:
         raise ValueError("--primitives applies to --format nir (the SNN's neurons)")
     if args.weight_bits is not None and args.format != "nir":
         raise ValueError("--weight-bits applies to --format nir (the SNN); the ONNX file is the float-weight ANN")
-    if args.format == "nir":
+    if spiking:
+        export_nir(model.eval(), sample, out, dt=args.dt)
+    elif args.format == "nir":
         snn = convert(model.eval())
         if args.weight_bits is not None:
             snn, _ = integer_network(snn, args.weight_bits, sample)
@@ -112,4 +130,6 @@ def _output_file(path: Path, suffix: str) -> Path:
     for parent in path.parents:
         if parent.exists() and not parent.is_dir():
             raise ValueError(f"--out {path}: {parent} is a file, not a folder")
+    check_writable(path.parent)
+    check_writable(path)
     return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import time
 from pathlib import Path
 
@@ -49,9 +50,9 @@ example:
 ONE_SEED = """
 One seed: this shows that the pipeline runs and where each method's curve lies, not which method is
 better. Between seeds a method's low-T accuracy moves by more than the gaps between methods here
-(docs/RESULTS.md section 1); for a paired comparison with 95% intervals, run the same setting over
-seeds:
-  noiseadaptor compare --dataset {dataset} --model {model} --p {p} --methods {methods} --num-seeds 8"""
+(docs/RESULTS.md section 1); for a paired comparison with 95% intervals, run these settings over
+seeds 0-7:
+  noiseadaptor compare --recipe {study} --num-seeds 8 --out {out}"""
 
 
 RUN_STUDY = StudyConfig(
@@ -97,7 +98,7 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"every method diverged (first: {diverged[0].split(';')[0]}); lower --lr")
     run = config.run
     print_tables(rows, f"\nTop-1 accuracy (%) on {run.dataset} test, {run.model}, p={run.p}, seed {config.seeds[0]}")
-    print(ONE_SEED.format(dataset=run.dataset, model=run.model, p=run.p, methods=",".join(config.methods)))
+    print(ONE_SEED.format(study=shlex.quote(str(out / "study.json")), out=shlex.quote(f"{out}-seeds")))
     write_results(out, config.to_dict(), rows, start, title=f"{run.model} on {run.dataset}, p={run.p}")
     return 0
 

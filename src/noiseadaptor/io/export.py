@@ -1,10 +1,13 @@
-"""Export to other tools: a converted spiking network to NIR, a quantized ANN to ONNX.
+"""Export to other tools: a spiking network to NIR (a converted one with IF neurons, a directly trained one
+with LIF neurons), a quantized ANN to ONNX.
 
 How it works: docs/internals.md, "Export to NIR and ONNX"."""
 
 from __future__ import annotations
 
+import copy
 import functools
+import io
 import warnings
 from pathlib import Path
 
@@ -12,12 +15,14 @@ import numpy as np
 import torch
 from torch import Tensor, fx, nn
 
-from ..snn.graph import ADDS, PASS_THROUGH, POOLS, pool_geometry, shapes, traced
+from ..snn.graph import ADDS, PASS_THROUGH, POOLS, fold_batchnorm, pool_geometry, shapes, traced
+from ..snn.lif import LIFNeuron, MultiStepNetwork
 from ..snn.neurons import IFNeuron, SpikingNetwork
 from .files import atomic_path
 
 SUPPORTED = (
-    "Conv2d, Linear, AvgPool2d, AdaptiveAvgPool2d, Flatten/torch.flatten, residual add, Identity, Dropout, IFNeuron"
+    "Conv2d, Linear, AvgPool2d, AdaptiveAvgPool2d, Flatten/torch.flatten, residual add, Identity, Dropout, IFNeuron, "
+    "LIFNeuron"
 )
 _ENDS = {"placeholder": "input", "output": "output"}
 INTEGER = (
@@ -29,6 +34,11 @@ INTEGER = (
 SEMANTICS = (
     "IF nodes reset by subtraction (not to v_reset), start at metadata 'initial_membrane' (not 0) "
     "and fire on v >= v_threshold; the input is analog and the same at every step"
+)
+LIF_SEMANTICS = (
+    "LIF nodes are Euler steps of length metadata 'dt': v <- (1 - dt/tau) v + (r dt/tau) I = (1 - 1/tau_steps) v + I "
+    "(r = tau/dt), fire on v >= v_threshold and reset to v_reset (0), or by subtraction where their metadata "
+    "'reset' says so; the membrane starts at 0"
 )
 
 
@@ -42,8 +52,15 @@ def optional(module: str, install: str):
         raise ValueError(f"this needs the optional package {module}: {install}") from None
 
 
-def export_nir(snn: SpikingNetwork, sample_input: Tensor, path: str | Path | None = None, primitives: bool = False):
-    """The NIR graph of `snn` (a `convert` result), written to `path` with ``nir.write`` when given.
+def export_nir(
+    snn: SpikingNetwork | MultiStepNetwork,
+    sample_input: Tensor,
+    path: str | Path | None = None,
+    primitives: bool = False,
+    dt: float = 1e-4,
+):
+    """The NIR graph of `snn`, written to `path` with ``nir.write`` when given: a `convert` result (IF nodes) or
+    a directly trained `MultiStepNetwork` (`to_direct_snn`, ASGL or SG: LIF nodes, BatchNorm folded).
 
     primitives: write each IF neuron with primitives every NIR reader knows instead of an ``IF`` node (whose
     hard reset from 0 readers would apply): an integrator ``I`` (r = 1) into a ``Threshold`` at threshold
@@ -55,28 +72,49 @@ def export_nir(snn: SpikingNetwork, sample_input: Tensor, path: str | Path | Non
     the two sums round apart, so a membrane within a rounding of its threshold may fire differently. The
     Threshold fires at >= (its metadata says so; readers' ties may differ).
 
-    `sample_input` is one batch of input as `snn` takes it (``[B, C, H, W]``); it fixes the shapes.
-    Raises TypeError for a layer NIR cannot express, ValueError for a neuron it cannot; warns that
-    spec-only consumers read the IF nodes as hard reset from zero (module docstring)."""
+    dt: for LIF nodes, the length of one simulation step in the file's time unit: each node has tau = tau_steps
+    * dt and r = tau_steps, so that a reader stepping by dt runs our neuron (LIF_SEMANTICS). The default, 1e-4,
+    is the step snnTorch's reader assumes; SpikingJelly's ``import_from_nir(path, dt=1e-4)`` takes it.
+
+    `sample_input` is one batch of input as `snn` takes it (``[B, C, H, W]``; event frames ``[B, T, ...]``);
+    it fixes the shapes. Raises TypeError for a layer NIR cannot express, ValueError for a neuron it cannot;
+    warns where readers that follow the NIR spec only would run another neuron (IF nodes, LIF reset by
+    subtraction)."""
     nir = optional("nir", 'pip install "noiseadaptor[nir]"')
 
-    if not isinstance(snn, SpikingNetwork):
-        raise TypeError(f"export_nir expects a SpikingNetwork from noiseadaptor.convert(), got {type(snn).__name__}")
-    gm = traced(snn.net)
-    exporter = _Exporter(nir, gm, shapes(gm, sample_input), primitives)
+    if isinstance(snn, MultiStepNetwork):
+        if primitives:
+            raise ValueError("primitives writes IF neurons; a directly trained network's LIF neurons are NIR LIF nodes")
+        if not 0 < dt < float("inf"):
+            raise ValueError(f"dt (the length of one step) must be a positive number, got {dt!r}")
+        gm = traced(copy.deepcopy(snn.net).eval())
+        fold_batchnorm(gm)
+        sample = sample_input if snn.static_input else sample_input[:, 0]  # one step's input
+    elif isinstance(snn, SpikingNetwork):
+        gm, sample, dt = traced(snn.net), sample_input, 1.0  # IF nodes have r = 1: one step is one time unit
+    else:
+        raise TypeError(
+            "export_nir expects a SpikingNetwork from noiseadaptor.convert() or a MultiStepNetwork from "
+            f"noiseadaptor.to_direct_snn(), got {type(snn).__name__}"
+        )
+    exporter = _Exporter(nir, gm, shapes(gm, sample), primitives, dt)
     for node in gm.graph.nodes:
         exporter.visit(node)
-    graph = exporter.graph()
-    warnings.warn(
-        "NIR export: " + SEMANTICS + ". Tools that follow the NIR spec only (hard reset to v_reset, "
-        "membrane from 0: Lava, SpiNNaker2, Xylo) will read a different network unless they honour "
-        "each IF node's metadata; SpikingJelly does after setting v_reset=None and the membrane.",
-        UserWarning,
-        stacklevel=2,
-    )
+    graph = exporter.graph(events=isinstance(snn, MultiStepNetwork) and not snn.static_input)
+    if exporter.kinds & {"IF", "subtract"}:
+        what = SEMANTICS if "IF" in exporter.kinds else LIF_SEMANTICS
+        warnings.warn(
+            f"NIR export: {what}. Tools that follow the NIR spec only (hard reset to v_reset, membrane from 0: "
+            "Lava, SpiNNaker2, Xylo) will read a different network unless they honour each neuron node's "
+            "metadata; SpikingJelly does after setting v_reset=None (and the membrane).",
+            UserWarning,
+            stacklevel=2,
+        )
     if path is not None:
-        with atomic_path(path) as tmp:  # a killed export leaves no half-written file
-            nir.write(tmp, graph)
+        buffer = io.BytesIO()  # HDF5 writes into memory: a failing disk is met by Python below, not inside h5py
+        nir.write(buffer, graph)
+        with atomic_path(path) as tmp:  # a killed or failed write leaves no half-written file
+            Path(tmp).write_bytes(buffer.getvalue())
     return graph
 
 
@@ -84,8 +122,9 @@ class _Exporter:
     """One pass over the fx graph of a converted network, node by node in graph order: each node becomes
     a NIR node (built at the end, once every gain is known), is passed through, or is refused."""
 
-    def __init__(self, nir, gm: fx.GraphModule, shapes: dict[fx.Node, tuple[int, ...]], primitives: bool = False):
-        self.nir, self.gm, self.shapes, self.primitives = nir, gm, shapes, primitives
+    def __init__(self, nir, gm: fx.GraphModule, shapes: dict[fx.Node, tuple[int, ...]], primitives: bool, dt: float):
+        self.nir, self.gm, self.shapes, self.primitives, self.dt = nir, gm, shapes, primitives, dt
+        self.kinds: set[str] = set()  # "IF" (an IF node written), "LIF", "subtract" (a LIF reset by subtraction)
         self.gains = _Gains()
         self.gain: dict[fx.Node, float | str] = {}  # ours = gain * NIR's, per value (see _Gains)
         self.sources: dict[fx.Node, list[str]] = {}  # the NIR nodes whose summed outputs are this value
@@ -124,7 +163,14 @@ class _Exporter:
                 self.neuron_from_primitives(node, module, x)
             else:
                 self.emit(node, lambda n=node, m=module, x=x: _if_node(nir, m, shapes[n], gains.resolve(gain[x])), x)
+                self.kinds.add("IF")
             gain[node] = float(module.threshold)
+        elif isinstance(module, LIFNeuron):
+            _check_lif(node, module)
+            gains.unify([gain[x], 1.0], node.name)  # its input as it is: the threshold is the trained one
+            self.emit(node, lambda n=node, m=module: _lif_node(nir, m, shapes[n], self.dt), x)
+            self.kinds |= {"LIF"} | ({"subtract"} if module.config.reset == "soft" else set())
+            gain[node] = 1.0  # spikes of 1, as ours
         elif isinstance(module, (nn.Conv2d, nn.Linear)):
             _check_weighted(node, module)
             make = lambda m=module, n=node, x=x: _weighted(  # noqa: E731
@@ -210,17 +256,18 @@ class _Exporter:
         self.edges.extend((source, name) for source in self.sources[term])
         return [name]
 
-    def graph(self):
+    def graph(self, events: bool = False):
         nodes = {name: make() for name, make in self.builders.items()}
+        lif = "LIF" in self.kinds
         return self.nir.NIRGraph(
             nodes,
             self.edges,
             metadata={
                 "producer": "noiseadaptor",
-                "semantics": SEMANTICS,
-                "neuron_reset": "subtract",
-                "input_encoding": "analog, same every step",
-                "dt": 1.0,
+                "semantics": LIF_SEMANTICS if lif else SEMANTICS,
+                "neuron_reset": "zero" if lif and "subtract" not in self.kinds else "subtract",
+                "input_encoding": "one event frame per step" if events else "analog, same every step",
+                "dt": self.dt,
                 "output_scale": self.gains.resolve(self.gain[self.out_value]),
                 "note": "outputs are per step; the prediction is the argmax of their sum over steps",
                 **(
@@ -279,6 +326,31 @@ def _check_neuron(node: fx.Node, neuron: IFNeuron) -> None:
             f"cannot export IFNeuron at node '{node.name}': per-neuron thresholds and negative "
             "spikes have no NIR IF equivalent (SpikingJelly also needs one threshold per layer)"
         )
+
+
+def _check_lif(node: fx.Node, neuron: LIFNeuron) -> None:
+    if neuron.recurrent is not None:
+        raise TypeError(f"cannot export LIFNeuron at node '{node.name}': recurrent synapses are not supported here")
+    if neuron.config.neuron != "lif":
+        raise ValueError(
+            f"cannot export the C-LIF neuron at node '{node.name}': NIR's CubaLIF (a synaptic current into a "
+            "membrane reset to v_reset) would run another neuron; ours is its membrane read one step late with "
+            "reset by subtraction (Guetig 2016). Export networks trained with neuron 'lif'"
+        )
+
+
+def _lif_node(nir, neuron: LIFNeuron, shape: tuple, dt: float):
+    c = neuron.config
+    ones, zeros = np.ones(shape), np.zeros(shape)  # float64: tau / dt reads back as tau_steps exactly
+    return nir.LIF(
+        tau=ones * (c.tau * dt),
+        r=ones * c.tau,
+        v_leak=zeros,
+        v_threshold=ones * c.threshold,
+        v_reset=zeros,
+        metadata={"reset": "zero" if c.reset == "hard" else "subtract", "fire": "v >= v_threshold",
+                  "tau_steps": c.tau, "dt": dt},
+    )  # fmt: skip
 
 
 def _in_input_units(neuron: IFNeuron, shape: tuple, gain_in: float) -> tuple[float, np.ndarray]:

@@ -14,12 +14,10 @@ from __future__ import annotations
 import copy
 
 from torch import fx, nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from ..ann.preparation import quantizers
+from . import graph
 from .neurons import IFNeuron, SpikingNetwork
-
-_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
 def convert(qmodel: nn.Module, fold_batchnorm: bool = True) -> SpikingNetwork:
@@ -33,32 +31,5 @@ def convert(qmodel: nn.Module, fold_batchnorm: bool = True) -> SpikingNetwork:
     for name, q in quantizers(net):
         net.set_submodule(name, IFNeuron(q.threshold.detach()))
     if fold_batchnorm and isinstance(net, fx.GraphModule):
-        _fold_batchnorm(net)
+        graph.fold_batchnorm(net)
     return SpikingNetwork(net).eval()
-
-
-def _fold_batchnorm(gm: fx.GraphModule) -> None:
-    calls = {}
-    for node in gm.graph.nodes:
-        if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
-    for node in list(gm.graph.nodes):
-        if node.op != "call_module" or not isinstance(gm.get_submodule(node.target), _BATCH_NORMS):
-            continue
-        prev = node.args[0]
-        if not (
-            isinstance(prev, fx.Node) and prev.op == "call_module" and len(prev.users) == 1 and calls[prev.target] == 1
-        ):
-            continue
-        layer, bn = gm.get_submodule(prev.target), gm.get_submodule(node.target)
-        if isinstance(layer, nn.modules.conv._ConvNd) and not layer.transposed:
-            fused = fuse_conv_bn_eval(layer, bn)
-        elif isinstance(layer, nn.Linear) and isinstance(bn, nn.BatchNorm1d):
-            fused = fuse_linear_bn_eval(layer, bn)
-        else:
-            continue
-        gm.set_submodule(prev.target, fused)
-        node.replace_all_uses_with(prev)
-        gm.graph.erase_node(node)
-    gm.delete_all_unused_submodules()
-    gm.recompile()

@@ -11,13 +11,14 @@ A case passes when the outcome is what it should do (`refuse` -> message; `warn`
 (SIGKILL mid-run then resume; two runs on one --out). The table is printed; --json writes every case's
 command, outcome and last stderr line. Exit status: the number of failing cases (0: all as they should be).
 
-About 3-6 s a case (one Python start with torch each); ~70 cases.
+About 3-6 s a case (one Python start with torch each); ~140 cases, 10-15 minutes on 2 cores.
 """
 
 import argparse
 import json
 import math
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -30,9 +31,12 @@ CLI = [sys.executable, "-m", "noiseadaptor.cli"]
 DIGITS = ["--dataset", "digits", "--model", "small-cnn", "--workers", "0", "--no-progress", "--device", "cpu"]
 
 
-def cli(*args, timeout=600, env=None):
+def cli(*args, timeout=600, env=None, file_size_limit=None):
+    """One command in a fresh process (with RLIMIT_FSIZE set to `file_size_limit` bytes, as `ulimit -f`)."""
+    limit = (lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit,) * 2)) if file_size_limit else None
     begin = time.time()
-    done = subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
+    done = subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env,
+                          preexec_fn=limit)  # fmt: skip
     return done.returncode, done.stdout, done.stderr, time.time() - begin
 
 
@@ -56,11 +60,11 @@ class Census:
     def __init__(self, root: Path, only: str | None):
         self.root, self.only, self.rows = root, only, []
 
-    def case(self, name: str, expect: str, *args, check=None, env=None):
+    def case(self, name: str, expect: str, *args, check=None, env=None, file_size_limit=None):
         """Run one case; `check(rc, out, err)` may return a reason it fails although the outcome fits."""
         if self.only and self.only not in name:
             return
-        rc, out, err, seconds = cli(*args, env=env)
+        rc, out, err, seconds = cli(*args, env=env, file_size_limit=file_size_limit)
         got = outcome(rc, out, err)
         why = None if got in PASSES[expect] else f"expected {expect}"
         if why is None and check is not None:
@@ -137,7 +141,45 @@ def prepare_files(root: Path) -> dict:
         (root / name).mkdir(parents=True, exist_ok=True)
     (root / "broken-image/train/cat/0.png").write_bytes(b"\x89PNG not really")
     (root / "broken-image/val/cat/0.png").write_bytes(b"\x89PNG not really")
+    image_trees(root, files)
     return files
+
+
+def image_trees(root: Path, files: dict) -> None:
+    """CIFAR-10-style folders (train/ and test/, 10 classes of 4 images) that are not what they claim, and
+    MNIST's raw folder with a truncated download."""
+    import gzip
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+
+    def tree(name, size=32, mode="RGB"):
+        for split in ("train", "test"):
+            for c in range(10):
+                (root / name / split / f"class{c}").mkdir(parents=True)
+                for i in range(4):
+                    pixels = rng.integers(0, 256, (size, size, 3) if mode == "RGB" else (size, size), dtype="uint8")
+                    if mode == "I;16":
+                        pixels = pixels.astype("uint16") * 257
+                    Image.fromarray(pixels).save(root / name / split / f"class{c}" / f"{i}.png")
+        files[f"tree-{name}"] = root / name
+
+    tree("big", size=64)
+    tree("odd")
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype="uint8")).save(root / "odd/train/class5/2.png")
+    tree("grey16", mode="I;16")
+    tree("loop")
+    (root / "loop/train/class0/again").symlink_to(root / "loop/train/class0")
+    raw = root / "mnist/MNIST/raw"
+    raw.mkdir(parents=True)
+    for split, n in (("train", 60), ("t10k", 10)):
+        for kind, magic, shape in (("images", 0x803, (n, 28, 28)), ("labels", 0x801, (n,))):
+            header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in shape)
+            data = gzip.compress(header + rng.integers(0, 10, shape, dtype="uint8").tobytes())
+            (raw / f"{split}-{kind}-idx{len(shape)}-ubyte.gz").write_bytes(data[:-40] if split == "train" else data)
+    files["mnist-truncated"] = root / "mnist"
 
 
 def train_cases(c: Census, f: dict):
@@ -184,7 +226,31 @@ def train_cases(c: Census, f: dict):
     c.case("train --method na without --init (random start)", "warn", *base, "--method", "na", *out("random"))
     c.case("train --init a float net of another architecture", "refuse", *base, "--method", "na", "--model",
            "cifar-resnet20", "--init", f["float"], *out("otherarch"))  # fmt: skip
+    c.case("train --cutout 16 on digits", "refuse", *base, "--method", "float", "--cutout", "16", *out("cutout"))
+    c.case("train --batch-size 1 (BatchNorm on one image)", "refuse", *base, "--method", "float", "--batch-size",
+           "1", *out("batch1"))  # fmt: skip
+    c.case("train --out with a 300-character name", "refuse", *base, "--method", "float", "--out",
+           c.path("x" * 300))  # fmt: skip
     c.case("train a good float run (control)", "ok", *base, "--method", "float", *out("control"))
+
+
+def data_cases(c: Census, f: dict):
+    cifar = ["train", "--dataset", "cifar10", "--model", "small-cnn", "--method", "float", "--epochs", "1",
+             "--workers", "0", "--no-progress", "--device", "cpu"]  # fmt: skip
+    c.case("train cifar10 on a tree of 64x64 images", "refuse", *cifar, "--data-dir", f["tree-big"],
+           "--out", c.path("data", "big"))  # fmt: skip
+    c.case("train cifar10 with one 16x16 image among 32x32", "refuse", *cifar, "--data-dir", f["tree-odd"],
+           "--out", c.path("data", "odd"))  # fmt: skip
+    c.case("train cifar10 on 16-bit greyscale PNGs", "ok", *cifar, "--data-dir", f["tree-grey16"],
+           "--out", c.path("data", "grey16"))  # fmt: skip
+    c.case("train cifar10 with a symbolic-link loop in a class", "warn", *cifar, "--data-dir", f["tree-loop"],
+           "--out", c.path("data", "loop"))  # fmt: skip
+    cache = c.path("data", "mnist-cache")
+    left = lambda *_: "a .partial file was left" if list(cache.rglob("*.partial")) else None  # noqa: E731
+    c.case("train mnist from a truncated .gz", "refuse", "train", "--dataset", "mnist", "--data-dir",
+           f["mnist-truncated"], "--model", "small-cnn", "--method", "float", "--epochs", "1", "--workers", "0",
+           "--no-progress", "--out", c.path("data", "mnist"), check=left,
+           env={**os.environ, "NOISEADAPTOR_DATA": str(cache)})  # fmt: skip
 
 
 def evaluate_cases(c: Census, f: dict):
@@ -199,6 +265,13 @@ def evaluate_cases(c: Census, f: dict):
     c.case("evaluate --offset-spikes with --srp", "refuse", "evaluate", f["na"], "--offset-spikes", "2", "--srp",
            "2", "--T", "4", "--no-progress")  # fmt: skip
     c.case("evaluate --out names a file", "refuse", "evaluate", f["na"], "--T", "2", "--out", f["a-file"])
+    c.case("evaluate --calibration-samples 100000 (more than the split)", "warn", "evaluate", f["na"], "--T", "2",
+           "--calibrate", "coarse", "--calibration-samples", "100000", "--no-progress", "--workers", "0")  # fmt: skip
+    said = lambda rc, out, err: None if "times the work" in err else "no word on the work"  # noqa: E731
+    c.case("evaluate --T 4100 (long: says so)", "warn", "evaluate", f["na"], "--T", "4100", "--no-progress",
+           "--workers", "0", check=said)  # fmt: skip
+    c.case("evaluate --out with a 300-character name", "refuse", "evaluate", f["na"], "--T", "2", "--out",
+           c.path("x" * 300))  # fmt: skip
     c.case("evaluate a float checkpoint (ANN only, control)", "ok", "evaluate", f["float"], "--no-progress")
     c.case("evaluate a NA checkpoint at T=4 (control)", "ok", "evaluate", f["na"], "--T", "4", "--no-progress")
 
@@ -216,6 +289,12 @@ def export_cases(c: Census, f: dict):
     for bits in ("1", "17", "32", "64"):
         c.case(f"export --weight-bits {bits}", "refuse", "export", f["na"], "--weight-bits", bits, "--out",
                out / f"bits{bits}.nir")  # fmt: skip
+    c.case("export --out with a 300-character name", "refuse", "export", f["na"], "--out", out / ("x" * 300))
+    nothing_left = lambda *_: f"left {sorted(p.name for p in (out / 'small').iterdir())}" if any(  # noqa: E731
+        (out / "small").iterdir()) else None  # fmt: skip
+    (out / "small").mkdir(parents=True, exist_ok=True)
+    c.case("export under ulimit -f (4 KiB)", "refuse", "export", f["na"], "--out", out / "small" / "a.nir",
+           file_size_limit=4096, check=nothing_left)  # fmt: skip
     c.case("export NIR (control)", "ok", "export", f["na"], "--out", out / "good.nir")
 
 
@@ -232,12 +311,29 @@ def compare_and_run_cases(c: Census, f: dict):
     for flag, value in (("--T", "0"), ("--lr", "1e6"), ("--epochs", "-1"), ("--methods", "bogus"), ("--p", "0")):
         c.case(f"run {flag} {value}", "refuse", "run", "--no-progress", flag, value, "--out", c.path("run", flag))
     c.case("run --out names a file", "refuse", "run", "--no-progress", "--out", f["a-file"])
+    tiny = ["run", "--no-progress", "--model", "small-cnn", "--float-epochs", "1", "--epochs", "1", "--T", "2",
+            "--methods", "na", "--out", c.path("run", "tiny")]  # fmt: skip
+    c.case("run at tiny settings (control)", "ok", *tiny)
+    c.case("run --resume with another --batch-size", "refuse", *tiny, "--resume", "--batch-size", "32")
+    c.case("run --resume with another --float-epochs", "refuse", *tiny, "--resume", "--float-epochs", "2")
 
 
 def process_faults(c: Census, f: dict):
-    """SIGKILL mid-run then resume; two runs on one --out at once."""
-    if c.only and c.only not in "process faults: sigkill two runs":
+    """SIGKILL mid-run then resume; Ctrl-C (SIGINT); two runs on one --out at once."""
+    if c.only and c.only not in "process faults: sigkill sigint two runs":
         return
+    out = c.path("interrupted")
+    args = ["train", *DIGITS, "--method", "float", "--epochs", "30", "--out", out]
+    proc = subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not (out / "checkpoint.pt").exists() and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    o, e = proc.communicate()
+    got = outcome(proc.returncode, o, e)
+    why = None if got == "message" and proc.returncode == 130 and len(e.strip().splitlines()) == 1 else \
+        f"expected one line and exit 130, got exit {proc.returncode}"  # fmt: skip
+    c.record("Ctrl-C (SIGINT) mid-run", "refuse", got, why, e, args, 0.0)
+
     out = c.path("killed")
     args = ["train", *DIGITS, "--method", "float", "--epochs", "6", "--out", out]
     proc = subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -274,7 +370,7 @@ def main():
     census = Census(root, args.only)
     try:
         files = prepare_files(root)
-        for group in (train_cases, evaluate_cases, export_cases, compare_and_run_cases, process_faults):
+        for group in (train_cases, data_cases, evaluate_cases, export_cases, compare_and_run_cases, process_faults):
             group(census, files)
     finally:
         if not args.keep:

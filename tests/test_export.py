@@ -329,7 +329,8 @@ def _readers(path):
 @pytest.mark.parametrize("make", [vgg_net, residual_net])
 def test_a_directly_trained_snn_runs_the_same_in_snntorch_and_spikingjelly(make, tmp_path):
     """An ASGL/SG network's NIR file: LIF nodes (hard reset, the NIR spec's own neuron: no warning), read by
-    snnTorch and SpikingJelly, gives our spikes at every layer and step and our outputs, exactly."""
+    snnTorch and SpikingJelly, gives our spikes at every layer and step exactly, and our outputs up to float
+    rounding."""
     x = 2 * torch.randn(4, 1, 8, 8)
     snn = direct(make)
     with warnings.catch_warnings():
@@ -358,7 +359,9 @@ def test_a_directly_trained_snn_runs_the_same_in_snntorch_and_spikingjelly(make,
             theirs = torch.stack([step(x) for _ in range(6)])
         for k in lif:
             assert torch.equal(torch.stack(spikes[k]), ours_spikes[k]), (reader, k)
-        assert torch.equal(theirs, ours), reader
+        # the same spikes into the same weights: the outputs up to the order of a float sum (one ulp, seen in
+        # snnTorch's residual add on some CPUs)
+        torch.testing.assert_close(theirs, ours, rtol=0, atol=1e-6, msg=reader)
 
 
 def test_lif_export_options_and_refusals(tmp_path):

@@ -243,6 +243,29 @@ def test_data_folders_a_broken_image_and_mnist_as_distributed(tmp_path, capsys, 
     assert (len(splits.train), len(splits.test)) == (6, 4) and splits.train[0][0].shape == (1, 28, 28)
     assert sorted(p.name for p in raw.iterdir()) == before
     assert len(get_dataset("mnist", tmp_path / "mnist").train) == 6  # the second time from the cache
+    # a truncated download: one line naming the file, no half-unpacked file left in the cache
+    archive = raw / "train-images-idx3-ubyte.gz"
+    archive.write_bytes(archive.read_bytes()[:-40])
+    monkeypatch.setenv("NOISEADAPTOR_DATA", str(tmp_path / "cache2"))
+    with pytest.raises(ValueError, match="train-images-idx3-ubyte.gz is not a whole gzip file .*download it again"):
+        get_dataset("mnist", tmp_path / "mnist")
+    assert not list((tmp_path / "cache2").rglob("*.partial"))
+    # a tree of 64x64 images under cifar10 (its transforms crop 32x32): refused before any work, named;
+    # one 16x16 image among 32x32 ones: named when it is read
+    from PIL import Image
+
+    big = tmp_path / "big"
+    _image_tree(big, rng, (("train", 1), ("test", 1)))
+    for path in big.rglob("*.png"):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype="uint8")).save(path)
+    with pytest.raises(ValueError, match="0.png is 64x64; the images of this data set are 32x32"):
+        get_dataset("cifar10", big)
+    odd = tmp_path / "odd"
+    _image_tree(odd, rng)
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype="uint8")).save(odd / "train" / "class5" / "2.png")
+    splits = get_dataset("cifar10", odd)
+    with pytest.raises(ValueError, match="class5/2.png is 16x16"):
+        [splits.train[i] for i in range(len(splits.train))]
 
 
 def test_grey_images_into_a_colour_network_and_a_mismatched_checkpoint(small_cnn):
@@ -430,3 +453,63 @@ def test_batches_of_one_image_with_batchnorm_are_refused_before_training(tmp_pat
     plain = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))  # no BatchNorm: one image is fine
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(4, 1, 8, 8), torch.arange(4)))
     assert len(fit(plain, data, 1, progress=False)) == 1
+
+
+def _unshared_mount_works() -> bool:
+    """Whether this machine lets a test mount a small tmpfs in its own mount namespace (root in a container)."""
+    try:
+        return subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=4k none /mnt"],
+                              capture_output=True, timeout=30).returncode == 0  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def test_write_failures_are_one_line_leave_nothing_and_come_before_the_work(tmp_path, capsys):
+    """A size limit (RLIMIT_FSIZE) mid-export: one line, exit 1, no file and no temporary left, no crash in
+    HDF5. Names too long: refused before any work. A full disk and a read-only folder (a tmpfs in a mount
+    namespace of its own, where the machine allows one): the same."""
+    pytest.importorskip("nir")
+    out = tmp_path / "na"
+    assert main(["train", "--dataset", "digits", "--model", "small-cnn", "--method", "na", "--epochs", "0",
+                 "--workers", "0", "--no-progress", "--out", str(out)]) == 0  # fmt: skip
+    limited = textwrap.dedent(
+        """
+        import resource, sys
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))  # Python ignores SIGXFSZ: writes raise EFBIG
+        from noiseadaptor.cli import main
+        sys.exit(main(sys.argv[1:]))
+        """
+    )
+    command = [sys.executable, "-c", limited, "export", str(out / "checkpoint.pt"), "--out",
+               str(tmp_path / "limited" / "model.nir")]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "warning" not in line]
+    assert len(lines) == 1 and "File too large" in lines[0] and "no half-written file" in lines[0], done.stderr
+    assert list((tmp_path / "limited").iterdir()) == []
+    long = "n" * 300
+    for command in (["export", str(out / "checkpoint.pt"), "--out", str(tmp_path / f"{long}.nir")],
+                    ["run", "--out", str(tmp_path / long / "run")],
+                    ["evaluate", str(out / "checkpoint.pt"), "--out", str(tmp_path / long)]):  # fmt: skip
+        with pytest.raises(SystemExit) as stop:
+            main(command)
+        assert stop.value.code == 2 and "is longer than this file system takes" in capsys.readouterr().err, command
+    if not _unshared_mount_works():
+        pytest.skip("no mount namespace here for the full-disk and read-only cases")
+    script = textwrap.dedent(
+        f"""
+        set -u
+        mount -t tmpfs -o size=8k none {tmp_path}/small
+        {sys.executable} -m noiseadaptor.cli export {out}/checkpoint.pt --out {tmp_path}/small/model.nir
+        echo "exit $?"; ls -A {tmp_path}/small; echo listed
+        mount -o remount,ro {tmp_path}/small
+        {sys.executable} -m noiseadaptor.cli evaluate {out}/checkpoint.pt --out {tmp_path}/small/eval --no-progress
+        echo "exit $?"
+        """
+    )
+    (tmp_path / "small").mkdir()
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    stderr = [line for line in done.stderr.splitlines() if "warning" not in line]
+    assert "No space left on device" in stderr[0] and "exit 1\nlisted\n" in done.stdout, done
+    assert "cannot write into" in stderr[1] and "Read-only file system" in stderr[1], done
+    assert done.stdout.endswith("exit 2\n") and len(stderr) == 2, done

@@ -128,6 +128,36 @@ def test_wrong_objects_are_refused():
     assert isinstance(snn, SpikingNetwork)
 
 
+def test_a_network_or_device_simulate_cannot_use_is_one_line():
+    """Half precision, a device this machine lacks and integer inputs are refused before any step; a
+    float64 network runs, its inputs cast to its type, with the float32 network's answers."""
+    torch.manual_seed(0)
+    q = prepare(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)), QuantConfig(p=2)).eval()
+    batch = [(torch.rand(6, 4), torch.randint(0, 3, (6,)))]
+    with pytest.raises(ValueError, match=r"float16 tensors \(.half\(\) or .bfloat16\(\)\?\): call .float\(\)"):
+        simulate(convert(q).half(), batch, T=4, progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device cuda: this machine has no CUDA GPU"):
+            simulate(convert(q), batch, T=4, device="cuda", progress=False)
+    with pytest.raises(ValueError, match="device meta: a meta tensor holds no values"):
+        simulate(convert(q), batch, T=4, device="meta", progress=False)
+    with pytest.raises(TypeError, match="floating-point input tensors .* got torch.uint8"):
+        simulate(convert(q), [(torch.zeros(6, 4, dtype=torch.uint8), batch[0][1])], T=4, progress=False)
+    single = simulate(convert(q), batch, T=4, progress=False)
+    double = simulate(convert(q).double(), [(batch[0][0].double(), batch[0][1])], T=4, progress=False)
+    assert double.accuracy == single.accuracy
+
+
+def test_a_long_simulation_says_so_and_is_never_silent(monkeypatch):
+    lines = []
+    seen = lambda items, desc, mode: lines.append(mode) or items  # noqa: E731
+    monkeypatch.setattr("noiseadaptor.snn.simulation.progress_over", seen)
+    snn = convert(prepare(nn.Sequential(nn.Linear(2, 2), nn.ReLU())))
+    with pytest.warns(UserWarning, match="T=5000: every image runs 5000 steps, 20 times the work of T=256"):
+        simulate(snn, [(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long))], T=[1, 5000], progress=False)
+    assert lines == ["lines"]
+
+
 def test_torchvision_bottleneck_resnet_converts_with_residual_adds_before_neurons():
     import operator
 

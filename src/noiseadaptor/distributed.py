@@ -42,27 +42,28 @@ def init_from_env(device: str | None = None) -> torch.device:
     return check_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def check_device(device: str | torch.device) -> torch.device:
-    """The device, or a ValueError saying what to give when it does not exist here."""
+def check_device(device: str | torch.device, name: str = "--device") -> torch.device:
+    """The device, or a ValueError naming `name` (the flag or argument) and saying what to give when it
+    does not exist here."""
     try:
         found = torch.device(device)
     except RuntimeError as err:
-        raise ValueError(f"--device {device}: not a device name ({err}); use cpu, cuda or cuda:N") from None
+        raise ValueError(f"{name} {device}: not a device name ({err}); use cpu, cuda or cuda:N") from None
     if found.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: this machine has no CUDA GPU (torch sees none); use --device cpu")
+            raise ValueError(f"{name} {device}: this machine has no CUDA GPU (torch sees none); use cpu")
         if found.index is not None and found.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {device}: only {torch.cuda.device_count()} CUDA devices here")
+            raise ValueError(f"{name} {device}: only {torch.cuda.device_count()} CUDA devices here")
     elif found.type == "meta":
-        raise ValueError(f"--device {device}: a meta tensor holds no values, so nothing can be trained or measured "
+        raise ValueError(f"{name} {device}: a meta tensor holds no values, so nothing can be trained or measured "
                          "on it; use cpu or cuda")  # fmt: skip
     elif found.type in ("mps", "xpu"):
         backend = getattr(torch.backends, found.type, None) if found.type == "mps" else getattr(torch, "xpu", None)
         if backend is None or not backend.is_available():
-            raise ValueError(f"--device {device}: this torch build or machine has no {found.type} device; use cpu"
+            raise ValueError(f"{name} {device}: this torch build or machine has no {found.type} device; use cpu"
                              " or cuda")  # fmt: skip
     elif found.type != "cpu":
-        raise ValueError(f"--device {device}: unsupported device type {found.type}; use cpu or cuda")
+        raise ValueError(f"{name} {device}: unsupported device type {found.type}; use cpu or cuda")
     return found
 
 

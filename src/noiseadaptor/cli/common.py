@@ -229,9 +229,9 @@ def check_positive(args: argparse.Namespace, *flags: str, allow_zero: tuple[str,
 
 def output_folder(path: Path) -> Path:
     """`path` as an output folder: a ValueError, before any work, when it names an existing file."""
+    check_writable(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"--out {path} is a file; give a folder (it is created if missing)")
-    check_writable(path)
     return path
 
 

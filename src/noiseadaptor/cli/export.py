@@ -124,12 +124,13 @@ def _shape(text: str) -> tuple[int, ...]:
 
 
 def _output_file(path: Path, suffix: str) -> Path:
-    """`path` as the file to write: refused, before any work, when it is a folder or lies under a file."""
+    """`path` as the file to write: refused, before any work, when it is a folder or lies under a file, or
+    cannot be written (check_writable)."""
+    check_writable(path)
     if path.is_dir():
         raise ValueError(f"--out {path} is a folder; give the file to write (e.g. {path / ('model.' + suffix)})")
     for parent in path.parents:
         if parent.exists() and not parent.is_dir():
             raise ValueError(f"--out {path}: {parent} is a file, not a folder")
     check_writable(path.parent)
-    check_writable(path)
     return path

@@ -20,10 +20,12 @@ that side), random-resized crop and flip for ImageNet.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import os
 import shutil
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,8 +166,12 @@ def _extracted_mnist(raw: Path, folder: str) -> Path:
         if unpacked.exists():
             continue
         partial = unpacked.with_name(unpacked.name + ".partial")  # never a half-written file under the real name
-        with gzip.open(archive, "rb") as source, open(partial, "wb") as sink:
-            shutil.copyfileobj(source, sink)
+        try:
+            with gzip.open(archive, "rb") as source, open(partial, "wb") as sink:
+                shutil.copyfileobj(source, sink)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as err:  # a truncated or damaged download
+            partial.unlink(missing_ok=True)
+            raise ValueError(f"{archive} is not a whole gzip file ({err}); download it again") from None
         os.replace(partial, unpacked)
     return target.parent.parent
 
@@ -176,7 +182,7 @@ def _cifar(name: str, root: Path, download: bool, augment: str, cutout: int) -> 
     cls, num_classes = (datasets.CIFAR10, 10) if name == "cifar10" else (datasets.CIFAR100, 100)
     train_tf, test_tf = _transforms(name, True, augment, cutout), _transforms(name, False)
     if (root / "train").is_dir():
-        train, test = _image_folders(root, ("test", "val"), train_tf, test_tf)
+        train, test = _image_folders(root, ("test", "val"), train_tf, test_tf, size=32)
     else:
         try:
             train = cls(str(root), train=True, download=download, transform=train_tf)
@@ -206,11 +212,11 @@ def _tiny_imagenet(root: Path, augment: str, cutout: int) -> DataSplits:
     train_tf, test_tf = _transforms("tiny-imagenet", True, augment, cutout), _transforms("tiny-imagenet", False)
     annotations = root / "val" / "val_annotations.txt"
     if not annotations.is_file():
-        train, test = _image_folders(root, ("val",), train_tf, test_tf)
+        train, test = _image_folders(root, ("val",), train_tf, test_tf, size=64)
         return DataSplits(train, test, len(train.classes), 3, 64, stats=_STATS["tiny-imagenet"])
     if not (root / "train").is_dir():
         raise ValueError(f"tiny-imagenet: no {root}/train/<wnid>/images/ beside {annotations}")
-    train = ImageFolder(str(root / "train"), train_tf, loader=read_image)
+    train = ImageFolder(str(root / "train"), train_tf, loader=functools.partial(read_image, size=64))
     samples = []
     for line in annotations.read_text().splitlines():
         name, wnid, *_ = line.split("\t")
@@ -232,10 +238,13 @@ class _Listed(Dataset):
 
     def __getitem__(self, i: int):
         path, target = self.samples[i]
-        return self.transform(read_image(path)), target
+        return self.transform(read_image(path, size=64)), target
 
 
-def _image_folders(root: Path, test_names: tuple[str, ...], train_tf, test_tf):
+def _image_folders(root: Path, test_names: tuple[str, ...], train_tf, test_tf, size: int | None = None):
+    """ImageFolder train and test splits of the tree at `root`; with `size`, every image must be size x size:
+    the first of each class is checked now (a tree of another size is refused before any work), each one
+    as it is read."""
     from torchvision.datasets import ImageFolder
 
     test_dir = next((root / n for n in test_names if (root / n).is_dir()), None)
@@ -247,12 +256,17 @@ def _image_folders(root: Path, test_names: tuple[str, ...], train_tf, test_tf):
         raise ValueError(f"no image-folder tree at {root}: expected {layout}")
     try:
         train, test = (
-            ImageFolder(str(d), tf, loader=read_image) for d, tf in ((root / "train", train_tf), (test_dir, test_tf))
+            ImageFolder(str(d), tf, loader=functools.partial(read_image, size=size))
+            for d, tf in ((root / "train", train_tf), (test_dir, test_tf))
         )
     except (FileNotFoundError, RuntimeError) as err:
         raise ValueError(f"malformed image-folder tree at {root} ({err}); expected {layout}") from err
     if train.classes != test.classes:
         raise ValueError(f"{root}: train and {test_dir.name} have different class folders; expected {layout}")
+    for split in (train, test) if size is not None else ():
+        firsts = {c: path for path, c in reversed(split.samples)}  # the first image of each class
+        for path in firsts.values():
+            split.loader(path)
     return _each_file_once(train), _each_file_once(test)
 
 
@@ -276,8 +290,9 @@ def _each_file_once(folder):
     return folder
 
 
-def read_image(path: str):
-    """torchvision's PIL loader (RGB), with a one-line error naming the file that cannot be read. 16-bit
+def read_image(path: str, size: int | None = None):
+    """torchvision's PIL loader (RGB), with a one-line error naming the file that cannot be read, or that is
+    not `size` x `size` where the data set's images all are (its transforms crop, they do not resize). 16-bit
     greyscale (PIL's "I;16" and "I" modes) is scaled to 8 bits first: PIL's own RGB conversion clips every
     level above 255, which turns such an image white."""
     from PIL import Image, UnidentifiedImageError
@@ -285,6 +300,9 @@ def read_image(path: str):
     try:
         with open(path, "rb") as f:
             image = Image.open(f)
+            if size is not None and image.size != (size, size):
+                raise ValueError(f"{path} is {image.size[0]}x{image.size[1]}; the images of this data set are "
+                                 f"{size}x{size} (its transforms do not resize): resize or remove it")  # fmt: skip
             if image.mode.startswith("I;16") or image.mode == "I":
                 levels = np.asarray(image, dtype=np.float64)
                 if image.mode != "I" or levels.max() > 255:  # an "I" image may hold 8-bit levels

@@ -42,10 +42,10 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
 def check_writable(path: str | Path, what: str = "--out") -> None:
     """Refuse, before any work, a path that cannot be written: a folder without write permission or on a
     read-only file system, or a name longer than the file system takes (with room for `atomic_path`'s
-    temporary name). Nothing is created: an existing folder is probed with a temporary file, a missing one
-    through its nearest existing parent. One-line ValueError naming `what`."""
+    temporary name). Nothing is left: the nearest existing folder is probed with a temporary file, removed at
+    once. One-line ValueError naming `what`."""
     path = Path(path).absolute()
-    existing = next(p for p in (path, *path.parents) if p.exists())
+    existing = next(p for p in (path, *path.parents) if _exists(p))
     for part in path.relative_to(existing).parts if existing != path else (path.name,):
         limit = os.pathconf(existing if existing.is_dir() else existing.parent, "PC_NAME_MAX")
         if len(os.fsencode(part)) + 16 > limit:  # ".name." + the temporary's random suffix
@@ -53,15 +53,19 @@ def check_writable(path: str | Path, what: str = "--out") -> None:
                              f"({limit} bytes, less 16 for a temporary name); choose a shorter one")  # fmt: skip
     if not existing.is_dir():
         return  # a file in the way: the caller says so in its own words
-    try:
-        if existing == path:
-            fd, probe = tempfile.mkstemp(dir=existing, prefix=".write-check.")
-            os.close(fd)
-            os.unlink(probe)
-        elif not os.access(existing, os.W_OK | os.X_OK):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+    try:  # a temporary file in the nearest existing folder, removed at once: the file system's own answer
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".write-check.")
+        os.close(fd)
+        os.unlink(probe)
     except OSError as err:
         raise ValueError(f"{what} {path}: cannot write into {existing} ({err.strerror}); choose another") from None
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long, say: not there (check_writable says why)
+        return False
 
 
 class atomic_path:

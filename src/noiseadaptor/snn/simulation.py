@@ -8,6 +8,7 @@ are options; off, they cost nothing.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -17,7 +18,7 @@ from torch import Tensor, nn
 from ..ann.models import check_input
 from ..ann.preparation import quantizers
 from ..checks import module_device, positive_int
-from ..distributed import all_reduce_sum
+from ..distributed import all_reduce_sum, check_device
 from ..progress import Progress, progress_over
 from .accounting import EnergyModel, SynapticCounter
 from .corrections import calibrate_offsets, silence_by_residual
@@ -103,6 +104,29 @@ def default_steps_per_call(device: torch.device | str) -> int:
     return STEPS_GPU if torch.device(device).type == "cuda" else STEPS_CPU
 
 
+def _floating_type(snn: SpikingNetwork) -> torch.dtype:
+    """The network's parameter type: float32 or float64. Half precision is refused: a membrane that sums
+    inputs over hundreds of steps loses the small ones in a 10-bit mantissa."""
+    types = {t.dtype for t in (*snn.parameters(), *snn.buffers()) if t.is_floating_point()}
+    if types - {torch.float32, torch.float64} or len(types) > 1:
+        found = ", ".join(sorted(str(t).removeprefix("torch.") for t in types))
+        raise ValueError(f"simulate() runs in float32 or float64; this network holds {found} tensors "
+                         "(.half() or .bfloat16()?): call .float() on it first")  # fmt: skip
+    return types.pop() if types else torch.float32
+
+
+def _check_inputs(x) -> None:
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        found = x.dtype if isinstance(x, Tensor) else type(x).__name__
+        raise TypeError(f"simulate() needs floating-point input tensors (e.g. transforms.ToTensor() images in "
+                        f"[0, 1]), got {found}")  # fmt: skip
+
+
+LONG_T = 4096
+"""Above this many steps simulate() says how much work it faces (16x the papers' largest T, 256) and
+reports progress even when asked for none."""
+
+
 @torch.inference_mode()
 def simulate(
     snn: SpikingNetwork,
@@ -126,6 +150,8 @@ def simulate(
     offset_spikes: rho > 0 pre-steps of COS on each batch (corrections.calibrate_offsets); srp: tau > 0
         pre-steps of SRP (corrections.silence_by_residual; composes with negative_spikes, not with COS).
         Pre-steps are not counted in T (as their papers do): each image needs T + pre-steps.
+    progress: a bar (True), a line now and then ("lines") or nothing (False); above LONG_T steps at least
+        the lines, after a warning that says how much work it is.
     synops: count synaptic operations and MACs (pre-steps included) and estimate energy with `energy`.
     steps_per_call: time steps run layer by layer in one pass (`SpikingNetwork.run`). Larger is faster
         (bigger batched convolutions, the first layer computed once per pass) and costs memory in
@@ -137,8 +163,13 @@ def simulate(
     if not isinstance(snn, SpikingNetwork):
         raise TypeError(f"simulate() expects the SpikingNetwork returned by convert(), got {type(snn).__name__}")
     steps = reported_steps(T)
+    if steps[-1] > LONG_T:
+        warnings.warn(f"T={steps[-1]}: every image runs {steps[-1]} steps, {steps[-1] / DEFAULT_T:.0f} times the work "
+                      f"of T={DEFAULT_T}; a line says how far it is and the time left", stacklevel=2)  # fmt: skip
+        progress = progress or "lines"  # work this long is never silent
     _check_corrections(offset_spikes, srp)
-    device = torch.device(device) if device is not None else module_device(snn)
+    device = check_device(device, "device") if device is not None else module_device(snn)
+    dtype = _floating_type(snn)
     steps_per_call = positive_int(
         default_steps_per_call(device) if steps_per_call is None else steps_per_call, "steps_per_call"
     )
@@ -153,7 +184,10 @@ def simulate(
                 raise TypeError(
                     "simulate() needs batches of (inputs, labels), as a DataLoader of a labelled data set gives"
                 )
-            x, y = batch[0].to(device), batch[1].to(device)
+            x, y = batch[0], batch[1].to(device)
+            if tally.num_samples == 0:
+                _check_inputs(x)
+            x = x.to(device, dtype)
             if tally.num_samples == 0:
                 check_input(snn, x)
             tally.first_stage(snn, x, offset_spikes, srp, [start for _, start in saved])

@@ -118,7 +118,7 @@ class _SpikingJellyNeuron(ForeignNeuron):
 
 def to_spikingjelly(snn) -> ForeignNetwork:
     """The network with SpikingJelly 2.0 ``IFNode``s (subtractive reset, pre-charged membrane)."""
-    optional("spikingjelly", 'pip install "spikingjelly==2.0.0"')
+    optional("spikingjelly", 'pip install "noiseadaptor[interop]"')
     return _replaced(snn, _SpikingJellyNeuron, "spikingjelly")
 
 
@@ -153,7 +153,7 @@ class _SnnTorchNeuron(ForeignNeuron):
 
 def to_snntorch(snn) -> ForeignNetwork:
     """The network with snnTorch ``Leaky(beta=1)`` neurons (subtractive reset, pre-charged membrane)."""
-    optional("snntorch", "pip install snntorch")
+    optional("snntorch", 'pip install "noiseadaptor[interop]"')
     return _replaced(snn, _SnnTorchNeuron, "snntorch")
 
 
@@ -179,7 +179,7 @@ class _SinabsNeuron(ForeignNeuron):
 
 def to_sinabs(snn) -> ForeignNetwork:
     """The network with sinabs ``IAF`` neurons (one spike per step, subtractive reset, pre-charged)."""
-    optional("sinabs", "pip install sinabs")
+    optional("sinabs", "pip install --no-deps sinabs (it pins an older nir; its layers run with the newer one)")
     return _replaced(snn, _SinabsNeuron, "sinabs")
 
 
@@ -211,7 +211,7 @@ class _NorseNeuron(ForeignNeuron):
 
 def to_norse(snn) -> ForeignNetwork:
     """The network with Norse ``IAFCell``s, their hard reset turned into ours (pre-charged membrane)."""
-    optional("norse", "pip install norse")
+    optional("norse", 'pip install "noiseadaptor[interop]"')
     return _replaced(snn, _NorseNeuron, "norse")
 
 
@@ -266,7 +266,7 @@ def nirtorch_network(graph) -> nn.Module:
     torch's random bias) and ``Flatten`` (NIR counts dims without the batch). `fire_modules(net)` lists the
     threshold modules, whose outputs are each layer's spikes."""
     nir = optional("nir", 'pip install "noiseadaptor[nir]"')
-    nirtorch = optional("nirtorch", 'pip install "nirtorch>=2.6"')
+    nirtorch = optional("nirtorch", 'pip install "noiseadaptor[interop]"')
     if isinstance(graph, (str, Path)):
         graph = nir.read(graph)
     node_map = {

@@ -31,7 +31,7 @@ STEPS_GPU, STEPS_CPU = 8, 1
 @dataclass
 class SimulationResult:
     """Per requested T (steps 1..T of the main run):
-    accuracy: top-1 accuracy (0-1). firing_rate[T][layer]: spike events per neuron per step.
+    accuracy: top-1 accuracy (0-1). `firing_rate[T][layer]`: spike events per neuron per step.
     spikes_per_sample: spike events of all layers per sample.
     With synops=True: sops_per_sample (every spike event times its fan-out, Eq. 20), macs_per_sample
     (the layers that read analog values, every step) and
@@ -42,7 +42,7 @@ class SimulationResult:
     the main run alone (as the COS and SRP papers count) is the difference. `corrections` records the
     run-time corrections used; pre-steps are not counted in T (as in the COS and SRP papers). With a
     reference ANN: agreement[T], the share of samples whose SNN prediction after T steps is the ANN's,
-    and layer_error[T][layer], the conversion error of each neuron layer, mean |SNN mean output over
+    and `layer_error[T][layer]`, the conversion error of each neuron layer, mean |SNN mean output over
     steps 1..T - ANN activation| / threshold."""
 
     accuracy: dict[int, float]

@@ -419,11 +419,8 @@ def test_ctrl_c_says_one_line_and_the_run_resumes_from_its_checkpoint_alone(tmp_
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err
-    assert (
-        err.strip()
-        .splitlines()[-1]
-        .endswith("interrupted; the checkpoints written so far are kept (--resume continues)")
-    )
+    said = f"interrupted; the last checkpoint is in {out}; continue with: noiseadaptor train --out {out} --resume"
+    assert err.strip().splitlines()[-1].endswith(said)
     reached = load_checkpoint(out / "checkpoint.pt")["epoch"]
     assert main(["train", "--out", str(out), "--resume", "--epochs", str(reached + 1), "--no-progress"]) == 0
     resumed = load_checkpoint(out / "checkpoint.pt")

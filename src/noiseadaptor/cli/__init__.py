@@ -6,6 +6,7 @@ in recipes/, any flag overrides it)."""
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import warnings
 
@@ -46,9 +47,23 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(1, f"{name}: error:{where} {err.strerror or err}; what was written before stays (--resume "
                        "continues a run), no half-written file is left\n")  # fmt: skip
     except KeyboardInterrupt:  # Ctrl-C: what was checkpointed stays; say how to go on, not where Python was
-        parser.exit(130, f"{name}: interrupted; the checkpoints written so far are kept (--resume continues)\n")
+        parser.exit(130, f"{name}: interrupted; {_what_stays(args)}\n")
     finally:
         warnings.formatwarning = show
+
+
+def _what_stays(args: argparse.Namespace) -> str:
+    """After Ctrl-C: where the work done so far is, and the command that goes on from it."""
+    out = getattr(args, "out", None)
+    if args.command == "train" and out is not None:
+        resume = f"noiseadaptor train --out {shlex.quote(str(out))} --resume"
+        return f"the last checkpoint is in {out}; continue with: {resume}"
+    if args.command in ("run", "compare") and out is not None:
+        again = "the same command with --resume" if args.command == "run" else "the same command"
+        return f"the finished cells are kept in {out}; continue with {again}"
+    if args.command in ("train", "run", "compare"):  # --out from a recipe
+        return "the checkpoints written so far are kept (--resume continues)"
+    return "nothing is left half-written"
 
 
 def _one_line(err: Exception) -> str:

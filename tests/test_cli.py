@@ -3,7 +3,7 @@ import shlex
 
 import pytest
 
-from noiseadaptor.cli import main
+from noiseadaptor.cli import COMMANDS, main
 
 
 def test_run_end_to_end(tmp_path, capsys):
@@ -69,7 +69,7 @@ def test_help_explains_the_job(capsys):
     assert "Noise Adaptor" in text and "--T" in text
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["train"], ["evaluate"], ["compare"], ["export"]])
+@pytest.mark.parametrize("command", [[], *([name] for name in COMMANDS)])
 def test_every_help_page_prints(command, capsys):
     # `noiseadaptor --help` crashed once: a bare "95%" in a help string is an argparse format
     from noiseadaptor.cli import main

@@ -14,7 +14,7 @@ FLOORS = [
     ("checks", "hooks", "distributed", "progress"),
     ("data", "ann"),
     ("snn",),
-    ("io",),
+    ("io", "plot"),
     ("training",),
     ("methods",),
     ("runconfig",),

@@ -8,11 +8,12 @@ The pipeline mirrors torch.ao.quantization::
     fit(qmodel, train_loader, epochs=...)             # quantization-aware training with noise
     snn = convert(qmodel)                             # IF neurons, threshold p*s, half-threshold start
     result = simulate(snn, test_loader, T=256)        # accuracy at every T in one run
+    recording = record(snn, image, T=8)               # one input's spikes and membranes (noiseadaptor.plot)
 
 The house, from the ground up: `data` (image and event data sets); `ann` (what is trained: models, the
 quantizer, prepare, scale initialisation); `snn` (what runs: IF and LIF neurons, surrogates, convert,
-simulate, run-time corrections, dual-phase calibration, operation counts); `io` (checkpoints, atomic
-files, export, tables); `training` (the loop and the optimiser); `methods` (the method registry);
+simulate, record, run-time corrections, dual-phase calibration, operation counts); `io` (checkpoints,
+atomic files, export, tables); `plot` (pictures of what the neurons do); `training` (the loop and the optimiser); `methods` (the method registry);
 `runconfig` (one typed description of a run); `study` (one cell, and the paired multi-seed study);
 `interop` (other simulators); `cli`.
 """
@@ -22,6 +23,7 @@ from .ann.preparation import prepare, quantizers, requantize
 from .ann.quantizer import QuantConfig, QuantReLU, quantize
 from .snn.conversion import convert
 from .snn.neurons import IFNeuron, SpikingNetwork
+from .snn.recording import Recording, record
 from .snn.simulation import SimulationResult, simulate
 from .training import evaluate, fit
 
@@ -40,6 +42,8 @@ __all__ = [
     "SpikingNetwork",
     "simulate",
     "SimulationResult",
+    "record",
+    "Recording",
     "fit",
     "evaluate",
 ]

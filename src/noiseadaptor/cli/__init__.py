@@ -1,4 +1,4 @@
-"""Command line: one module per sub-command (run, train, evaluate, compare, export), each with
+"""Command line: one module per sub-command (run, train, evaluate, compare, export, inspect), each with
 `add_parser(commands)` and `main(args)`, and `common` for what they share. ``run`` does the whole job on the
 embedded data set; ``train`` and ``evaluate`` run the paper's recipes on real data (one YAML per table row
 in recipes/, any flag overrides it)."""
@@ -10,10 +10,10 @@ import shlex
 import sys
 import warnings
 
-from . import compare, evaluate, export, run, train
+from . import compare, evaluate, export, inspect, run, train
 from .common import DESCRIPTION
 
-COMMANDS = {"run": run, "train": train, "evaluate": evaluate, "compare": compare, "export": export}
+COMMANDS = {"run": run, "train": train, "evaluate": evaluate, "compare": compare, "export": export, "inspect": inspect}
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:

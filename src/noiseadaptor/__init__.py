@@ -13,9 +13,9 @@ The pipeline mirrors torch.ao.quantization::
 The house, from the ground up: `data` (image and event data sets); `ann` (what is trained: models, the
 quantizer, prepare, scale initialisation); `snn` (what runs: IF and LIF neurons, surrogates, convert,
 simulate, record, run-time corrections, dual-phase calibration, operation counts); `io` (checkpoints,
-atomic files, export, tables); `plot` (pictures of what the neurons do); `training` (the loop and the optimiser); `methods` (the method registry);
-`runconfig` (one typed description of a run); `study` (one cell, and the paired multi-seed study);
-`interop` (other simulators); `cli`.
+atomic files, export, tables); `plot` (pictures of what the neurons do); `training` (the loop and the
+optimiser); `methods` (the method registry); `runconfig` (one typed description of a run); `study` (one
+cell, and the paired multi-seed study); `interop` (other simulators); `cli`.
 """
 
 from .ann.calibrate import balance_thresholds, init_scales, reestimate_batchnorm

@@ -49,9 +49,9 @@ example:
 
 ONE_SEED = """
 One seed: this shows that the pipeline runs and where each method's curve lies, not which method is
-better. Between seeds a method's low-T accuracy moves by more than the gaps between methods here
-(docs/RESULTS.md section 1); for a paired comparison with 95% intervals, run these settings over
-seeds 0-7:
+better. Between seeds a method's low-T accuracy moves by more than the gaps between methods here (the
+documentation's Results, section 1); for a paired comparison with 95% intervals, run these settings
+over seeds 0-7:
   noiseadaptor compare --recipe {study} --num-seeds 8 --out {out}"""
 
 

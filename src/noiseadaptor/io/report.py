@@ -124,16 +124,17 @@ def study_table(summary: dict, steps: Sequence[int] = (1, 2, 4, 8, 16, 32, 64)) 
     pairs = {**{f"{row} - {summary['baseline']}": d for row, d in summary["differences"].items()},
              **summary.get("contrasts", {})}  # fmt: skip
     width = max([16, *(len(name) + 2 for name in [*summary["rows"], *pairs])])
-    header = f"{'':<{width}}" + "".join(f"{'T=' + str(t):>16}" for t in steps)
+    cells = {
+        row: [_pm(r["ann_accuracy"], accuracy=True), *(_pm(r["snn_accuracy"][str(t)], accuracy=True) for t in steps)]
+        for row, r in summary["rows"].items()
+    }
+    column = max([16, *(len(c) + 2 for row in cells.values() for c in row)])  # a bounded interval is wider
     lines = [
         f"SNN top-1 (%), mean ± 95% CI half-width over seeds ({n} complete)",
-        f"{'row':<{width}}{'ANN':>16}" + header[width:],
+        f"{'row':<{width}}{'ANN':>{column}}" + "".join(f"{'T=' + str(t):>{column}}" for t in steps),
     ]
     for row, r in summary["rows"].items():
-        lines.append(
-            f"{row:<{width}}{_pm(r['ann_accuracy'], accuracy=True):>16}"
-            + "".join(f"{_pm(r['snn_accuracy'][str(t)], accuracy=True):>16}" for t in steps)
-        )
+        lines.append(f"{row:<{width}}" + "".join(f"{c:>{column}}" for c in cells[row]))
         if r["pre_steps"]:
             lines.append(f"{'':<{width}}(T counts main steps; run = T + {r['pre_steps']})")
     if summary.get("float"):

@@ -26,7 +26,8 @@ def main() -> None:
         done = subprocess.run([sys.executable, "-m", "noiseadaptor.cli", "run", "--no-progress"], cwd=scratch,
                               capture_output=True, text=True, check=True)  # fmt: skip
         seconds = time.time() - start
-    table = done.stdout.split("\nOne seed:")[0].strip("\n")
+    printed = done.stdout.split("\nOne seed:")[0]
+    table = "\n".join(line.rstrip() for line in printed[printed.index("Top-1 accuracy") :].strip("\n").splitlines())
     machine = f"{os.cpu_count()}-core CPU ({platform.machine()}), torch {torch.__version__}"
     block = (
         f"Measured with `noiseadaptor run` (seed 0) on a {machine}, {seconds:.0f} s wall clock; other machines "

@@ -65,3 +65,14 @@ def test_the_python_blocks_of_every_page_run(page, tmp_path, monkeypatch):
             pytest.skip(f"{page}: {missing}")
     if "result" in reader:
         assert sorted(reader["result"].accuracy)[-1] == 256
+
+
+def test_readmes_demo_table_is_one_the_command_printed():
+    """README's table sits between the markers analysis/readme_demo.py writes, under the line it writes."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- demo-table -->\n", 1)[1].split("<!-- /demo-table -->", 1)[0]
+    assert block.startswith("Measured with `noiseadaptor run` (seed 0) on a ")
+    table = block.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+    assert table[0] == "Top-1 accuracy (%) on digits test, cifar-resnet20, p=2, seed 0"
+    assert [line.split()[0] for line in table[3:7]] == ["float", "na", "no-noise", "qcfs"]
+    assert all(line == line.rstrip() for line in table)

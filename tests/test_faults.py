@@ -127,8 +127,9 @@ def test_sigkill_mid_run_and_resume_is_bit_identical(tmp_path, workers):
                "--method", "na", "--epochs", "4", "--batch-size", "32", "--workers", str(workers),
                "--no-progress"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    straight = tmp_path / "straight"
-    subprocess.run([*command, "--out", str(straight)], check=True, capture_output=True, env=env, timeout=600)
+    straight = tmp_path / "straight"  # beside the killed run, one thread each: the same numbers, half the wait
+    uninterrupted = subprocess.Popen([*command, "--out", str(straight)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, env=env)  # fmt: skip
     killed = tmp_path / "killed"
     process = subprocess.Popen([*command, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env=env)  # fmt: skip
@@ -140,6 +141,7 @@ def test_sigkill_mid_run_and_resume_is_bit_identical(tmp_path, workers):
         time.sleep(0.02)
     assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed"
     subprocess.run([*command, "--out", str(killed), "--resume"], check=True, capture_output=True, env=env, timeout=600)
+    assert uninterrupted.wait(timeout=600) == 0
     a, b = (
         load_run(straight / "checkpoint.pt").model.state_dict(),
         load_run(killed / "checkpoint.pt").model.state_dict(),

@@ -42,7 +42,7 @@ It is a study of one seed (see noiseadaptor compare): --out holds its cells, che
 and the same settings with --seed S trained by compare give the same cell.
 
 example:
-  noiseadaptor run                          # defaults, about a minute on 2 CPU cores
+  noiseadaptor run                          # defaults, about two minutes on 2 CPU cores
   noiseadaptor run --p 3 --methods na,no-noise --T 64 --out runs/p3
 """
 

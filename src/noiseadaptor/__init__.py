@@ -19,6 +19,7 @@ cell, and the paired multi-seed study); `interop` (other simulators); `cli`.
 """
 
 from .ann.calibrate import balance_thresholds, init_scales, reestimate_batchnorm
+from .ann.check import CheckReport, check
 from .ann.preparation import prepare, quantizers, requantize
 from .ann.quantizer import QuantConfig, QuantReLU, quantize
 from .snn.conversion import convert
@@ -28,6 +29,8 @@ from .snn.simulation import SimulationResult, simulate
 from .training import evaluate, fit
 
 __all__ = [
+    "check",
+    "CheckReport",
     "QuantConfig",
     "QuantReLU",
     "quantize",

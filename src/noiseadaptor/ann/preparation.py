@@ -59,6 +59,11 @@ _LINEAR_FUNCTIONS = {
     torch.sub,
     torch.cat,
     torch.flatten,
+    torch.permute,
+    torch.reshape,
+    torch.transpose,
+    torch.squeeze,
+    torch.unsqueeze,
     torch.mean,
     operator.getitem,
     getattr,
@@ -200,44 +205,141 @@ def _trace(model: nn.Module) -> fx.GraphModule:
 
 def _role(gm: fx.GraphModule, node: fx.Node) -> str:
     """'relu', 'max_pool' or 'linear'; raises TypeError for anything a spiking network cannot run."""
-    if node.op in ("placeholder", "output", "get_attr"):
-        return "linear"
+    role, why = classify(gm, node)
+    if role == "refused":
+        raise TypeError(f"cannot convert {describe(gm, node)}: {why}")
+    return role
+
+
+def _varies(arg) -> bool:
+    """Whether an argument of a node is an activation (a node computed from the input), not a constant or a
+    parameter (`get_attr`)."""
+    return isinstance(arg, fx.Node) and arg.op != "get_attr"
+
+
+def describe(gm: fx.GraphModule, node: fx.Node) -> str:
+    """A node as a message names it: module 'layer1.0.act' (GELU), call of gelu() at '...', tensor method ..."""
     if node.op == "call_module":
         module = gm.get_submodule(node.target)
+        shown = module if type(module) in _MAX_POOL_MODULES else type(module).__name__
+        return f"module '{node.target}' ({shown})"
+    if node.op == "call_function":
+        return f"call of {getattr(node.target, '__name__', str(node.target))}() at '{_where(node)}'"
+    return f"tensor method .{node.target}() at '{_where(node)}'"
+
+
+def classify(gm: fx.GraphModule, node: fx.Node) -> tuple[str, str]:
+    """What prepare() does with one node of a traced model: ('relu', how) becomes a quantizer (a ReLU, or
+    a clip to [0, b]: ReLU6, Hardtanh(0, b), clamp(x, 0, b)); ('max_pool', how) becomes an average pool;
+    ('linear', note) is kept; ('refused', why) has no spiking equivalent: `why` says so and what to use
+    instead (`describe` names the node)."""
+    if node.op in ("placeholder", "output", "get_attr"):
+        return "linear", ""
+    if node.op == "call_module":
+        module = gm.get_submodule(node.target)
+        name = type(module).__name__
         if isinstance(module, nn.ReLU):
-            return "relu"
+            return "relu", ""
+        if isinstance(module, nn.Hardtanh) and module.min_val == 0 and module.max_val > 0:  # ReLU6 is one
+            return "relu", f"its bound {module.max_val:g} becomes the learned threshold p*s"
         if type(module) in _MAX_POOL_MODULES:
             if module.return_indices or _not_one(module.dilation):
-                raise TypeError(
-                    f"cannot convert module '{node.target}' ({module}): only max-pooling without "
-                    "dilation or return_indices can become average-pooling"
-                )
-            return "max_pool"
-        if isinstance(module, LINEAR_MODULES):
-            return "linear"
-        name = type(module).__name__
-        raise TypeError(f"cannot convert module '{node.target}' ({name}): {_why_unsupported(name)}")
+                return "refused", "only max-pooling without dilation or return_indices can become average-pooling"
+            return "max_pool", ""
+        if isinstance(module, LINEAR_MODULES) or name == "StochasticDepth":  # torchvision.ops: dropout-like
+            return "linear", _KEPT_NOTES.get(name, "")
+        return "refused", _why_unsupported(name)
+    name = getattr(node.target, "__name__", str(node.target)) if node.op == "call_function" else node.target
+    if node.target in _RELU_FUNCTIONS or (node.op == "call_method" and node.target in _RELU_METHODS):
+        return "relu", ""
+    bound = _clip_bound(node)
+    if bound is not None:
+        return "relu", bound
     if node.op == "call_function":
-        if node.target in _RELU_FUNCTIONS:
-            return "relu"
         if node.target in _MAX_POOL_FUNCTIONS:
-            return "max_pool"
+            return "max_pool", ""
         if node.target in _LINEAR_FUNCTIONS:
-            return "linear"
-        if node.target in _SCALAR_FUNCTIONS and sum(isinstance(a, fx.Node) for a in node.args) <= 1:
-            return "linear"
-        name = getattr(node.target, "__name__", str(node.target))
-        raise TypeError(f"cannot convert call of {name}() at '{_where(node)}': {_why_unsupported(name)}")
-    if node.target in _RELU_METHODS:
-        return "relu"
-    if node.target in _LINEAR_METHODS:
-        return "linear"
-    raise TypeError(
-        f"cannot convert tensor method .{node.target}() at '{_where(node)}': {_why_unsupported(node.target)}"
+            return "linear", ""
+        if node.target in _SCALAR_FUNCTIONS and sum(_varies(a) for a in node.args) <= 1:
+            return "linear", ""  # times a number or a parameter (a layer scale): linear
+        if name in _IDENTITY_AT_INFERENCE:
+            return "linear", "the identity at inference"
+    elif node.target in _LINEAR_METHODS:
+        return "linear", ""
+    return "refused", _why_unsupported(name)
+
+
+_CLIP_FUNCTIONS = {torch.clamp, torch.clip, F.hardtanh, F.relu6}
+_IDENTITY_AT_INFERENCE = {"stochastic_depth"}  # torchvision.ops: drops residual branches in training only
+_CLIP_METHODS = {"clamp", "clip", "clamp_", "clip_"}
+_KEPT_NOTES = {
+    "BatchNorm1d": "folded into the conv/linear before it by convert (else applied at every step)",
+    "BatchNorm2d": "folded into the conv/linear before it by convert (else applied at every step)",
+    "BatchNorm3d": "folded into the conv/linear before it by convert (else applied at every step)",
+    "Dropout": "the identity at inference",
+    "StochasticDepth": "the identity at inference",
+    "Dropout1d": "the identity at inference",
+    "Dropout2d": "the identity at inference",
+    "Dropout3d": "the identity at inference",
+}
+
+
+def _clip_bound(node: fx.Node) -> str | None:
+    """For a call that clips to [0, b] (F.relu6, F.hardtanh(x, 0, b), torch.clamp / x.clamp(0, b), with b
+    a positive number or absent): what becomes of its bound. None for anything else."""
+    if node.op == "call_function" and node.target in _CLIP_FUNCTIONS:
+        name = node.target.__name__
+    elif node.op == "call_method" and node.target in _CLIP_METHODS:
+        name = node.target
+    else:
+        return None
+    if name == "relu6":
+        return "its bound 6 becomes the learned threshold p*s"
+    low_key, high_key, low, high = (
+        ("min_val", "max_val", -1.0, 1.0) if name == "hardtanh" else ("min", "max", None, None)
     )
+    rest = node.args[1:]
+    low = rest[0] if len(rest) > 0 else node.kwargs.get(low_key, low)
+    high = rest[1] if len(rest) > 1 else node.kwargs.get(high_key, high)
+    if any(v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))) for v in (low, high)):
+        return None  # a bound that is a tensor: not a fixed clip
+    if low != 0 or (high is not None and high <= 0):
+        return None
+    return "a clamp at 0 alone: a ReLU" if high is None else f"its bound {high:g} becomes the learned threshold p*s"
+
+
+_ALTERNATIVES = {
+    "gelu": "the literature converts GELU with multi-threshold or expectation-compensating neurons (spiking "
+    "transformers); this library does not: replace it by ReLU and fine-tune",
+    "silu": "SiLU/Swish has no IF form; replace it by ReLU and fine-tune (conversions of it need other neurons)",
+    "hardswish": "Hardswish multiplies the input by a clip of itself; replace it by ReLU and fine-tune",
+    "hardsigmoid": "Hardsigmoid gates (squeeze-excitation) multiply two activations; replace the block",
+    "sigmoid": "a sigmoid gate (e.g. squeeze-excitation) multiplies two activations; remove it or replace it",
+    "softmax": "at the output, remove it (the argmax is the same); inside the network (attention) it has no "
+    "spiking form here",
+    "log_softmax": "at the output, remove it (the argmax is the same)",
+    "layernorm": "LayerNorm divides by each sample's own statistics at every step; use BatchNorm (folded into "
+    "the conv/linear) and fine-tune",
+    "layer_norm": "LayerNorm divides by each sample's own statistics at every step; use BatchNorm (folded into "
+    "the conv/linear) and fine-tune",
+    "layernorm2d": "LayerNorm divides by each sample's own statistics at every step; use BatchNorm and fine-tune",
+    "groupnorm": "GroupNorm divides by each sample's own statistics at every step; use BatchNorm and fine-tune",
+    "mul": "a product of two activations (a gate, attention) is not a linear map of spikes",
+    "matmul": "a product of two activations (attention) is not a linear map of spikes",
+    "multiheadattention": "attention multiplies activations; spiking transformers need other neurons",
+    "leakyrelu": "a negative slope needs negative spikes of another rate; replace it by ReLU and fine-tune",
+    "prelu": "a negative slope needs negative spikes of another rate; replace it by ReLU and fine-tune",
+    "elu": "replace it by ReLU and fine-tune",
+    "tanh": "replace it by ReLU and fine-tune",
+    "adaptive_max_pool2d": "use average pooling (AdaptiveAvgPool2d)",
+    "adaptivemaxpool2d": "use average pooling (AdaptiveAvgPool2d)",
+}
 
 
 def _why_unsupported(name: str) -> str:
+    advice = _ALTERNATIVES.get(str(name).lower().lstrip("_"))
+    if advice:
+        return f"{name} has no integrate-and-fire equivalent: {advice}."
     return (
         f"{name} has no integrate-and-fire equivalent. A convertible network uses only ReLU as "
         "nonlinearity, max- or average-pooling, and linear layers (conv, linear, batch norm, add, "

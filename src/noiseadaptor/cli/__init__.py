@@ -1,4 +1,5 @@
-"""Command line: one module per sub-command (run, train, evaluate, compare, export, inspect), each with
+"""Command line: one module per sub-command (run, train, evaluate, compare, export, inspect, check), each
+with
 `add_parser(commands)` and `main(args)`, and `common` for what they share. ``run`` does the whole job on the
 embedded data set; ``train`` and ``evaluate`` run the paper's recipes on real data (one YAML per table row
 in recipes/, any flag overrides it)."""
@@ -10,10 +11,18 @@ import shlex
 import sys
 import warnings
 
-from . import compare, evaluate, export, inspect, run, train
+from . import check, compare, evaluate, export, inspect, run, train
 from .common import DESCRIPTION
 
-COMMANDS = {"run": run, "train": train, "evaluate": evaluate, "compare": compare, "export": export, "inspect": inspect}
+COMMANDS = {
+    "run": run,
+    "train": train,
+    "evaluate": evaluate,
+    "compare": compare,
+    "export": export,
+    "inspect": inspect,
+    "check": check,
+}
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:

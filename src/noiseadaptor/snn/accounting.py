@@ -250,14 +250,20 @@ class SynapticCounter:
         self.snn = snn
         self.map: SynapticMap | None = None
         self.sops = self.macs = torch.zeros(1, dtype=torch.float64)
+        self.per_sample: Tensor | None = None  # [steps, batch] SOPs of each image, when start(per_sample=True)
         self.batch: int | None = None
         self._handles = [n.register_forward_hook(self._hook(name)) for name, n in snn.neurons()]
+
+    @property
+    def analog_macs(self) -> float:
+        """MACs per image and step of the layers that read analog values (0 before the first batch)."""
+        return 0.0 if self.map is None else float(sum(self.map.analog_macs.values()))
 
     @property
     def dense_macs(self) -> dict[str, int]:
         return {} if self.map is None else self.map.dense_macs
 
-    def start(self, x: Tensor, steps: int | None = None) -> None:
+    def start(self, x: Tensor, steps: int | None = None, per_sample: bool = False) -> None:
         if self.map is None:
             self.map = synaptic_map(self.snn.net, x[:1])
             self._fan_out = {k: v.reshape(-1).to(x.device, torch.float32) for k, v in self.map.fan_out.items()}
@@ -267,6 +273,8 @@ class SynapticCounter:
         per_step = 0.0 if self._summed else self._analog * x.shape[0]  # summed: counted as the steps run
         self.sops = torch.zeros(steps or 1, dtype=torch.float64, device=x.device)
         self.macs = torch.full((steps or 1,), per_step, dtype=torch.float64, device=x.device)
+        shape = (steps or 1, x.shape[0])
+        self.per_sample = torch.zeros(shape, dtype=torch.float64, device=x.device) if per_sample else None
 
     def _hook(self, name: str):
         def hook(module: nn.Module, args, output: Tensor) -> None:
@@ -279,7 +287,10 @@ class SynapticCounter:
                 return
             steps = len(self.sops)
             events = (output != 0).to(torch.float32).view(steps, -1, fan.numel())
-            self.sops += torch.matmul(events, fan).sum(1).double()
+            each = torch.matmul(events, fan).double()  # [steps, batch]
+            self.sops += each.sum(1)
+            if self.per_sample is not None:
+                self.per_sample += each
 
         return hook
 

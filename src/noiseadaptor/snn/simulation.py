@@ -23,6 +23,7 @@ from ..progress import Progress, progress_over
 from .accounting import EnergyModel, SynapticCounter
 from .corrections import calibrate_offsets, silence_by_residual
 from .neurons import SpikingNetwork
+from .stopping import ExitRule, ExitTally, exit_rules
 
 DEFAULT_T = 256
 STEPS_GPU, STEPS_CPU = 8, 1
@@ -61,6 +62,7 @@ class SimulationResult:
     pre_step_energy_pj_per_sample: float = 0.0
     agreement: dict[int, float] = field(default_factory=dict)
     layer_error: dict[int, dict[str, float]] = field(default_factory=dict)
+    exits: list = field(default_factory=list)  # an ExitResult per rule of simulate(exit=...)
 
     def row(self) -> dict:
         """What a results row keeps: per-T curves, and firing rates at the largest T."""
@@ -141,6 +143,7 @@ def simulate(
     energy: EnergyModel = EnergyModel(),
     steps_per_call: int | None = None,
     reference: nn.Module | None = None,
+    exit: ExitRule | Sequence[ExitRule] | None = None,
 ) -> SimulationResult:
     """Simulate `snn` on every (inputs, labels) batch of `data` for max(T) steps.
 
@@ -159,6 +162,10 @@ def simulate(
     reference: the quantized ANN `snn` was converted from; measures agreement and per-layer conversion
         error against it (see SimulationResult; costs one ANN pass per batch and a running sum per layer).
         It is moved to `device`, as `snn` is.
+    exit: an ExitRule, or several (noiseadaptor.snn.stopping): beside the fixed-T results, each image
+        exits at the first step its summed output satisfies the rule; `result.exits` holds one ExitResult
+        per rule (accuracy at exit, mean T, exits per step, SOPs and energy spent up to each image's
+        exit). Counts operations as `synops` does.
     """
     if not isinstance(snn, SpikingNetwork):
         raise TypeError(f"simulate() expects the SpikingNetwork returned by convert(), got {type(snn).__name__}")
@@ -176,7 +183,9 @@ def simulate(
     snn.to(device).eval()
     neurons = snn.neurons()
     tracker = _ReferenceTracker(snn, reference, steps, device) if reference is not None else None  # validates first
-    tally = _Tally(steps[-1], neurons, device, SynapticCounter(snn) if synops else None, tracker)
+    rules = exit_rules(exit)
+    counter = SynapticCounter(snn) if synops or rules else None
+    tally = _Tally(steps[-1], neurons, device, counter, tracker, rules)
     saved = tally.arm(negative_spikes)
     try:
         for batch in progress_over(data, f"simulate T={steps[-1]}", progress):
@@ -211,8 +220,9 @@ class _Tally:
     per neuron layer, SOPs and MACs (with a SynapticCounter), agreement (with a _ReferenceTracker). `result`
     sums it over processes and reads it at the reported steps (all sums are cumulative over steps)."""
 
-    def __init__(self, t_max: int, neurons, device: torch.device, counter, tracker):
+    def __init__(self, t_max: int, neurons, device: torch.device, counter, tracker, rules=()):
         self.neurons, self.device, self.counter, self.tracker = neurons, device, counter, tracker
+        self.exits = [ExitTally(rule, t_max, device) for rule in rules]
         self.hits = torch.zeros(t_max, dtype=torch.long, device=device)
         self.spikes = torch.zeros(t_max, len(neurons), dtype=torch.float64, device=device)
         self.ops = torch.zeros(t_max, 2, dtype=torch.float64, device=device)  # SOPs, MACs
@@ -261,10 +271,12 @@ class _Tally:
         """Every step of one batch (its neurons reset), `steps_per_call` steps per pass of the network."""
         t_max, counter, tracker = self.hits.shape[0], self.counter, self.tracker
         total = 0
+        for rule in self.exits:
+            rule.start(y.shape[0], y.device)
         for t0 in range(0, t_max, steps_per_call):
             k = min(steps_per_call, t_max - t0)
             if counter is not None:
-                counter.start(x, k)
+                counter.start(x, k, per_sample=bool(self.exits))
             if tracker is not None:
                 tracker.step = t0
             cumulative = total + snn.run(x, k).cumsum(0)  # [k, B, classes]: summed output up to each step
@@ -273,6 +285,8 @@ class _Tally:
             if tracker is not None:
                 tracker.agree[t0 : t0 + k] += (cumulative.argmax(-1) == tracker.prediction).sum(1)
             self.spikes[t0 : t0 + k] += torch.stack([n.step_counts for _, n in self.neurons], 1)
+            for rule in self.exits:
+                rule.steps_of(cumulative, y, t0, None if counter is None else counter.per_sample)
             if counter is not None:
                 self.ops[t0 : t0 + k] += torch.stack([counter.sops, counter.macs], 1)
                 counter.stop()
@@ -318,6 +332,8 @@ class _Tally:
             }
             result.ann_macs_per_sample = sum(self.counter.dense_macs.values())
             result.ann_energy_pj_per_sample = energy.ann(result.ann_macs_per_sample)
+            analog, pre = self.counter.analog_macs, (pre_sops, pre_macs)
+            result.exits = [e.result(num_samples, analog, pre, energy) for e in self.exits]
         return result
 
 

@@ -134,3 +134,14 @@ def test_the_sweep_over_torchvision_classifiers(name, verdict, rewritten):
         assert row["refused"]["GELU"] == 18 and "layer_norm" in row["first_reason"]
     else:
         assert row["snn_ran"] and row["snn"].startswith("ran 2 steps at 64x64")
+
+
+def test_output_cut_short_by_its_reader_ends_quietly():
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "noiseadaptor.cli", "check", "resnet18", "--all"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.read(10)  # as `| head -c 10` does
+    process.stdout.close()
+    assert process.wait(timeout=120) == 128 + 13 and process.stderr.read() == b""

@@ -97,3 +97,25 @@ def test_the_rule_is_chosen_on_held_out_data():
 def test_a_bad_rule_is_one_line(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ExitRule(**kwargs)
+
+
+def test_evaluate_reports_each_exit_rule(tmp_path, capsys):
+    import json
+
+    from noiseadaptor.cli import main
+
+    run = ["run", "--model", "small-cnn", "--methods", "na", "--float-epochs", "1", "--epochs", "1", "--T", "2",
+           "--no-progress", "--out", str(tmp_path / "run")]  # fmt: skip
+    assert main(run) == 0
+    checkpoint = str(tmp_path / "run" / "qat" / "na-seed0.pt")
+    capsys.readouterr()
+    args = ["evaluate", checkpoint, "--T", "8", "--no-progress", "--out", str(tmp_path / "ev")]
+    assert main([*args, "--exit", "confidence=0.9", "margin=0.5,min_steps=2"]) == 0
+    printed = capsys.readouterr().out
+    assert "per-image early exit" in printed and "margin>=0.5, from step 2" in printed
+    rows = json.loads((tmp_path / "ev" / "evaluation.json").read_text())["results"]["na"]["exits"]
+    assert [r["rule"] for r in rows] == ["confidence>=0.9", "margin>=0.5, from step 2"]
+    assert all(1 <= r["mean_T"] <= 8 and sum(r["exits"].values()) == 359 for r in rows)
+    with pytest.raises(SystemExit):
+        main([*args, "--exit", "confidence=high"])
+    assert "confidence must be a number" in capsys.readouterr().err

@@ -67,6 +67,10 @@ _LINEAR_FUNCTIONS = {
     torch.mean,
     operator.getitem,
     getattr,
+    operator.eq,  # shape checks (torch._assert(x.shape[1] == c, ...)): arithmetic on sizes, not on activations
+    operator.ne,
+    operator.floordiv,
+    torch._assert,
     F.avg_pool1d,
     F.avg_pool2d,
     F.avg_pool3d,
@@ -212,9 +216,21 @@ def _role(gm: fx.GraphModule, node: fx.Node) -> str:
 
 
 def _varies(arg) -> bool:
-    """Whether an argument of a node is an activation (a node computed from the input), not a constant or a
-    parameter (`get_attr`)."""
-    return isinstance(arg, fx.Node) and arg.op != "get_attr"
+    """Whether an argument of a node is an activation (a node computed from the input), not a constant, a
+    parameter (`get_attr`) or a size (`x.shape`, `x.size()` and arithmetic on them)."""
+    return isinstance(arg, fx.Node) and arg.op != "get_attr" and not _is_size(arg)
+
+
+def _is_size(node: fx.Node) -> bool:
+    if node.op == "call_method" and node.target in ("size", "dim"):
+        return True
+    if node.op == "call_function" and node.target is getattr:
+        return node.args[1] in ("shape", "ndim")
+    if node.op == "call_function" and node.target in (operator.getitem, operator.mul, operator.add, operator.sub,
+                                                       operator.floordiv, operator.eq, operator.ne):  # fmt: skip
+        nodes = [a for a in node.args if isinstance(a, fx.Node)]
+        return bool(nodes) and all(_is_size(a) for a in nodes)
+    return False
 
 
 def describe(gm: fx.GraphModule, node: fx.Node) -> str:

@@ -7,6 +7,7 @@ in recipes/, any flag overrides it)."""
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import warnings
@@ -51,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command].main(args)
     except ValueError as err:  # bad input found by the library, before any heavy work
         parser.exit(2, f"{name}: error: {_one_line(err)}\n")
+    except BrokenPipeError:  # the reader of our output went away (`| head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 128 + 13  # SIGPIPE
     except OSError as err:  # the machine refused a read or write (disk full, size limit, read-only, a lost mount)
         where = f" {err.filename}" if err.filename else ""
         parser.exit(1, f"{name}: error:{where} {err.strerror or err}; what was written before stays (--resume "

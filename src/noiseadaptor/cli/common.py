@@ -18,6 +18,7 @@ from ..io.report import accuracy_table, energy_table, plot_accuracy
 from ..methods import methods_help
 from ..progress import Progress
 from ..runconfig import RunConfig
+from ..snn.stopping import parse_rule
 from ..study.config import RUN_FIELDS, StudyConfig, variant_names
 
 DESCRIPTION = """\
@@ -56,6 +57,18 @@ def correction_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def exit_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--exit",
+        nargs="+",
+        default=[],
+        metavar="RULE",
+        help="per-image early exit, beside the fixed-T results: an image stops at the first step whose mean output "
+        "has softmax confidence >= C and/or top-1 minus top-2 probability >= M; RULE is confidence=C, margin=M, "
+        "or both with min_steps=N, comma-separated; several rules are read from one simulation",
+    )
+
+
 def correction_options(args: argparse.Namespace) -> dict:
     positive_int(args.offset_spikes, "--offset-spikes", zero=True)
     positive_int(args.srp, "--srp", zero=True)
@@ -70,12 +83,21 @@ def row_label(method: str, options: dict) -> str:
 
 
 def simulate_options(args: argparse.Namespace) -> dict:
-    return {**correction_options(args), "synops": not args.no_synops}
+    rules = [parse_rule(text) for text in getattr(args, "exit", [])]
+    return {**correction_options(args), "synops": not args.no_synops, **({"exit": rules} if rules else {})}
 
 
 def print_tables(rows: dict, title: str) -> None:
     print(title)
     print(accuracy_table(rows))
+    for name, row in rows.items():
+        if row.get("exits"):
+            ann = row["ann_energy_pj_per_sample"]
+            print(f"\n{name}, per-image early exit (an image stops when the rule holds; energy to its exit)")
+            print(f"  {'rule':<40}{'top-1 %':>9}{'mean T':>9}{'E_SNN/E_ANN':>13}")
+            for e in row["exits"]:
+                energy = e["energy_pj_per_sample"] / ann
+                print(f"  {e['rule']:<40}{100 * e['accuracy']:9.2f}{e['mean_T']:9.2f}{energy:13.3f}")
     energy = energy_table(rows)
     corrections = next((r["corrections"] for r in rows.values() if r.get("corrections", {}).get("pre_steps")), {})
     pre = corrections.get("pre_steps", 0)

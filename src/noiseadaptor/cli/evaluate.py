@@ -21,6 +21,7 @@ from .common import (
     check_positive,
     common_args,
     correction_options,
+    exit_args,
     output_folder,
     print_tables,
     row_label,
@@ -46,6 +47,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256, help="(default: %(default)s)")
     p.add_argument("--workers", type=int, default=0, help="data loader processes (default: %(default)s)")
     simulation_args(p)
+    exit_args(p)
     phase2 = p.add_argument_group(
         "dual-phase Phase II: calibrate the SNN against its quantized ANN before "
         "simulating, layer by layer, on unlabelled training images"
@@ -125,6 +127,8 @@ def main(args: argparse.Namespace) -> int:
             f"--calibrate needs a quantized checkpoint ({', '.join(list_methods('conversion'))}); "
             f"this one is {run.method}"
         )
+    if args.exit and not quantized:
+        raise ValueError(f"--exit stops a converted network's images early; {run.method} is not converted")
     if not quantized and name != run.method:
         raise ValueError(f"--negative-spikes, --offset-spikes and --srp correct a converted network; {run.method} "
                          "is not converted (evaluate it without them)")  # fmt: skip

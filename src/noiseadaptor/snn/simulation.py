@@ -75,6 +75,8 @@ class SimulationResult:
         }
         if self.agreement:
             keep.update(agreement=self.agreement, layer_error=self.layer_error)
+        if self.exits:
+            keep["exits"] = [e.row() for e in self.exits]
         if self.sops_per_sample:
             keep.update(
                 sops_per_sample=self.sops_per_sample,

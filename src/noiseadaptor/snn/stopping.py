@@ -130,6 +130,21 @@ class ExitTally:
         )
 
 
+def parse_rule(text: str) -> ExitRule:
+    """An ExitRule from its command-line spelling: 'confidence=0.9', 'margin=0.2',
+    'confidence=0.8,margin=0.1,min_steps=2'."""
+    fields = {}
+    for part in filter(None, text.replace(" ", "").split(",")):
+        key, _, value = part.partition("=")
+        if key not in ("confidence", "margin", "min_steps") or not value:
+            raise ValueError(f"exit rule {text!r}: write confidence=C, margin=M and/or min_steps=N, comma-separated")
+        try:
+            fields[key] = int(value) if key == "min_steps" else float(value)
+        except ValueError:
+            raise ValueError(f"exit rule {text!r}: {key} must be a number, got {value!r}") from None
+    return ExitRule(**fields)
+
+
 def exit_rules(exit: ExitRule | Sequence[ExitRule] | None) -> list[ExitRule]:
     """`simulate`'s `exit` argument as a list of rules (distinct, in the order given)."""
     if exit is None:

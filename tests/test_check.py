@@ -145,3 +145,73 @@ def test_output_cut_short_by_its_reader_ends_quietly():
     process.stdout.close()  # the reader goes before the first line (as `| head` does after its own), while the
     # process is still importing: its first write meets a closed pipe
     assert process.wait(timeout=120) == 128 + 13 and process.stderr.read() == b""
+
+
+class _Net(nn.Module):
+    """A conv, a ReLU and then `tail(h)`: one small model per case below."""
+
+    def __init__(self, tail):
+        super().__init__()
+        self.conv, self.tail = nn.Conv2d(1, 2, 3), tail
+
+    def forward(self, x):
+        h = F.relu(self.conv(x))
+        return self.tail(h).flatten(1)
+
+
+@pytest.mark.parametrize(
+    "tail, converts",
+    [
+        (lambda h: F.max_pool2d(h, 2, dilation=2), False),  # no average pool has this geometry
+        (lambda h: h // 0.5, False),  # floor division of an activation: not linear
+        (lambda h: h + (h == 0), False),  # a comparison of an activation
+        (lambda h: 2.0 / (h + 1), False),  # an activation as divisor
+        (lambda h: h / 2.0, True),
+        (lambda h: h.view(h.size(0), h.size(1) * h.size(2) * h.size(3) // 2, 2), True),  # size arithmetic
+    ],
+)
+def test_check_and_prepare_agree_on_what_is_linear(tail, converts):
+    model = _Net(tail)
+    assert check(model).converts == converts
+    if converts:
+        prepare(model)
+    else:
+        with pytest.raises(TypeError, match="cannot convert"):
+            prepare(model)
+
+
+def test_an_in_place_clip_whose_result_is_unused_is_refused():
+    class InPlace(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3)
+
+        def forward(self, x):
+            h = self.conv(x)
+            h.clamp_(0, 6)  # the quantizer would return a new tensor that nobody reads
+            return h.flatten(1)
+
+    report = check(InPlace())
+    assert not report.converts and "result is not used" in report.refused[0].how
+
+
+def test_dropout_and_stochastic_depth_called_as_functions_are_the_identity_after_prepare():
+    from torchvision.ops import StochasticDepth
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.drop = nn.Conv2d(2, 2, 3, padding=1), StochasticDepth(0.5, "row")
+
+        def forward(self, x):
+            h = F.relu(self.conv(x))
+            return (x + F.dropout(self.drop(h), 0.5, self.training)).flatten(1)
+
+    model = Residual().train()  # built in training mode, as models are
+    assert check(model).converts and model.training
+    q = prepare(model, QuantConfig(p=2, noise="none"))
+    x = torch.rand(4, 2, 6, 6)
+    init_scales(q, x)
+    snn = convert(q.eval())
+    runs = [(snn.reset(), torch.stack([snn(x) for _ in range(5)]))[1] for _ in range(2)]
+    assert torch.equal(*runs) and torch.equal(q(x), q(x))  # nothing random left in the converted network

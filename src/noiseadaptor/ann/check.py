@@ -59,7 +59,7 @@ class CheckReport:
             return f"refused: {first.op} at {first.where}: {first.how}"
         if not self.converts:
             return "refused: the model has no ReLU to replace: these methods convert ReLU networks"
-        plain = all(o.op in ("ReLU", "relu", "relu_") for o in self.rewritten)  # nothing but ReLUs to replace
+        plain = all(o.op in ("ReLU", "relu", "relu_", ".relu()", ".relu_()") for o in self.rewritten)  # ReLUs only
         return "converts" if plain else "converts with rewrites"
 
     def __str__(self) -> str:

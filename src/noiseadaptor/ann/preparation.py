@@ -67,10 +67,6 @@ _LINEAR_FUNCTIONS = {
     torch.mean,
     operator.getitem,
     getattr,
-    operator.eq,  # shape checks (torch._assert(x.shape[1] == c, ...)): arithmetic on sizes, not on activations
-    operator.ne,
-    operator.floordiv,
-    torch._assert,
     F.avg_pool1d,
     F.avg_pool2d,
     F.avg_pool3d,
@@ -82,6 +78,7 @@ _LINEAR_FUNCTIONS = {
     F.conv2d,
 }
 _SCALAR_FUNCTIONS = {operator.mul, operator.truediv, torch.mul}  # linear when one side is a constant
+_SIZE_FUNCTIONS = {operator.eq, operator.ne, operator.floordiv, torch._assert}  # shape checks: on sizes only
 _LINEAR_METHODS = {
     "view",
     "reshape",
@@ -197,6 +194,12 @@ def quantizers(model: nn.Module) -> list[tuple[str, QuantReLU]]:
 
 
 def _trace(model: nn.Module) -> fx.GraphModule:
+    """`model` traced in eval mode (its mode is restored): what a forward decides from ``self.training`` is
+    fixed by the trace, so the graph is the inference one (dropout and stochastic depth called as functions
+    are the identity, auxiliary heads are left out); leaf modules (BatchNorm, nn.Dropout) still follow the
+    prepared model's mode."""
+    was_training = model.training
+    model.eval()
     try:
         return fx.symbolic_trace(model)
     except Exception as err:  # fx raises many kinds; all mean the same to the user
@@ -205,6 +208,8 @@ def _trace(model: nn.Module) -> fx.GraphModule:
             "a forward without data-dependent Python control flow (no `if x.sum() > 0`, no loops over "
             "tensor values); move such logic out of forward or into a leaf module."
         ) from err
+    finally:
+        model.train(was_training)
 
 
 def _role(gm: fx.GraphModule, node: fx.Node) -> str:
@@ -266,18 +271,31 @@ def classify(gm: fx.GraphModule, node: fx.Node) -> tuple[str, str]:
             return "linear", _KEPT_NOTES.get(name, "")
         return "refused", _why_unsupported(name)
     name = getattr(node.target, "__name__", str(node.target)) if node.op == "call_function" else node.target
-    if node.target in _RELU_FUNCTIONS or (node.op == "call_method" and node.target in _RELU_METHODS):
+    clip = node.target in _RELU_FUNCTIONS or (node.op == "call_method" and node.target in _RELU_METHODS)
+    bound = None if clip else _clip_bound(node)
+    if (clip or bound is not None) and not node.users:  # `x.relu_()` or `h.clamp_(0, 6)` as a statement
+        return "refused", (
+            "an in-place ReLU or clip whose result is not used: the quantizer that replaces it returns a new "
+            "tensor; write x = F.relu(x) (or x = x.clamp(0, 6))"
+        )
+    if clip:
         return "relu", ""
-    bound = _clip_bound(node)
     if bound is not None:
         return "relu", bound
     if node.op == "call_function":
         if node.target in _MAX_POOL_FUNCTIONS:
+            args = node.normalized_arguments(gm, normalize_to_only_use_kwargs=True)
+            kwargs = args.kwargs if args is not None else node.kwargs
+            if kwargs.get("return_indices") or _not_one(kwargs.get("dilation", 1)):
+                return "refused", "only max-pooling without dilation or return_indices can become average-pooling"
             return "max_pool", ""
         if node.target in _LINEAR_FUNCTIONS:
             return "linear", ""
         if node.target in _SCALAR_FUNCTIONS and sum(_varies(a) for a in node.args) <= 1:
-            return "linear", ""  # times a number or a parameter (a layer scale): linear
+            if not (node.target is operator.truediv and _varies(node.args[1])):  # x / c, not c / x
+                return "linear", ""  # times a number or a parameter (a layer scale): linear
+        if node.target in _SIZE_FUNCTIONS and not any(_varies(a) for a in node.args):
+            return "linear", ""
         if name in _IDENTITY_AT_INFERENCE:
             return "linear", "the identity at inference"
     elif node.target in _LINEAR_METHODS:

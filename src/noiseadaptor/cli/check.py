@@ -63,7 +63,10 @@ def main(args: argparse.Namespace) -> int:
 def _model(args: argparse.Namespace) -> tuple[nn.Module, str]:
     path = Path(args.model)
     if path.is_file():
-        loaded = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as err:  # not a torch file: one line, not the unpickler's traceback
+            raise ValueError(f"{path} is not a file torch.save wrote ({type(err).__name__}: {err})") from None
         if isinstance(loaded, nn.Module):
             return loaded, path.name
         if isinstance(loaded, dict) and "config" in loaded:

@@ -67,6 +67,7 @@ def record(snn: SpikingNetwork, image: Tensor, T: int = 8, per_layer: int = 64) 
     parameter = next(iter(snn.parameters()), None)
     if parameter is not None:
         x = x.to(parameter.device, parameter.dtype)
+    was_training = snn.training
     snn.eval()
     layers = snn.neurons()
     steps: dict[str, list[tuple[Tensor, Tensor]]] = {name: [] for name, _ in layers}
@@ -92,6 +93,7 @@ def record(snn: SpikingNetwork, image: Tensor, T: int = 8, per_layer: int = 64) 
             h.remove()
         size = {name: neuron.neurons_per_sample() for name, neuron in layers}
         snn.reset()
+        snn.train(was_training)
     return Recording(
         T=T,
         neurons={name: index.cpu() for name, index in chosen.items()},

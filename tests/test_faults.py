@@ -414,12 +414,17 @@ def test_ctrl_c_says_one_line_and_the_run_resumes_from_its_checkpoint_alone(tmp_
                "--method", "asgl", "--time-steps", "2", "--epochs", "400", "--workers", "0", "--no-progress",
                "--out", str(out)]  # fmt: skip
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for _ in range(600):  # until the first epoch is checkpointed
-        if (out / "checkpoint.json").exists() or proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        for _ in range(600):  # until the first epoch is checkpointed
+            if (out / "checkpoint.json").exists() or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:  # a failed test leaves no 400-epoch run behind
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 130 and "Traceback" not in err
     said = f"interrupted; the last checkpoint is in {out}; continue with: noiseadaptor train --out {out} --resume"
     assert err.strip().splitlines()[-1].endswith(said)

@@ -413,7 +413,10 @@ def test_ctrl_c_says_one_line_and_the_run_resumes_from_its_checkpoint_alone(tmp_
     command = [sys.executable, "-m", "noiseadaptor.cli", "train", "--dataset", "digits", "--model", "small-cnn",
                "--method", "asgl", "--time-steps", "2", "--epochs", "400", "--workers", "0", "--no-progress",
                "--out", str(out)]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT as a terminal delivers it, whatever ran the tests: a shell's background job (`cmd &`, nohup)
+    # starts with SIGINT ignored, and a Python started so never raises KeyboardInterrupt
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     try:
         for _ in range(600):  # until the first epoch is checkpointed
             if (out / "checkpoint.json").exists() or proc.poll() is not None:

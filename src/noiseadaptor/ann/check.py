@@ -13,6 +13,7 @@ from torch import fx, nn
 
 from .preparation import _trace, _where, classify
 
+QUANTIZER = "a quantizer"  # what a ReLU (or a clip) is rewritten into
 MAX_POOL_COST = (
     "measured on the embedded digits (small CNN trained with max-pooling, seed 0): 99.4 % float, 91.4 % right "
     "after the swap and scale initialisation (BatchNorm re-estimated), before QAT recovers it, by "
@@ -42,7 +43,7 @@ class CheckReport:
     @property
     def converts(self) -> bool:
         """No operation refused, and at least one ReLU (or clip) to become a quantizer."""
-        return not self.refused and any(o.how.startswith("a quantizer") for o in self.rewritten)
+        return not self.refused and any(o.how.startswith(QUANTIZER) for o in self.rewritten)
 
     @property
     def refused(self) -> list[Operation]:
@@ -59,7 +60,7 @@ class CheckReport:
             return f"refused: {first.op} at {first.where}: {first.how}"
         if not self.converts:
             return "refused: the model has no ReLU to replace: these methods convert ReLU networks"
-        plain = all(o.op in ("ReLU", "relu", "relu_", ".relu()", ".relu_()") for o in self.rewritten)  # ReLUs only
+        plain = all(o.how == QUANTIZER for o in self.rewritten)  # ReLUs only: classify adds no note to them
         return "converts" if plain else "converts with rewrites"
 
     def __str__(self) -> str:
@@ -96,7 +97,7 @@ def check(model: nn.Module, name: str | None = None) -> CheckReport:
             continue
         role, how = classify(graph_module, node)
         fate, how = {
-            "relu": ("rewritten", "a quantizer" + (f"; {how}" if how else "")),
+            "relu": ("rewritten", QUANTIZER + (f"; {how}" if how else "")),
             "max_pool": ("rewritten", f"an average pool of the same window ({MAX_POOL_COST})"),
             "linear": ("kept", how),
         }.get(role, ("refused", how))

@@ -307,15 +307,10 @@ _CLIP_FUNCTIONS = {torch.clamp, torch.clip, F.hardtanh, F.relu6}
 _IDENTITY_AT_INFERENCE = {"stochastic_depth"}  # torchvision.ops: drops residual branches in training only
 _CLIP_METHODS = {"clamp", "clip", "clamp_", "clip_"}
 _KEPT_NOTES = {
-    "BatchNorm1d": "folded into the conv/linear before it by convert (else applied at every step)",
-    "BatchNorm2d": "folded into the conv/linear before it by convert (else applied at every step)",
-    "BatchNorm3d": "folded into the conv/linear before it by convert (else applied at every step)",
-    "Dropout": "the identity at inference",
-    "StochasticDepth": "the identity at inference",
-    "Dropout1d": "the identity at inference",
-    "Dropout2d": "the identity at inference",
-    "Dropout3d": "the identity at inference",
-}
+    **dict.fromkeys(("BatchNorm1d", "BatchNorm2d", "BatchNorm3d"),
+                    "folded into the conv/linear before it by convert (else applied at every step)"),
+    **dict.fromkeys(("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "StochasticDepth"), "the identity at inference"),
+}  # fmt: skip
 
 
 def _clip_bound(node: fx.Node) -> str | None:
@@ -351,27 +346,25 @@ _ALTERNATIVES = {
     "sigmoid": "a sigmoid gate (e.g. squeeze-excitation) multiplies two activations; remove it or replace it",
     "softmax": "at the output, remove it (the argmax is the same); inside the network (attention) it has no "
     "spiking form here",
-    "log_softmax": "at the output, remove it (the argmax is the same)",
+    "logsoftmax": "at the output, remove it (the argmax is the same)",
     "layernorm": "LayerNorm divides by each sample's own statistics at every step; use BatchNorm (folded into "
     "the conv/linear) and fine-tune",
-    "layer_norm": "LayerNorm divides by each sample's own statistics at every step; use BatchNorm (folded into "
-    "the conv/linear) and fine-tune",
-    "layernorm2d": "LayerNorm divides by each sample's own statistics at every step; use BatchNorm and fine-tune",
     "groupnorm": "GroupNorm divides by each sample's own statistics at every step; use BatchNorm and fine-tune",
     "mul": "a product of two activations (a gate, attention) is not a linear map of spikes",
     "matmul": "a product of two activations (attention) is not a linear map of spikes",
     "multiheadattention": "attention multiplies activations; spiking transformers need other neurons",
     "leakyrelu": "a negative slope needs negative spikes of another rate; replace it by ReLU and fine-tune",
-    "prelu": "a negative slope needs negative spikes of another rate; replace it by ReLU and fine-tune",
     "elu": "replace it by ReLU and fine-tune",
     "tanh": "replace it by ReLU and fine-tune",
-    "adaptive_max_pool2d": "use average pooling (AdaptiveAvgPool2d)",
     "adaptivemaxpool2d": "use average pooling (AdaptiveAvgPool2d)",
 }
+"""Advice by operation, under its name lower-cased without underscores (`_advice_key`): the module, the
+function and the method spelling of one operation (LayerNorm, layer_norm) share an entry."""
+_ALTERNATIVES.update(prelu=_ALTERNATIVES["leakyrelu"], layernorm2d=_ALTERNATIVES["layernorm"])
 
 
 def _why_unsupported(name: str) -> str:
-    advice = _ALTERNATIVES.get(str(name).lower().lstrip("_"))
+    advice = _ALTERNATIVES.get(str(name).lower().replace("_", ""))
     if advice:
         return f"{name} has no integrate-and-fire equivalent: {advice}."
     return (

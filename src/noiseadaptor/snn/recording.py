@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..checks import positive_int
+from ..checks import module_device, positive_int
 from .neurons import IFNeuron, SpikingNetwork
+from .simulation import floating_type
 
 
 @dataclass
@@ -64,9 +65,7 @@ def record(snn: SpikingNetwork, image: Tensor, T: int = 8, per_layer: int = 64) 
     if image.dim() == 4 and image.shape[0] != 1:
         raise ValueError(f"record() runs one image; got a batch of {image.shape[0]} (pass images[i])")
     x = image if image.dim() == 4 else image.unsqueeze(0)
-    parameter = next(iter(snn.parameters()), None)
-    if parameter is not None:
-        x = x.to(parameter.device, parameter.dtype)
+    x = x.to(module_device(snn), floating_type(snn))
     was_training = snn.training
     snn.eval()
     layers = snn.neurons()

@@ -108,7 +108,7 @@ def default_steps_per_call(device: torch.device | str) -> int:
     return STEPS_GPU if torch.device(device).type == "cuda" else STEPS_CPU
 
 
-def _floating_type(snn: SpikingNetwork) -> torch.dtype:
+def floating_type(snn: SpikingNetwork) -> torch.dtype:
     """The network's parameter type: float32 or float64. Half precision is refused: a membrane that sums
     inputs over hundreds of steps loses the small ones in a 10-bit mantissa."""
     types = {t.dtype for t in (*snn.parameters(), *snn.buffers()) if t.is_floating_point()}
@@ -178,7 +178,7 @@ def simulate(
         progress = progress or "lines"  # work this long is never silent
     _check_corrections(offset_spikes, srp)
     device = check_device(device, "device") if device is not None else module_device(snn)
-    dtype = _floating_type(snn)
+    dtype = floating_type(snn)
     steps_per_call = positive_int(
         default_steps_per_call(device) if steps_per_call is None else steps_per_call, "steps_per_call"
     )

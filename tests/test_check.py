@@ -105,9 +105,11 @@ def test_the_command_says_whether_it_converts(tmp_path, capsys):
     assert main(["check", str(tmp_path / "gated.pt"), "--all"]) == 1
     out = capsys.readouterr().out
     assert out.startswith("gated.pt: refused: LayerNorm at norm") and "every operation:" in out
-    with pytest.raises(SystemExit):
-        main(["check", "no-such-model"])
-    assert "not a model name" in capsys.readouterr().err
+    for bad, message in ((["no-such-model"], "not a model name"), ([str(tmp_path)], "is a folder"),
+                         (["resnet18", "--num-classes", "0"], "--num-classes must be a positive integer")):  # fmt: skip
+        with pytest.raises(SystemExit):
+            main(["check", *bad])
+        assert message in capsys.readouterr().err
 
 
 def _sweep():

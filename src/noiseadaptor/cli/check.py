@@ -11,6 +11,7 @@ from torch import nn
 from ..ann.check import check
 from ..ann.models import create_model, list_models
 from ..runconfig import load_run
+from .common import check_positive
 
 EPILOG = """\
 MODEL is a model name (noiseadaptor's, e.g. cifar-resnet20, or any torchvision classifier, e.g.
@@ -50,6 +51,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
+    check_positive(args, "num_classes", "in_channels")
     model, name = _model(args)
     report = check(model, name)
     print(report)
@@ -62,6 +64,8 @@ def main(args: argparse.Namespace) -> int:
 
 def _model(args: argparse.Namespace) -> tuple[nn.Module, str]:
     path = Path(args.model)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder: give a model file (a checkpoint or a torch.save(model) file) or a name")
     if path.is_file():
         try:
             loaded = torch.load(path, map_location="cpu", weights_only=False)

@@ -141,7 +141,8 @@ def parse_rule(text: str) -> ExitRule:
         try:
             fields[key] = int(value) if key == "min_steps" else float(value)
         except ValueError:
-            raise ValueError(f"exit rule {text!r}: {key} must be a number, got {value!r}") from None
+            kind = "a whole number" if key == "min_steps" else "a number"
+            raise ValueError(f"exit rule {text!r}: {key} must be {kind}, got {value!r}") from None
     return ExitRule(**fields)
 
 

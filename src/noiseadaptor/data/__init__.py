@@ -19,6 +19,7 @@ that side), random-resized crop and flip for ImageNet.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import gzip
@@ -372,6 +373,22 @@ def spread_subset(dataset: Dataset, n: int | None) -> Dataset:
     return Subset(dataset, torch.linspace(0, len(dataset) - 1, n).round().long().tolist())
 
 
+def hold_out(splits: DataSplits, n: int, seed: int = 0) -> tuple[DataSplits, Dataset]:
+    """The training split less `n` images drawn at random (from `seed`; the same n for every caller), and
+    those n images read as the test split is read (no augmentation): a held-out part of the training data
+    to choose a setting on, never the test set."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n < len(splits.train):
+        raise ValueError(f"hold out 1 to {len(splits.train) - 1} training images (there are {len(splits.train)}), "
+                         f"got {n!r}")  # fmt: skip
+    order = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(seed)).tolist()
+    kept, held = sorted(order[n:]), sorted(order[:n])
+    unaugmented = splits.train
+    if hasattr(splits.train, "transform") and hasattr(splits.test, "transform"):
+        unaugmented = copy.copy(splits.train)  # shares the file list or the arrays; only the transform differs
+        unaugmented.transform = splits.test.transform
+    return dataclasses.replace(splits, train=Subset(splits.train, kept)), Subset(unaugmented, held)
+
+
 class DeviceLoader:
     """A small image data set held whole on the device as uint8 and batched there, with the standard
     CIFAR augmentation (random crop from a zero-padded image, horizontal flip) and normalisation done
@@ -417,6 +434,9 @@ class DeviceLoader:
         equal-sized images (decoded once), normalised with the statistics of data set `name`."""
         import numpy as np
 
+        indices = None
+        if isinstance(dataset, Subset):  # a part of a data set (hold_out): its images only
+            dataset, indices = dataset.dataset, list(dataset.indices)
         if hasattr(dataset, "data") and hasattr(dataset, "targets"):
             images, targets = torch.as_tensor(dataset.data), dataset.targets
         elif hasattr(dataset, "samples") and hasattr(dataset, "loader"):
@@ -427,6 +447,8 @@ class DeviceLoader:
                 f"DeviceLoader cannot read the images of a {type(dataset).__name__}: it takes "
                 "torchvision's CIFAR10/100 and MNIST classes or an ImageFolder"
             )
+        if indices is not None:
+            images, targets = images[indices], torch.as_tensor(targets)[indices]
         images = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)
         padding = 4 if images.shape[-1] == 32 else 0  # the standard crop is a CIFAR augmentation
         return cls(

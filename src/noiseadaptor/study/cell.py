@@ -23,6 +23,7 @@ from ..runconfig import RunConfig
 from ..snn.calibrate import dual_phase_calibrate
 from ..snn.conversion import convert
 from ..snn.simulation import reported_steps, simulate
+from ..snn.stopping import ExitRule, choose_exit
 from ..training.loop import TrainingDiverged, evaluate, fit
 
 NA_COMPARISON = ("na", "no-noise", "qcfs")  # the Noise Adaptor paper's comparison, `run`'s default
@@ -35,6 +36,17 @@ class Row:
 
     options: dict = field(default_factory=dict)
     calibrate_T: int | None = None
+
+
+@dataclass(frozen=True)
+class ExitChoice:
+    """Per-image early exit in a cell's own row: every rule of `rules` is read on the `held_out` training
+    images at the cell's largest T, the one with the smallest mean T whose accuracy is within `tolerance`
+    of the fixed T's is chosen there (`choose_exit`), and the test simulation reports them all."""
+
+    rules: tuple[ExitRule, ...]
+    held_out: DataLoader
+    tolerance: float = 0.005
 
 
 def compare_methods(
@@ -92,15 +104,17 @@ def method_cell(
     calibration_batch=None,
     rows: dict[str, Row] | None = None,
     reference: bool = False,
+    exit: ExitChoice | None = None,
 ) -> tuple[dict, nn.Module | None]:
     """One method from one seed, the unit of `run` and `compare`: QAT of `run` (its method, p, seed, epochs,
     lr, weight decay) from `float_model` (`train_quantized`; the checkpoint records `run`), the quantized
     ANN's test accuracy, then one simulation per entry of `rows` ({row name: Row}; default: the method's
     own, plain), counting synaptic operations. `reference`: record agreement and per-layer error against
-    the quantized ANN. Returns ({"method", "seed", "lr", "quant", "optimizer", "ann_accuracy", "history",
-    "scales", "rows": {row: SimulationResult.row()}, "seconds"}, qmodel) ("quant" and "optimizer": the full
-    QuantConfig and OptimizerConfig it trained under), or ({..., "diverged": message, "rows": {}}, None)
-    when training diverged."""
+    the quantized ANN. `exit`: the method's own row reads its exit rules too, and records the one chosen
+    on held-out training images ("exit_choice"). Returns ({"method", "seed", "lr", "quant", "optimizer",
+    "ann_accuracy", "history", "scales", "rows": {row: SimulationResult.row()}, "seconds"}, qmodel) ("quant"
+    and "optimizer": the full QuantConfig and OptimizerConfig it trained under), or ({..., "diverged":
+    message, "rows": {}}, None) when training diverged."""
     begin = time.time()
     quant, optimizer = _quant(run), run.method_info.optimizer(run)
     settings = {"method": run.method, "seed": run.seed, "lr": run.lr, "quant": asdict(quant),
@@ -128,11 +142,28 @@ def method_cell(
         snn = convert(qmodel)
         if row.calibrate_T is not None:
             dual_phase_calibrate(snn, qmodel, train_data, T=row.calibrate_T, seed=run.seed)
+        options = {"synops": True, **row.options}
+        choice = None
+        if exit is not None and name == run.method:
+            choice = choose_on_held_out(snn, exit, T, device)
+            options["exit"] = exit.rules
         result = simulate(snn, test_data, T=T, device=device, progress=progress,
-                          reference=qmodel if reference else None, **{"synops": True, **row.options})  # fmt: skip
-        cell["rows"][name] = result.row()
+                          reference=qmodel if reference else None, **options)  # fmt: skip
+        cell["rows"][name] = result.row() if choice is None else {**result.row(), "exit_choice": choice}
     seconds["simulate"] = time.time() - begin
     return cell, qmodel
+
+
+def choose_on_held_out(snn, exit: ExitChoice, T: int | Sequence[int], device=None) -> dict:
+    """The rule `exit` chooses on its held-out training images at the largest of `T`: {"rule" (its label),
+    "tolerance", "images", "accuracy_at_T" (the fixed T's there), "accuracy", "mean_T" (the rule's there),
+    "exits" (every rule's row there)}."""
+    last = reported_steps(T)[-1]
+    held = simulate(snn, exit.held_out, T=[last], device=device, progress=False, exit=exit.rules)
+    chosen = choose_exit(held.exits, reference=held.accuracy[last], max_drop=exit.tolerance)
+    return {"rule": chosen.rule.label, "tolerance": exit.tolerance, "images": held.num_samples,
+            "accuracy_at_T": held.accuracy[last], "accuracy": chosen.accuracy, "mean_T": chosen.mean_T,
+            "exits": [e.row() for e in held.exits]}  # fmt: skip
 
 
 def train_quantized(

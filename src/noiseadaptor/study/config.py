@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from ..checks import checked_type, positive_int
 from ..methods import get_method
 from ..runconfig import RunConfig, setting
+from ..snn.stopping import ExitRule, parse_rule
 from .cell import Row
 
 RUN_FIELDS = ("dataset", "data_dir", "download", "model", "p", "epochs", "lr", "weight_decay", "batch_size",
@@ -48,6 +49,15 @@ class StudyConfig:
     variants: tuple[str, ...] = setting((), "run-time rows per trained network: negative, cos<rho>, srp<tau>, phase2")
     variant_methods: tuple[str, ...] = setting(("na",), "the methods that get the variant rows")
     phase2_T: int = setting(4, "the T that Phase II calibrates for")
+    exit: tuple[str, ...] = setting(
+        (),
+        "per-image early exit: candidate rules (confidence=C, margin=M, min_steps=N, comma-separated); each "
+        "network picks, on held-out training images, the one with the smallest mean T within --exit-tolerance "
+        "of its accuracy at --T, and is paired with a fixed T at the same mean latency",
+    )
+    exit_holdout: int = setting(1000, "with --exit: training images kept out of all training (the float net's too)")
+    exit_tolerance: float = setting(0.005, "with --exit: how far (a fraction) the chosen rule's held-out accuracy "
+                                    "may fall below the fixed --T's")  # fmt: skip
     device: str | None = setting(None, "cpu, cuda, ... (default: cuda if available)")
 
     def __post_init__(self) -> None:
@@ -76,8 +86,11 @@ class StudyConfig:
             raise ValueError(f"seeds must be distinct, at least one; got {list(self.seeds)}")
         for v in self.variants:
             variant_row(v)
-        for name in ("T", "phase2_T"):
+        self.exit_rules()  # validates
+        for name in ("T", "phase2_T", "exit_holdout"):
             positive_int(getattr(self, name), name)
+        if not 0 <= self.exit_tolerance < 1:
+            raise ValueError(f"exit_tolerance is a fraction of the images in [0, 1), got {self.exit_tolerance!r}")
         for name in ("float_epochs", "test_images"):
             positive_int(getattr(self, name), name, zero=True)
         self.method_lrs()  # validates
@@ -136,6 +149,10 @@ class StudyConfig:
                 raise ValueError(f"method_lr {entry!r}: expected METHOD=LR with a method of the study and LR > 0")
             own[method] = lr
         return {m: own.get(m, self.run.lr) for m in self.methods}
+
+    def exit_rules(self) -> tuple[ExitRule, ...]:
+        """The candidate exit rules of `exit`, distinct, in the order given."""
+        return tuple(dict.fromkeys(parse_rule(str(text)) for text in self.exit))
 
     def rows(self) -> list[str]:
         """Row names: each method, then '<method>+<variant>' for the variant methods."""

@@ -29,7 +29,7 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
 
     diffs = [x - y for x, y in zip(a, b)]
     out = t_interval(diffs, confidence)
-    if len(diffs) >= 2 and any(d != diffs[0] for d in diffs):
+    if len(diffs) >= 2 and max(diffs) - min(diffs) > 1e-12 * max(1.0, *map(abs, diffs)):  # float noise is no spread
         out["p_value"] = float(stats.ttest_rel(a, b).pvalue)
     else:  # fewer than two pairs, or no spread: no test
         out["p_value"] = None
@@ -68,6 +68,8 @@ def summarize(config: StudyConfig, cells: list[dict]) -> dict:
             },
             "mean_layer_error": {t: t_interval([_mean_error(d, t) for d in data]) for t in steps},
         }
+        if all("exit_choice" in d for d in data):
+            rows[row]["exit"] = early_exit(data, seeds, config.T)
     base = config.baseline
     differences = {row: _contrast(by, config, row, base, steps) for row in rows if row != base}
     contrasts = {f"{row} - {other}": _contrast(by, config, row, other, steps) for row, other in config.contrast_pairs()}
@@ -83,6 +85,33 @@ def summarize(config: StudyConfig, cells: list[dict]) -> dict:
         "differences": {row: d for row, d in differences.items() if d is not None},
         "contrasts": {name: d for name, d in contrasts.items() if d is not None},
     }
+
+
+def early_exit(data: list[dict], seeds: list[int], T: int) -> dict:
+    """Per-image early exit in a row's cells (`data`, one per seed of `seeds`): each seed's chosen rule
+    ("adaptive": test accuracy, mean T, energy as a fraction of the ANN's), the fixed T at the same
+    latency, T = ceil(mean T) ("fixed": at least the steps the adaptive network spent on average), and
+    the fixed largest T ("full"); adaptive minus fixed and adaptive minus full, paired over the seeds."""
+    adaptive, fixed, full = [], [], []
+    for d in data:
+        chosen = next(e for e in d["exits"] if e["rule"] == d["exit_choice"]["rule"])
+        ann = d["ann_energy_pj_per_sample"]
+        fixed_T = min(T, math.ceil(chosen["mean_T"] - 1e-9))
+        adaptive.append((chosen["accuracy"], chosen["mean_T"], chosen["energy_pj_per_sample"] / ann))
+        fixed.append((d["snn_accuracy"][str(fixed_T)], fixed_T, d["energy_pj_per_sample"][str(fixed_T)] / ann))
+        full.append((d["snn_accuracy"][str(T)], T, d["energy_pj_per_sample"][str(T)] / ann))
+    keys = ("accuracy", "mean_T", "energy")
+    column = {name: {k: [v[i] for v in values] for i, k in enumerate(keys)}
+              for name, values in (("adaptive", adaptive), ("fixed", fixed), ("full", full))}  # fmt: skip
+    return {
+        "seeds": seeds,
+        "rules": [d["exit_choice"]["rule"] for d in data],
+        "held_out_images": data[0]["exit_choice"]["images"],
+        "tolerance": data[0]["exit_choice"]["tolerance"],
+        **{name: {k: t_interval(v) for k, v in c.items()} for name, c in column.items()},
+        **{f"adaptive_minus_{name}": {k: paired_difference(column["adaptive"][k], column[name][k]) for k in keys}
+           for name in ("fixed", "full")},
+    }  # fmt: skip
 
 
 def _contrast(by: dict, config: StudyConfig, row: str, base: str, steps: list[str]) -> dict | None:

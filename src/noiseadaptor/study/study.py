@@ -6,8 +6,9 @@ trained by QAT from that float network with the same data order, the same calibr
 seed (so the seed-to-seed spread of the data order, the noise draws and the calibration cancels in the
 per-seed differences between methods), converted, and simulated on the same test images at every T.
 Run-time variants (negative spikes, COS or SRP pre-steps, dual-phase Phase II) are extra rows of the
-same cell. Every cell is written to OUT/cells/<method>-seed<seed>.json when done; its QAT checkpoints
-each epoch to OUT/qat/.
+same cell. With exit rules, a held-out part of the training set (no network trains on it) chooses each
+network's rule, and its own row reports every rule on the test images. Every cell is written to
+OUT/cells/<method>-seed<seed>.json when done; its QAT checkpoints each epoch to OUT/qat/.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..ann.models import create_model
-from ..data import DeviceLoader, get_dataset, spread_subset
+from ..data import DeviceLoader, get_dataset, hold_out, spread_subset
 from ..distributed import check_device
 from ..io.files import InUse, exclusive, write_json
 from ..progress import Progress
 from ..runconfig import RunConfig
 from ..training.loop import evaluate, fit
-from .cell import Row, method_cell
+from .cell import ExitChoice, Row, method_cell
 from .config import StudyConfig, variant_row
 from .statistics import summarize
 
@@ -47,6 +48,10 @@ def run_study(config: StudyConfig, out: Path, progress: Progress = False, log=pr
     splits = get_dataset(config.run.dataset, config.run.data_dir, download=config.run.download)
     facts = {"num_classes": splits.num_classes, "in_channels": splits.in_channels, "image_size": splits.image_size}
     test = DataLoader(spread_subset(splits.test, config.test_images or None), batch_size=500)
+    exit = None
+    if config.exit:  # the rule is chosen on training images no network has trained on
+        splits, held_out = hold_out(splits, config.exit_holdout)
+        exit = ExitChoice(config.exit_rules(), DataLoader(held_out, batch_size=500), config.exit_tolerance)
     start = time.time()
     with exclusive(out / "float-network", wait=True):  # processes started together: one trains, the rest wait
         float_model = _float_network(dataclasses.replace(config.float_run(), **facts), splits, test, out, device,
@@ -57,7 +62,7 @@ def run_study(config: StudyConfig, out: Path, progress: Progress = False, log=pr
             run = dataclasses.replace(config.cell_run(method, seed), **facts)
             try:
                 with exclusive(path):  # several processes may share a study: each cell goes to one of them
-                    cell = _missing_cell(config, run, path, splits, float_model, test, device, progress, log)
+                    cell = _missing_cell(config, run, path, splits, float_model, test, exit, device, progress, log)
             except InUse:
                 log(f"[{method} seed {seed}] another process is training it: skipped here")
                 continue
@@ -91,7 +96,7 @@ def cell_settings(run: RunConfig) -> dict:
                                   "optimizer": dataclasses.asdict(info.optimizer(run))}))  # fmt: skip
 
 
-def _missing_cell(config, run, path, splits, float_model, test, device, progress, log) -> dict | None:
+def _missing_cell(config, run, path, splits, float_model, test, exit, device, progress, log) -> dict | None:
     """Train and simulate the cell of `run` (a method and seed) into `path` unless it is there, trained under
     exactly the settings the study gives it now; returns it, or None when it was there."""
     if path.exists():
@@ -102,7 +107,7 @@ def _missing_cell(config, run, path, splits, float_model, test, device, progress
         log(f"[{run.method} seed {run.seed}] its cell was trained under other settings ({', '.join(differ)}): again")
     torch.manual_seed(run.seed)
     train = _train_loader(run, splits, device)
-    cell = _cell(config, run, float_model, train, test, path.parent.parent, device, progress)
+    cell = _cell(config, run, float_model, train, test, exit, path.parent.parent, device, progress)
     write_json(cell, path)
     return cell
 
@@ -147,14 +152,15 @@ def _float_network(run: RunConfig, splits, test, out: Path, device: torch.device
     return model.eval()
 
 
-def _cell(config: StudyConfig, run: RunConfig, float_model, train, test, out: Path, device, progress: Progress) -> dict:
-    """One seed of one method (`method_cell`), with its variant rows: what a study keeps."""
+def _cell(config: StudyConfig, run: RunConfig, float_model, train, test, exit: ExitChoice | None, out: Path, device,
+          progress: Progress) -> dict:  # fmt: skip
+    """One seed of one method (`method_cell`), with its variant rows (and its exit rules): what a study keeps."""
     name = f"{run.method}-seed{run.seed}" + ("" if run.lr == config.run.lr else f"-lr{run.lr:g}")  # its QAT checkpoint
     variants = config.variants if run.method in config.variant_methods else ()
     rows = {run.method: Row(), **{f"{run.method}+{v}": variant_row(v, config.phase2_T) for v in variants}}
     cell, _ = method_cell(  # the seed's first batch calibrates (None): the same for every method
         float_model, run, train, test, T=config.T, device=device, progress=progress,
-        checkpoint=out / "qat" / f"{name}.pt", rows=rows, reference=True,
+        checkpoint=out / "qat" / f"{name}.pt", rows=rows, reference=True, exit=exit,
     )  # fmt: skip
     return json.loads(json.dumps(cell))  # keys as JSON has them (T as strings), as a reloaded cell
 

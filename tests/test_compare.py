@@ -374,3 +374,60 @@ def test_the_report_reads_right_at_the_edges_of_its_statistics():
     text = study_table(summarize(four, near + [_hand_cell("no-noise", s, 0.9) for s in range(4)]))
     na_row = next(line for line in text.splitlines() if line.startswith("na "))
     assert "99.25 [" in na_row and ", 100.00]" in na_row and "±" not in na_row
+
+
+def test_each_network_chooses_its_exit_rule_on_training_images_no_network_trained_on(tmp_path, monkeypatch):
+    from noiseadaptor.data import get_dataset, hold_out
+
+    trained_on = []
+    real_loader = study._train_loader
+
+    def recording(run, splits, device):
+        trained_on.append(set(splits.train.indices))
+        return real_loader(run, splits, device)
+
+    monkeypatch.setattr(study, "_train_loader", recording)
+    rules = ("confidence=0.6", "confidence=0.9", "margin=0.5")
+    config = _tiny(variants=(), exit=rules, exit_holdout=50, exit_tolerance=0.02)
+    summary = run_study(config, tmp_path, log=lambda *a: None)
+    held = set(hold_out(get_dataset("digits"), 50)[1].indices)
+    assert len(trained_on) == 5 and all(
+        not (s & held) and len(s) + 50 == len(get_dataset("digits").train) for s in trained_on
+    )  # fmt: skip  the float net and every cell
+    for cell in load_cells(tmp_path):
+        row = cell["rows"][cell["method"]]
+        choice = row["exit_choice"]
+        assert choice["images"] == 50 and [e["rule"] for e in row["exits"]] == [e["rule"] for e in choice["exits"]]
+        # the choice, transcribed: the smallest mean T among the rules within the tolerance of the fixed T there
+        good = [e for e in choice["exits"] if e["accuracy"] >= choice["accuracy_at_T"] - 0.02]
+        best = (
+            min(good, key=lambda e: (e["mean_T"], -e["accuracy"]))
+            if good
+            else max(choice["exits"], key=lambda e: e["accuracy"])
+        )
+        assert choice["rule"] == best["rule"] and choice["mean_T"] == best["mean_T"]
+    cells = {(c["method"], c["seed"]): c["rows"][c["method"]] for c in load_cells(tmp_path)}
+    for method in ("na", "no-noise"):
+        e = summary["rows"][method]["exit"]
+        for i, seed in enumerate(e["seeds"]):
+            row = cells[(method, seed)]
+            chosen = next(x for x in row["exits"] if x["rule"] == row["exit_choice"]["rule"])
+            fixed_T = min(4, math.ceil(chosen["mean_T"] - 1e-9))
+            assert e["fixed"]["mean_T"]["values"][i] == fixed_T
+            assert e["adaptive_minus_fixed"]["accuracy"]["values"][i] == pytest.approx(
+                chosen["accuracy"] - row["snn_accuracy"][str(fixed_T)]
+            )
+            ann = row["ann_energy_pj_per_sample"]
+            assert e["adaptive_minus_full"]["energy"]["values"][i] == pytest.approx(
+                (chosen["energy_pj_per_sample"] - row["energy_pj_per_sample"]["4"]) / ann
+            )
+    assert "per-image early exit: each network's rule chosen on 50 held-out training images" in study_table(summary)
+    with pytest.raises(ValueError, match="exit rule 'confidence'"):
+        _tiny(exit=("confidence",))
+    with pytest.raises(ValueError, match="exit_tolerance"):
+        _tiny(exit=rules, exit_tolerance=1.5)
+    from noiseadaptor.cli import build_parser
+    from noiseadaptor.cli.common import study_config
+
+    args = build_parser()[1]["compare"].parse_args(["--exit", "confidence=0.9", "margin=0.2,min_steps=2"])
+    assert [r.label for r in study_config(args).exit_rules()] == ["confidence>=0.9", "margin>=0.2, from step 2"]

@@ -122,3 +122,34 @@ def test_augmentation_options_that_would_be_ignored_are_refused(name, options, t
 
     with pytest.raises(ValueError, match="would be ignored"):
         get_dataset(name, tmp_path, **options)
+
+
+def test_hold_out_keeps_its_images_out_of_training_and_reads_them_unaugmented(tmp_path):
+    from PIL import Image
+
+    from noiseadaptor.data import DeviceLoader, get_dataset, hold_out
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 3), ("test", 1)):
+        for c in range(10):
+            (tmp_path / split / f"c{c}").mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
+                    tmp_path / split / f"c{c}" / f"{i}.png"
+                )
+    splits = get_dataset("cifar10", tmp_path)
+    kept, held = hold_out(splits, 7)
+    again = hold_out(splits, 7)[1]
+    assert held.indices == again.indices and len(held) == 7  # every caller holds out the same images
+    assert sorted(kept.train.indices + held.indices) == list(range(30))  # and trains on all the others
+    index = held.indices[0]
+    unaugmented = splits.test.transform(Image.open(splits.train.samples[index][0]).convert("RGB"))
+    assert torch.equal(held[0][0], unaugmented) and torch.equal(held[0][0], held[0][0])  # no random crop or flip
+    assert kept.train.dataset is splits.train  # the training part keeps its augmentation
+    on_device = DeviceLoader.from_dataset(kept.train, 8, "cifar10", "cpu", train=False)
+    assert len(on_device.images) == 23 and on_device.labels.tolist() == [
+        splits.train.targets[i] for i in kept.train.indices
+    ]
+    for n in (0, 30, True):
+        with pytest.raises(ValueError, match="hold out 1 to 29 training images"):
+            hold_out(splits, n)

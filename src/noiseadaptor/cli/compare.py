@@ -18,7 +18,9 @@ Does a method beat its baseline, by how much, at which T? A paired study over se
 (trained once), then for every seed each method by QAT from it with the same data order, calibration
 batch and seed; each converted and simulated at every T = 1..--T on the same test images. Run-time
 variants (negative spikes, COS offset spikes, Phase II) are extra rows of the same trained networks.
-Every finished cell is saved: a killed study continues with the same command; --report re-prints."""
+With --exit, every network also chooses a per-image exit rule on held-out training images (kept out
+of all training) and is paired with a fixed T at the same mean latency. Every finished cell is saved:
+a killed study continues with the same command; --report re-prints."""
 
 
 COMPARE_EPILOG = """\
@@ -32,6 +34,8 @@ examples:
   noiseadaptor compare --dataset cifar10 --data-dir DIR --num-seeds 8 --variants negative,cos4 --out runs/c10
   noiseadaptor compare --dataset digits --model small-cnn --methods na "qcfs[noise=uniform]" qcfs \
       --baseline qcfs --contrasts na:qcfs[noise=uniform]
+  noiseadaptor compare --dataset digits --model small-cnn --T 32 --exit-holdout 300 \
+      --exit confidence=0.9 confidence=0.99 margin=0.5 margin=0.9
 
 methods: a registered quantization method (na, no-noise, qcfs, clip, dual-phase), or one with settings in
 brackets: QuantConfig fields noise, noise_amplitude, scale_grad, gradient_window, quant_noise_p, rounding,

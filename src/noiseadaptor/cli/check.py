@@ -11,7 +11,7 @@ from torch import nn
 from ..ann.check import check
 from ..ann.models import create_model, list_models
 from ..runconfig import load_run
-from .common import check_positive
+from .common import check_positive, command_parser
 
 EPILOG = """\
 MODEL is a model name (noiseadaptor's, e.g. cifar-resnet20, or any torchvision classifier, e.g.
@@ -29,15 +29,14 @@ examples:
 
 def add_parser(commands) -> argparse.ArgumentParser:
     """`noiseadaptor check`'s parser, added to the sub-command set `commands`."""
-    p = commands.add_parser(
+    p = command_parser(
+        commands,
         "check",
-        allow_abbrev=False,
         help="list every operation of a model with its fate: kept, rewritten, or refused (and why)",
         description="Trace a model once, as prepare does, and list every operation with what conversion does "
         "to it: kept as is, rewritten (ReLU, ReLU6, clamp -> a quantizer; max-pool -> average pool), or "
         "refused, with the reason and what to use instead.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model", help="a model name, a noiseadaptor checkpoint, or a torch.save(model) file")
     p.add_argument(

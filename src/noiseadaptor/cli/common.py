@@ -57,6 +57,15 @@ def correction_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def command_parser(
+    commands, name: str, help: str, description: str, epilog: str | None = None
+) -> argparse.ArgumentParser:
+    """A sub-command's parser, added to the set `commands`: a prefix of a flag is an error, not that flag;
+    the description and epilog print as written."""
+    return commands.add_parser(name, allow_abbrev=False, help=help, description=description, epilog=epilog,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+
+
 def exit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--exit",

@@ -11,7 +11,7 @@ from ..io.files import write_json
 from ..io.report import plot_study, study_table
 from ..study.config import StudyConfig
 from ..study.study import run_study, summarize_folder
-from .common import add_study_arguments, output_folder, show_progress, study_config
+from .common import add_study_arguments, command_parser, output_folder, show_progress, study_config
 
 COMPARE_DESCRIPTION = """\
 Does a method beat its baseline, by how much, at which T? A paired study over seeds: one float network
@@ -47,13 +47,12 @@ and is trained again when the study gives it others.
 
 def add_parser(commands) -> argparse.ArgumentParser:
     """`noiseadaptor compare`'s parser, added to the sub-command set `commands`."""
-    p = commands.add_parser(
+    p = command_parser(
+        commands,
         "compare",
-        allow_abbrev=False,  # a prefix of a flag is an error, not that flag
         help="paired multi-seed study of conversion methods, with 95%% intervals",
         description=COMPARE_DESCRIPTION,
         epilog=COMPARE_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--recipe", type=Path, help="YAML file of study settings (keys: the flags with _ for -)")
     add_study_arguments(p, StudyConfig(), OWN)

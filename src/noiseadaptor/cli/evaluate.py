@@ -19,6 +19,7 @@ from ..snn.simulation import simulate
 from ..training import evaluate
 from .common import (
     check_positive,
+    command_parser,
     common_args,
     correction_options,
     exit_args,
@@ -34,13 +35,12 @@ from .common import (
 
 def add_parser(commands) -> argparse.ArgumentParser:
     """`noiseadaptor evaluate`'s parser, added to the sub-command set `commands`."""
-    p = commands.add_parser(
+    p = command_parser(
+        commands,
         "evaluate",
-        allow_abbrev=False,  # a prefix of a flag is an error, not that flag
         help="ANN accuracy of a checkpoint and, if quantized, SNN accuracy per T",
         description="Rebuild the model of a train checkpoint, measure its ANN accuracy, "
         "convert it and simulate T = 1..--T.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("checkpoint", type=Path, help="a checkpoint.pt written by train")
     p.add_argument("--data-dir", type=Path, help="override the data folder recorded in the checkpoint")

@@ -14,18 +14,18 @@ from ..methods import list_methods
 from ..runconfig import load_run
 from ..snn.conversion import convert
 from ..snn.integer import integer_network
+from .common import command_parser
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
     """`noiseadaptor export`'s parser, added to the sub-command set `commands`."""
-    p = commands.add_parser(
+    p = command_parser(
+        commands,
         "export",
-        allow_abbrev=False,  # a prefix of a flag is an error, not that flag
         help="write a checkpoint's SNN as NIR, or a quantized ANN as ONNX",
         description="Rebuild a train checkpoint and write its SNN as a NIR graph (pip install noiseadaptor[nir]): "
         "a quantized run converted (IF neurons), a directly trained one as it is (LIF neurons); or a quantized "
         "ANN as ONNX. Read the semantics note in the README before running the file elsewhere.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
     p.add_argument(

@@ -17,7 +17,7 @@ from ..runconfig import load_run
 from ..snn.conversion import convert
 from ..snn.recording import record
 from ..snn.simulation import simulate
-from .common import check_positive, common_args, output_folder, show_progress
+from .common import check_positive, command_parser, common_args, output_folder, show_progress
 
 FIGURES = ("raster", "traces", "firing_rates", "conversion_error")
 
@@ -37,15 +37,14 @@ example:
 
 def add_parser(commands) -> argparse.ArgumentParser:
     """`noiseadaptor inspect`'s parser, added to the sub-command set `commands`."""
-    p = commands.add_parser(
+    p = command_parser(
+        commands,
         "inspect",
-        allow_abbrev=False,
         help="spike raster, membrane traces, firing rate and conversion error per layer of a checkpoint",
         description="Convert a quantized checkpoint and draw what its neurons do: for one test image, the "
         "spikes and membrane potentials of every layer over T steps; over the first test images, each "
         "layer's firing rate and conversion error against T.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("checkpoint", type=Path, help="a checkpoint.pt of a converting method (train, run or compare)")
     p.add_argument("--image", type=int, default=0, help="index of the test image to record (default: %(default)s)")

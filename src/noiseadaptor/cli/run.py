@@ -16,6 +16,7 @@ from ..study.study import load_cells, run_study
 from .common import (
     DESCRIPTION,
     add_study_arguments,
+    command_parser,
     common_args,
     correction_args,
     correction_options,
@@ -70,13 +71,12 @@ RUN_STUDY = StudyConfig(
 
 def add_parser(commands) -> argparse.ArgumentParser:
     """`noiseadaptor run`'s parser, added to the sub-command set `commands`."""
-    p = commands.add_parser(
+    p = command_parser(
+        commands,
         "run",
-        allow_abbrev=False,  # a prefix of a flag is an error, not that flag
         help="train, quantize, convert and simulate on the embedded data set",
         description=DESCRIPTION,
         epilog=RUN_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_study_arguments(p, RUN_STUDY, ("methods", "float_epochs", "float_lr", "T"))
     correction_args(p)

@@ -23,6 +23,7 @@ from ..training import evaluate, fit
 from ..training.reconstruct import reconstruction_loss, reconstruction_quality
 from .common import (
     add_config_arguments,
+    command_parser,
     common_args,
     output_folder,
     read_recipe,
@@ -44,16 +45,15 @@ A killed run continues with the same command plus --resume (at most one epoch is
 
 def add_parser(commands) -> argparse.ArgumentParser:
     """`noiseadaptor train`'s parser, added to the sub-command set `commands`."""
-    p = commands.add_parser(
+    p = command_parser(
+        commands,
         "train",
-        allow_abbrev=False,  # a prefix of a flag is an error, not that flag
         help="float pre-training or quantization-aware training on real data",
         description="Train a float network (--method float), a quantized one from float "
         "weights (--init or --weights), or an SNN directly, with checkpoints and resume. "
         "The flags are the fields of noiseadaptor.runconfig.RunConfig; a recipe is a YAML "
         "file of them.",
         epilog=TRAIN_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--recipe",

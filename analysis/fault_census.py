@@ -276,6 +276,28 @@ def evaluate_cases(c: Census, f: dict):
     c.case("evaluate a NA checkpoint at T=4 (control)", "ok", "evaluate", f["na"], "--T", "4", "--no-progress")
 
 
+def inspect_and_check_cases(c: Census, f: dict):
+    out = c.path("inspect")
+    for name in ("truncated", "text", "nan"):
+        c.case(f"inspect a {name} checkpoint", "refuse", "inspect", f[name], "--out", out / name)
+    c.case("inspect a missing checkpoint", "refuse", "inspect", c.path("missing.pt"), "--out", out / "missing")
+    c.case("inspect a float checkpoint", "refuse", "inspect", f["float"], "--out", out / "float")
+    for flag, value in (("--image", "100000"), ("--image", "-1"), ("--T", "0"), ("--neurons", "0"),
+                        ("--images", "0"), ("--device", "foo")):  # fmt: skip
+        c.case(f"inspect {flag} {value}", "refuse", "inspect", f["na"], flag, value, "--out", out / (flag + value))
+    c.case("inspect --out names a file", "refuse", "inspect", f["na"], "--out", f["a-file"])
+    c.case("inspect a NA checkpoint (control)", "ok", "inspect", f["na"], "--T", "4", "--images", "32", "--out",
+           out / "good")  # fmt: skip
+    c.case("check a missing file", "refuse", "check", c.path("missing.pt"))
+    c.case("check a text file", "refuse", "check", f["text"])
+    c.case("check a folder", "refuse", "check", c.path("empty-folder"))
+    c.case("check an unknown model name", "refuse", "check", "resnet_bogus")
+    c.case("check --num-classes 0", "refuse", "check", "resnet18", "--num-classes", "0")
+    c.case("check --in-channels -1", "refuse", "check", "resnet18", "--in-channels", "-1")
+    c.case("check a NA checkpoint (control)", "ok", "check", f["na"])
+    c.case("check resnet18 (control)", "ok", "check", "resnet18")
+
+
 def export_cases(c: Census, f: dict):
     out = c.path("export")
     c.case("export --input-shape 3,8,8 on a 1-channel net", "refuse", "export", f["na"], "--format", "onnx",
@@ -306,6 +328,30 @@ def compare_and_run_cases(c: Census, f: dict):
                         ("--method-lr", "bogus=0.1"),
                         ("--T", "0"), ("--p", "0"), ("--test-images", "-1"), ("--lr", "nan")):  # fmt: skip
         c.case(f"compare {flag} {value}", "refuse", *base, flag, value, "--out", c.path("cmp", flag + value))
+    for flags in (["--exit", "confidence=1.5"], ["--exit", "confidence"], ["--exit", "margin=0.5,min_steps=0"],
+                  ["--exit", "confidence=0.9", "--exit-holdout", "100000"],
+                  ["--exit", "confidence=0.9", "--exit-tolerance", "2"], ["--exit-holdout", "300"]):  # fmt: skip
+        nothing_left = lambda *_, o=c.path("cmp", "".join(flags)): f"wrote {o}" if o.exists() else None  # noqa: E731
+        c.case(f"compare {' '.join(flags)}", "refuse", *base, *flags, "--out", c.path("cmp", "".join(flags)),
+               check=nothing_left)  # fmt: skip
+    c.case(
+        "compare --exit on one seed (control)",
+        "ok",
+        *base,
+        "--num-seeds",
+        "1",
+        "--methods",
+        "na",
+        "--baseline",
+        "na",
+        "--exit",
+        "confidence=0.9",
+        "margin=0.5",
+        "--exit-holdout",
+        "100",
+        "--out",
+        c.path("cmp", "exit"),
+    )
     c.case("compare --report on an empty folder", "refuse", "compare", "--report", "--out", c.path("empty-folder"))
     c.case("compare --out names a file", "refuse", *base, "--out", f["a-file"])
     for flag, value in (("--T", "0"), ("--lr", "1e6"), ("--epochs", "-1"), ("--methods", "bogus"), ("--p", "0")):
@@ -376,7 +422,9 @@ def main():
     census = Census(root, args.only)
     try:
         files = prepare_files(root)
-        for group in (train_cases, data_cases, evaluate_cases, export_cases, compare_and_run_cases, process_faults):
+        groups = (train_cases, data_cases, evaluate_cases, inspect_and_check_cases, export_cases,
+                  compare_and_run_cases, process_faults)  # fmt: skip
+        for group in groups:
             group(census, files)
     finally:
         if not args.keep:

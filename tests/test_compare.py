@@ -426,6 +426,11 @@ def test_each_network_chooses_its_exit_rule_on_training_images_no_network_traine
         _tiny(exit=("confidence",))
     with pytest.raises(ValueError, match="exit_tolerance"):
         _tiny(exit=rules, exit_tolerance=1.5)
+    with pytest.raises(ValueError, match="exit_holdout only matter with exit rules"):
+        _tiny(exit_holdout=50)  # a setting that would be ignored
+    with pytest.raises(ValueError, match="hold out 1 to 1437 training images"):
+        run_study(_tiny(exit=rules, exit_holdout=5000), tmp_path / "too-many", log=lambda *a: None)
+    assert not (tmp_path / "too-many").exists()  # refused before the folder holds a study it cannot run
     from noiseadaptor.cli import build_parser
     from noiseadaptor.cli.common import study_config
 

@@ -378,8 +378,8 @@ def hold_out(splits: DataSplits, n: int, seed: int = 0) -> tuple[DataSplits, Dat
     those n images read as the test split is read (no augmentation): a held-out part of the training data
     to choose a setting on, never the test set."""
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n < len(splits.train):
-        raise ValueError(f"hold out 1 to {len(splits.train) - 1} training images (there are {len(splits.train)}), "
-                         f"got {n!r}")  # fmt: skip
+        raise ValueError(f"hold out 1 to {len(splits.train) - 1} training images (the training split has "
+                         f"{len(splits.train)}), got {n!r}")  # fmt: skip
     order = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(seed)).tolist()
     kept, held = sorted(order[n:]), sorted(order[:n])
     unaugmented = splits.train

@@ -91,6 +91,10 @@ class StudyConfig:
             positive_int(getattr(self, name), name)
         if not 0 <= self.exit_tolerance < 1:
             raise ValueError(f"exit_tolerance is a fraction of the images in [0, 1), got {self.exit_tolerance!r}")
+        unused = [f.name for f in dataclasses.fields(self) if f.name in ("exit_holdout", "exit_tolerance")
+                  and getattr(self, f.name) != f.default]  # fmt: skip
+        if unused and not self.exit:
+            raise ValueError(f"{' and '.join(unused)} only matter with exit rules: give them (exit), or leave it out")
         for name in ("float_epochs", "test_images"):
             positive_int(getattr(self, name), name, zero=True)
         self.method_lrs()  # validates

@@ -43,15 +43,15 @@ def run_study(config: StudyConfig, out: Path, progress: Progress = False, log=pr
     OUT/compare.json. Returns the summary."""
     out = Path(out)
     device = check_device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))  # before any file
-    (out / "cells").mkdir(parents=True, exist_ok=True)
-    _check_same_study(config, out)
     splits = get_dataset(config.run.dataset, config.run.data_dir, download=config.run.download)
-    facts = {"num_classes": splits.num_classes, "in_channels": splits.in_channels, "image_size": splits.image_size}
-    test = DataLoader(spread_subset(splits.test, config.test_images or None), batch_size=500)
     exit = None
     if config.exit:  # the rule is chosen on training images no network has trained on
         splits, held_out = hold_out(splits, config.exit_holdout)
         exit = ExitChoice(config.exit_rules(), DataLoader(held_out, batch_size=500), config.exit_tolerance)
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    _check_same_study(config, out)
+    facts = {"num_classes": splits.num_classes, "in_channels": splits.in_channels, "image_size": splits.image_size}
+    test = DataLoader(spread_subset(splits.test, config.test_images or None), batch_size=500)
     start = time.time()
     with exclusive(out / "float-network", wait=True):  # processes started together: one trains, the rest wait
         float_model = _float_network(dataclasses.replace(config.float_run(), **facts), splits, test, out, device,

@@ -110,3 +110,37 @@ def test_run_where_every_method_diverges_says_so_in_one_line(tmp_path, capsys):
         main(["run", "--model", "small-cnn", "--methods", "na", "--float-epochs", "1", "--epochs", "1", "--T", "2",
               "--lr", "1e6", "--no-progress", "--out", str(tmp_path)])  # fmt: skip
     assert stop.value.code == 2 and "every method diverged" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_a_closed_reader_ends_the_output_quietly_and_another_closed_pipe_is_an_error(monkeypatch, capsys):
+    import os
+    import sys
+
+    def prints(args):
+        print("resnet18: converts with rewrites")
+        return 0
+
+    def loses_a_worker(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    for closed, command, expected in ((True, prints, 141), (False, loses_a_worker, 1)):
+        read, write = os.pipe()
+        if closed:
+            os.close(read)  # `| head -1` has read its line and gone
+        monkeypatch.setattr(sys, "stdout", os.fdopen(write, "w", buffering=1))
+        monkeypatch.setattr(COMMANDS["check"], "main", command)
+        try:
+            code = main(["check", "resnet18"])
+        except SystemExit as stop:
+            code = stop.code
+        sys.stdout.close()
+        if not closed:
+            os.close(read)
+        err = capsys.readouterr().err
+        assert code == expected
+        if closed:  # quietly, as Unix tools do: no traceback, no second error at exit
+            assert err == ""
+        else:  # a worker's or a socket's pipe: a failure, said in one line
+            assert err.strip().splitlines() == [
+                "noiseadaptor check: error: Broken pipe: a pipe to another process closed"
+            ]

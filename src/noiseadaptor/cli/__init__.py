@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import shlex
 import sys
 import warnings
@@ -52,9 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command].main(args)
     except ValueError as err:  # bad input found by the library, before any heavy work
         parser.exit(2, f"{name}: error: {_one_line(err)}\n")
-    except BrokenPipeError:  # the reader of our output went away (`| head`): stop quietly, as Unix tools do
+    except BrokenPipeError as err:
+        if not _reader_gone():  # another pipe (a worker's, a socket): a failure, not the end of the output
+            parser.exit(1, f"{name}: error: {err.strerror or err}: a pipe to another process closed\n")
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
-        return 128 + 13  # SIGPIPE
+        return 128 + 13  # the reader of our output went away (`| head`): stop quietly, as Unix tools do
     except OSError as err:  # the machine refused a read or write (disk full, size limit, read-only, a lost mount)
         where = f" {err.filename}" if err.filename else ""
         parser.exit(1, f"{name}: error:{where} {err.strerror or err}; what was written before stays (--resume "
@@ -77,6 +80,16 @@ def _what_stays(args: argparse.Namespace) -> str:
     if args.command in ("train", "run", "compare"):  # --out from a recipe
         return "the checkpoints written so far are kept (--resume continues)"
     return "nothing is left half-written"
+
+
+def _reader_gone() -> bool:
+    """Whether standard output is a pipe whose reading end is closed."""
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or no file behind sys.stdout
+        return False
 
 
 def _one_line(err: Exception) -> str:

@@ -79,11 +79,11 @@ def table(summary: dict) -> str:
 
 def plot(summary: dict, cells: list[dict], path: Path) -> None:
     """Accuracy against T (fixed) or mean T used (each rule, mean over seeds; the chosen rules' mean with its
-    95 % interval), and the same against energy."""
+    95 % interval), the same against energy, and where the chosen rules stop the test images."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
-    by_T, by_energy = fig.subplots(1, 2)
+    fig = Figure(figsize=(15, 4.2), layout="constrained")
+    by_T, by_energy, stops = fig.subplots(1, 3)
     T = summary["study"]["T"]
     for colour, (method, r) in zip(("tab:blue", "tab:orange", "tab:green"), summary["rows"].items()):
         if "exit" not in r:
@@ -103,6 +103,9 @@ def plot(summary: dict, cells: list[dict], path: Path) -> None:
         ]  # fmt: skip
         by_T.scatter([p[0] for p in points], [p[1] for p in points], color=colour, marker="x", s=18)
         by_energy.scatter([p[2] for p in points], [p[1] for p in points], color=colour, marker="x", s=18)
+        chosen = [next(e for e in x["exits"] if e["rule"] == x["exit_choice"]["rule"]) for x in rows]
+        share = [100 * sum(e["exits"][t] / sum(e["exits"].values()) for e in chosen) / len(chosen) for t in steps]
+        stops.plot(range(1, T + 1), [v or float("nan") for v in share], color=colour, marker=".", label=method)
         e = r["exit"]
         for ax, x in ((by_T, e["adaptive"]["mean_T"]), (by_energy, e["adaptive"]["energy"])):
             ax.errorbar(x["mean"], 100 * e["adaptive"]["accuracy"]["mean"], xerr=x["half_width"] or 0,
@@ -112,6 +115,11 @@ def plot(summary: dict, cells: list[dict], path: Path) -> None:
     by_T.set_xlabel("T (fixed), or mean T used per image (x: one rule, mean over seeds)")
     by_energy.set_xscale("log")
     by_energy.set_xlabel("energy per image / the ANN's")
+    stops.set_xlabel("step at which an image exits (chosen rule)")
+    stops.set_ylabel("test images (%), mean over seeds")
+    stops.set_yscale("log")
+    stops.legend(fontsize=7)
+    stops.grid(alpha=0.3)
     for ax in (by_T, by_energy):
         ax.set_ylabel("test top-1 (%), mean over seeds")
         ax.grid(alpha=0.3)

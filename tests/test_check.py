@@ -217,3 +217,16 @@ def test_dropout_and_stochastic_depth_called_as_functions_are_the_identity_after
     snn = convert(q.eval())
     runs = [(snn.reset(), torch.stack([snn(x) for _ in range(5)]))[1] for _ in range(2)]
     assert torch.equal(*runs) and torch.equal(q(x), q(x))  # nothing random left in the converted network
+
+
+def test_a_model_checked_by_name_is_built_without_its_weights_and_checked_the_same():
+    import torchvision
+
+    from noiseadaptor.cli.check import _built
+
+    for name in ("resnet18", "regnet_y_400mf"):  # RegNet's builder computes its widths with tensors: built in memory
+        model = _built(torchvision.models.get_model, name, weights=None, num_classes=10)
+        real = torchvision.models.get_model(name, weights=None, num_classes=10)
+        meta = {p.device.type for p in model.parameters()}
+        assert meta == ({"meta"} if name == "resnet18" else {"cpu"})
+        assert str(check(model, name)) == str(check(real, name))

@@ -74,17 +74,28 @@ def _model(args: argparse.Namespace) -> tuple[nn.Module, str]:
             return loaded, path.name
         if isinstance(loaded, dict) and "config" in loaded:
             run = load_run(path).config
-            return create_model(run.model, run.num_classes, run.in_channels), f"{run.model} ({path.name})"
+            return _built(create_model, run.model, run.num_classes, run.in_channels), f"{run.model} ({path.name})"
         raise ValueError(f"{path} holds a {type(loaded).__name__}, not a model: save the whole model with "
                          "torch.save(model, path), or give a model name")  # fmt: skip
     key = args.model.lower().replace("_", "-")
-    if key in list_models():
-        return create_model(key, args.num_classes, args.in_channels), key
     import torchvision
 
-    names = torchvision.models.list_models(module=torchvision.models)
-    if args.model.lower() in names:
-        return torchvision.models.get_model(args.model.lower(), weights=None, num_classes=args.num_classes), args.model
+    torchvision_names = torchvision.models.list_models(module=torchvision.models)
+    if key in list_models():
+        return _built(create_model, key, args.num_classes, args.in_channels), key
+    if args.model.lower() in torchvision_names:
+        name = args.model.lower()
+        return _built(torchvision.models.get_model, name, weights=None, num_classes=args.num_classes), args.model
     ours = ", ".join(list_models())
     raise ValueError(f"{args.model}: no such file, and not a model name (noiseadaptor's: {ours}; or a torchvision "
                      "classifier, torchvision.models.list_models(module=torchvision.models))")  # fmt: skip
+
+
+def _built(builder, *args, **kwargs) -> nn.Module:
+    """The model `builder` makes, its weights on the meta device (no memory: a check traces, it never
+    computes), or in memory where the builder itself computes with tensors (RegNet's widths)."""
+    try:
+        with torch.device("meta"):
+            return builder(*args, **kwargs)
+    except (NotImplementedError, RuntimeError):
+        return builder(*args, **kwargs)

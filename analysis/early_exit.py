@@ -3,7 +3,8 @@ the table and figure of docs/guide/early-exit.md.
 
 Every network (method x seed, all from one float network) chooses its exit rule on held-out training
 images that no network trained on: among confidence and margin thresholds, the one with the smallest mean
-T whose accuracy there is within 0.5 points of the fixed largest T's. On the test set the chosen rule is
+T whose accuracy there is within 0.5 points of the fixed largest T's (and again within 1, 2 and 5 points:
+four operating points, each chosen without the test set). On the test set the chosen rule is
 paired with a fixed T at the same latency, T = ceil(mean T used) (at least the steps the adaptive network
 spent on average), and with the largest T. Writes docs/figures/early_exit_<study>.{json,txt,png}.
 
@@ -24,6 +25,7 @@ from pathlib import Path
 from tutorials import machine  # analysis/tutorials.py
 
 from noiseadaptor.study.config import StudyConfig
+from noiseadaptor.study.statistics import early_exit
 from noiseadaptor.study.study import load_cells, run_study, summarize_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +37,7 @@ DIGITS = {
     "float_epochs": 20, "float_lr": 0.05, "epochs": 10, "lr": 0.05, "batch_size": 64, "T": 32, "test_images": 0,
     "baseline": "qcfs", "contrasts": ["na:no-noise"], "exit": RULES, "exit_holdout": 300,
 }  # fmt: skip
+TOLERANCES = (0.005, 0.01, 0.02, 0.05)  # the operating points: accuracy the rule may give up on held-out images
 STUDIES = {
     "digits": (DIGITS, ROOT / "runs" / "early-exit-digits"),
     "cifar10": (ROOT / "studies" / "early-exit-cifar10" / "recipe.json", ROOT / "studies" / "early-exit-cifar10"),
@@ -51,29 +54,44 @@ def difference(stat: dict, scale: float = 100, digits: int = 2) -> str:
     return pm(stat, scale, digits) + ("" if stat["p_value"] is None else f" (p = {stat['p_value']:.2g})")
 
 
-def table(summary: dict) -> str:
-    rows = {m: r["exit"] for m, r in summary["rows"].items() if "exit" in r}
-    first = next(iter(rows.values()))
+def operating_points(summary: dict, cells: list[dict]) -> dict[tuple[str, float], dict]:
+    """{(method, tolerance): `early_exit` with the rule chosen again on the held-out results at that tolerance}."""
+    T, out = summary["study"]["T"], {}
+    for method, r in summary["rows"].items():
+        if "exit" not in r:
+            continue
+        by_seed = {c["seed"]: c["rows"][method] for c in cells if c["method"] == method and method in c["rows"]}
+        for tolerance in TOLERANCES:
+            out[(method, tolerance)] = early_exit([by_seed[s] for s in r["seeds"]], r["seeds"], T, tolerance)
+    return out
+
+
+def table(points: dict[tuple[str, float], dict]) -> str:
+    first = next(iter(points.values()))
     T = int(first["full"]["mean_T"]["mean"])
     lines = [
-        f"{len(first['seeds'])} seeds, mean ± 95 % t-interval half-width; differences paired by seed. Rule chosen per "
-        f"network on {first['held_out_images']} held-out training images.",
+        f"{len(first['seeds'])} seeds, mean ± 95 % t-interval half-width; differences paired by seed. Each network's "
+        f"rule is the one with the smallest mean T on {first['held_out_images']} held-out training images whose "
+        f"accuracy there is within the tolerance of T={T}'s.",
         "",
-        "| method | rule chosen (seeds) | mean T | adaptive top-1 % | E/E_ANN | fixed T = ⌈mean T⌉ | fixed top-1 % "
-        f"| E/E_ANN | adaptive − fixed, points | adaptive − fixed, E/E_ANN | T={T} top-1 % | E/E_ANN "
+        "| method | tolerance, points | rule chosen (seeds) | mean T | adaptive top-1 % | E/E_ANN "
+        "| fixed T = ⌈mean T⌉ | fixed top-1 % | E/E_ANN | adaptive − fixed, points | adaptive − fixed, E/E_ANN "
         f"| adaptive − T={T}, points |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for method, e in rows.items():
+    for (method, tolerance), e in points.items():
         rules = ", ".join(f"{r} ({e['rules'].count(r)})" for r in dict.fromkeys(e["rules"]))
         lines.append(
-            f"| {method} | {rules} | {pm(e['adaptive']['mean_T'], 1)} | {pm(e['adaptive']['accuracy'])} | "
-            f"{pm(e['adaptive']['energy'], 1, 3)} | {', '.join(map(str, e['fixed']['mean_T']['values']))} | "
-            f"{pm(e['fixed']['accuracy'])} | {pm(e['fixed']['energy'], 1, 3)} | "
-            f"{difference(e['adaptive_minus_fixed']['accuracy'])} | "
-            f"{difference(e['adaptive_minus_fixed']['energy'], 1, 3)} | {pm(e['full']['accuracy'])} | "
-            f"{pm(e['full']['energy'], 1, 3)} | {difference(e['adaptive_minus_full']['accuracy'])} |"
+            f"| {method} | {100 * tolerance:g} | {rules} | {pm(e['adaptive']['mean_T'], 1)} | "
+            f"{pm(e['adaptive']['accuracy'])} | {pm(e['adaptive']['energy'], 1, 3)} | "
+            f"{', '.join(map(str, e['fixed']['mean_T']['values']))} | {pm(e['fixed']['accuracy'])} | "
+            f"{pm(e['fixed']['energy'], 1, 3)} | {difference(e['adaptive_minus_fixed']['accuracy'])} | "
+            f"{difference(e['adaptive_minus_fixed']['energy'], 1, 3)} | "
+            f"{difference(e['adaptive_minus_full']['accuracy'])} |"
         )
+    full = {m: e["full"] for (m, _), e in points.items()}
+    lines += ["", f"Fixed T={T}: " + "; ".join(f"{m} {pm(f['accuracy'])} %, E/E_ANN {pm(f['energy'], 1, 3)}"
+                                           for m, f in full.items()) + "."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -143,11 +161,13 @@ def main() -> None:
             f"{summary['study']['dataset']}, T up to {summary['study']['T']}; its cells took {seconds / 60:.0f} "
             f"minutes to train and simulate, summed, on a {machine()}.\n")  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
-    exits = {m: r["exit"] for m, r in summary["rows"].items() if "exit" in r}
-    (args.out / f"early_exit_{args.study}.json").write_text(json.dumps({"study": summary["study"], "exit": exits}))
-    (args.out / f"early_exit_{args.study}.txt").write_text(table(summary) + note)
-    plot(summary, load_cells(folder), args.out / f"early_exit_{args.study}.png")
-    print(table(summary) + note + f"({time.time() - start:.0f} s)")
+    cells = load_cells(folder)
+    points = operating_points(summary, cells)
+    data = {"study": summary["study"], "exit": [{"method": m, "tolerance": t, **e} for (m, t), e in points.items()]}
+    (args.out / f"early_exit_{args.study}.json").write_text(json.dumps(data))
+    (args.out / f"early_exit_{args.study}.txt").write_text(table(points) + note)
+    plot(summary, cells, args.out / f"early_exit_{args.study}.png")
+    print(table(points) + note + f"({time.time() - start:.0f} s)")
 
 
 if __name__ == "__main__":

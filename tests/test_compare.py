@@ -422,6 +422,17 @@ def test_each_network_chooses_its_exit_rule_on_training_images_no_network_traine
                 (chosen["energy_pj_per_sample"] - row["energy_pj_per_sample"]["4"]) / ann
             )
     assert "per-image early exit: each network's rule chosen on 50 held-out training images" in study_table(summary)
+    # chosen again from the cells' held-out results: the cells' own tolerance gives their choice; any larger one
+    # a rule at most as slow there
+    from noiseadaptor.study.statistics import early_exit
+
+    data = [cells[("na", s)] for s in summary["rows"]["na"]["seeds"]]
+    same = early_exit(data, summary["rows"]["na"]["seeds"], 4, tolerance=0.02)
+    assert same["rules"] == summary["rows"]["na"]["exit"]["rules"]
+    looser = early_exit(data, summary["rows"]["na"]["seeds"], 4, tolerance=0.5)
+    for d, rule in zip(data, looser["rules"]):
+        held = {e["rule"]: e["mean_T"] for e in d["exit_choice"]["exits"]}
+        assert held[rule] == min(held.values())
     with pytest.raises(ValueError, match="exit rule 'confidence'"):
         _tiny(exit=("confidence",))
     with pytest.raises(ValueError, match="exit_tolerance"):

@@ -6,7 +6,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from types import SimpleNamespace
 
+from ..snn.stopping import choose_exit
 from .config import StudyConfig
 
 
@@ -87,14 +89,16 @@ def summarize(config: StudyConfig, cells: list[dict]) -> dict:
     }
 
 
-def early_exit(data: list[dict], seeds: list[int], T: int) -> dict:
+def early_exit(data: list[dict], seeds: list[int], T: int, tolerance: float | None = None) -> dict:
     """Per-image early exit in a row's cells (`data`, one per seed of `seeds`): each seed's chosen rule
     ("adaptive": test accuracy, mean T, energy as a fraction of the ANN's), the fixed T at the same
     latency, T = ceil(mean T) ("fixed": at least the steps the adaptive network spent on average), and
-    the fixed largest T ("full"); adaptive minus fixed and adaptive minus full, paired over the seeds."""
-    adaptive, fixed, full = [], [], []
+    the fixed largest T ("full"); adaptive minus fixed and adaptive minus full, paired over the seeds.
+    `tolerance`: choose again on the cells' held-out results with this one (default: the cells' choice)."""
+    adaptive, fixed, full, rules = [], [], [], []
     for d in data:
-        chosen = next(e for e in d["exits"] if e["rule"] == d["exit_choice"]["rule"])
+        rules.append(d["exit_choice"]["rule"] if tolerance is None else _chosen_again(d["exit_choice"], tolerance))
+        chosen = next(e for e in d["exits"] if e["rule"] == rules[-1])
         ann = d["ann_energy_pj_per_sample"]
         fixed_T = min(T, math.ceil(chosen["mean_T"] - 1e-9))
         adaptive.append((chosen["accuracy"], chosen["mean_T"], chosen["energy_pj_per_sample"] / ann))
@@ -105,13 +109,19 @@ def early_exit(data: list[dict], seeds: list[int], T: int) -> dict:
               for name, values in (("adaptive", adaptive), ("fixed", fixed), ("full", full))}  # fmt: skip
     return {
         "seeds": seeds,
-        "rules": [d["exit_choice"]["rule"] for d in data],
+        "rules": rules,
         "held_out_images": data[0]["exit_choice"]["images"],
-        "tolerance": data[0]["exit_choice"]["tolerance"],
+        "tolerance": data[0]["exit_choice"]["tolerance"] if tolerance is None else tolerance,
         **{name: {k: t_interval(v) for k, v in c.items()} for name, c in column.items()},
         **{f"adaptive_minus_{name}": {k: paired_difference(column["adaptive"][k], column[name][k]) for k in keys}
            for name in ("fixed", "full")},
     }  # fmt: skip
+
+
+def _chosen_again(choice: dict, tolerance: float) -> str:
+    """The rule `choose_exit` picks from a cell's held-out results (`exit_choice`) with `tolerance`."""
+    held = [SimpleNamespace(rule=e["rule"], accuracy=e["accuracy"], mean_T=e["mean_T"]) for e in choice["exits"]]
+    return choose_exit(held, reference=choice["accuracy_at_T"], max_drop=tolerance).rule
 
 
 def _contrast(by: dict, config: StudyConfig, row: str, base: str, steps: list[str]) -> dict | None:

@@ -11,7 +11,7 @@ A case passes when the outcome is what it should do (`refuse` -> message; `warn`
 (SIGKILL mid-run then resume; two runs on one --out). The table is printed; --json writes every case's
 command, outcome and last stderr line. Exit status: the number of failing cases (0: all as they should be).
 
-About 3-6 s a case (one Python start with torch each); ~140 cases, 10-15 minutes on 2 cores.
+About 3-6 s a case (one Python start with torch each); ~160 cases, 15-25 minutes on 2 cores.
 """
 
 import argparse

@@ -418,6 +418,14 @@ def test_each_network_chooses_its_exit_rule_on_training_images_no_network_traine
                 chosen["accuracy"] - row["snn_accuracy"][str(fixed_T)]
             )
             ann = row["ann_energy_pj_per_sample"]
+            # the same mean latency: images split between floor and ceil of the mean T, transcribed
+            low, high = math.floor(chosen["mean_T"]), math.ceil(chosen["mean_T"])
+            w = chosen["mean_T"] - low
+            for key, scale in (("snn_accuracy", 1), ("energy_pj_per_sample", ann)):
+                mixed = ((1 - w) * row[key][str(low)] + w * row[key][str(high)]) / scale
+                name = {"snn_accuracy": "accuracy", "energy_pj_per_sample": "energy"}[key]
+                assert e["matched"][name]["values"][i] == pytest.approx(mixed)
+            assert e["matched"]["mean_T"]["values"][i] == pytest.approx(chosen["mean_T"])
             assert e["adaptive_minus_full"]["energy"]["values"][i] == pytest.approx(
                 (chosen["energy_pj_per_sample"] - row["energy_pj_per_sample"]["4"]) / ann
             )

@@ -91,22 +91,31 @@ def summarize(config: StudyConfig, cells: list[dict]) -> dict:
 
 def early_exit(data: list[dict], seeds: list[int], T: int, tolerance: float | None = None) -> dict:
     """Per-image early exit in a row's cells (`data`, one per seed of `seeds`): each seed's chosen rule
-    ("adaptive": test accuracy, mean T, energy as a fraction of the ANN's), the fixed T at the same
-    latency, T = ceil(mean T) ("fixed": at least the steps the adaptive network spent on average), and
-    the fixed largest T ("full"); adaptive minus fixed and adaptive minus full, paired over the seeds.
+    ("adaptive": test accuracy, mean T, energy as a fraction of the ANN's) against three fixed-T networks:
+    "matched", the same mean latency exactly (a share w = mean T - floor(mean T) of the images run for
+    ceil(mean T) steps and the rest for floor(mean T): accuracy and energy interpolated between the two);
+    "fixed", T = ceil(mean T) (at least the steps the adaptive network spent on average); "full", the
+    largest T. Adaptive minus each, paired over the seeds.
     `tolerance`: choose again on the cells' held-out results with this one (default: the cells' choice)."""
-    adaptive, fixed, full, rules = [], [], [], []
+    columns: dict[str, list[tuple[float, float, float]]] = {"adaptive": [], "matched": [], "fixed": [], "full": []}
+    rules = []
     for d in data:
         rules.append(d["exit_choice"]["rule"] if tolerance is None else _chosen_again(d["exit_choice"], tolerance))
         chosen = next(e for e in d["exits"] if e["rule"] == rules[-1])
         ann = d["ann_energy_pj_per_sample"]
-        fixed_T = min(T, math.ceil(chosen["mean_T"] - 1e-9))
-        adaptive.append((chosen["accuracy"], chosen["mean_T"], chosen["energy_pj_per_sample"] / ann))
-        fixed.append((d["snn_accuracy"][str(fixed_T)], fixed_T, d["energy_pj_per_sample"][str(fixed_T)] / ann))
-        full.append((d["snn_accuracy"][str(T)], T, d["energy_pj_per_sample"][str(T)] / ann))
+
+        def at(t: int, d=d, ann=ann) -> tuple[float, float, float]:
+            return d["snn_accuracy"][str(t)], t, d["energy_pj_per_sample"][str(t)] / ann
+
+        mean_T = chosen["mean_T"]
+        low, high = at(max(1, math.floor(mean_T + 1e-9))), at(min(T, math.ceil(mean_T - 1e-9)))
+        w = 0.0 if high[1] == low[1] else (mean_T - low[1]) / (high[1] - low[1])
+        columns["adaptive"].append((chosen["accuracy"], mean_T, chosen["energy_pj_per_sample"] / ann))
+        columns["matched"].append(tuple((1 - w) * a + w * b for a, b in zip(low, high)))
+        columns["fixed"].append(high)
+        columns["full"].append(at(T))
     keys = ("accuracy", "mean_T", "energy")
-    column = {name: {k: [v[i] for v in values] for i, k in enumerate(keys)}
-              for name, values in (("adaptive", adaptive), ("fixed", fixed), ("full", full))}  # fmt: skip
+    column = {name: {k: [v[i] for v in values] for i, k in enumerate(keys)} for name, values in columns.items()}
     return {
         "seeds": seeds,
         "rules": rules,
@@ -114,7 +123,7 @@ def early_exit(data: list[dict], seeds: list[int], T: int, tolerance: float | No
         "tolerance": data[0]["exit_choice"]["tolerance"] if tolerance is None else tolerance,
         **{name: {k: t_interval(v) for k, v in c.items()} for name, c in column.items()},
         **{f"adaptive_minus_{name}": {k: paired_difference(column["adaptive"][k], column[name][k]) for k in keys}
-           for name in ("fixed", "full")},
+           for name in ("matched", "fixed", "full")},
     }  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from noiseadaptor import QuantConfig, convert, init_scales, prepare, quantizers,
 from noiseadaptor.io import report
 from noiseadaptor.io.report import study_table
 from noiseadaptor.runconfig import RunConfig
+from noiseadaptor.snn.neurons import IFNeuron
 from noiseadaptor.study import study
 from noiseadaptor.study.config import StudyConfig
 from noiseadaptor.study.statistics import holm, paired_difference, summarize, t_interval
@@ -260,9 +261,15 @@ def test_a_method_spelled_with_its_settings_is_data():
     old = get_method("na[scale_grad=numel,scale_decay=true]")
     assert old.quant(RunConfigLike(p=2)).scale_grad == "numel" and "scale" not in old.optimizer_preset().no_decay
     assert "scale" in get_method("qcfs[scale_decay=false]").optimizer_preset(lr=0.01).no_decay
+    # p replaces the run's for this method alone, and stays in the name even where it equals the run's
+    assert get_method("na[p=4]").quant(RunConfigLike(p=2)).p == 4
+    assert get_method("na[p=2]").name == "na[p=2]" and get_method("na[p=2]").quant(RunConfigLike(p=3)).p == 2
+    assert get_method("na[p=4]").banner(RunConfigLike(p=2)) == ", p=4"
     for bad, message in (
         ("na[scale_grad=len]", "scale_grad must be one of"),
-        ("na[p=4]", "is not KEY=VALUE with KEY one of"),
+        ("na[p=4.5]", "QuantConfig.p"),
+        ("na[p=0]", "QuantConfig.p"),
+        ("na[q=4]", "is not KEY=VALUE with KEY one of"),
         ("na[noise]", "is not KEY=VALUE"),
         ("asgl[noise=none]", "only quantization methods"),
         ("na[scale_decay=yes]", "scale_decay is true or false"),
@@ -276,6 +283,23 @@ def test_a_method_spelled_with_its_settings_is_data():
 class RunConfigLike:
     def __init__(self, p):
         self.p, self.quant_noise_p = p, 0.1
+
+
+def test_a_study_over_p_trains_and_converts_each_method_at_its_own_p(tmp_path):
+    config = _tiny(methods=("na[p=1]", "na[p=3]"), baseline="na[p=3]", seeds=(0,), variants=())
+    summary = run_study(config, tmp_path, log=lambda *a: None)
+    cells = {c["method"]: c for c in load_cells(tmp_path)}
+    assert {m: c["quant"]["p"] for m, c in cells.items()} == {"na[p=1]": 1, "na[p=3]": 3}
+    assert set(summary["differences"]) == {"na[p=1]"}
+    # its checkpoint rebuilds each at its own p (evaluate and export read it so), and the SNN's threshold is p * s
+    from noiseadaptor.runconfig import load_run
+
+    for method, p in (("na[p=1]", 1), ("na[p=3]", 3)):
+        loaded = load_run(tmp_path / "qat" / f"{method}-seed0.pt")
+        qs = [q for _, q in quantizers(loaded.model)]
+        assert qs and {q.p for q in qs} == {p}
+        neurons = [m for m in convert(loaded.model).modules() if isinstance(m, IFNeuron)]
+        assert torch.allclose(neurons[0].threshold, p * qs[0].scale)
 
 
 def test_study_cells_record_their_settings_and_are_trained_again_under_others(tmp_path):

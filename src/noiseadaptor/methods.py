@@ -77,7 +77,9 @@ class Method:
 
     def banner(self, run: Any) -> str:
         """Its settings that a training banner shows (", p=2", ", T=4")."""
-        return {"conversion": f", p={run.p}", "direct": f", T={run.time_steps}"}.get(self.family, "")
+        if self.family == "conversion":
+            return f", p={self.quant(run).p}"
+        return f", T={run.time_steps}" if self.family == "direct" else ""
 
     def epoch_hook(self, model: nn.Module) -> Callable[[int], None] | None:
         """What runs before each epoch of `model` (a direct SNN's spike-noise schedule), or None."""
@@ -108,8 +110,9 @@ def register_method(method: Method) -> Method:
     return method
 
 
-QUANT_SETTINGS = ("noise", "noise_amplitude", "scale_grad", "gradient_window", "quant_noise_p", "rounding")
-"""QuantConfig fields a method's spelling may set (``qcfs[noise=uniform]``); p is the run's."""
+QUANT_SETTINGS = ("p", "noise", "noise_amplitude", "scale_grad", "gradient_window", "quant_noise_p", "rounding")
+"""QuantConfig fields a method's spelling may set (``qcfs[noise=uniform]``, ``na[p=4]``); p, when given,
+replaces the run's p for that method alone (a study over p is a study over ``na[p=1] na[p=2] ...``)."""
 OPTIMIZER_SETTINGS = ("scale_decay",)
 """Optimiser settings a spelling may set: scale_decay (true/false) decays the quantizer scales or not."""
 _SPELLING = re.compile(r"^([a-z0-9-]+)(?:\[(.*)\])?$")
@@ -118,9 +121,9 @@ _SPELLING = re.compile(r"^([a-z0-9-]+)(?:\[(.*)\])?$")
 def get_method(name: str) -> Method:
     """The registered method `name`, or a variant of a quantization method spelled with its settings in
     brackets: ``na[scale_grad=numel,scale_decay=true]``, ``qcfs[noise=uniform]``,
-    ``qcfs[gradient_window=clip]``. Keys: QUANT_SETTINGS and OPTIMIZER_SETTINGS. The variant's `name` is
-    its canonical spelling: keys sorted, only those that differ from the preset (``na[scale_grad=batch]``
-    is ``na``)."""
+    ``qcfs[gradient_window=clip]``, ``na[p=4]``. Keys: QUANT_SETTINGS and OPTIMIZER_SETTINGS. The variant's
+    `name` is its canonical spelling: keys sorted, only those that differ from the preset
+    (``na[scale_grad=batch]`` is ``na``); p, the run's unless given, stays whenever it is given."""
     match = _SPELLING.match(str(name).replace(" ", ""))
     base = match.group(1) if match else None
     if base not in _REGISTRY:
@@ -171,7 +174,9 @@ def _variant(base: Method, settings: dict, spelled: str) -> Method:
         raise ValueError(f"method {spelled!r}: only quantization methods take [key=value] settings")
     preset = _preset_settings(base)
     changed = {
-        k: v for k, v in settings.items() if v != preset[k] or isinstance(v, bool) != isinstance(preset[k], bool)
+        k: v
+        for k, v in settings.items()
+        if k == "p" or v != preset[k] or isinstance(v, bool) != isinstance(preset[k], bool)
     }
     if not changed:
         return base

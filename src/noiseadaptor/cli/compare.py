@@ -38,10 +38,11 @@ examples:
       --exit confidence=0.9 confidence=0.99 margin=0.5 margin=0.9
 
 methods: a registered quantization method (na, no-noise, qcfs, clip, dual-phase), or one with settings in
-brackets: QuantConfig fields noise, noise_amplitude, scale_grad, gradient_window, quant_noise_p, rounding,
-and scale_decay (true/false: weight decay on the scales), e.g. "na[scale_grad=numel,scale_decay=true]",
-"qcfs[noise=uniform]", "qcfs[gradient_window=clip]". Each cell records the full settings it trained under
-and is trained again when the study gives it others.
+brackets: QuantConfig fields p, noise, noise_amplitude, scale_grad, gradient_window, quant_noise_p,
+rounding, and scale_decay (true/false: weight decay on the scales), e.g.
+"na[scale_grad=numel,scale_decay=true]", "qcfs[noise=uniform]", "qcfs[gradient_window=clip]"; p replaces
+--p for that method ("--methods na[p=1] na[p=2] na[p=4] --baseline na[p=2]" is a study over p). Each cell
+records the full settings it trained under and is trained again when the study gives it others.
 """
 
 

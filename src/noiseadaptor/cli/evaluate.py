@@ -145,7 +145,8 @@ def main(args: argparse.Namespace) -> int:
         options = simulate_options(args)
         result = simulate(snn, test_data, T=args.T, device=device, progress=show_progress(args), **options)
         rows[name].update(result.row())
-    title = f"Top-1 accuracy (%) on {run.dataset} test, {run.model}" + (f", p={run.p}" if quantized else "")
+    p = run.method_info.banner(run) if quantized else ""  # ", p=2"
+    title = f"Top-1 accuracy (%) on {run.dataset} test, {run.model}{p}"
     return _report(args, run, rows, device, start, title)
 
 

@@ -9,6 +9,7 @@ import shlex
 import time
 from pathlib import Path
 
+from ..methods import get_method
 from ..runconfig import RunConfig
 from ..study.cell import NA_COMPARISON
 from ..study.config import StudyConfig, variant_names
@@ -97,9 +98,11 @@ def main(args: argparse.Namespace) -> int:
     if len(diverged) == len(config.methods):  # nothing to show: say so, not a table of failures
         raise ValueError(f"every method diverged (first: {diverged[0].split(';')[0]}); lower --lr")
     run = config.run
-    print_tables(rows, f"\nTop-1 accuracy (%) on {run.dataset} test, {run.model}, p={run.p}, seed {config.seeds[0]}")
+    banners = {get_method(m).banner(run) for m in config.methods}  # ", p=2", unless a method sets its own p
+    shared = banners.pop() if len(banners) == 1 else ""
+    print_tables(rows, f"\nTop-1 accuracy (%) on {run.dataset} test, {run.model}{shared}, seed {config.seeds[0]}")
     print(ONE_SEED.format(study=shlex.quote(str(out / "study.json")), out=shlex.quote(f"{out}-seeds")))
-    write_results(out, config.to_dict(), rows, start, title=f"{run.model} on {run.dataset}, p={run.p}")
+    write_results(out, config.to_dict(), rows, start, title=f"{run.model} on {run.dataset}{shared}")
     return 0
 
 

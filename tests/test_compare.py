@@ -285,12 +285,22 @@ class RunConfigLike:
         self.p, self.quant_noise_p = p, 0.1
 
 
+def test_variants_join_corrections_with_a_plus():
+    from noiseadaptor.study.config import variant_row
+
+    assert variant_row("negative+cos4").options == {"negative_spikes": True, "offset_spikes": 4}
+    assert variant_row("srp2+negative").options == {"srp": 2, "negative_spikes": True}
+    for bad, message in (("cos4+srp4", "both two-stage"), ("cos2+cos4", "cos twice"), ("negative+phase2", "unknown")):
+        with pytest.raises(ValueError, match=message):
+            variant_row(bad)
+
+
 def test_a_study_over_p_trains_and_converts_each_method_at_its_own_p(tmp_path):
-    config = _tiny(methods=("na[p=1]", "na[p=3]"), baseline="na[p=3]", seeds=(0,), variants=())
+    config = _tiny(methods=("na[p=1]", "na[p=3]"), baseline="na[p=3]", seeds=(0,), variants=("negative+cos2",),
+                   variant_methods=("na[p=3]",))  # fmt: skip
     summary = run_study(config, tmp_path, log=lambda *a: None)
     cells = {c["method"]: c for c in load_cells(tmp_path)}
     assert {m: c["quant"]["p"] for m, c in cells.items()} == {"na[p=1]": 1, "na[p=3]": 3}
-    assert set(summary["differences"]) == {"na[p=1]"}
     # its checkpoint rebuilds each at its own p (evaluate and export read it so), and the SNN's threshold is p * s
     from noiseadaptor.runconfig import load_run
 
@@ -300,6 +310,12 @@ def test_a_study_over_p_trains_and_converts_each_method_at_its_own_p(tmp_path):
         assert qs and {q.p for q in qs} == {p}
         neurons = [m for m in convert(loaded.model).modules() if isinstance(m, IFNeuron)]
         assert torch.allclose(neurons[0].threshold, p * qs[0].scale)
+    # a joined variant is one simulation with both corrections
+    cell = next(c for c in load_cells(tmp_path) if c["method"] == "na[p=3]")
+    row = cell["rows"]["na[p=3]+negative+cos2"]
+    corrections = row["corrections"]
+    assert corrections["negative_spikes"] is True and corrections["offset_spikes_pre_steps"] == 2
+    assert set(summary["differences"]) == {"na[p=1]", "na[p=3]+negative+cos2"}
 
 
 def test_study_cells_record_their_settings_and_are_trained_again_under_others(tmp_path):

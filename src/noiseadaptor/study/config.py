@@ -27,8 +27,9 @@ class StudyConfig:
     """A study: a RunConfig (`run`; the fields of RUN_FIELDS) trained for every method and seed, plus how its
     cells are simulated and compared. variants: run-time rows added for each method in `variant_methods`:
     "negative" (negative spikes), "cos<rho>" (COS offset spikes with rho pre-steps, e.g. "cos4"),
-    "srp<tau>" (SRP with tau pre-steps, e.g. "srp4"), "phase2" (dual-phase Phase II calibration at
-    `phase2_T`). As a dict (recipes, study.json) it is flat: the run's fields beside the study's own."""
+    "srp<tau>" (SRP with tau pre-steps, e.g. "srp4"), several of these joined by "+" ("negative+cos4"),
+    "phase2" (dual-phase Phase II calibration at `phase2_T`). As a dict (recipes, study.json) it is flat:
+    the run's fields beside the study's own."""
 
     run: RunConfig = STUDY_RUN
     methods: tuple[str, ...] = setting(("na", "no-noise", "qcfs"), "conversion methods trained per seed")
@@ -46,7 +47,9 @@ class StudyConfig:
     contrasts: tuple[str, ...] = setting(
         (), "more paired differences, ROW:BASE (e.g. 'na:qcfs'), beside every row against the baseline"
     )
-    variants: tuple[str, ...] = setting((), "run-time rows per trained network: negative, cos<rho>, srp<tau>, phase2")
+    variants: tuple[str, ...] = setting(
+        (), "run-time rows per trained network: negative, cos<rho>, srp<tau>, joined by + (negative+cos4), phase2"
+    )
     variant_methods: tuple[str, ...] = setting(("na",), "the methods that get the variant rows")
     phase2_T: int = setting(4, "the T that Phase II calibrates for")
     exit: tuple[str, ...] = setting(
@@ -163,12 +166,17 @@ class StudyConfig:
         return [*self.methods, *(f"{m}+{v}" for m in self.variant_methods if m in self.methods for v in self.variants)]
 
 
+def split_row(row: str) -> tuple[str, str]:
+    """A row name's method and variant: 'na[p=3]+negative+cos4' -> ('na[p=3]', 'negative+cos4'); a method's
+    own row has the variant ''. (A variant holds no brackets; a method's settings hold no '+'.)"""
+    cut = row.index("]") + 1 if "[" in row else (row.index("+") if "+" in row else len(row))
+    return row[:cut], row[cut + 1 :]
+
+
 def _canonical_row(row: str) -> str:
     """A row name with its method in canonical spelling ('qcfs[noise=uniform]+negative')."""
-    head, plus, tail = row.rpartition("+")
-    if plus and "[" not in tail and "]" not in tail:
-        return get_method(head).name + "+" + tail
-    return get_method(row).name
+    method, variant = split_row(row)
+    return get_method(method).name + ("+" + variant if variant else "")
 
 
 def variant_names(options: dict) -> list[str]:
@@ -180,12 +188,27 @@ def variant_names(options: dict) -> list[str]:
 
 
 def variant_row(name: str, phase2_T: int = 4) -> Row:
-    """The row a variant name spells."""
-    if name == "negative":
-        return Row({"negative_spikes": True})
-    for prefix, option in (("cos", "offset_spikes"), ("srp", "srp")):
-        if name.startswith(prefix) and name[3:].isdigit() and int(name[3:]) > 0:
-            return Row({option: int(name[3:])})
+    """The row a variant name spells: one correction, or several joined by '+' ('negative+cos4')."""
     if name == "phase2":
         return Row(calibrate_T=phase2_T)
-    raise ValueError(f"unknown variant {name!r}: negative, cos<rho> (e.g. cos4), srp<tau> (e.g. srp4) or phase2")
+    options = {}
+    for part in name.split("+"):
+        option = _correction(part, name)
+        if option[0] in options:
+            raise ValueError(f"variant {name!r} gives {part.rstrip('0123456789')} twice")
+        options.update([option])
+    if "offset_spikes" in options and "srp" in options:
+        raise ValueError(f"variant {name!r}: COS and SRP are both two-stage corrections; join one with negative")
+    return Row(options)
+
+
+def _correction(part: str, name: str) -> tuple[str, object]:
+    if part == "negative":
+        return "negative_spikes", True
+    for prefix, option in (("cos", "offset_spikes"), ("srp", "srp")):
+        if part.startswith(prefix) and part[3:].isdigit() and int(part[3:]) > 0:
+            return option, int(part[3:])
+    raise ValueError(
+        f"unknown variant {name!r}: negative, cos<rho> (e.g. cos4), srp<tau> (e.g. srp4), several of them joined "
+        "by '+' (negative+cos4), or phase2"
+    )

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from types import SimpleNamespace
 
 from ..snn.stopping import choose_exit
-from .config import StudyConfig
+from .config import StudyConfig, split_row
 
 
 def t_interval(values: Sequence[float], confidence: float = 0.95) -> dict:
@@ -50,7 +50,7 @@ def summarize(config: StudyConfig, cells: list[dict]) -> dict:
     steps = [str(t) for t in range(1, config.T + 1)]
     rows = {}
     for row in config.rows():
-        method = _method_of(row)
+        method = split_row(row)[0]
         seeds = [s for s in config.seeds if (method, s) in by and row in by[(method, s)]["rows"]]
         if not seeds:
             continue
@@ -137,7 +137,7 @@ def _contrast(by: dict, config: StudyConfig, row: str, base: str, steps: list[st
     """Row minus base, paired over the seeds where both trained (a method that diverged at some seed leaves
     that seed out of its own differences, not out of the others'); None when no seed has both. Holm's
     adjustment of the p-values is over the report's T (powers of two), `p_holm`."""
-    method, base_method = _method_of(row), _method_of(base)
+    method, base_method = split_row(row)[0], split_row(base)[0]
     seeds = [
         s for s in config.seeds
         if (method, s) in by and (base_method, s) in by and row in by[(method, s)]["rows"]
@@ -166,11 +166,6 @@ def _contrast(by: dict, config: StudyConfig, row: str, base: str, steps: list[st
         for t, adjusted in zip(tested, holm([out[key][t]["p_value"] for t in tested])):
             out[key][t]["p_holm"] = adjusted
     return out
-
-
-def _method_of(row: str) -> str:
-    head, plus, tail = row.rpartition("+")
-    return head if plus and "[" not in tail and "]" not in tail else row
 
 
 def holm(p_values: Sequence[float | None]) -> list[float | None]:

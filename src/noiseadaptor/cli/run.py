@@ -107,9 +107,10 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _study(args: argparse.Namespace) -> StudyConfig:
-    """`run`'s command line as a one-seed study: --seed its seed, the corrections its variant rows of every
-    method."""
-    variants = tuple(variant_names(correction_options(args)))
+    """`run`'s command line as a one-seed study: --seed its seed, the corrections given one variant row of every
+    method (all of them at once, as `evaluate` runs them: 'na+negative+cos4')."""
+    corrections = "+".join(variant_names(correction_options(args)))
+    variants = (corrections,) if corrections else ()
     methods = study_config(args, RUN_STUDY).methods  # the baseline is the first (run shows no differences)
     defaults = dataclasses.replace(RUN_STUDY, methods=methods, baseline=methods[0], seeds=(args.seed,),
                                    variants=variants, variant_methods=methods)  # fmt: skip

@@ -40,18 +40,19 @@ KILL_DURING_SAVE = textwrap.dedent(
 )
 
 
-def test_sigkill_during_a_checkpoint_write_keeps_the_old_one_and_the_next_start_cleans_up(tmp_path):
-    path = tmp_path / "checkpoint.pt"
+@pytest.mark.parametrize("name", ["checkpoint.pt", "na[p=4]-seed0.pt"])  # a study names it by the method's spelling
+def test_sigkill_during_a_checkpoint_write_keeps_the_old_one_and_the_next_start_cleans_up(tmp_path, name):
+    path = tmp_path / name
     model = create_model("small-cnn", 10, 1, width=4)
     save_checkpoint(path, model, epoch=1, config={})
     killed = subprocess.run([sys.executable, "-c", KILL_DURING_SAVE, str(path)], capture_output=True)
     assert killed.returncode == -signal.SIGKILL
-    leftovers = list(tmp_path.glob(".checkpoint.pt.*"))
+    leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(f".{name}.")]
     assert leftovers  # the half-written temporary file, hidden beside the checkpoint
     assert load_checkpoint(path)["epoch"] == 1  # the checkpoint itself is intact
     train, _ = digits().loaders(256, seed=0)
     fit(model, train, 2, progress=False, checkpoint=path, resume=True, config={})
-    assert not list(tmp_path.glob(".checkpoint.pt.*")) and load_checkpoint(path)["epoch"] == 2
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")] and load_checkpoint(path)["epoch"] == 2
 
 
 def test_a_nan_run_stops_with_one_line_and_writes_valid_json(tmp_path, capsys):

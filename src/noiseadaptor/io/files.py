@@ -4,6 +4,7 @@ and one writer at a time."""
 from __future__ import annotations
 
 import errno
+import glob
 import json
 import math
 import os
@@ -33,7 +34,8 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
     """Delete the temporary files a killed `atomic_path` write of `path` left beside it (call at the start
     of a run that owns `path`); returns what was removed."""
     path = Path(path)
-    stale = [p for p in path.parent.glob(f".{path.name}.*") if p.is_file()] if path.parent.is_dir() else []
+    pattern = f".{glob.escape(path.name)}.*"  # a method's settings in the name ('na[p=4]') are not a glob
+    stale = [p for p in path.parent.glob(pattern) if p.is_file()] if path.parent.is_dir() else []
     for p in stale:
         p.unlink(missing_ok=True)
     return stale

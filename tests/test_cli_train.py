@@ -28,6 +28,16 @@ def test_train_then_evaluate_commands(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "q" / "checkpoint.pt"), "--T", "2", "--negative-spikes",
                  "--offset-spikes", "2", "--no-progress"]) == 0  # fmt: skip
     assert "\nna+negative+cos2 " in capsys.readouterr().out
+    # a method spelled with its settings, p among them: trained, recorded and rebuilt at its own p
+    spelled = ["--method", "na[p=3,noise=gaussian]", "--epochs", "1", "--init", str(tmp_path / "f" / "checkpoint.pt")]
+    assert main(["train", *common, *spelled, "--out", str(tmp_path / "s")]) == 0
+    config = load_checkpoint(tmp_path / "s" / "checkpoint.pt")["config"]
+    assert (config["method"], config["p"]) == ("na[noise=gaussian,p=3]", 3)
+    assert main(["evaluate", str(tmp_path / "s" / "checkpoint.pt"), "--T", "2", "--no-progress"]) == 0
+    assert "small-cnn, p=3" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # --p and the spelling's p disagree
+        main(["train", *common, *spelled, "--p", "2", "--out", str(tmp_path / "t")])
+    assert "--p 2 and method na[p=3,noise=gaussian] (p=3) disagree" in capsys.readouterr().err
 
 
 def test_recipe_with_unknown_key_is_refused(tmp_path, capsys):

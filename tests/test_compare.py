@@ -293,6 +293,14 @@ def test_variants_join_corrections_with_a_plus():
     for bad, message in (("cos4+srp4", "both two-stage"), ("cos2+cos4", "cos twice"), ("negative+phase2", "unknown")):
         with pytest.raises(ValueError, match=message):
             variant_row(bad)
+    # one spelling per row, whatever the order given: a contrast names it as the study does
+    config = _tiny(variants=("cos4+negative", "phase2", "negative+cos4"), contrasts=("na+negative+cos4:na",))
+    assert config.variants == ("negative+cos4", "phase2")
+    from noiseadaptor.study.config import split_row
+
+    assert split_row("na[p=3]+negative+cos4") == ("na[p=3]", "negative+cos4") and split_row("na") == ("na", "")
+    with pytest.raises(ValueError, match="a method, then"):
+        split_row("na[p=3]negative")
 
 
 def test_a_study_over_p_trains_and_converts_each_method_at_its_own_p(tmp_path):

@@ -19,6 +19,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from torch import nn
@@ -125,9 +126,11 @@ class RunConfig:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # types first: a recipe's "no" is not false, a list not a name
             object.__setattr__(self, f.name, checked_type(f.name, getattr(self, f.name), f.type))
-        self.method_info  # an unknown method fails here, with the list
+        object.__setattr__(self, "method", self.method_info.name)  # an unknown method fails here; one spelling
         for name in ("p", "time_steps", "batch_size"):
             positive_int(getattr(self, name), name)
+        if self.method_info.converts:  # a spelling's own p ('na[p=4]') is the run's: recorded as trained
+            object.__setattr__(self, "p", self.method_info.quant(self).p)
         for name in ("epochs", "cutout", "workers", "seed", "restart_epochs"):  # seed < 0: "random" elsewhere
             positive_int(getattr(self, name), name, zero=True)
         for name in ("quant_noise_p", "spike_noise_p"):
@@ -197,9 +200,14 @@ def checkpoint_run(config: dict, source: str, **unrecorded) -> RunConfig:
     return RunConfig.from_dict({"method": "float", **unrecorded, **config}, source=source)
 
 
-def check_method_fields(method: str, given: set[str]) -> None:
-    """Refuse settings, explicitly given, that `method` does not read (e.g. --spike-noise-p for na)."""
+def check_method_fields(method: str, given: set[str], values: dict | None = None) -> None:
+    """Refuse settings, explicitly given, that `method` does not read (e.g. --spike-noise-p for na), and a
+    --p other than the one the method's spelling sets (`values`: what was given)."""
     info = get_method(method)
+    if info.converts and "p" in given and values is not None and isinstance(values.get("p"), int):
+        spelled = info.quant(SimpleNamespace(p=values["p"], quant_noise_p=0.1)).p
+        if spelled != values["p"]:
+            raise ValueError(f"--p {values['p']} and method {method} (p={spelled}) disagree: give p once")
     foreign = sorted((given & set(METHOD_FIELDS)) - set(info.reads))
     if foreign:
         flags = ", ".join("--" + f.replace("_", "-") for f in foreign)

@@ -68,7 +68,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, RunConfig, {"dataset": DATASETS + EVENT_DATASETS, "method": tuple(list_methods())})
+    add_config_arguments(parser, RunConfig, {"dataset": DATASETS + EVENT_DATASETS})  # a method may be spelled na[p=4]
 
 
 def run_config(args: argparse.Namespace) -> RunConfig:
@@ -92,7 +92,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
             raise ValueError(f"{args.out / 'checkpoint.pt'} has no config entry: not one noiseadaptor train wrote")
         run = checkpoint_run(saved["config"], f"checkpoint {args.out / 'checkpoint.pt'}")
         recorded = {k: v for k, v in run.to_dict().items() if k not in FACTS}
-    check_method_fields(given.get("method", recorded.get("method", RunConfig.method)), set(given))
+    check_method_fields(given.get("method", recorded.get("method", RunConfig.method)), set(given), given)
     values = {**recorded, **given}
     return RunConfig.from_dict(values, source=f"recipe {args.recipe}" if args.recipe else "command line")
 

@@ -87,8 +87,8 @@ class StudyConfig:
             raise ValueError(f"the baseline {self.baseline!r} must be one of the methods {list(self.methods)}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct, at least one; got {list(self.seeds)}")
-        for v in self.variants:
-            variant_row(v)
+        spelled = ("+".join(variant_names(variant_row(v).options)) or v for v in self.variants)  # 'cos4+negative'
+        object.__setattr__(self, "variants", tuple(dict.fromkeys(spelled)))  # is 'negative+cos4'; phase2 stays
         self.exit_rules()  # validates
         for name in ("T", "phase2_T", "exit_holdout"):
             positive_int(getattr(self, name), name)
@@ -168,8 +168,10 @@ class StudyConfig:
 
 def split_row(row: str) -> tuple[str, str]:
     """A row name's method and variant: 'na[p=3]+negative+cos4' -> ('na[p=3]', 'negative+cos4'); a method's
-    own row has the variant ''. (A variant holds no brackets; a method's settings hold no '+'.)"""
-    cut = row.index("]") + 1 if "[" in row else (row.index("+") if "+" in row else len(row))
+    own row has the variant ''. (A variant holds no brackets; the method's settings end at its ']'.)"""
+    cut = row.index("]") + 1 if "[" in row and "]" in row else (row.index("+") if "+" in row else len(row))
+    if row[cut : cut + 1] not in ("", "+"):
+        raise ValueError(f"row {row!r}: a method, then '+' and a variant (e.g. 'na[p=4]+negative')")
     return row[:cut], row[cut + 1 :]
 
 

@@ -52,8 +52,8 @@ def test_the_cli_is_generated_from_the_run_description_and_the_registry(capsys):
     for f in dataclasses.fields(RunConfig):
         if f.metadata["group"] != "facts":
             assert f.name in flags, f.name
-    assert list(flags["method"].choices) == list_methods()
-    assert get_method("qcfs").summary in flags["method"].help
+    assert flags["method"].choices is None  # a method may be spelled with its settings: RunConfig checks it
+    assert all(get_method(m).summary in flags["method"].help for m in list_methods())
 
 
 @pytest.mark.parametrize(

@@ -204,7 +204,7 @@ def check_method_fields(method: str, given: set[str], values: dict | None = None
     """Refuse settings, explicitly given, that `method` does not read (e.g. --spike-noise-p for na), and a
     --p other than the one the method's spelling sets (`values`: what was given)."""
     info = get_method(method)
-    if info.converts and "p" in given and values is not None and isinstance(values.get("p"), int):
+    if info.converts and "p" in given and values is not None and type(values.get("p")) is int:
         spelled = info.quant(SimpleNamespace(p=values["p"], quant_noise_p=0.1)).p
         if spelled != values["p"]:
             raise ValueError(f"--p {values['p']} and method {method} (p={spelled}) disagree: give p once")

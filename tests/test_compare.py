@@ -503,3 +503,31 @@ def test_each_network_chooses_its_exit_rule_on_training_images_no_network_traine
 
     args = build_parser()[1]["compare"].parse_args(["--exit", "confidence=0.9", "margin=0.2,min_steps=2"])
     assert [r.label for r in study_config(args).exit_rules()] == ["confidence>=0.9", "margin>=0.2, from step 2"]
+
+
+@pytest.mark.parametrize(
+    "mean_T, low, high, w",
+    [(2.5, 2, 3, 0.5), (2.0, 2, 2, 0), (4.0, 4, 4, 0), (1.0, 1, 1, 0), (2.9999999999, 3, 3, 0), (3.25, 3, 4, 0.25)],
+)
+def test_fixed_T_at_the_same_mean_latency_mixes_the_two_whole_T_around_it(mean_T, low, high, w):
+    from noiseadaptor.study.statistics import early_exit
+
+    T = 4
+    accuracy = {str(t): 0.5 + 0.1 * t for t in range(1, T + 1)}
+    energy = {str(t): 10.0 * t for t in range(1, T + 1)}
+    cells = [
+        {"exit_choice": {"rule": "confidence>=0.9", "images": 10, "tolerance": 0.005},
+         "exits": [{"rule": "confidence>=0.9", "mean_T": mean_T, "accuracy": 0.8 + 0.01 * seed,
+                    "energy_pj_per_sample": 10.0 * mean_T}],
+         "snn_accuracy": accuracy, "energy_pj_per_sample": energy, "ann_energy_pj_per_sample": 100.0}
+        for seed in range(3)
+    ]  # fmt: skip
+    e = early_exit(cells, [0, 1, 2], T)
+    # by hand: a share w of the images run `high` steps, the rest `low`; ceil(mean T) alone is `fixed`
+    assert e["matched"]["mean_T"]["mean"] == pytest.approx((1 - w) * low + w * high)
+    assert e["matched"]["accuracy"]["mean"] == pytest.approx((1 - w) * accuracy[str(low)] + w * accuracy[str(high)])
+    assert e["matched"]["energy"]["mean"] == pytest.approx(((1 - w) * energy[str(low)] + w * energy[str(high)]) / 100)
+    assert e["fixed"]["mean_T"]["mean"] == high and e["full"]["mean_T"]["mean"] == T
+    assert e["adaptive_minus_matched"]["accuracy"]["mean"] == pytest.approx(
+        0.81 - ((1 - w) * accuracy[str(low)] + w * accuracy[str(high)])
+    )

@@ -164,6 +164,24 @@ def test_a_killed_study_continues_where_it_stopped(tmp_path, monkeypatch):
     seeds = resumed["differences"]["na+cos2"]["seeds"]
     by_hand = [mean_error("na", "na+cos2", s) - mean_error("no-noise", "no-noise", s) for s in seeds]
     assert resumed["differences"]["na+cos2"]["mean_layer_error"]["3"]["values"] == pytest.approx(by_hand)
+    # and at the same energy: the row's top-1 read (linearly) at the energy the baseline spent by T
+    import numpy as np
+
+    at_energy = resumed["differences"]["na"]["snn_accuracy_at_base_energy"]
+    for t in map(str, range(1, 5)):
+        by_hand = []
+        for s in seeds:
+            ours, theirs = cells[("na", s)]["rows"]["na"], cells[("no-noise", s)]["rows"]["no-noise"]
+            energy = [ours["energy_pj_per_sample"][str(k)] for k in range(1, 5)]
+            target = theirs["energy_pj_per_sample"][t]
+            accuracy = [ours["snn_accuracy"][str(k)] for k in range(1, 5)]
+            inside = energy[0] <= target <= energy[-1]
+            by_hand.append(np.interp(target, energy, accuracy) - theirs["snn_accuracy"][t] if inside else None)
+        if None in by_hand:
+            assert t not in at_energy
+        else:
+            assert at_energy[t]["values"] == pytest.approx(by_hand)
+    assert at_energy  # some T inside every seed's curve
     json.loads((tmp_path / "killed" / "compare.json").read_text())  # valid JSON
     with pytest.raises(ValueError, match="other settings"):
         run_study(_tiny(T=8), tmp_path / "killed", log=lambda *a: None)

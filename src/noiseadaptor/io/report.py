@@ -144,14 +144,18 @@ def study_table(summary: dict, steps: Sequence[int] = (1, 2, 4, 8, 16, 32, 64)) 
         lines.append("QAT at its own lr (method_lr): " + ", ".join(f"{m} {lr:g}" for m, lr in own.items()))
     for key, title in (
         ("snn_accuracy", "paired difference of SNN top-1 (points)"),
+        ("snn_accuracy_at_base_energy", "paired difference of SNN top-1 at the same energy per image: the first "
+         "row at what the second spends by T (points; -: outside the first's T)"),
         ("mean_layer_error", "paired difference of the mean per-layer conversion error (% of threshold)"),
-    ):
-        lines += ["", f"{title}, mean ± 95% CI [p-value; Holm over T={','.join(map(str, steps))}]"]
+    ):  # fmt: skip
         table = {
-            name: [_pm(d[key][str(t)]) + f" [{_p(d[key][str(t)])}]" for t in steps]
+            name: [_pm(d[key][str(t)]) + f" [{_p(d[key][str(t)])}]" if str(t) in d[key] else "-" for t in steps]
             for name, d in pairs.items()
             if key in d
-        }  # fmt: skip  (studies summarised before 0.2 lack the error)
+        }  # fmt: skip  (studies summarised before 0.2 lack the error; without SOPs, the energy)
+        if not table:
+            continue
+        lines += ["", f"{title}, mean ± 95% CI [p-value; Holm over T={','.join(map(str, steps))}]"]
         column = max([30, *(len(c) for cells in table.values() for c in cells)])
         lines.append(f"{'difference':<{width}}" + "  ".join(f"{'T=' + str(t):<{column}}" for t in steps).rstrip())
         for name, cells in table.items():

@@ -161,11 +161,37 @@ def _contrast(by: dict, config: StudyConfig, row: str, base: str, steps: list[st
             for t in steps
         },
     }  # fmt: skip
-    for key in ("snn_accuracy", "mean_layer_error"):
-        tested = [t for t in steps if int(t) & (int(t) - 1) == 0]
+    if all("energy_pj_per_sample" in c["rows"][r] for cells, r in ((ours, row), (theirs, base)) for c in cells):
+        out["snn_accuracy_at_base_energy"] = _at_base_energy(
+            [c["rows"][row] for c in ours], [c["rows"][base] for c in theirs], steps
+        )
+    for key in ("snn_accuracy", "mean_layer_error", "snn_accuracy_at_base_energy"):
+        tested = [t for t in steps if int(t) & (int(t) - 1) == 0 and t in out.get(key, {})]
         for t, adjusted in zip(tested, holm([out[key][t]["p_value"] for t in tested])):
             out[key][t]["p_holm"] = adjusted
     return out
+
+
+def _at_base_energy(ours: list[dict], theirs: list[dict], steps: list[str]) -> dict:
+    """Row minus base at the same energy per image: at each T, the base's top-1 against the row's top-1 at
+    the energy the base spent by T (linear between the two T of the row's curve around it), paired by seed.
+    A T where some seed's row never spends that much, or spends more at T = 1, is left out: no extrapolation."""
+    out = {}
+    for t in steps:
+        at = [_accuracy_at_energy(r, b["energy_pj_per_sample"][t], steps) for r, b in zip(ours, theirs)]
+        if None not in at:
+            out[t] = paired_difference(at, [b["snn_accuracy"][t] for b in theirs])
+    return out
+
+
+def _accuracy_at_energy(row: dict, energy: float, steps: list[str]) -> float | None:
+    """A row's top-1 at `energy` per image, reading its accuracy-against-energy curve over T = steps (energy
+    grows with T) linearly between the two T around it; None outside the curve."""
+    curve = [(row["energy_pj_per_sample"][t], row["snn_accuracy"][t]) for t in steps]
+    for (e0, a0), (e1, a1) in zip(curve, curve[1:]):
+        if e0 <= energy <= e1:
+            return a0 if e1 == e0 else a0 + (a1 - a0) * (energy - e0) / (e1 - e0)
+    return curve[0][1] if len(curve) == 1 and curve[0][0] == energy else None
 
 
 def holm(p_values: Sequence[float | None]) -> list[float | None]:

@@ -549,3 +549,23 @@ def test_fixed_T_at_the_same_mean_latency_mixes_the_two_whole_T_around_it(mean_T
     assert e["adaptive_minus_matched"]["accuracy"]["mean"] == pytest.approx(
         0.81 - ((1 - w) * accuracy[str(low)] + w * accuracy[str(high)])
     )
+
+
+def test_float_per_seed_gives_each_seed_its_own_float_network(tmp_path):
+    shared = run_study(_tiny(seeds=(0,), variants=()), tmp_path / "shared", log=lambda *a: None)
+    lines = []
+    own = run_study(_tiny(seeds=(0, 1), variants=(), float_per_seed=True), tmp_path / "own", log=lines.append)
+    # seed 0's float network is trained at seed 0 either way: its cells are the shared study's
+    for method in ("na", "no-noise"):
+        a = json.loads((tmp_path / "shared" / "cells" / f"{method}-seed0.json").read_text())
+        b = json.loads((tmp_path / "own" / "cells" / f"{method}-seed0.json").read_text())
+        assert json.dumps(a["rows"], sort_keys=True) == json.dumps(b["rows"], sort_keys=True)
+    first, second = (torch.load(tmp_path / "own" / f"float-seed{s}.pt", weights_only=False)["model"] for s in (0, 1))
+    assert any(not torch.equal(first[k], second[k]) for k in first)  # seed 1 starts from another float network
+    assert not (tmp_path / "own" / "float.pt").exists()
+    assert set(own["float"]["per_seed"]) == {"0", "1"} and own["float"]["ann_accuracy"]["n"] == 2
+    assert shared["float"]["ann_accuracy"] == own["float"]["per_seed"]["0"]["ann_accuracy"]
+    assert "[float-seed1]" in "\n".join(lines)
+    assert "each seed's cells start from its own float network: ANN" in study_table(own)
+    with pytest.raises(ValueError, match="other settings"):  # a folder of one float network is not reused
+        run_study(_tiny(seeds=(0,), variants=(), float_per_seed=True), tmp_path / "shared", log=lambda *a: None)

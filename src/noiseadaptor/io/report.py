@@ -137,7 +137,10 @@ def study_table(summary: dict, steps: Sequence[int] = (1, 2, 4, 8, 16, 32, 64)) 
         lines.append(f"{row:<{width}}" + "".join(f"{c:>{column}}" for c in cells[row]))
         if r["pre_steps"]:
             lines.append(f"{'':<{width}}(T counts main steps; run = T + {r['pre_steps']})")
-    if summary.get("float"):
+    if summary.get("float", {}).get("per_seed"):
+        accuracy = _pm(summary["float"]["ann_accuracy"])
+        lines.append(f"(each seed's cells start from its own float network: ANN {accuracy}%)")
+    elif summary.get("float"):
         lines.append(f"(every cell starts from one float network: ANN {100 * summary['float']['ann_accuracy']:.2f}%)")
     own = {m: lr for m, lr in summary["study"].get("method_lrs", {}).items() if lr != summary["study"]["lr"]}
     if own:

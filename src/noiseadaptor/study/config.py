@@ -36,8 +36,12 @@ class StudyConfig:
     seeds: tuple[int, ...] = setting(
         tuple(range(8)), "seeds (each: every method from the same float net, data order and calibration batch)"
     )
-    float_epochs: int = setting(6, "epochs of the float network every cell starts from (seed 0)")
+    float_epochs: int = setting(6, "epochs of the float network the cells start from (one, at seed 0, by default)")
     float_lr: float = setting(0.1, "its learning rate")
+    float_per_seed: bool = setting(
+        False, "each seed starts from its own float network, trained at that seed: the intervals then hold the "
+        "float network's variance too (a study's answer can depend on its one float network)"
+    )  # fmt: skip
     method_lr: tuple[str, ...] = setting(
         (), "a method's own QAT learning rate, METHOD=LR (e.g. qcfs=0.01; the others train at --lr)"
     )
@@ -127,9 +131,15 @@ class StudyConfig:
         """What the cell (method, seed) trains: the study's run with that method, seed and learning rate."""
         return dataclasses.replace(self.run, method=method, seed=seed, lr=self.method_lrs()[method])
 
-    def float_run(self) -> RunConfig:
-        """What the float network every cell starts from trains: the study's run, float, at seed 0."""
-        return dataclasses.replace(self.run, method="float", seed=0, epochs=self.float_epochs, lr=self.float_lr)
+    def float_run(self, seed: int = 0) -> RunConfig:
+        """What the float network the cells of `seed` start from trains: the study's run, float, at seed 0 (at
+        `seed` with float_per_seed)."""
+        seed = seed if self.float_per_seed else 0
+        return dataclasses.replace(self.run, method="float", seed=seed, epochs=self.float_epochs, lr=self.float_lr)
+
+    def float_name(self, seed: int) -> str:
+        """The file stem of the float network the cells of `seed` start from: 'float', or 'float-seed<seed>'."""
+        return f"float-seed{seed}" if self.float_per_seed else "float"
 
     def contrast_pairs(self) -> list[tuple[str, str]]:
         """(row, base) of each `contrasts` entry, both rows of the study."""

@@ -30,7 +30,7 @@ from ..runconfig import RunConfig
 from ..training.loop import evaluate, fit
 from .cell import ExitChoice, Row, method_cell
 from .config import StudyConfig, variant_row
-from .statistics import summarize
+from .statistics import summarize, t_interval
 
 _FREE = ("seeds", "methods", "data_dir", "download", "workers", "baseline", "contrasts", "device", "method_lr")
 """Settings a study may change between two commands on one folder: which cells, how data is read, how the
@@ -53,10 +53,13 @@ def run_study(config: StudyConfig, out: Path, progress: Progress = False, log=pr
     facts = {"num_classes": splits.num_classes, "in_channels": splits.in_channels, "image_size": splits.image_size}
     test = DataLoader(spread_subset(splits.test, config.test_images or None), batch_size=500)
     start = time.time()
-    with exclusive(out / "float-network", wait=True):  # processes started together: one trains, the rest wait
-        float_model = _float_network(dataclasses.replace(config.float_run(), **facts), splits, test, out, device,
-                                     progress, log)  # fmt: skip
+    float_model, float_name = None, None
     for seed in config.seeds:
+        if config.float_name(seed) != float_name:  # one for the study, or one per seed
+            float_name = config.float_name(seed)
+            with exclusive(out / f"{float_name}-network", wait=True):  # one process trains it, the rest wait
+                float_model = _float_network(dataclasses.replace(config.float_run(seed), **facts), splits, test,
+                                             out / float_name, device, progress, log)  # fmt: skip
         for method in config.methods:
             path = out / "cells" / f"{method}-seed{seed}.json"
             run = dataclasses.replace(config.cell_run(method, seed), **facts)
@@ -81,11 +84,16 @@ def run_study(config: StudyConfig, out: Path, progress: Progress = False, log=pr
 
 
 def summarize_folder(config: StudyConfig, out: Path) -> dict:
-    """`summarize` of the cells in `out`, with the float network's record (accuracy, training time) when kept."""
+    """`summarize` of the cells in `out`, with the float network's record (accuracy, training time) when kept;
+    with float_per_seed, each seed's (`per_seed`) and their accuracy's t-interval."""
     summary = summarize(config, load_cells(out))
-    record = Path(out) / "float-network.json"
-    if record.is_file():
-        summary["float"] = json.loads(record.read_text())
+    records = {s: Path(out) / f"{config.float_name(s)}-network.json" for s in config.seeds}
+    records = {s: json.loads(r.read_text()) for s, r in records.items() if r.is_file()}
+    if records and not config.float_per_seed:
+        summary["float"] = next(iter(records.values()))
+    elif records:
+        accuracy = t_interval([r["ann_accuracy"] for r in records.values()])
+        summary["float"] = {"per_seed": {str(s): r for s, r in records.items()}, "ann_accuracy": accuracy}
     return summary
 
 
@@ -135,17 +143,18 @@ def _train_loader(run: RunConfig, splits, device: torch.device):
     return splits.loaders(run.batch_size, seed=run.seed, num_workers=run.workers)[0]
 
 
-def _float_network(run: RunConfig, splits, test, out: Path, device: torch.device, progress: Progress, log):
-    """The float network of `run` (OUT/float.pt, resumed), and OUT/float-network.json: its test accuracy and
-    the time of the run that trained it."""
+def _float_network(run: RunConfig, splits, test, stem: Path, device: torch.device, progress: Progress, log):
+    """The float network of `run` (STEM.pt, e.g. OUT/float.pt, resumed), and STEM-network.json: its test
+    accuracy and the time of the run that trained it."""
     torch.manual_seed(run.seed)
     train = _train_loader(run, splits, device)
     model = create_model(run.model, run.num_classes, run.in_channels)
-    log(f"[float] {run.model} on {run.dataset}, {run.epochs} epochs (shared by every cell)")
+    shared = "shared by every cell" if stem.name == "float" else f"the cells of seed {run.seed} start from it"
+    log(f"[{stem.name}] {run.model} on {run.dataset}, {run.epochs} epochs ({shared})")
     begin = time.time()
     fit(model, train, run.epochs, lr=run.lr, weight_decay=run.weight_decay, device=device, progress=progress,
-        desc="float", checkpoint=out / "float.pt", resume=True, config=run.to_dict())  # fmt: skip
-    record = out / "float-network.json"
+        desc=stem.name, checkpoint=stem.with_name(stem.name + ".pt"), resume=True, config=run.to_dict())  # fmt: skip
+    record = stem.with_name(stem.name + "-network.json")
     if not record.exists():  # a resume reloads a trained network: the first run's time stands
         seconds = time.time() - begin
         write_json({"ann_accuracy": evaluate(model, test, device), "seconds": seconds}, record)

@@ -322,6 +322,8 @@ def test_variants_join_corrections_with_a_plus():
 
 
 def test_a_study_over_p_trains_and_converts_each_method_at_its_own_p(tmp_path):
+    with pytest.raises(ValueError, match="methods na and na\\[p=2\\] train the same network here"):
+        _tiny(methods=("na", "na[p=2]"), baseline="na")  # the study's p is 2: one network, trained twice
     config = _tiny(methods=("na[p=1]", "na[p=3]"), baseline="na[p=3]", seeds=(0,), variants=("negative+cos2",),
                    variant_methods=("na[p=3]",))  # fmt: skip
     summary = run_study(config, tmp_path, log=lambda *a: None)

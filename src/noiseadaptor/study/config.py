@@ -104,8 +104,14 @@ class StudyConfig:
             raise ValueError(f"{' and '.join(unused)} only matter with exit rules: give them (exit), or leave it out")
         for name in ("float_epochs", "test_images"):
             positive_int(getattr(self, name), name, zero=True)
-        self.method_lrs()  # validates
+        lrs = self.method_lrs()  # validates
         self.contrast_pairs()
+        trains: dict[str, str] = {}  # 'na' and 'na[p=2]' at the run's p = 2 train one network twice
+        for m in self.methods:
+            run = dataclasses.replace(self.run, method=m, lr=lrs[m])
+            same = trains.setdefault(repr((run.method_info.quant(run), run.method_info.optimizer(run))), m)
+            if same != m:
+                raise ValueError(f"methods {same} and {m} train the same network here (p={run.p}): give one")
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "study", defaults: RunConfig = STUDY_RUN) -> "StudyConfig":

@@ -15,8 +15,9 @@ from .common import add_study_arguments, command_parser, output_folder, show_pro
 
 COMPARE_DESCRIPTION = """\
 Does a method beat its baseline, by how much, at which T? A paired study over seeds: one float network
-(trained once), then for every seed each method by QAT from it with the same data order, calibration
-batch and seed; each converted and simulated at every T = 1..--T on the same test images. Run-time
+(trained once; one per seed with --float-per-seed), then for every seed each method by QAT from it with
+the same data order, calibration batch and seed; each converted and simulated at every T = 1..--T on the
+same test images, and paired with the baseline at the same T and at the same energy per image. Run-time
 variants (negative spikes, COS offset spikes, Phase II) are extra rows of the same trained networks.
 With --exit, every network also chooses a per-image exit rule on held-out training images (kept out
 of all training) and is paired with a fixed T at the same mean latency. Every finished cell is saved:

@@ -554,11 +554,12 @@ def test_fixed_T_at_the_same_mean_latency_mixes_the_two_whole_T_around_it(mean_T
 
 
 def test_float_per_seed_gives_each_seed_its_own_float_network(tmp_path):
-    shared = run_study(_tiny(seeds=(0,), variants=()), tmp_path / "shared", log=lambda *a: None)
+    one = {"methods": ("na",), "baseline": "na", "variants": ()}
+    shared = run_study(_tiny(seeds=(0,), **one), tmp_path / "shared", log=lambda *a: None)
     lines = []
-    own = run_study(_tiny(seeds=(0, 1), variants=(), float_per_seed=True), tmp_path / "own", log=lines.append)
+    own = run_study(_tiny(seeds=(0, 1), float_per_seed=True, **one), tmp_path / "own", log=lines.append)
     # seed 0's float network is trained at seed 0 either way: its cells are the shared study's
-    for method in ("na", "no-noise"):
+    for method in ("na",):
         a = json.loads((tmp_path / "shared" / "cells" / f"{method}-seed0.json").read_text())
         b = json.loads((tmp_path / "own" / "cells" / f"{method}-seed0.json").read_text())
         assert json.dumps(a["rows"], sort_keys=True) == json.dumps(b["rows"], sort_keys=True)
@@ -570,4 +571,4 @@ def test_float_per_seed_gives_each_seed_its_own_float_network(tmp_path):
     assert "[float-seed1]" in "\n".join(lines)
     assert "each seed's cells start from its own float network: ANN" in study_table(own)
     with pytest.raises(ValueError, match="other settings"):  # a folder of one float network is not reused
-        run_study(_tiny(seeds=(0,), variants=(), float_per_seed=True), tmp_path / "shared", log=lambda *a: None)
+        run_study(_tiny(seeds=(0,), float_per_seed=True, **one), tmp_path / "shared", log=lambda *a: None)

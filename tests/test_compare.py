@@ -572,3 +572,16 @@ def test_float_per_seed_gives_each_seed_its_own_float_network(tmp_path):
     assert "each seed's cells start from its own float network: ANN" in study_table(own)
     with pytest.raises(ValueError, match="other settings"):  # a folder of one float network is not reused
         run_study(_tiny(seeds=(0,), float_per_seed=True, **one), tmp_path / "shared", log=lambda *a: None)
+
+
+def test_accuracy_at_an_energy_reads_the_curve_between_two_T_and_never_beyond():
+    from noiseadaptor.study.statistics import _accuracy_at_energy
+
+    row = {"energy_pj_per_sample": {"1": 10.0, "2": 20.0, "3": 20.0, "4": 40.0},
+           "snn_accuracy": {"1": 0.5, "2": 0.6, "3": 0.7, "4": 0.9}}  # fmt: skip
+    steps = ["1", "2", "3", "4"]
+    assert _accuracy_at_energy(row, 10.0, steps) == 0.5  # the first T's energy: its accuracy
+    assert _accuracy_at_energy(row, 15.0, steps) == pytest.approx(0.55)  # halfway between T = 1 and 2
+    assert _accuracy_at_energy(row, 30.0, steps) == pytest.approx(0.8)  # between T = 3 and 4
+    assert _accuracy_at_energy(row, 40.0, steps) == 0.9
+    assert _accuracy_at_energy(row, 9.9, steps) is None and _accuracy_at_energy(row, 40.1, steps) is None

@@ -141,7 +141,8 @@ def study_table(summary: dict, steps: Sequence[int] = (1, 2, 4, 8, 16, 32, 64)) 
         accuracy = _pm(summary["float"]["ann_accuracy"])
         lines.append(f"(each seed's cells start from its own float network: ANN {accuracy}%)")
     elif summary.get("float"):
-        lines.append(f"(every cell starts from one float network: ANN {100 * summary['float']['ann_accuracy']:.2f}%)")
+        lines.append(f"(every cell starts from one float network: ANN {100 * summary['float']['ann_accuracy']:.2f}%; "
+                     "the intervals hold the QAT seeds' spread, not its: --float-per-seed for both)")  # fmt: skip
     own = {m: lr for m, lr in summary["study"].get("method_lrs", {}).items() if lr != summary["study"]["lr"]}
     if own:
         lines.append("QAT at its own lr (method_lr): " + ", ".join(f"{m} {lr:g}" for m, lr in own.items()))

@@ -19,7 +19,6 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from torch import nn
@@ -200,14 +199,9 @@ def checkpoint_run(config: dict, source: str, **unrecorded) -> RunConfig:
     return RunConfig.from_dict({"method": "float", **unrecorded, **config}, source=source)
 
 
-def check_method_fields(method: str, given: set[str], values: dict | None = None) -> None:
-    """Refuse settings, explicitly given, that `method` does not read (e.g. --spike-noise-p for na), and a
-    --p other than the one the method's spelling sets (`values`: what was given)."""
+def check_method_fields(method: str, given: set[str]) -> None:
+    """Refuse settings, explicitly given, that `method` does not read (e.g. --spike-noise-p for na)."""
     info = get_method(method)
-    if info.converts and "p" in given and values is not None and type(values.get("p")) is int:
-        spelled = info.quant(SimpleNamespace(p=values["p"], quant_noise_p=0.1)).p
-        if spelled != values["p"]:
-            raise ValueError(f"--p {values['p']} and method {method} (p={spelled}) disagree: give p once")
     foreign = sorted((given & set(METHOD_FIELDS)) - set(info.reads))
     if foreign:
         flags = ", ".join("--" + f.replace("_", "-") for f in foreign)

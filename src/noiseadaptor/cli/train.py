@@ -92,9 +92,12 @@ def run_config(args: argparse.Namespace) -> RunConfig:
             raise ValueError(f"{args.out / 'checkpoint.pt'} has no config entry: not one noiseadaptor train wrote")
         run = checkpoint_run(saved["config"], f"checkpoint {args.out / 'checkpoint.pt'}")
         recorded = {k: v for k, v in run.to_dict().items() if k not in FACTS}
-    check_method_fields(given.get("method", recorded.get("method", RunConfig.method)), set(given), given)
-    values = {**recorded, **given}
-    return RunConfig.from_dict(values, source=f"recipe {args.recipe}" if args.recipe else "command line")
+    method = given.get("method", recorded.get("method", RunConfig.method))
+    check_method_fields(method, set(given))
+    run = RunConfig.from_dict({**recorded, **given}, source=f"recipe {args.recipe}" if args.recipe else "command line")
+    if "p" in given and run.p != given["p"]:  # the method's spelling set its own p ('na[p=4]')
+        raise ValueError(f"--p {given['p']} and method {method} (p={run.p}) disagree: give p once")
+    return run
 
 
 def main(args: argparse.Namespace) -> int:

@@ -74,7 +74,7 @@ def compare_methods(
     calibration_batch = next(iter(train_data))
     rows, models = {}, {}
     for method, cell_run in cells.items():
-        log(f"[{method}] quantization-aware training, p={_quant(cell_run).p}, {run.epochs} epochs")
+        log(f"[{method}] quantization-aware training, p={cell_run.p}, {run.epochs} epochs")
         checkpoint = Path(checkpoint_dir) / f"{method}-seed{run.seed}.pt" if checkpoint_dir is not None else None
         cell, qmodel = method_cell(
             float_model, cell_run, train_data, test_data, T=T, device=device, progress=progress,

@@ -109,7 +109,7 @@ class StudyConfig:
         trains: dict[str, str] = {}  # 'na' and 'na[p=2]' at the run's p = 2 train one network twice
         for m in self.methods:
             run = dataclasses.replace(self.run, method=m, lr=lrs[m])
-            same = trains.setdefault(repr((run.method_info.quant(run), run.method_info.optimizer(run))), m)
+            same = trains.setdefault(json.dumps(cell_settings(run), sort_keys=True), m)
             if same != m:
                 raise ValueError(f"methods {same} and {m} train the same network here (p={run.p}): give one")
 
@@ -180,6 +180,13 @@ class StudyConfig:
     def rows(self) -> list[str]:
         """Row names: each method, then '<method>+<variant>' for the variant methods."""
         return [*self.methods, *(f"{m}+{v}" for m in self.variant_methods if m in self.methods for v in self.variants)]
+
+
+def cell_settings(run: RunConfig) -> dict:
+    """What a cell trains under: its lr and its full quantizer and optimiser settings."""
+    info = run.method_info
+    return json.loads(json.dumps({"lr": run.lr, "quant": dataclasses.asdict(info.quant(run)),
+                                  "optimizer": dataclasses.asdict(info.optimizer(run))}))  # fmt: skip
 
 
 def split_row(row: str) -> tuple[str, str]:

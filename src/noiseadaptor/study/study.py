@@ -29,7 +29,7 @@ from ..progress import Progress
 from ..runconfig import RunConfig
 from ..training.loop import evaluate, fit
 from .cell import ExitChoice, Row, method_cell
-from .config import StudyConfig, variant_row
+from .config import StudyConfig, cell_settings, variant_row
 from .statistics import summarize, t_interval
 
 _FREE = ("seeds", "methods", "data_dir", "download", "workers", "baseline", "contrasts", "device", "method_lr")
@@ -95,13 +95,6 @@ def summarize_folder(config: StudyConfig, out: Path) -> dict:
         accuracy = t_interval([r["ann_accuracy"] for r in records.values()])
         summary["float"] = {"per_seed": {str(s): r for s, r in records.items()}, "ann_accuracy": accuracy}
     return summary
-
-
-def cell_settings(run: RunConfig) -> dict:
-    """What a cell trains under: its lr and its full quantizer and optimiser settings."""
-    info = run.method_info
-    return json.loads(json.dumps({"lr": run.lr, "quant": dataclasses.asdict(info.quant(run)),
-                                  "optimizer": dataclasses.asdict(info.optimizer(run))}))  # fmt: skip
 
 
 def _missing_cell(config, run, path, splits, float_model, test, exit, device, progress, log) -> dict | None:
